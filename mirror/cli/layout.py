@@ -1,0 +1,106 @@
+"""`mirror layout ls|verify|gc PATH`: look after an OCI image layout on disk."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from mirror.cli.output import emit, json_option, options, run
+from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
+
+__all__ = ["layout_group"]
+
+
+@click.group("layout")
+def layout_group() -> None:
+    """Inspect, check and clean OCI image layouts."""
+
+
+@layout_group.command("ls")
+@click.argument("path", type=click.Path(file_okay=False))
+@json_option
+def ls_command(path: str, as_json: bool) -> None:
+    """List the images in the layout at PATH."""
+
+    async def work() -> list[LayoutImage]:
+        async with await Layout.open(path) as layout:
+            return await layout.images()
+
+    images = run(work())
+    rows = [
+        {
+            "name": i.name,
+            "digest": str(i.descriptor.digest),
+            "mediaType": i.descriptor.media_type,
+            "size": i.descriptor.size,
+        }
+        for i in images
+    ]
+    emit(rows, lambda: _table(rows))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no images)"
+    width = max(len(r["name"] or "<none>") for r in rows)
+    return "\n".join(
+        f"{(r['name'] or '<none>'):<{width}}  {r['digest']}  {r['size']:>8}  {r['mediaType']}"
+        for r in rows
+    )
+
+
+@layout_group.command("verify")
+@click.argument("path", type=click.Path(file_okay=False))
+@json_option
+def verify_command(path: str, as_json: bool) -> None:
+    """Re-hash every blob in PATH and check every referenced blob is there; exit 1 on problems."""
+
+    async def work() -> list[Problem]:
+        async with await Layout.open(path) as layout:
+            return await verify(layout)
+
+    problems = run(work())
+    if options().as_json:
+        emit(
+            {
+                "ok": not problems,
+                "problems": [
+                    {"kind": p.kind, "subject": p.subject, "message": p.message} for p in problems
+                ],
+            },
+            "",
+        )
+    else:
+        for problem in problems:
+            click.echo(f"mirror: problem: {problem.message}", err=True)
+        if not problems:
+            emit(None, f"{path}: ok")
+    if problems:
+        sys.exit(1)
+
+
+@layout_group.command("gc")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@json_option
+def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
+    """Delete blobs no image in PATH reaches, and stale temporary files."""
+
+    async def work() -> GcReport:
+        async with await Layout.open(path) as layout:
+            return await gc(layout, dry_run=dry_run)
+
+    report = run(work())
+    verb = "would remove" if dry_run else "removed"
+    emit(
+        {
+            "dryRun": dry_run,
+            "removed": [str(d) for d in report.removed],
+            "freedBytes": report.freed_bytes,
+            "tempFiles": report.temp_files,
+        },
+        f"{verb} {len(report.removed)} blobs ({report.freed_bytes} bytes)"
+        f" and {report.temp_files} temporary files",
+    )

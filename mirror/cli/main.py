@@ -1,0 +1,63 @@
+"""The `mirror` group, and the entry point that turns errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+
+import click
+
+from mirror.cli.layout import layout_group
+from mirror.cli.output import Options
+from mirror.errors import MirrorError
+
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "cli", "main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("mirror"), "--version", prog_name="mirror")
+@click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")
+@click.pass_context
+def cli(ctx: click.Context, as_json: bool, quiet: bool, verbose: int) -> None:
+    """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
+    ctx.obj = Options(as_json=as_json, quiet=quiet, verbose=verbose)
+
+
+cli.add_command(layout_group)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit 0 on success, 1 on failure, 2 on bad usage, with one line per error."""
+    try:
+        cli.main(args=argv, prog_name="mirror", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = (
+            f" (see 'mirror {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ")
+            if exc.ctx
+            else ""
+        )
+        _fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), EXIT_FAILURE)
+    except click.Abort:
+        _fail("aborted", 130)
+    except MirrorError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    line = " ".join(message.split())
+    click.echo(f"mirror: error: {line}", err=True)
+    sys.exit(code)

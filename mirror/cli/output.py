@@ -1,0 +1,54 @@
+"""How commands print: text for people, JSON for programs, nothing when quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["Options", "emit", "json_option", "options", "run"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class Options:
+    """Global output options from the `mirror` group."""
+
+    as_json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+
+
+def options() -> Options:
+    """The options of the running command, with a command's own `--json` folded in."""
+    ctx = click.get_current_context()
+    found = ctx.find_object(Options) or Options()
+    if ctx.params.get("as_json"):
+        found.as_json = True
+    return found
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--json` to a subcommand (same as the global `mirror --json`)."""
+    return click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")(f)
+
+
+def emit(data: Any, text: Callable[[], str] | str) -> None:
+    """Print `data` as JSON when asked, else the human text; nothing when quiet."""
+    opts = options()
+    if opts.as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    elif not opts.quiet:
+        out = text() if callable(text) else text
+        if out:
+            click.echo(out)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine to completion."""
+    return asyncio.run(coro)

@@ -1,0 +1,149 @@
+"""Every exception mirror raises, in one tree.
+
+::
+
+    MirrorError
+    ├─ InvalidReference (also ValueError)       a reference string that cannot be parsed
+    ├─ InvalidDigest (also ValueError)          a digest that is not <alg>:<lower-case hex>
+    ├─ NotFound (also LookupError)              raised alike by every endpoint
+    │   ├─ ManifestNotFound
+    │   └─ BlobNotFound
+    ├─ RegistryError (.status .method .url .codes .retryable)
+    │   ├─ Unauthorized
+    │   ├─ Forbidden
+    │   ├─ RateLimited (.retry_after)
+    │   └─ ServerError
+    ├─ TransportError                           connection reset, timeout (retryable)
+    ├─ ContentError (also ValueError)           bytes that are not what they claim
+    │   ├─ DigestMismatch
+    │   ├─ SizeMismatch
+    │   └─ ManifestInvalid
+    ├─ LayoutError                              an OCI image layout that is unusable
+    └─ UnsupportedMediaType
+
+Every message is one line that names what was wrong; the CLI prints it as is.
+Whether an error is worth retrying is read from ``retryable`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BlobNotFound",
+    "ContentError",
+    "DigestMismatch",
+    "Forbidden",
+    "InvalidDigest",
+    "InvalidReference",
+    "LayoutError",
+    "ManifestInvalid",
+    "ManifestNotFound",
+    "MirrorError",
+    "NotFound",
+    "RateLimited",
+    "RegistryError",
+    "ServerError",
+    "SizeMismatch",
+    "TransportError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
+
+
+class MirrorError(Exception):
+    """Base of every error mirror raises on purpose."""
+
+    retryable: bool = False
+
+
+class InvalidReference(MirrorError, ValueError):
+    """A reference (`docker://…`, `oci:…`, `oci-archive:…`) that cannot be parsed."""
+
+
+class InvalidDigest(MirrorError, ValueError):
+    """A digest string with an unknown algorithm or a malformed encoded part."""
+
+
+class NotFound(MirrorError, LookupError):
+    """The named content does not exist at the endpoint."""
+
+
+class ManifestNotFound(NotFound):
+    """No manifest under that tag, name or digest."""
+
+
+class BlobNotFound(NotFound):
+    """No blob with that digest."""
+
+
+class RegistryError(MirrorError):
+    """A registry answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        codes: Sequence[str] = (),
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.url = url
+        self.codes = tuple(codes)
+        self.retryable = retryable
+
+
+class Unauthorized(RegistryError):
+    """401: credentials missing or rejected."""
+
+
+class Forbidden(RegistryError):
+    """403: authenticated but not allowed."""
+
+
+class RateLimited(RegistryError):
+    """429 (or 503 with Retry-After): slow down."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+        self.retryable = True
+
+
+class ServerError(RegistryError):
+    """5xx from the registry."""
+
+
+class TransportError(MirrorError):
+    """The connection failed: reset, refused, timed out. Worth a retry."""
+
+    retryable = True
+
+
+class ContentError(MirrorError, ValueError):
+    """Bytes that do not match what their descriptor promised."""
+
+
+class DigestMismatch(ContentError):
+    """The content hashes to another digest than the expected one."""
+
+
+class SizeMismatch(ContentError):
+    """The content is longer or shorter than the expected size."""
+
+
+class ManifestInvalid(ContentError):
+    """A manifest or index that is not valid JSON of the expected shape, or too large."""
+
+
+class LayoutError(MirrorError):
+    """An OCI image layout that is missing, malformed or cannot be written."""
+
+
+class UnsupportedMediaType(MirrorError):
+    """A media type mirror does not handle (for example Docker schema 1)."""

@@ -1,0 +1,190 @@
+"""Checking a layout (`verify`) and collecting its garbage (`gc`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirror import mediatypes as mt
+from mirror.digest import ALGORITHMS, Digest
+from mirror.errors import (
+    ContentError,
+    InvalidDigest,
+    LayoutError,
+    MirrorError,
+)
+from mirror.layout.store import Layout, check_file
+from mirror.model import Descriptor
+
+__all__ = ["GcReport", "Problem", "gc", "verify"]
+
+_HASH_WORKERS = max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a layout: what kind, about what, in one line."""
+
+    kind: str  # index | invalid | missing | corrupt | size | manifest
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class _Walk:
+    reachable: set[Digest] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+    # problems that make the reachable set unreliable (gc must not run on it)
+    blocking: list[Problem] = field(default_factory=list)
+
+    def add(self, problem: Problem, *, blocking: bool = False) -> None:
+        self.problems.append(problem)
+        if blocking:
+            self.blocking.append(problem)
+
+
+async def _walk(layout: Layout) -> _Walk:
+    walk = _Walk()
+    try:
+        index = await layout.read_index()
+    except LayoutError as exc:
+        walk.add(Problem("index", "index.json", str(exc)), blocking=True)
+        return walk
+    for i, entry in enumerate(index["manifests"]):
+        where = f"index.json manifests[{i}]"
+        try:
+            desc = Descriptor.from_json(entry, where)
+        except (InvalidDigest, ContentError) as exc:
+            walk.add(Problem("invalid", where, str(exc)), blocking=True)
+            continue
+        await _visit(layout, desc, where, walk)
+    return walk
+
+
+async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> None:
+    if desc.digest in walk.reachable:
+        return
+    walk.reachable.add(desc.digest)
+    path = layout.blob_path(desc.digest)
+    try:
+        size = (await asyncio.to_thread(os.stat, path)).st_size
+    except FileNotFoundError:
+        if not (desc.urls and desc.is_non_distributable):
+            walk.add(
+                Problem("missing", str(desc.digest), f"missing blob {desc.digest} ({where})"),
+                blocking=mt.is_manifest(desc.media_type),
+            )
+        return
+    if size != desc.size:
+        walk.add(
+            Problem(
+                "size",
+                str(desc.digest),
+                f"blob {desc.digest} has {size} bytes, {where} says {desc.size}",
+            ),
+            blocking=mt.is_manifest(desc.media_type),
+        )
+        return
+    if not mt.is_manifest(desc.media_type):
+        return
+    try:
+        manifest = await layout.manifest_by_descriptor(desc)
+    except (MirrorError, ValueError) as exc:
+        walk.add(Problem("manifest", str(desc.digest), f"{where}: {exc}"), blocking=True)
+        return
+    for i, child in enumerate(manifest.children):
+        await _visit(layout, child, f"child {i} of {desc.digest}", walk)
+
+
+def _blob_files(layout: Layout) -> list[tuple[Path, Digest | None]]:
+    out: list[tuple[Path, Digest | None]] = []
+    blobs = layout.path / "blobs"
+    if not blobs.is_dir():
+        return out
+    for alg_dir in sorted(blobs.iterdir()):
+        if not alg_dir.is_dir():
+            continue
+        for path in sorted(alg_dir.iterdir()):
+            digest: Digest | None
+            try:
+                digest = (
+                    Digest(f"{alg_dir.name}:{path.name}") if alg_dir.name in ALGORITHMS else None
+                )
+            except InvalidDigest:
+                digest = None
+            out.append((path, digest))
+    return out
+
+
+async def verify(layout: Layout) -> list[Problem]:
+    """Re-hash every blob and check every referenced blob is present; list each problem found."""
+    walk = await _walk(layout)
+    files = await asyncio.to_thread(_blob_files, layout)
+    gate = asyncio.Semaphore(_HASH_WORKERS)
+
+    async def rehash(path: Path, digest: Digest | None) -> Problem | None:
+        rel = path.relative_to(layout.path)
+        if digest is None:
+            return Problem("invalid", str(rel), f"{rel} is not named by a valid digest")
+        async with gate:
+            try:
+                size = (await asyncio.to_thread(os.stat, path)).st_size
+                await asyncio.to_thread(check_file, path, digest, size)
+            except ContentError as exc:
+                return Problem("corrupt", str(digest), f"{rel}: {exc}")
+            except OSError as exc:
+                return Problem("corrupt", str(digest), f"{rel}: cannot read ({exc.strerror})")
+        return None
+
+    found = await asyncio.gather(*(rehash(p, d) for p, d in files))
+    return walk.problems + [p for p in found if p is not None]
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What `gc` removed (or, in a dry run, would remove)."""
+
+    removed: tuple[Digest, ...]
+    freed_bytes: int
+    temp_files: int
+
+
+async def gc(layout: Layout, *, dry_run: bool = False) -> GcReport:
+    """Delete blobs no image reaches and stale temporary files, under both layout locks.
+
+    Waits for running writers to close the layout. Refuses (LayoutError) when the index or a
+    manifest is unreadable, since then what is reachable is unknown.
+    """
+    if layout.is_writing:
+        raise LayoutError("close this layout's writes before collecting garbage")
+    await layout.prepare_writes()
+    async with layout.writers_lock().hold(), layout.index_lock().hold():
+        walk = await _walk(layout)
+        if walk.blocking:
+            raise LayoutError(f"not collecting garbage in {layout.path}: {walk.blocking[0]}")
+        removed: list[Digest] = []
+        freed = 0
+        for path, digest in await asyncio.to_thread(_blob_files, layout):
+            if digest is None or digest in walk.reachable:
+                continue
+            removed.append(digest)
+            freed += (await asyncio.to_thread(os.stat, path)).st_size
+            if not dry_run:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+        temps = await asyncio.to_thread(_stale_temp_files, layout, dry_run)
+    return GcReport(tuple(removed), freed, temps)
+
+
+def _stale_temp_files(layout: Layout, dry_run: bool) -> int:
+    tmp = layout.path / ".mirror" / "tmp"
+    count = 0
+    for path in tmp.iterdir():
+        count += 1
+        if not dry_run:
+            path.unlink(missing_ok=True)
+    return count

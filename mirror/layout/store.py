@@ -1,0 +1,405 @@
+"""An OCI image layout directory that never lies about what it holds.
+
+Blobs are streamed into `.mirror/tmp/`, hashed while written, checked against digest and
+size, fsynced and renamed into `blobs/<alg>/<hex>`. `index.json` is changed only under an
+exclusive lock on `.mirror/index.lock` and replaced atomically. A process that writes holds
+`.mirror/writers.lock` shared until it closes the layout, so that `gc` (which takes it
+exclusively) never deletes blobs that a running writer has not yet referenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiofiles
+
+from mirror import mediatypes as mt
+from mirror.digest import Digest, DigestHasher, check_content, verify_stream
+from mirror.errors import (
+    BlobNotFound,
+    InvalidReference,
+    LayoutError,
+    ManifestInvalid,
+    ManifestNotFound,
+    SizeMismatch,
+)
+from mirror.fsutil import FileLock, fsync_dir, temp_name, write_atomic
+from mirror.layout import index_file
+from mirror.model import Descriptor, ManifestLike, parse_manifest
+
+__all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file"]
+
+CHUNK_SIZE = 1024 * 1024
+OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
+STATE_DIR = ".mirror"
+
+
+@dataclass(frozen=True)
+class LayoutImage:
+    """One entry of `index.json`: its name (if any) and what it points at."""
+
+    name: str | None
+    descriptor: Descriptor
+
+
+class Layout:
+    """An OCI image layout on disk. Open with `await Layout.open(path, create=...)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._state = path / STATE_DIR
+        self._writer_fd: int | None = None
+        self._writer_guard = asyncio.Lock()
+
+    # -- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Layout:
+        """Open the layout at `path`; with `create`, make it (or an empty directory) one."""
+        layout = cls(Path(path))
+        if create and not (layout.path / "oci-layout").exists():
+            await asyncio.to_thread(layout._prepare_new)
+            async with layout.index_lock().hold():
+                await asyncio.to_thread(layout._initialise)
+        await asyncio.to_thread(layout._check)
+        return layout
+
+    def _prepare_new(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        allowed = {STATE_DIR, "blobs", "index.json", "oci-layout"}
+        if any(p.name not in allowed for p in self.path.iterdir()):
+            raise LayoutError(f"{self.path} is not empty and not an OCI image layout")
+        self._ensure_state_dir()
+
+    def _initialise(self) -> None:
+        # index.json first, the oci-layout marker last: a layout is complete once it is marked.
+        (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        if not (self.path / "index.json").exists():
+            data = index_file.serialize(index_file.empty_index())
+            write_atomic(self.path / "index.json", data, self._tmp_dir)
+        if not (self.path / "oci-layout").exists():
+            write_atomic(self.path / "oci-layout", OCI_LAYOUT_BYTES, self._tmp_dir)
+
+    def _check(self) -> None:
+        marker = self.path / "oci-layout"
+        if not marker.exists():
+            what = "does not exist" if not self.path.exists() else "has no oci-layout file"
+            raise LayoutError(f"{self.path} is not an OCI image layout: it {what}")
+        self._check_marker(marker)
+        if not (self.path / "index.json").exists():
+            raise LayoutError(f"{self.path}/index.json is missing")
+
+    def _check_marker(self, marker: Path) -> None:
+        try:
+            obj = json.loads(marker.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise LayoutError(f"{marker} is unreadable or not JSON ({exc})") from None
+        version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
+        if version != "1.0.0":
+            raise LayoutError(f"{marker}: unsupported imageLayoutVersion {version!r}")
+
+    async def aclose(self) -> None:
+        """Release the writer lock; the layout object may not be used afterwards."""
+        if self._writer_fd is not None:
+            FileLock.release(self._writer_fd)
+            self._writer_fd = None
+
+    async def __aenter__(self) -> Layout:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- paths and locks ----------------------------------------------------------------
+
+    @property
+    def _tmp_dir(self) -> Path:
+        return self._state / "tmp"
+
+    def _ensure_state_dir(self) -> None:
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, digest: Digest | str) -> Path:
+        """Where the blob with `digest` lives; the digest is validated before any path is made."""
+        checked = Digest(digest)
+        return self.path / "blobs" / checked.algorithm / checked.encoded
+
+    def index_lock(self) -> FileLock:
+        """The lock held while `index.json` is read, changed and replaced."""
+        return FileLock(self._state / "index.lock")
+
+    def writers_lock(self) -> FileLock:
+        """Held shared by writers while they have unreferenced blobs; exclusive by gc."""
+        return FileLock(self._state / "writers.lock")
+
+    @property
+    def is_writing(self) -> bool:
+        """True while this object holds the shared writers lock (from its first write on)."""
+        return self._writer_fd is not None
+
+    async def prepare_writes(self) -> None:
+        """Create the `.mirror/` state directory (lock files, temporary files)."""
+        await asyncio.to_thread(self._ensure_state_dir)
+
+    async def _begin_writing(self) -> None:
+        async with self._writer_guard:
+            if self._writer_fd is None:
+                await self.prepare_writes()
+                self._writer_fd = await self.writers_lock().acquire(shared=True)
+
+    # -- blobs --------------------------------------------------------------------------
+
+    async def blob_exists(self, desc: Descriptor) -> bool:
+        """True when the blob is stored with the descriptor's size (content verified on write)."""
+        try:
+            st = await asyncio.to_thread(os.stat, self.blob_path(desc.digest))
+        except FileNotFoundError:
+            return False
+        return st.st_size == desc.size
+
+    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream the blob from `offset`; never more than `desc.size` bytes; verified when whole.
+
+        Raises BlobNotFound, SizeMismatch, or DigestMismatch (at the end of a whole read).
+        """
+        path = self.blob_path(desc.digest)
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {desc.digest} is not in layout {self.path}") from None
+        if st.st_size != desc.size:
+            raise SizeMismatch(
+                f"blob {desc.digest} in {self.path} has {st.st_size} bytes, expected {desc.size}"
+            )
+        raw = self._read_file(path, offset, desc.size)
+        if offset:
+            async for chunk in raw:
+                yield chunk
+            return
+        async for chunk in verify_stream(raw, desc.digest, desc.size):
+            yield chunk
+
+    @staticmethod
+    async def _read_file(path: Path, offset: int, size: int) -> AsyncIterator[bytes]:
+        async with aiofiles.open(path, "rb") as f:
+            await f.seek(offset)
+            left = size - offset
+            while left > 0:
+                chunk = await f.read(min(CHUNK_SIZE, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+
+    async def blob_read(self, desc: Descriptor) -> bytes:
+        """The whole verified blob in memory; only for small blobs (manifests, configs)."""
+        if desc.size > mt.MAX_MANIFEST_SIZE:
+            raise ManifestInvalid(
+                f"{desc.digest} is {desc.size} bytes, over the {mt.MAX_MANIFEST_SIZE} byte limit"
+            )
+        return b"".join([chunk async for chunk in self.blob_open(desc)])
+
+    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
+        """Store a blob from a stream; it becomes visible only once digest and size match.
+
+        On any failure nothing new appears under `blobs/` and the temporary file is removed.
+        """
+        final = self.blob_path(desc.digest)
+        if await self.blob_exists(desc):
+            return
+        await self._begin_writing()
+        tmp = self._tmp_dir / temp_name(f"blob-{desc.digest.encoded[:12]}")
+        try:
+            async with aiofiles.open(tmp, "wb") as f:
+                async for chunk in verify_stream(chunks, desc.digest, desc.size):
+                    await f.write(chunk)
+                await f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            await asyncio.to_thread(self._install, tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _install(tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+
+    async def blob_put_bytes(self, data: bytes, media_type: str) -> Descriptor:
+        """Store small in-memory content and return its descriptor."""
+        desc = Descriptor(media_type, Digest.of(data), len(data))
+        await self.blob_put_bytes_as(desc, data)
+        return desc
+
+    # -- manifests and images -----------------------------------------------------------
+
+    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
+        """Store a manifest's exact bytes after checking every blob it points at is present."""
+        for child in manifest.children:
+            if child.urls and child.is_non_distributable:
+                continue
+            if not await self.blob_exists(child):
+                raise BlobNotFound(
+                    f"cannot store manifest {manifest.digest}: "
+                    f"{child.media_type} {child.digest} is not in the layout"
+                )
+        desc = manifest.descriptor()
+        await self.blob_put_bytes_as(desc, manifest.raw)
+        return desc
+
+    async def blob_put_bytes_as(self, desc: Descriptor, data: bytes) -> None:
+        """Store in-memory content under an expected descriptor (verified)."""
+
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.blob_put(desc, one())
+
+    async def manifest_get(self, ref: str | None = None) -> ManifestLike:
+        """The manifest or index named `ref` (a name, a digest, or None for the only image)."""
+        desc = await self.resolve(ref)
+        return await self.manifest_by_descriptor(desc)
+
+    async def manifest_by_descriptor(self, desc: Descriptor) -> ManifestLike:
+        """Read, verify and parse the manifest a descriptor points at."""
+        if desc.size > mt.MAX_MANIFEST_SIZE:
+            raise ManifestInvalid(
+                f"manifest {desc.digest} is {desc.size} bytes, "
+                f"over the {mt.MAX_MANIFEST_SIZE} byte limit"
+            )
+        try:
+            raw = await self.blob_read(desc)
+        except BlobNotFound:
+            raise ManifestNotFound(
+                f"manifest {desc.digest} is listed but its blob is missing from {self.path}"
+            ) from None
+        return parse_manifest(raw, desc.media_type, digest=desc.digest)
+
+    async def read_index(self) -> dict[str, Any]:
+        """The parsed `index.json` (raises LayoutError when it is damaged)."""
+        where = f"{self.path}/index.json"
+        try:
+            raw = await asyncio.to_thread((self.path / "index.json").read_bytes)
+        except FileNotFoundError:
+            raise LayoutError(f"{where} is missing") from None
+        return index_file.parse_index(raw, where)
+
+    async def images(self) -> list[LayoutImage]:
+        """Every entry of `index.json`, in order, with its name."""
+        index = await self.read_index()
+        out = []
+        for i, entry in enumerate(index["manifests"]):
+            desc = Descriptor.from_json(entry, f"{self.path}/index.json manifests[{i}]")
+            out.append(LayoutImage(desc.ref_name, desc))
+        return out
+
+    async def resolve(self, ref: str | None = None) -> Descriptor:
+        """The descriptor for an image name, a digest, or (None) the layout's only image."""
+        images = await self.images()
+        if ref is None:
+            if len(images) == 1:
+                return images[0].descriptor
+            if not images:
+                raise ManifestNotFound(f"layout {self.path} holds no image")
+            raise InvalidReference(
+                f"layout {self.path} holds {len(images)} images: name one as oci:PATH:REF"
+            )
+        if ref.startswith(("sha256:", "sha512:")):
+            digest = Digest(ref)
+            for image in images:
+                if image.descriptor.digest == digest:
+                    return image.descriptor
+            return await self._sniff(digest)
+        for image in images:
+            if image.name == ref:
+                return image.descriptor
+        raise ManifestNotFound(f"no image named {ref!r} in layout {self.path}")
+
+    async def _sniff(self, digest: Digest) -> Descriptor:
+        path = self.blob_path(digest)
+        try:
+            size = (await asyncio.to_thread(os.stat, path)).st_size
+        except FileNotFoundError:
+            raise ManifestNotFound(f"no manifest {digest} in layout {self.path}") from None
+        probe = Descriptor("application/json", digest, size)
+        manifest = parse_manifest(await self.blob_read(probe), None, digest=digest)
+        return manifest.descriptor()
+
+    async def add_image(
+        self, desc: Descriptor, name: str | None = None, annotations: dict[str, str] | None = None
+    ) -> None:
+        """List a stored manifest in `index.json`, optionally under `name` (skopeo semantics)."""
+        if not await self.blob_exists(desc):
+            raise BlobNotFound(f"cannot list {desc.digest}: its manifest is not in the layout")
+        entry: dict[str, Any] = {
+            "mediaType": desc.media_type,
+            "digest": str(desc.digest),
+            "size": desc.size,
+        }
+        merged = dict(annotations or {})
+        if name is not None:
+            merged[index_file.REF_NAME] = name
+        if merged:
+            entry["annotations"] = merged
+        if desc.platform is not None:
+            entry["platform"] = desc.platform.to_json()
+        await self.update_index(lambda entries: index_file.add_entry(entries, entry))
+
+    async def remove_image(self, name: str) -> None:
+        """Drop the image named `name` from `index.json` (its blobs stay until `gc`)."""
+        removed = False
+
+        def edit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            nonlocal removed
+            kept, removed = index_file.remove_named(entries, name)
+            return kept
+
+        await self.update_index(edit)
+        if not removed:
+            raise ManifestNotFound(f"no image named {name!r} in layout {self.path}")
+
+    async def update_index(
+        self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+    ) -> None:
+        """Read-modify-write `index.json` under the cross-process lock, replaced atomically."""
+        await self._begin_writing()
+        async with self.index_lock().hold():
+            index = await self.read_index()
+            index["manifests"] = edit(index["manifests"])
+            data = index_file.serialize(index)
+            await asyncio.to_thread(write_atomic, self.path / "index.json", data, self._tmp_dir)
+
+    async def put_image(self, manifest: ManifestLike, name: str | None = None) -> Descriptor:
+        """Store a manifest (its blobs must be present) and list it under `name`."""
+        desc = await self.manifest_put(manifest)
+        await self.add_image(desc, name)
+        return desc
+
+    async def hash_blob_file(self, path: Path, algorithm: str) -> DigestHasher:
+        """Hash a file under `blobs/` in a worker thread."""
+        return await asyncio.to_thread(_hash_file, path, algorithm)
+
+
+def _hash_file(path: Path, algorithm: str) -> DigestHasher:
+    hasher = DigestHasher(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            hasher.update(chunk)
+    return hasher
+
+
+def check_file(path: Path, digest: Digest, size: int) -> None:
+    """Re-hash one stored blob and raise on a mismatch."""
+    check_content(_hash_file(path, digest.algorithm), digest, size, "blob")

@@ -1,0 +1,189 @@
+"""Endpoint references in skopeo's spelling: `docker://host/repo:tag@digest`, `oci:PATH[:REF]`,
+`oci-archive:FILE[:REF]`, and bare `host/repo:tag` (Docker Hub normalised)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from mirror.digest import Digest
+from mirror.errors import InvalidDigest, InvalidReference
+
+__all__ = [
+    "DOCKER_HUB",
+    "ArchiveReference",
+    "LayoutReference",
+    "Reference",
+    "RegistryReference",
+    "parse_reference",
+]
+
+DOCKER_HUB: Final = "docker.io"
+DOCKER_HUB_API: Final = "registry-1.docker.io"
+_HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+_UNSUPPORTED_TRANSPORTS: Final = frozenset(
+    {"dir", "docker-archive", "docker-daemon", "containers-storage", "ostree", "sif", "tarball"}
+)
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPOSITORY_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE: Final = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+_HOST_RE: Final = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?"
+)
+# The grammar of org.opencontainers.image.ref.name values (image-spec annotations.md).
+_REF_NAME_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_REF_NAME_RE: Final = re.compile(rf"{_REF_NAME_COMPONENT}(?:/{_REF_NAME_COMPONENT})*")
+
+
+@dataclass(frozen=True)
+class RegistryReference:
+    """An image or repository in a registry: `docker://registry/repository[:tag][@digest]`."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @property
+    def api_host(self) -> str:
+        """The host:port the registry API is served on (Docker Hub's differs from its name)."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def name(self) -> str:
+        """`registry/repository`, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest if pinned, else the tag, else `latest`."""
+        return str(self.digest) if self.digest else (self.tag or "latest")
+
+    def with_reference(
+        self, *, tag: str | None = None, digest: Digest | None = None
+    ) -> RegistryReference:
+        """The same repository with another tag and/or digest."""
+        return RegistryReference(self.registry, self.repository, tag, digest)
+
+    def __str__(self) -> str:
+        text = f"docker://{self.name}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+@dataclass(frozen=True)
+class LayoutReference:
+    """An image in an OCI image layout directory: `oci:PATH[:REF]`."""
+
+    path: str
+    ref: str | None = None
+
+    transport: str = "oci"
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.path}" + (f":{self.ref}" if self.ref else "")
+
+
+@dataclass(frozen=True)
+class ArchiveReference(LayoutReference):
+    """An image in a tar of an OCI image layout: `oci-archive:FILE[:REF]`."""
+
+    transport: str = "oci-archive"
+
+
+Reference = RegistryReference | LayoutReference
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse any endpoint string mirror accepts; raise InvalidReference naming the bad part."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidReference("empty reference")
+    if text.startswith("docker://"):
+        return parse_registry_reference(text[len("docker://") :], original=text)
+    transport, sep, rest = text.partition(":")
+    if sep and transport in ("oci", "oci-archive"):
+        return _parse_layout(transport, rest, text)
+    if sep and transport == "docker":
+        raise InvalidReference(f"invalid reference {text!r}: the docker transport is docker://")
+    if sep and transport in _UNSUPPORTED_TRANSPORTS:
+        raise InvalidReference(
+            f"invalid reference {text!r}: transport {transport!r} is not supported"
+        )
+    return parse_registry_reference(text, original=text)
+
+
+def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
+    path, _, ref = rest.partition(":")
+    if not path:
+        raise InvalidReference(f"invalid reference {original!r}: {transport}: needs a path")
+    if ref:
+        validate_ref_name(ref, original)
+    cls = ArchiveReference if transport == "oci-archive" else LayoutReference
+    return cls(path=path, ref=ref or None)
+
+
+def validate_ref_name(ref: str, original: str | None = None) -> str:
+    """Check an `org.opencontainers.image.ref.name` value (a layout's image name) or a digest."""
+    if ref.startswith(("sha256:", "sha512:")):
+        try:
+            return Digest(ref)
+        except InvalidDigest as exc:
+            raise InvalidReference(f"invalid reference {original or ref!r}: {exc}") from None
+    if not _REF_NAME_RE.fullmatch(ref):
+        raise InvalidReference(
+            f"invalid reference {original or ref!r}: image name {ref!r} has invalid characters"
+        )
+    return ref
+
+
+def parse_registry_reference(text: str, *, original: str | None = None) -> RegistryReference:
+    """Parse `host/repo[:tag][@digest]` or a bare Docker Hub name like `alpine:3`."""
+    original = original or text
+    name, at, digest_text = text.partition("@")
+    digest: Digest | None = None
+    if at:
+        try:
+            digest = Digest(digest_text)
+        except InvalidDigest as exc:
+            raise InvalidReference(f"invalid reference {original!r}: {exc}") from None
+    tag: str | None = None
+    if name.rfind(":") > name.rfind("/"):
+        colon = name.rfind(":")
+        name, tag = name[:colon], name[colon + 1 :]
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidReference(f"invalid reference {original!r}: tag {tag!r} is invalid")
+    registry, sep, repository = name.partition("/")
+    names_host = "." in registry or ":" in registry or registry == "localhost"
+    names_host = names_host or registry.startswith("[")
+    if sep and names_host and not repository:
+        raise InvalidReference(f"invalid reference {original!r}: missing repository")
+    if not sep or not names_host:
+        registry, repository = DOCKER_HUB, name
+    if not registry or not _HOST_RE.fullmatch(registry):
+        raise InvalidReference(
+            f"invalid reference {original!r}: registry host {registry!r} is invalid"
+        )
+    registry = registry.lower()
+    if registry in _HUB_ALIASES:
+        registry = DOCKER_HUB
+        if "/" not in repository:
+            repository = f"library/{repository}"
+    if not repository:
+        raise InvalidReference(f"invalid reference {original!r}: missing repository")
+    if repository.lower() != repository and _REPOSITORY_RE.fullmatch(repository.lower()):
+        raise InvalidReference(
+            f"invalid reference {original!r}: repository {repository!r} must be lower-case"
+        )
+    if not _REPOSITORY_RE.fullmatch(repository):
+        raise InvalidReference(
+            f"invalid reference {original!r}: repository {repository!r} is invalid"
+        )
+    if len(registry) + 1 + len(repository) > 255:
+        raise InvalidReference(f"invalid reference {original!r}: name longer than 255 characters")
+    return RegistryReference(registry, repository, tag, digest)

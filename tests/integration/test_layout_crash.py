@@ -1,0 +1,86 @@
+"""Layouts stay consistent when writers are killed, and lose nothing when two write at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures.generate import random_digest
+from tests.support.tools import REPO, mirror
+
+BIG = 256 * 1024 * 1024
+SEED = 7
+
+
+def _writer(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.writer", *args],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _assert_consistent(root: Path) -> None:
+    result = mirror("layout", "verify", str(root))
+    assert result.returncode == 0, result.stderr
+    index = json.loads((root / "index.json").read_bytes())
+    assert index["schemaVersion"] == 2
+    for alg_dir in (root / "blobs").iterdir():
+        for blob in alg_dir.iterdir():
+            hasher = hashlib.new(alg_dir.name)
+            with open(blob, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    hasher.update(chunk)
+            assert hasher.hexdigest() == blob.name, f"{blob} has the wrong content"
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_256_mib_blob_leaves_a_consistent_layout(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    digest = random_digest(SEED, BIG)
+    args = ("big", str(root), str(SEED), str(BIG), digest)
+
+    started = time.monotonic()
+    first = _writer(*args)
+    assert first.wait(120) == 0, first.stderr.read() if first.stderr else ""
+    full = time.monotonic() - started
+    _assert_consistent(root)
+    # start over from an empty layout and kill writers at random moments
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    rng = random.Random(2024)
+    killed = 0
+    for _ in range(10):
+        proc = _writer(*args)
+        time.sleep(rng.uniform(0.05, full * 0.9))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait(60)
+        if (root / "oci-layout").exists():
+            _assert_consistent(root)
+    assert killed >= 8, f"only {killed} of 10 writers were killed mid-way"
+    last = _writer(*args)
+    assert last.wait(120) == 0
+    _assert_consistent(root)
+    listed = json.loads(mirror("--json", "layout", "ls", str(root)).stdout)
+    assert [r["name"] for r in listed] == ["big"]
+
+
+@pytest.mark.slow
+def test_two_processes_adding_50_tags_each_lose_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    procs = [_writer("tags", str(root), name, "50") for name in ("left", "right")]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+    names = {r["name"] for r in json.loads(mirror("--json", "layout", "ls", str(root)).stdout)}
+    expected = {f"{side}-{i}" for side in ("left", "right") for i in range(50)}
+    assert names == expected
+    _assert_consistent(root)

@@ -1,0 +1,273 @@
+"""The layout store: naming semantics, verify, gc, and bad input handled in one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mirror import mediatypes as mt
+from mirror.digest import Digest
+from mirror.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    InvalidDigest,
+    InvalidReference,
+    LayoutError,
+    ManifestInvalid,
+    ManifestNotFound,
+    SizeMismatch,
+)
+from mirror.layout import Layout, gc, verify
+from mirror.model import Descriptor
+from tests.support.layouts import copy_image
+from tests.support.schemas import validate
+from tests.support.tools import FIXTURES, mirror
+
+CopyFixture = Callable[[str], Path]
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def _index(path: Path) -> list[dict[str, object]]:
+    return list(json.loads((path / "index.json").read_bytes())["manifests"])
+
+
+async def test_naming_an_image_again_takes_the_name_off_the_old_entry(tmp_path: Path) -> None:
+    out = tmp_path / "l"
+    first = await copy_image(FIXTURES / "oci-single", "v1", out, "app")
+    second = await copy_image(FIXTURES / "docker-v2", "v1", out, "app")
+    entries = _index(out)
+    assert [e["digest"] for e in entries] == [first.digest, second.digest]
+    assert "annotations" not in entries[0]
+    assert entries[1]["annotations"] == {"org.opencontainers.image.ref.name": "app"}
+    # naming the unnamed digest again replaces that entry instead of adding one
+    await copy_image(FIXTURES / "oci-single", "v1", out, "again")
+    assert [e["digest"] for e in _index(out)] == [first.digest, second.digest]
+    async with await Layout.open(out) as layout:
+        assert (await layout.resolve("again")).digest == first.digest
+        await layout.remove_image("again")
+        with pytest.raises(ManifestNotFound, match="'again'"):
+            await layout.resolve("again")
+        with pytest.raises(ManifestNotFound):
+            await layout.remove_image("again")
+    validate("index", (out / "index.json").read_bytes())
+
+
+async def test_resolve_by_digest_and_the_only_image(tmp_path: Path) -> None:
+    out = tmp_path / "l"
+    m = await copy_image(FIXTURES / "multi-arch", "v1", out, None)
+    async with await Layout.open(out) as layout:
+        assert (await layout.resolve(None)).digest == m.digest
+        assert (await layout.resolve(str(m.digest))).media_type == mt.OCI_INDEX
+        child = m.children[0]
+        sniffed = await layout.resolve(str(child.digest))
+        assert (sniffed.digest, sniffed.media_type) == (child.digest, mt.OCI_MANIFEST)
+    await copy_image(FIXTURES / "oci-single", "v1", out, "two")
+    async with await Layout.open(out) as layout:
+        with pytest.raises(InvalidReference, match="holds 2 images"):
+            await layout.resolve(None)
+
+
+async def test_a_failing_stream_leaves_no_blob_and_no_temp_file(tmp_path: Path) -> None:
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        data = b"x" * 1000
+        desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
+
+        async def broken() -> AsyncIterator[bytes]:
+            yield data[:500]
+            raise ConnectionResetError("cut")
+
+        with pytest.raises(ConnectionResetError):
+            await layout.blob_put(desc, broken())
+        with pytest.raises(DigestMismatch):
+            await layout.blob_put(desc, _chunks(b"y" * 1000))
+        with pytest.raises(SizeMismatch):
+            await layout.blob_put(desc, _chunks(data, b"!"))
+        assert not await layout.blob_exists(desc)
+        assert not layout.blob_path(desc.digest).exists()
+        assert list((tmp_path / "l" / ".mirror" / "tmp").iterdir()) == []
+        await layout.blob_put(desc, _chunks(data[:10], data[10:]))
+        assert layout.blob_path(desc.digest).read_bytes() == data
+
+
+async def test_manifest_is_refused_until_its_blobs_are_there(tmp_path: Path) -> None:
+    async with await Layout.open(FIXTURES / "oci-single") as src:
+        manifest = await src.manifest_get("v1")
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        with pytest.raises(BlobNotFound, match="is not in the layout"):
+            await layout.manifest_put(manifest)
+        assert _index(tmp_path / "l") == []
+
+
+async def test_verify_reports_each_problem(fixture_copy: CopyFixture) -> None:
+    root = fixture_copy("multi-arch")
+    index = json.loads((root / "index.json").read_bytes())
+    top = Digest(index["manifests"][0]["digest"])
+    async with await Layout.open(root) as layout:
+        manifest = await layout.manifest_get("v1")
+        amd = await layout.manifest_by_descriptor(manifest.children[0])
+        layer_a, layer_b = amd.children[1], amd.children[2]
+        layout.blob_path(layer_a.digest).unlink()
+        flipped = bytearray(layout.blob_path(layer_b.digest).read_bytes())
+        flipped[5] ^= 0xFF
+        layout.blob_path(layer_b.digest).write_bytes(bytes(flipped))
+        (root / "blobs" / "sha256" / "not-a-digest").write_bytes(b"?")
+        problems = await verify(layout)
+    kinds = sorted((p.kind, p.subject) for p in problems)
+    assert kinds == sorted(
+        [
+            ("missing", str(layer_a.digest)),
+            ("corrupt", str(layer_b.digest)),
+            ("invalid", "blobs/sha256/not-a-digest"),
+        ]
+    )
+    assert top  # the index itself is fine
+    result = mirror("layout", "verify", str(root))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("mirror: problem: ") for line in lines)
+
+
+async def test_gc_removes_unreferenced_blobs_and_temp_files(tmp_path: Path) -> None:
+    out = tmp_path / "l"
+    await copy_image(FIXTURES / "oci-single", "v1", out, "a")
+    await copy_image(FIXTURES / "docker-v2", "v1", out, "b")
+    before = {p.name for p in (out / "blobs" / "sha256").iterdir()}
+    stale = out / ".mirror" / "tmp" / "blob-dead"
+    stale.write_bytes(b"partial")
+    async with await Layout.open(out) as layout:
+        await layout.remove_image("b")
+    async with await Layout.open(out) as layout:
+        dry = await gc(layout, dry_run=True)
+        assert {p.name for p in (out / "blobs" / "sha256").iterdir()} == before
+        report = await gc(layout)
+        assert report.removed == dry.removed
+        assert report.temp_files == 1
+        assert not stale.exists()
+        assert await verify(layout) == []
+        still = await layout.manifest_get("a")
+        assert all(layout.blob_path(c.digest).exists() for c in still.children)
+    # the docker-v2 config and manifest went; the shared layer stayed
+    assert len(report.removed) == 2
+    assert len(before) - len(list((out / "blobs" / "sha256").iterdir())) == 2
+
+
+async def test_gc_refuses_when_a_manifest_is_unreadable(fixture_copy: CopyFixture) -> None:
+    root = fixture_copy("multi-arch")
+    top = json.loads((root / "index.json").read_bytes())["manifests"][0]["digest"]
+    (root / "blobs" / "sha256" / top[7:]).write_bytes(b"garbage!" * 10)
+    count = len(list((root / "blobs" / "sha256").iterdir()))
+    async with await Layout.open(root) as layout:
+        with pytest.raises(LayoutError, match="not collecting garbage"):
+            await gc(layout)
+    assert len(list((root / "blobs" / "sha256").iterdir())) == count
+
+
+def _entry(digest: str, size: int = 2, media_type: str = mt.OCI_MANIFEST) -> dict[str, object]:
+    return {
+        "mediaType": media_type,
+        "digest": digest,
+        "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": "bad"},
+    }
+
+
+def _write_index(root: Path, entries: list[dict[str, object]]) -> None:
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+
+
+BAD_DIGESTS = [
+    ("sha256:../../x", "lower-case hex"),
+    ("md5:" + "a" * 32, "unsupported algorithm"),
+    ("sha256:" + "A" * 64, "lower-case hex"),
+]
+
+
+@pytest.mark.parametrize(("digest", "says"), BAD_DIGESTS)
+async def test_bad_digest_in_index_is_one_line_and_typed(
+    fixture_copy: CopyFixture, digest: str, says: str
+) -> None:
+    root = fixture_copy("oci-single")
+    _write_index(root, [_entry(digest)])
+    async with await Layout.open(root) as layout:
+        with pytest.raises(InvalidDigest, match=says):
+            await layout.manifest_get("bad")
+    _assert_cli_fails_in_one_line(root, says)
+    assert not (root.parent / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b'{"schemaVersion":2,"manifests":[{"mediaT', "not valid JSON"), (b"\x00\xffnope", "JSON")],
+)
+async def test_damaged_index_json_is_one_line_and_typed(
+    fixture_copy: CopyFixture, content: bytes, says: str
+) -> None:
+    root = fixture_copy("oci-single")
+    (root / "index.json").write_bytes(content)
+    async with await Layout.open(root) as layout:
+        with pytest.raises(LayoutError, match=says):
+            await layout.images()
+    _assert_cli_fails_in_one_line(root, says)
+    # a write to a layout with a damaged index.json fails without changing it
+    with pytest.raises(LayoutError):
+        await copy_image(FIXTURES / "docker-v2", "v1", root, "new")
+    assert (root / "index.json").read_bytes() == content
+
+
+async def test_manifest_over_4_mib_is_refused(fixture_copy: CopyFixture) -> None:
+    root = fixture_copy("oci-single")
+    big = b'{"schemaVersion":2,"mediaType":"' + mt.OCI_MANIFEST.encode() + b'","pad":"'
+    big += b"x" * (mt.MAX_MANIFEST_SIZE) + b'"}'
+    digest = Digest.of(big)
+    (root / "blobs" / "sha256" / digest.encoded).write_bytes(big)
+    _write_index(root, [_entry(digest, len(big))])
+    async with await Layout.open(root) as layout:
+        with pytest.raises(ManifestInvalid, match="limit"):
+            await layout.manifest_get("bad")
+    _assert_cli_fails_in_one_line(root, "limit")
+
+
+async def test_missing_blob_is_one_line_and_typed(fixture_copy: CopyFixture) -> None:
+    root = fixture_copy("oci-single")
+    top = _index(root)[0]["digest"]
+    assert isinstance(top, str)
+    (root / "blobs" / "sha256" / top[7:]).unlink()
+    async with await Layout.open(root) as layout:
+        with pytest.raises(ManifestNotFound, match="missing"):
+            await layout.manifest_get("v1")
+    _assert_cli_fails_in_one_line(root, "missing blob")
+
+
+def _assert_cli_fails_in_one_line(root: Path, says: str) -> None:
+    result = mirror("layout", "verify", str(root))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert says in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_usage_and_missing_layout() -> None:
+    usage = mirror("layout", "ls")
+    assert usage.returncode == 2
+    assert usage.stderr.count("\n") == 1
+    missing = mirror("layout", "ls", "/nonexistent/layout")
+    assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+    assert "not an OCI image layout" in missing.stderr
+    version = mirror("--version")
+    assert version.returncode == 0
+    assert "mirror" in version.stdout
+
+
+def test_schema_validation_can_fail() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate("index", {"schemaVersion": 2, "manifests": [{"digest": 3}]})

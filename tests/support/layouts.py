@@ -1,0 +1,27 @@
+"""Helpers that put images into layouts through mirror's library (layout to layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mirror.layout import Layout
+from mirror.model import Index, ManifestLike
+
+
+async def copy_tree(src: Layout, manifest: ManifestLike, dst: Layout) -> None:
+    """Copy every blob and child manifest under `manifest` from `src` into `dst`, depth first."""
+    for child in manifest.children:
+        if isinstance(manifest, Index):
+            await copy_tree(src, await src.manifest_by_descriptor(child), dst)
+        else:
+            await dst.blob_put(child, src.blob_open(child))
+    await dst.manifest_put(manifest)
+
+
+async def copy_image(src_dir: Path, ref: str, dst_dir: Path, name: str | None) -> ManifestLike:
+    """Copy image `ref` of the layout at `src_dir` into `dst_dir` (created) under `name`."""
+    async with await Layout.open(src_dir) as src, await Layout.open(dst_dir, create=True) as dst:
+        manifest = await src.manifest_get(ref)
+        await copy_tree(src, manifest, dst)
+        await dst.add_image(manifest.descriptor(), name)
+        return manifest
