@@ -109,8 +109,17 @@ class Forbidden(RegistryError):
 class RateLimited(RegistryError):
     """429 (or 503 with Retry-After): slow down."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        codes: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, status=status, method=method, url=url, codes=codes)
         self.retry_after = retry_after
         self.retryable = True
 

@@ -16,6 +16,8 @@ from mirror.platform import Platform
 __all__ = ["Descriptor", "Index", "Manifest", "ManifestLike", "parse_manifest"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+# Content types some servers send for any JSON: they say nothing about the manifest kind.
+_GENERIC_TYPES = frozenset({"application/json", "application/octet-stream", "text/plain", ""})
 
 
 @dataclass(frozen=True)
@@ -248,12 +250,14 @@ def _decide_kind(obj: dict[str, Any], body_type: str | None, declared: str | Non
     for candidate in (declared, body_type):
         if candidate in mt.SCHEMA1:
             raise UnsupportedMediaType(f"Docker schema 1 manifests are not supported ({candidate})")
+    if declared in _GENERIC_TYPES:
+        declared = None
     if declared and body_type and declared != body_type:
         raise ManifestInvalid(
             f"manifest says mediaType {body_type!r} but was served as {declared!r}"
         )
     kind = body_type or declared
-    if kind is None or kind in ("application/json", "application/octet-stream"):
+    if kind is None:
         # OCI allows an absent mediaType: infer it from the fields.
         if "manifests" in obj:
             return mt.OCI_INDEX

@@ -7,6 +7,8 @@ from importlib.metadata import version
 
 import click
 
+from mirror.cli.copy import copy_command, pull_command, push_command
+from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
 from mirror.cli.output import Options
 from mirror.errors import MirrorError
@@ -22,13 +24,51 @@ EXIT_USAGE = 2
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")
+@click.option("--creds", metavar="USER:PASSWORD", help="Credentials for the registry named.")
+@click.option("--plain-http", is_flag=True, help="Speak HTTP, not HTTPS, to the registries named.")
+@click.option(
+    "--tls-verify/--no-tls-verify",
+    default=True,
+    help="Verify TLS certificates of the registries named (default: on).",
+)
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="Extra CA bundle.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
 @click.pass_context
-def cli(ctx: click.Context, as_json: bool, quiet: bool, verbose: int) -> None:
+def cli(
+    ctx: click.Context,
+    as_json: bool,
+    quiet: bool,
+    verbose: int,
+    creds: str | None,
+    plain_http: bool,
+    tls_verify: bool,
+    ca_file: str | None,
+    concurrency: int,
+) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
-    ctx.obj = Options(as_json=as_json, quiet=quiet, verbose=verbose)
+    ctx.obj = Options(
+        as_json=as_json,
+        quiet=quiet,
+        verbose=verbose,
+        creds=creds,
+        plain_http=plain_http,
+        tls_verify=tls_verify,
+        ca_file=ca_file,
+        concurrency=concurrency,
+    )
 
 
 cli.add_command(layout_group)
+for command in (copy_command, pull_command, push_command):
+    cli.add_command(command)
+for command in (inspect_command, tags_command, ls_command):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
@@ -22,6 +22,11 @@ class Options:
     as_json: bool = False
     quiet: bool = False
     verbose: int = 0
+    creds: str | None = field(default=None, repr=False)
+    plain_http: bool = False
+    tls_verify: bool = True
+    ca_file: str | None = None
+    concurrency: int = 8
 
 
 def options() -> Options:

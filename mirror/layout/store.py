@@ -381,15 +381,24 @@ class Layout:
             data = index_file.serialize(index)
             await asyncio.to_thread(write_atomic, self.path / "index.json", data, self._tmp_dir)
 
-    async def put_image(self, manifest: ManifestLike, name: str | None = None) -> Descriptor:
-        """Store a manifest (its blobs must be present) and list it under `name`."""
+    async def image_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
+        """Store a manifest (its blobs must be present) and list it under the name `tag`."""
         desc = await self.manifest_put(manifest)
-        await self.add_image(desc, name)
+        await self.add_image(desc, tag)
         return desc
 
-    async def hash_blob_file(self, path: Path, algorithm: str) -> DigestHasher:
-        """Hash a file under `blobs/` in a worker thread."""
-        return await asyncio.to_thread(_hash_file, path, algorithm)
+    async def manifest_head(self, ref: str | None) -> Descriptor | None:
+        """The descriptor an image name or digest resolves to, or None."""
+        try:
+            return await self.resolve(ref)
+        except ManifestNotFound:
+            return None
+
+    async def tags(self) -> AsyncIterator[str]:
+        """The image names in `index.json`, in order."""
+        for image in await self.images():
+            if image.name is not None:
+                yield image.name
 
 
 def _hash_file(path: Path, algorithm: str) -> DigestHasher:

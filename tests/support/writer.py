@@ -47,7 +47,7 @@ async def write_big(root: Path, seed: int, size: int, digest: str) -> None:
             "config": config.to_json(),
             "layers": [layer.to_json()],
         }
-        await layout.put_image(parse_manifest(json.dumps(body).encode()), "big")
+        await layout.image_put(parse_manifest(json.dumps(body).encode()), "big")
 
 
 async def write_tags(root: Path, prefix: str, count: int) -> None:

@@ -1,0 +1,202 @@
+"""The library's operations as async functions taking reference strings: copy, inspect, list."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mirror.copy import CopyResult, ProgressSink, copy_image
+from mirror.endpoint import Endpoint
+from mirror.errors import InvalidReference, ManifestInvalid, MirrorError
+from mirror.layout import Layout
+from mirror.model import Index, Manifest, ManifestLike
+from mirror.platform import Platform
+from mirror.reference import (
+    ArchiveReference,
+    LayoutReference,
+    Reference,
+    RegistryReference,
+    parse_reference,
+)
+from mirror.registry import RegistryClient, RegistryOptions
+
+__all__ = [
+    "ImageInfo",
+    "copy",
+    "inspect",
+    "list_repositories",
+    "list_tags",
+    "open_endpoint",
+]
+
+
+def _parse(ref: str | Reference) -> Reference:
+    return parse_reference(ref) if isinstance(ref, str) else ref
+
+
+@contextlib.asynccontextmanager
+async def open_endpoint(
+    ref: Reference, client: RegistryClient, *, write: bool = False
+) -> AsyncIterator[tuple[Endpoint, str | None]]:
+    """The endpoint a reference names, and the tag/name/digest within it to read or write."""
+    if isinstance(ref, ArchiveReference):
+        raise MirrorError(f"{ref}: oci-archive endpoints are not supported yet")
+    if isinstance(ref, LayoutReference):
+        async with await Layout.open(ref.path, create=write) as layout:
+            yield layout, ref.ref
+        return
+    repo = client.repository(ref)
+    if write:
+        yield repo, ref.tag or (None if ref.digest else "latest")
+    else:
+        yield repo, ref.reference
+
+
+async def copy(
+    source: str | Reference,
+    destination: str | Reference,
+    *,
+    options: RegistryOptions | None = None,
+    platforms: Sequence[str | Platform] = (),
+    include_foreign: bool = False,
+    progress: ProgressSink | None = None,
+) -> CopyResult:
+    """Copy one image between any two endpoints (`docker://`, `oci:`); return what was done.
+
+    All platforms of an index are copied unless `platforms` names some: one platform copies
+    that image alone under the tag; several write a new index of just those (a new digest).
+    """
+    src_ref, dst_ref = _parse(source), _parse(destination)
+    wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+    opts = options or RegistryOptions()
+    async with (
+        RegistryClient(opts) as client,
+        open_endpoint(src_ref, client) as (src, src_tag),
+        open_endpoint(dst_ref, client, write=True) as (dst, dst_tag),
+    ):
+        result = await copy_image(
+            src,
+            src_tag,
+            dst,
+            dst_tag,
+            platforms=wanted,
+            include_foreign=include_foreign,
+            concurrency=opts.concurrency,
+            progress=progress,
+        )
+    if (
+        isinstance(dst_ref, RegistryReference)
+        and dst_ref.digest
+        and dst_ref.digest != result.digest
+    ):
+        raise InvalidReference(
+            f"{dst_ref}: the copied image has digest {result.digest}, not the one named"
+        )
+    return result
+
+
+@dataclass
+class ImageInfo:
+    """What `inspect` shows: the manifest, and per platform its config and layers."""
+
+    reference: str
+    digest: str
+    media_type: str
+    size: int
+    raw: bytes = field(repr=False)
+    platforms: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    artifact_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        out: dict[str, Any] = {
+            "reference": self.reference,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.platforms:
+            out["platforms"] = self.platforms
+        if self.config:
+            out["config"] = self.config
+        if self.layers:
+            out["layers"] = self.layers
+            out["layersSize"] = sum(layer["size"] for layer in self.layers)
+        return out
+
+
+async def inspect(
+    reference: str | Reference, *, options: RegistryOptions | None = None
+) -> ImageInfo:
+    """Digest, media type, platforms, layers and sizes of an image (manifest verified)."""
+    ref = _parse(reference)
+    async with RegistryClient(options) as client, open_endpoint(ref, client) as (endpoint, tag):
+        manifest = await endpoint.manifest_get(tag)
+        info = ImageInfo(
+            reference=str(ref),
+            digest=str(manifest.digest),
+            media_type=manifest.media_type,
+            size=manifest.size,
+            raw=manifest.raw,
+            artifact_type=manifest.artifact_type,
+        )
+        if isinstance(manifest, Index):
+            info.platforms = [
+                {
+                    "platform": str(child.platform) if child.platform else None,
+                    "digest": str(child.digest),
+                    "mediaType": child.media_type,
+                    "size": child.size,
+                }
+                for child in manifest.manifests
+            ]
+        elif isinstance(manifest, Manifest):
+            info.layers = [
+                {"digest": str(layer.digest), "mediaType": layer.media_type, "size": layer.size}
+                for layer in manifest.layers
+            ]
+            info.config = await _config_summary(endpoint, manifest)
+        return info
+
+
+async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[str, Any]:
+    assert isinstance(manifest, Manifest)
+    desc = manifest.config
+    summary: dict[str, Any] = {"digest": str(desc.digest), "mediaType": desc.media_type}
+    if desc.size > 4 * 1024 * 1024 or "json" not in desc.media_type:
+        return summary
+    raw = b"".join([c async for c in endpoint.blob_open(desc)])
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        raise ManifestInvalid(f"config {desc.digest} is not JSON") from None
+    if isinstance(config, dict):
+        for key in ("os", "architecture", "variant", "created"):
+            if isinstance(config.get(key), str):
+                summary[key] = config[key]
+    return summary
+
+
+async def list_tags(
+    repository: str | Reference, *, options: RegistryOptions | None = None
+) -> list[str]:
+    """Every tag of a registry repository (or every image name of a layout)."""
+    ref = _parse(repository)
+    async with RegistryClient(options) as client, open_endpoint(ref, client) as (endpoint, _):
+        return [tag async for tag in endpoint.tags()]
+
+
+async def list_repositories(registry: str, *, options: RegistryOptions | None = None) -> list[str]:
+    """Every repository of a registry (the catalog API), `registry` being host[:port]."""
+    host = registry.removeprefix("docker://").rstrip("/")
+    if not host or "/" in host:
+        raise InvalidReference(f"invalid registry {registry!r}: expected host[:port]")
+    async with RegistryClient(options) as client:
+        return [name async for name in client.catalog(host)]

@@ -1,0 +1,187 @@
+"""Getting and caching registry tokens: Basic, Bearer (GET and POST refresh-token flows)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from mirror.auth.challenge import Challenge
+from mirror.auth.credentials import Credentials
+from mirror.errors import MirrorError, TransportError, Unauthorized
+
+__all__ = ["Authenticator"]
+
+DEFAULT_EXPIRES_IN = 60
+CLIENT_ID = "mirror"
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    expires_at: float
+
+
+class Authenticator:
+    """Answers "which Authorization header for these scopes?" for one registry.
+
+    It learns the registry's challenge from its first 401, then asks for tokens up front
+    (one per set of scopes, reused until shortly before expiry). Basic credentials are sent
+    only to the registry itself and to the token realm it names.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        credentials: Credentials | None,
+        session: aiohttp.ClientSession,
+        ssl: Any = True,
+    ) -> None:
+        self.registry = registry
+        self.credentials = credentials or Credentials()
+        self.session = session
+        self.ssl = ssl
+        self.challenge: Challenge | None = None
+        self._tokens: dict[frozenset[str], _Token] = {}
+        self._refresh_token: str | None = self.credentials.identity_token
+        self._lock = asyncio.Lock()
+        #: number of token requests made (tests read it to prove tokens are reused)
+        self.token_requests = 0
+
+    async def header(self, scopes: tuple[str, ...]) -> str | None:
+        """The Authorization header to send up front, or None before any challenge."""
+        if self.challenge is None:
+            return None
+        if self.challenge.scheme == "basic":
+            return self._basic() if self.credentials.has_basic else None
+        if self.challenge.scheme != "bearer":
+            return None
+        if self.credentials.registry_token:
+            return f"Bearer {self.credentials.registry_token}"
+        return f"Bearer {await self._token(frozenset(scopes))}"
+
+    async def unauthorized(self, www_authenticate: str, scopes: tuple[str, ...]) -> str | None:
+        """Learn from a 401: return a fresh header to retry with, or None if nothing would help."""
+        from mirror.auth.challenge import parse_challenges
+
+        challenges = parse_challenges(www_authenticate)
+        chosen = next((c for c in challenges if c.scheme == "bearer"), None)
+        chosen = chosen or next((c for c in challenges if c.scheme == "basic"), None)
+        if chosen is None:
+            return None
+        had = self.challenge
+        self.challenge = chosen
+        if chosen.scheme == "basic":
+            if not self.credentials.has_basic or (had is not None and had.scheme == "basic"):
+                return None
+            return self._basic()
+        wanted = frozenset(scopes) | frozenset(chosen.scopes)
+        self._tokens.pop(wanted, None)
+        if self.credentials.registry_token:
+            if had is not None:
+                return None
+            return f"Bearer {self.credentials.registry_token}"
+        return f"Bearer {await self._token(wanted)}"
+
+    def _basic(self) -> str:
+        pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    async def _token(self, scopes: frozenset[str]) -> str:
+        async with self._lock:
+            cached = self._tokens.get(scopes)
+            if cached is not None and cached.expires_at > time.monotonic():
+                return cached.value
+            token = await self._fetch(scopes)
+            self._tokens[scopes] = token
+            return token.value
+
+    async def _fetch(self, scopes: frozenset[str]) -> _Token:
+        assert self.challenge is not None
+        realm = self.challenge.realm
+        if not realm:
+            raise Unauthorized(f"{self.registry} asked for a bearer token but named no realm")
+        self.token_requests += 1
+        if self._refresh_token:
+            reply = await self._post_refresh(realm, scopes)
+            if reply is not None:
+                return self._parse(reply, realm)
+        return self._parse(await self._get(realm, scopes), realm)
+
+    async def _get(self, realm: str, scopes: frozenset[str]) -> dict[str, Any]:
+        params: list[tuple[str, str]] = []
+        if self.challenge and self.challenge.service:
+            params.append(("service", self.challenge.service))
+        params.extend(("scope", s) for s in sorted(scopes))
+        auth = None
+        if self.credentials.has_basic:
+            auth = aiohttp.BasicAuth(
+                self.credentials.username or "", self.credentials.password or ""
+            )
+        return await self._call("GET", realm, params=params, auth=auth)
+
+    async def _post_refresh(self, realm: str, scopes: frozenset[str]) -> dict[str, Any] | None:
+        form = {
+            "grant_type": "refresh_token",
+            "service": (self.challenge.service if self.challenge else None) or "",
+            "client_id": CLIENT_ID,
+            "scope": " ".join(sorted(scopes)),
+            "refresh_token": self._refresh_token or "",
+        }
+        try:
+            return await self._call("POST", realm, data=form)
+        except _NotFoundOrNotAllowed:
+            return None
+
+    async def _call(self, method: str, realm: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            async with self.session.request(
+                method, realm, ssl=self.ssl, allow_redirects=False, **kwargs
+            ) as resp:
+                body = await resp.content.read(1024 * 1024)
+                if method == "POST" and resp.status in (404, 405):
+                    raise _NotFoundOrNotAllowed
+                if resp.status in (401, 403):
+                    raise Unauthorized(
+                        f"token server {resp.url.host} refused the credentials for {self.registry}"
+                        f" ({resp.status})",
+                        status=resp.status,
+                        method=method,
+                    )
+                if resp.status != 200:
+                    raise Unauthorized(
+                        f"token server {resp.url.host} answered {resp.status} for {self.registry}",
+                        status=resp.status,
+                        method=method,
+                    )
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"cannot reach token server for {self.registry}: {exc}") from None
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            raise Unauthorized(f"token server for {self.registry} sent no JSON") from None
+        if not isinstance(reply, dict):
+            raise Unauthorized(f"token server for {self.registry} sent no JSON object")
+        return reply
+
+    def _parse(self, reply: dict[str, Any], realm: str) -> _Token:
+        value = reply.get("token") or reply.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise MirrorError(f"token server {realm} sent no token for {self.registry}")
+        refresh = reply.get("refresh_token")
+        if isinstance(refresh, str) and refresh:
+            self._refresh_token = refresh
+        expires_in = reply.get("expires_in")
+        if not isinstance(expires_in, int | float) or expires_in <= 0:
+            expires_in = DEFAULT_EXPIRES_IN
+        # renew a little early so a token never expires mid-request
+        return _Token(value, time.monotonic() + max(1.0, float(expires_in) * 0.9 - 5))
+
+
+class _NotFoundOrNotAllowed(Exception):
+    """The token endpoint does not take POST: use GET."""

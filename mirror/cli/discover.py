@@ -1,0 +1,80 @@
+"""`mirror inspect REF`, `mirror tags REPO`, `mirror ls REGISTRY`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mirror.api import ImageInfo, inspect, list_repositories, list_tags
+from mirror.cli.context import registry_options
+from mirror.cli.output import emit, json_option, run
+from mirror.errors import InvalidReference
+from mirror.reference import Reference, parse_reference
+
+__all__ = ["inspect_command", "ls_command", "tags_command"]
+
+
+def _parse(text: str, what: str) -> Reference:
+    try:
+        return parse_reference(
+            text if "://" in text or text.startswith("oci") else f"docker://{text}"
+        )
+    except InvalidReference as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
+
+
+@click.command("inspect")
+@click.argument("reference")
+@click.option("--raw", is_flag=True, help="Print the manifest's exact bytes.")
+@json_option
+def inspect_command(reference: str, raw: bool, as_json: bool) -> None:
+    """Show digest, media type, platforms, layers and sizes of REFERENCE."""
+    ref = _parse(reference, "REFERENCE")
+    info = run(inspect(ref, options=registry_options([ref])))
+    if raw:
+        sys.stdout.buffer.write(info.raw)
+        sys.stdout.buffer.flush()
+        return
+    emit(info.to_json(), lambda: _text(info))
+
+
+def _text(info: ImageInfo) -> str:
+    lines = [
+        f"Reference:  {info.reference}",
+        f"Digest:     {info.digest}",
+        f"MediaType:  {info.media_type}",
+    ]
+    if info.artifact_type:
+        lines.append(f"Artifact:   {info.artifact_type}")
+    for p in info.platforms:
+        lines.append(f"Platform:   {p['platform'] or '-':<20} {p['digest']}")
+    if info.config:
+        c = info.config
+        where = "/".join(x for x in (c.get("os"), c.get("architecture"), c.get("variant")) if x)
+        lines.append(f"Config:     {c['digest']} {where} {c.get('created', '')}".rstrip())
+    for layer in info.layers:
+        lines.append(f"Layer:      {layer['digest']} {layer['size']:>10}  {layer['mediaType']}")
+    if info.layers:
+        lines.append(f"Size:       {sum(x['size'] for x in info.layers)} bytes in layers")
+    return "\n".join(lines)
+
+
+@click.command("tags")
+@click.argument("repository")
+@json_option
+def tags_command(repository: str, as_json: bool) -> None:
+    """List the tags of REPOSITORY (HOST/REPO, or oci:DIR for image names)."""
+    ref = _parse(repository, "REPOSITORY")
+    tags = run(list_tags(ref, options=registry_options([ref])))
+    emit(tags, "\n".join(tags))
+
+
+@click.command("ls")
+@click.argument("registry")
+@json_option
+def ls_command(registry: str, as_json: bool) -> None:
+    """List the repositories of REGISTRY (HOST[:PORT])."""
+    host = registry.removeprefix("docker://").rstrip("/")
+    names = run(list_repositories(host, options=registry_options([host])))
+    emit(names, "\n".join(names))

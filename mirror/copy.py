@@ -1,0 +1,241 @@
+"""The copy engine: one image from any endpoint to any other, every byte verified.
+
+Plan: resolve the source, choose platforms, walk the manifest tree, collect each blob once.
+Then: if the destination already has the same digest under the tag, stop. Otherwise copy the
+missing blobs (largest first, bounded concurrency, cross-repository mount where possible),
+then child manifests by digest, then the top manifest under its tag, so that no destination
+ever names content it does not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mirror.endpoint import BlobMounter, Endpoint
+from mirror.errors import ManifestNotFound
+from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.platform import Platform
+
+__all__ = ["CopyResult", "ProgressSink", "copy_image", "gather_or_cancel"]
+
+
+class ProgressSink(Protocol):
+    """Receives progress events; the CLI draws them, the library default ignores them."""
+
+    def blob_started(self, desc: Descriptor) -> None:
+        """A blob transfer began."""
+
+    def blob_advanced(self, desc: Descriptor, size: int) -> None:
+        """`size` more bytes of a blob went through."""
+
+    def blob_finished(self, desc: Descriptor, how: str) -> None:
+        """A blob is done: `copied`, `mounted` or `skipped`."""
+
+
+class _Silent:
+    def blob_started(self, desc: Descriptor) -> None:
+        pass
+
+    def blob_advanced(self, desc: Descriptor, size: int) -> None:
+        pass
+
+    def blob_finished(self, desc: Descriptor, how: str) -> None:
+        pass
+
+
+@dataclass
+class CopyResult:
+    """What a copy did."""
+
+    digest: str
+    media_type: str
+    up_to_date: bool = False
+    digest_changed: bool = False
+    source_digest: str = ""
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+    manifests_written: int = 0
+    seconds: float = 0.0
+    platforms: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready report."""
+        return {
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "upToDate": self.up_to_date,
+            "digestChanged": self.digest_changed,
+            "sourceDigest": self.source_digest,
+            "blobsCopied": self.blobs_copied,
+            "blobsMounted": self.blobs_mounted,
+            "blobsSkipped": self.blobs_skipped,
+            "bytesCopied": self.bytes_copied,
+            "manifestsWritten": self.manifests_written,
+            "seconds": round(self.seconds, 3),
+            "platforms": self.platforms,
+        }
+
+
+@dataclass
+class _Plan:
+    top: ManifestLike
+    children: list[ManifestLike] = field(default_factory=list)
+    blobs: dict[str, Descriptor] = field(default_factory=dict)
+
+
+async def copy_image(
+    src: Endpoint,
+    src_ref: str | None,
+    dst: Endpoint,
+    dst_tag: str | None,
+    *,
+    platforms: Sequence[Platform] = (),
+    include_foreign: bool = False,
+    concurrency: int = 8,
+    progress: ProgressSink | None = None,
+) -> CopyResult:
+    """Copy one image (manifest, index and everything below) from `src` to `dst`."""
+    started = time.monotonic()
+    sink = progress or _Silent()
+    original = await src.manifest_get(src_ref)
+    top = await _select_platforms(src, original, platforms)
+    result = CopyResult(
+        digest=str(top.digest),
+        media_type=top.media_type,
+        digest_changed=top.digest != original.digest,
+        source_digest=str(original.digest),
+    )
+    existing = await dst.manifest_head(dst_tag) if dst_tag else None
+    if existing is not None and existing.digest == top.digest:
+        result.up_to_date = True
+        result.seconds = time.monotonic() - started
+        return result
+    plan = await _plan(src, top, include_foreign)
+    result.platforms = [
+        str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
+    ]
+    await _copy_blobs(src, dst, plan, result, sink, max(1, concurrency))
+    for child in plan.children:
+        await dst.manifest_put(child)
+        result.manifests_written += 1
+    await dst.image_put(top, dst_tag)
+    result.manifests_written += 1
+    result.seconds = time.monotonic() - started
+    return result
+
+
+async def _select_platforms(
+    src: Endpoint, top: ManifestLike, platforms: Sequence[Platform]
+) -> ManifestLike:
+    if not platforms or not isinstance(top, Index):
+        return top
+    chosen: list[Descriptor] = []
+    for wanted in platforms:
+        found = top.find(wanted)
+        if found is None:
+            raise ManifestNotFound(f"no {wanted} image in index {top.digest}")
+        if found not in chosen:
+            chosen.append(found)
+    if len(platforms) == 1:
+        return await src.manifest_get(str(chosen[0].digest))
+    body = {
+        "schemaVersion": 2,
+        "mediaType": top.media_type,
+        "manifests": [c.to_json() for c in chosen],
+    }
+    return parse_manifest(json.dumps(body, separators=(",", ":")).encode(), top.media_type)
+
+
+async def _plan(src: Endpoint, top: ManifestLike, include_foreign: bool) -> _Plan:
+    plan = _Plan(top)
+    await _walk(src, top, plan, {str(top.digest)}, include_foreign)
+    return plan
+
+
+async def _walk(
+    src: Endpoint, manifest: ManifestLike, plan: _Plan, seen: set[str], include_foreign: bool
+) -> None:
+    """Collect blobs, and child manifests in the order they must be written (children first)."""
+    if isinstance(manifest, Manifest):
+        for blob in manifest.blobs():
+            if blob.is_non_distributable and blob.urls and not include_foreign:
+                continue
+            plan.blobs.setdefault(str(blob.digest), blob)
+        return
+    for child_desc in manifest.manifests:
+        if str(child_desc.digest) in seen:
+            continue
+        seen.add(str(child_desc.digest))
+        child = await src.manifest_get(str(child_desc.digest))
+        await _walk(src, child, plan, seen, include_foreign)
+        plan.children.append(child)
+
+
+async def _copy_blobs(
+    src: Endpoint,
+    dst: Endpoint,
+    plan: _Plan,
+    result: CopyResult,
+    sink: ProgressSink,
+    concurrency: int,
+) -> None:
+    gate = asyncio.Semaphore(concurrency)
+    mount_from = _mount_source(src, dst)
+
+    async def one(desc: Descriptor) -> None:
+        async with gate:
+            if await dst.blob_exists(desc):
+                result.blobs_skipped += 1
+                sink.blob_finished(desc, "skipped")
+                return
+            if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
+                result.blobs_mounted += 1
+                sink.blob_finished(desc, "mounted")
+                return
+            sink.blob_started(desc)
+            await dst.blob_put(desc, _counted(src.blob_open(desc), desc, result, sink))
+            result.blobs_copied += 1
+            sink.blob_finished(desc, "copied")
+
+    ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
+    await gather_or_cancel([one(desc) for desc in ordered])
+
+
+def _mount_source(src: Endpoint, dst: Endpoint) -> tuple[BlobMounter, str] | None:
+    """The destination and source repository when a cross-repository mount can work."""
+    if (
+        isinstance(src, BlobMounter)
+        and isinstance(dst, BlobMounter)
+        and src.registry == dst.registry
+        and src.name != dst.name
+    ):
+        return dst, src.name
+    return None
+
+
+async def _counted(
+    chunks: AsyncIterable[bytes], desc: Descriptor, result: CopyResult, sink: ProgressSink
+) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        result.bytes_copied += len(chunk)
+        sink.blob_advanced(desc, len(chunk))
+        yield chunk
+
+
+async def gather_or_cancel(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run jobs together; on the first failure cancel the rest and raise that failure."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,63 @@
+"""The one interface every place an image can live implements; the copy engine uses only this."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from mirror.model import Descriptor, ManifestLike
+
+__all__ = ["BlobMounter", "Endpoint"]
+
+
+@runtime_checkable
+class Endpoint(Protocol):
+    """A repository of images: a registry repository or an OCI image layout.
+
+    Every method raises the same errors whatever the endpoint: ManifestNotFound and
+    BlobNotFound for missing content, ContentError for bytes that do not match.
+    """
+
+    async def manifest_get(self, ref: str | None) -> ManifestLike:
+        """The verified manifest under a tag/name or digest (None: the default)."""
+        ...
+
+    async def manifest_head(self, ref: str | None) -> Descriptor | None:
+        """What a tag/name or digest points at, or None; cheap where the endpoint allows."""
+        ...
+
+    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
+        """Store a manifest by digest (its blobs are already there); not listed under a tag."""
+        ...
+
+    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
+        """Store a top-level manifest and point `tag` at it (None: untagged)."""
+        ...
+
+    async def blob_exists(self, desc: Descriptor) -> bool:
+        """True when the blob is already stored."""
+        ...
+
+    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream a blob's bytes from `offset`; verified when read from the start."""
+        ...
+
+    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
+        """Store a blob from a stream; it becomes visible only if digest and size match."""
+        ...
+
+    def tags(self) -> AsyncIterator[str]:
+        """The tags (registry) or image names (layout)."""
+        ...
+
+
+@runtime_checkable
+class BlobMounter(Protocol):
+    """An endpoint that can take a blob from a sibling without the bytes passing through us."""
+
+    registry: str
+    name: str
+
+    async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
+        """Mount `desc` from `source_repository` on the same registry; False if refused."""
+        ...

@@ -1,0 +1,97 @@
+"""The registry client: one HTTP session shared by every registry and repository of a run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from mirror.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
+from mirror.registry.options import RegistryOptions
+from mirror.registry.repository import Repository, next_link
+from mirror.registry.transport import RegistryTransport
+
+__all__ = ["RegistryClient"]
+
+
+class RegistryClient:
+    """Opens repositories on any number of registries over one connection pool.
+
+    Use as `async with RegistryClient(options) as client:`.
+    """
+
+    def __init__(self, options: RegistryOptions | None = None) -> None:
+        self.options = options or RegistryOptions()
+        self._session: aiohttp.ClientSession | None = None
+        self._transports: dict[str, RegistryTransport] = {}
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared aiohttp session (created on first use)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=max(16, self.options.concurrency * 2),
+                limit_per_host=max(8, self.options.concurrency),
+            )
+            timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, auto_decompress=False
+            )
+        return self._session
+
+    def transport(self, registry: str) -> RegistryTransport:
+        """The transport for `registry` (host[:port] as written in references)."""
+        if registry not in self._transports:
+            api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+            self._transports[registry] = RegistryTransport(
+                registry, api_host, self.session, self.options
+            )
+        return self._transports[registry]
+
+    def repository(self, ref: RegistryReference) -> Repository:
+        """The repository a reference names."""
+        return Repository(self.transport(ref.registry), ref.repository)
+
+    async def ping(self, registry: str) -> None:
+        """Check that `registry` speaks the v2 API (authentication challenges count as yes)."""
+        transport = self.transport(registry)
+        resp = await transport.request(
+            "GET", "/v2/", scopes=(), what=f"registry {registry}", ok=(200, 401)
+        )
+        resp.release()
+
+    async def catalog(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every repository name in `registry` (the Docker catalog API), following pages."""
+        transport = self.transport(registry)
+        target: str | URL = f"/v2/_catalog?n={page_size}"
+        while True:
+            resp = await transport.request(
+                "GET", target, scopes=("registry:catalog:*",), what=f"catalog of {registry}"
+            )
+            try:
+                body = await resp.json(content_type=None)
+                link = next_link(resp.headers.get("Link"))
+                url = resp.url
+            finally:
+                resp.release()
+            for name in (body or {}).get("repositories") or []:
+                yield str(name)
+            if not link:
+                return
+            target = url.join(URL(link, encoded=True))

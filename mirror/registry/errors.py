@@ -1,0 +1,96 @@
+"""Turning registry error replies into mirror's typed exceptions (one line, no secrets)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import NoReturn
+
+import aiohttp
+
+from mirror.errors import (
+    BlobNotFound,
+    Forbidden,
+    ManifestNotFound,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    ServerError,
+    Unauthorized,
+)
+
+__all__ = ["RETRYABLE_CODES", "RETRYABLE_STATUS", "parse_retry_after", "raise_for_status"]
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_CODES = frozenset({"TOOMANYREQUESTS", "UNAVAILABLE", "UNKNOWN", "BLOB_UPLOAD_INVALID"})
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _codes_and_message(body: bytes) -> tuple[list[str], str]:
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return [], ""
+    errors = obj.get("errors") if isinstance(obj, dict) else None
+    if not isinstance(errors, list):
+        return [], ""
+    codes = [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
+    messages = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
+    return codes, "; ".join(messages)
+
+
+async def raise_for_status(resp: aiohttp.ClientResponse, what: str, kind: str = "") -> NoReturn:
+    """Read a bounded error body and raise the matching RegistryError or NotFound.
+
+    `what` names the thing asked for (e.g. "manifest app:v1 on host"); `kind` is
+    "manifest", "blob" or "" and picks the NotFound subclass.
+    """
+    body = await resp.content.read(_MAX_ERROR_BODY)
+    codes, message = _codes_and_message(body)
+    status, method = resp.status, resp.method
+    detail = f": {' '.join(message.split())[:300]}" if message else ""
+    unknown = {"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"} & set(codes)
+    if status == 404 or (status == 400 and unknown):
+        cls = {"manifest": ManifestNotFound, "blob": BlobNotFound}.get(kind, NotFound)
+        raise cls(f"{what} not found{detail}")
+    retryable = status in RETRYABLE_STATUS or bool(RETRYABLE_CODES & set(codes))
+    url = str(resp.url.with_query(None))
+    if status == 429 or (status == 503 and resp.headers.get("Retry-After")):
+        raise RateLimited(
+            f"{what}: rate limited ({status}){detail}",
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            status=status,
+            method=method,
+            url=url,
+            codes=codes,
+        )
+    cls_by_status: dict[int, tuple[type[RegistryError], str]] = {
+        401: (Unauthorized, "authentication required or refused (401)"),
+        403: (Forbidden, "access denied (403)"),
+    }
+    error_cls, text = cls_by_status.get(status, (RegistryError, f"{method} answered {status}"))
+    if status >= 500:
+        error_cls, text = ServerError, f"registry error {status}"
+    raise error_cls(
+        f"{what}: {text}{detail}",
+        status=status,
+        method=method,
+        url=url,
+        codes=codes,
+        retryable=retryable,
+    )

@@ -1,0 +1,71 @@
+"""How to talk to registries: TLS, plain HTTP, credentials. Keyword-only, immutable."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirror.auth.credentials import Credentials, DockerConfig
+
+__all__ = ["RegistryOptions", "is_loopback"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryOptions:
+    """Connection settings shared by every registry a run talks to.
+
+    `insecure` names registries (host[:port]) whose TLS certificates are not verified;
+    `plain_http` names registries spoken to over HTTP (True: every registry). Loopback
+    registries fall back to HTTP when they do not speak TLS, as Docker does.
+    """
+
+    credentials: dict[str, Credentials] = field(default_factory=dict, repr=False)
+    default_credentials: Credentials | None = field(default=None, repr=False)
+    docker_config: Path | None = None
+    use_docker_config: bool = True
+    plain_http: bool | frozenset[str] = False
+    insecure: frozenset[str] = frozenset()
+    ca_file: str | None = None
+    concurrency: int = 8
+    user_agent: str = "mirror"
+
+    def uses_plain_http(self, registry: str) -> bool:
+        """True when `registry` is to be spoken to over HTTP."""
+        if isinstance(self.plain_http, bool):
+            return self.plain_http
+        return registry in self.plain_http
+
+    def ssl_for(self, registry: str) -> ssl.SSLContext | bool:
+        """The `ssl` argument for aiohttp: verification on unless `registry` is named insecure."""
+        if registry in self.insecure:
+            return False
+        if self.ca_file:
+            return ssl.create_default_context(cafile=self.ca_file)
+        return True
+
+    def credentials_for(self, registry: str) -> Credentials | None:
+        """Explicit credentials for `registry`, else the default ones, else the Docker config."""
+        if registry in self.credentials:
+            return self.credentials[registry]
+        if self.default_credentials is not None:
+            return self.default_credentials
+        if self.use_docker_config:
+            return DockerConfig.load(self.docker_config).lookup(registry)
+        return None
+
+
+def is_loopback(registry: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (with or without a port)."""
+    host = registry
+    if host.startswith("["):
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,346 @@
+"""One repository in a registry: manifests, blobs, tags. It is a copy endpoint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from urllib.parse import quote
+
+from yarl import URL
+
+from mirror import mediatypes as mt
+from mirror.digest import Digest, DigestHasher, check_content, verify_stream
+from mirror.errors import (
+    DigestMismatch,
+    InvalidDigest,
+    ManifestInvalid,
+    SizeMismatch,
+    TransportError,
+)
+from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.registry.transport import RegistryTransport
+
+__all__ = ["CHUNK_SIZE", "Repository", "next_link"]
+
+CHUNK_SIZE = 1024 * 1024
+_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+def next_link(header: str | None) -> str | None:
+    """The `rel="next"` target of a Link header, if any."""
+    if not header:
+        return None
+    match = _LINK_RE.search(header)
+    return match.group(1) if match else None
+
+
+class Repository:
+    """A repository (`name`) in the registry behind `transport`."""
+
+    def __init__(self, transport: RegistryTransport, name: str) -> None:
+        self.transport = transport
+        self.name = name
+        self.registry = transport.registry
+
+    def __repr__(self) -> str:
+        return f"Repository({self.registry}/{self.name})"
+
+    @property
+    def pull(self) -> tuple[str, ...]:
+        """Token scopes for reading."""
+        return (f"repository:{self.name}:pull",)
+
+    @property
+    def push(self) -> tuple[str, ...]:
+        """Token scopes for writing."""
+        return (f"repository:{self.name}:pull,push",)
+
+    @property
+    def delete_scope(self) -> tuple[str, ...]:
+        """Token scopes for deleting."""
+        return (f"repository:{self.name}:delete",)
+
+    def _what(self, kind: str, ref: str) -> str:
+        sep = "@" if ref.startswith(("sha256:", "sha512:")) else ":"
+        return f"{kind} {self.registry}/{self.name}{sep}{ref}"
+
+    # -- manifests ----------------------------------------------------------------------
+
+    async def manifest_get(self, ref: str | None) -> ManifestLike:
+        """Fetch and verify a manifest by tag or digest (4 MiB cap, digest and type checks)."""
+        ref = ref or "latest"
+        what = self._what("manifest", ref)
+        resp = await self.transport.request(
+            "GET",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self.pull,
+            what=what,
+            kind="manifest",
+            headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)},
+        )
+        try:
+            length = resp.content_length
+            if length is not None and length > mt.MAX_MANIFEST_SIZE:
+                raise ManifestInvalid(f"{what} is {length} bytes, over the 4 MiB limit")
+            raw = await resp.content.read(mt.MAX_MANIFEST_SIZE + 1)
+            if len(raw) > mt.MAX_MANIFEST_SIZE:
+                raise ManifestInvalid(f"{what} is over the 4 MiB limit")
+            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            header_digest = resp.headers.get("Docker-Content-Digest")
+        finally:
+            resp.release()
+        digest = _check_manifest_digest(raw, ref, header_digest, what)
+        try:
+            return parse_manifest(raw, content_type or None, digest=digest)
+        except ManifestInvalid as exc:
+            raise ManifestInvalid(f"{what}: {exc}") from None
+
+    async def manifest_head(self, ref: str | None) -> Descriptor | None:
+        """The descriptor of a manifest by tag or digest, or None when it does not exist."""
+        ref = ref or "latest"
+        resp = await self.transport.request(
+            "HEAD",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self.pull,
+            what=self._what("manifest", ref),
+            kind="manifest",
+            ok=(200, 404),
+            headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)},
+        )
+        resp.release()
+        if resp.status == 404:
+            return None
+        digest_text = resp.headers.get("Docker-Content-Digest")
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        length = resp.content_length
+        if not digest_text or length is None or media_type not in mt.MANIFESTS:
+            return (await self.manifest_get(ref)).descriptor()
+        try:
+            return Descriptor(media_type, Digest(digest_text), length)
+        except InvalidDigest:
+            return (await self.manifest_get(ref)).descriptor()
+
+    async def manifest_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
+        """Upload the manifest's exact bytes under `tag`, or by digest when `tag` is None."""
+        ref = tag or str(manifest.digest)
+        resp = await self.transport.request(
+            "PUT",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self.push,
+            what=self._what("manifest", ref),
+            kind="manifest",
+            ok=(200, 201, 202),
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.raw,
+        )
+        resp.release()
+        answered = resp.headers.get("Docker-Content-Digest")
+        if answered and answered != manifest.digest and answered.startswith("sha256:"):
+            raise DigestMismatch(
+                f"{self._what('manifest', ref)}: registry stored {answered}, "
+                f"expected {manifest.digest}"
+            )
+        return manifest.descriptor()
+
+    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
+        """Upload a top-level manifest under its tag (same as `manifest_put` for a registry)."""
+        return await self.manifest_put(manifest, tag)
+
+    async def manifest_delete(self, digest: Digest) -> None:
+        """Delete a manifest by digest (its tags go with it)."""
+        resp = await self.transport.request(
+            "DELETE",
+            f"/v2/{self.name}/manifests/{Digest(digest)}",
+            scopes=self.delete_scope,
+            what=self._what("manifest", str(digest)),
+            kind="manifest",
+            ok=(200, 202),
+        )
+        resp.release()
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    async def blob_exists(self, desc: Descriptor) -> bool:
+        """True when the registry has the blob (HEAD)."""
+        resp = await self.transport.request(
+            "HEAD",
+            f"/v2/{self.name}/blobs/{desc.digest}",
+            scopes=self.pull,
+            what=self._what("blob", str(desc.digest)),
+            kind="blob",
+            ok=(200, 404),
+        )
+        resp.release()
+        return resp.status == 200
+
+    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream a blob (redirects followed without credentials); verified when read whole."""
+        raw = self._blob_stream(desc, offset)
+        if offset:
+            async for chunk in raw:
+                yield chunk
+            return
+        async for chunk in verify_stream(raw, desc.digest, desc.size):
+            yield chunk
+
+    async def _blob_stream(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
+        what = self._what("blob", str(desc.digest))
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = await self.transport.request(
+            "GET",
+            f"/v2/{self.name}/blobs/{desc.digest}",
+            scopes=self.pull,
+            what=what,
+            kind="blob",
+            ok=(200, 206),
+            headers=headers,
+        )
+        try:
+            skip = offset if resp.status == 200 else 0
+            expected = desc.size - offset + skip
+            if resp.content_length is not None and resp.content_length > expected:
+                raise SizeMismatch(
+                    f"{what}: server sends {resp.content_length} bytes, expected {expected}"
+                )
+            try:
+                async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    if chunk:
+                        yield chunk
+            except (OSError, TimeoutError) as exc:
+                raise TransportError(f"{what}: download interrupted: {exc}") from None
+        finally:
+            resp.release()
+
+    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
+        """Upload a blob in one PUT (POST for a session, then PUT with the digest)."""
+        location = await self._start_upload()
+        await self._finish_upload(location, desc, chunks)
+
+    async def _start_upload(self) -> str:
+        resp = await self.transport.request(
+            "POST",
+            f"/v2/{self.name}/blobs/uploads/",
+            scopes=self.push,
+            what=f"upload to {self.registry}/{self.name}",
+            ok=(202,),
+            headers={"Content-Length": "0"},
+        )
+        resp.release()
+        location = resp.headers.get("Location")
+        if not location:
+            raise TransportError(f"upload to {self.registry}/{self.name}: no Location given")
+        return location
+
+    async def _finish_upload(
+        self, location: str, desc: Descriptor, chunks: AsyncIterable[bytes]
+    ) -> None:
+        sep = "&" if "?" in location else "?"
+        target = f"{location}{sep}digest={quote(str(desc.digest), safe='')}"
+        url = await self._absolute(target)
+        resp = await self.transport.request(
+            "PUT",
+            url,
+            scopes=self.push,
+            what=self._what("blob upload", str(desc.digest)),
+            kind="blob",
+            ok=(201, 204),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+            data=verify_stream(chunks, desc.digest, desc.size),
+            replayable=False,
+        )
+        resp.release()
+
+    async def _absolute(self, location: str) -> URL:
+        base = await self.transport.base()
+        return base.join(URL(location, encoded=True))
+
+    async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
+        """Ask the registry to mount the blob from another repository; False if it would not."""
+        resp = await self.transport.request(
+            "POST",
+            f"/v2/{self.name}/blobs/uploads/?mount={quote(str(desc.digest), safe='')}"
+            f"&from={quote(source_repository, safe='/')}",
+            scopes=(*self.push, f"repository:{source_repository}:pull"),
+            what=self._what("blob mount", str(desc.digest)),
+            kind="blob",
+            ok=(201, 202),
+            headers={"Content-Length": "0"},
+        )
+        resp.release()
+        if resp.status == 201:
+            return True
+        location = resp.headers.get("Location")
+        if location:
+            await self._cancel_upload(location)
+        return False
+
+    async def _cancel_upload(self, location: str) -> None:
+        try:
+            resp = await self.transport.request(
+                "DELETE",
+                await self._absolute(location),
+                scopes=self.push,
+                what=f"cancel upload to {self.registry}/{self.name}",
+                ok=(200, 202, 204, 404),
+            )
+            resp.release()
+        except Exception:  # noqa: S110 - cancelling is best effort by the spec
+            pass
+
+    async def blob_delete(self, digest: Digest) -> None:
+        """Delete a blob by digest."""
+        resp = await self.transport.request(
+            "DELETE",
+            f"/v2/{self.name}/blobs/{Digest(digest)}",
+            scopes=self.delete_scope,
+            what=self._what("blob", str(digest)),
+            kind="blob",
+            ok=(200, 202),
+        )
+        resp.release()
+
+    # -- listing --------------------------------------------------------------------------
+
+    async def tags(self, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every tag of the repository, following `Link` pages."""
+        target: str | URL = f"/v2/{self.name}/tags/list?n={page_size}"
+        while True:
+            resp = await self.transport.request(
+                "GET",
+                target,
+                scopes=self.pull,
+                what=f"tags of {self.registry}/{self.name}",
+                kind="manifest",
+            )
+            try:
+                body = await resp.json(content_type=None)
+                link = next_link(resp.headers.get("Link"))
+                url = resp.url
+            finally:
+                resp.release()
+            for tag in (body or {}).get("tags") or []:
+                yield str(tag)
+            if not link:
+                return
+            target = url.join(URL(link, encoded=True))
+
+
+def _check_manifest_digest(raw: bytes, ref: str, header: str | None, what: str) -> Digest:
+    sha256 = Digest.of(raw)
+    if ref.startswith(("sha256:", "sha512:")):
+        wanted = Digest(ref)
+        actual = sha256 if wanted.algorithm == "sha256" else Digest.of(raw, wanted.algorithm)
+        if actual != wanted:
+            raise DigestMismatch(f"{what}: content hashes to {actual}")
+    if header:
+        try:
+            claimed = Digest(header)
+        except InvalidDigest:
+            raise ManifestInvalid(f"{what}: bad Docker-Content-Digest header") from None
+        hasher = DigestHasher(claimed.algorithm)
+        hasher.update(raw)
+        check_content(hasher, claimed, len(raw), "manifest")
+    return Digest(ref) if ref.startswith(("sha256:", "sha512:")) else sha256

@@ -1,0 +1,152 @@
+"""HTTP to one registry: scheme, authentication, redirects, errors. Nothing here knows OCI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from mirror.auth.tokens import Authenticator
+from mirror.errors import TransportError, Unauthorized
+from mirror.registry.errors import raise_for_status
+from mirror.registry.options import RegistryOptions, is_loopback
+
+__all__ = ["RegistryTransport"]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+
+
+class RegistryTransport:
+    """Sends requests to one registry host and returns responses whose status was expected.
+
+    - Authorization is sent only to the registry's own origin: a redirect to any other host
+      (a storage back end) goes without it.
+    - A 401 is answered once by learning the challenge and retrying with fresh credentials.
+    - Non-expected statuses become typed errors; connection failures become TransportError.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        api_host: str,
+        session: aiohttp.ClientSession,
+        options: RegistryOptions,
+    ) -> None:
+        self.registry = registry
+        self.api_host = api_host
+        self.session = session
+        self.options = options
+        self._base: URL | None = None
+        self._base_lock = asyncio.Lock()
+        self.auth = Authenticator(
+            registry, options.credentials_for(registry), session, options.ssl_for(registry)
+        )
+
+    async def base(self) -> URL:
+        """The registry's base URL; loopback registries that do not speak TLS get HTTP."""
+        async with self._base_lock:
+            if self._base is None:
+                self._base = await self._detect_base()
+            return self._base
+
+    async def _detect_base(self) -> URL:
+        if self.options.uses_plain_http(self.registry):
+            return URL(f"http://{self.api_host}")
+        https = URL(f"https://{self.api_host}")
+        if not is_loopback(self.api_host):
+            return https
+        try:
+            async with self.session.get(
+                https / "v2/", ssl=self.options.ssl_for(self.registry), allow_redirects=False
+            ):
+                return https
+        except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return URL(f"http://{self.api_host}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach registry {self.registry}: {exc}") from None
+
+    async def request(
+        self,
+        method: str,
+        target: str | URL,
+        *,
+        scopes: Iterable[str],
+        what: str,
+        kind: str = "",
+        ok: Iterable[int] = (200,),
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        replayable: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """Send a request and return the open response (the caller releases it).
+
+        `target` is a path under the base URL (or an absolute URL, e.g. an upload Location).
+        `replayable` is False for streamed bodies, which cannot be sent twice.
+        """
+        base = await self.base()
+        url = target if isinstance(target, URL) else _join(base, target)
+        scope_tuple = tuple(scopes)
+        expected = frozenset(ok)
+        authorization = await self.auth.header(scope_tuple)
+        retried = False
+        hops = 0
+        while True:
+            sent = dict(headers or {})
+            sent.setdefault("User-Agent", self.options.user_agent)
+            same_origin = _origin(url) == _origin(base)
+            if authorization and same_origin:
+                sent["Authorization"] = authorization
+            try:
+                resp = await self.session.request(
+                    method,
+                    url,
+                    headers=sent,
+                    data=data,
+                    allow_redirects=False,
+                    ssl=self.options.ssl_for(self.registry if same_origin else url.host or ""),
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
+            if resp.status == 401 and same_origin and not retried:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                resp.release()
+                fresh = await self.auth.unauthorized(challenge, scope_tuple) if challenge else None
+                if fresh is None or not replayable:
+                    raise Unauthorized(
+                        f"{what}: authentication required or refused (401)",
+                        status=401,
+                        method=method,
+                        url=str(url.with_query(None)),
+                    )
+                authorization, retried = fresh, True
+                continue
+            if resp.status in _REDIRECTS and resp.status not in expected:
+                location = resp.headers.get("Location")
+                resp.release()
+                hops += 1
+                if not location or hops > _MAX_REDIRECTS:
+                    raise TransportError(f"{what}: too many or empty redirects")
+                url = url.join(URL(location, encoded=True))
+                if resp.status == 303:
+                    method, data = "GET", None
+                continue
+            if resp.status not in expected:
+                try:
+                    await raise_for_status(resp, what, kind)
+                finally:
+                    resp.release()
+            return resp
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme, (url.host or "").lower(), url.port)
+
+
+def _join(base: URL, target: str) -> URL:
+    if "://" in target:
+        return URL(target, encoded=True)
+    return URL(str(base).rstrip("/") + "/" + target.lstrip("/"), encoded=True)
