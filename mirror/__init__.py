@@ -3,7 +3,11 @@
 The public API is re-exported here; everything else is private.
 """
 
+from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
+from mirror.auth import Credentials
+from mirror.copy import CopyResult, ProgressSink, copy_image
 from mirror.digest import Digest, DigestHasher, verify_stream
+from mirror.endpoint import Endpoint
 from mirror.errors import (
     BlobNotFound,
     ContentError,
@@ -34,17 +38,22 @@ from mirror.reference import (
     RegistryReference,
     parse_reference,
 )
+from mirror.registry import RegistryClient, RegistryOptions, Repository
 
 __all__ = [
     "ArchiveReference",
     "BlobNotFound",
     "ContentError",
+    "CopyResult",
+    "Credentials",
     "Descriptor",
     "Digest",
     "DigestHasher",
     "DigestMismatch",
+    "Endpoint",
     "Forbidden",
     "GcReport",
+    "ImageInfo",
     "Index",
     "InvalidDigest",
     "InvalidReference",
@@ -60,16 +69,25 @@ __all__ = [
     "NotFound",
     "Platform",
     "Problem",
+    "ProgressSink",
     "RateLimited",
     "Reference",
+    "RegistryClient",
     "RegistryError",
+    "RegistryOptions",
     "RegistryReference",
+    "Repository",
     "ServerError",
     "SizeMismatch",
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "copy",
+    "copy_image",
     "gc",
+    "inspect",
+    "list_repositories",
+    "list_tags",
     "parse_manifest",
     "parse_reference",
     "verify",

@@ -108,7 +108,14 @@ class Authenticator:
             raise Unauthorized(f"{self.registry} asked for a bearer token but named no realm")
         self.token_requests += 1
         if self._refresh_token:
-            reply = await self._post_refresh(realm, scopes)
+            try:
+                reply = await self._post_refresh(realm, scopes)
+            except Unauthorized:
+                # a refresh token we were handed may be refused; a password still works
+                if not self.credentials.has_basic:
+                    raise
+                self._refresh_token = None
+                reply = None
             if reply is not None:
                 return self._parse(reply, realm)
         return self._parse(await self._get(realm, scopes), realm)
@@ -118,12 +125,8 @@ class Authenticator:
         if self.challenge and self.challenge.service:
             params.append(("service", self.challenge.service))
         params.extend(("scope", s) for s in sorted(scopes))
-        auth = None
-        if self.credentials.has_basic:
-            auth = aiohttp.BasicAuth(
-                self.credentials.username or "", self.credentials.password or ""
-            )
-        return await self._call("GET", realm, params=params, auth=auth)
+        headers = {"Authorization": self._basic()} if self.credentials.has_basic else {}
+        return await self._call("GET", realm, params=params, headers=headers)
 
     async def _post_refresh(self, realm: str, scopes: frozenset[str]) -> dict[str, Any] | None:
         form = {

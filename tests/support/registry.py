@@ -66,22 +66,23 @@ storage:
     rootdirectory: {root}
   delete:
     enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
+{storage_extra}http:
   addr: {host}
 {extra}
 """
 
 
-def start_registry(workdir: Path, extra: str = "", bind: str = "127.0.0.1") -> Registry:
+def start_registry(
+    workdir: Path, extra: str = "", bind: str = "127.0.0.1", storage_extra: str = ""
+) -> Registry:
     """Start docker-registry with its own storage under `workdir`; wait until it answers."""
     binary = require("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     host = f"{bind}:{free_port(bind)}"
     config = workdir / "config.yml"
-    config.write_text(CONFIG.format(root=workdir / "storage", host=host, extra=extra))
+    config.write_text(
+        CONFIG.format(root=workdir / "storage", host=host, extra=extra, storage_extra=storage_extra)
+    )
     log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     deadline = time.monotonic() + 20

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,3 +43,12 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
 def umoci(*args: str) -> subprocess.CompletedProcess[str]:
     """Run umoci."""
     return run(require("umoci"), *args)
+
+
+async def amirror(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `mirror` CLI without blocking the event loop (for in-process scripted servers)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mirror", *args, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())

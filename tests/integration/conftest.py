@@ -1,0 +1,31 @@
+"""Fixtures for registry tests: a second registry, a read-only one, and pushed fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.registry import Registry, start_registry
+
+READ_ONLY = """\
+  maintenance:
+    readonly:
+      enabled: true
+"""
+
+
+@pytest.fixture(scope="session")
+def second_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Another registry, so registry-to-registry copies cross hosts (no mount possible)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry2"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def readonly_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry in read-only maintenance mode: every write is refused."""
+    reg = start_registry(tmp_path_factory.mktemp("registry-ro"), storage_extra=READ_ONLY)
+    yield reg
+    reg.stop()

@@ -1,0 +1,159 @@
+"""Basic auth (htpasswd) and bearer token auth against the real registry."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+import mirror
+from mirror.auth import Credentials
+from mirror.errors import Unauthorized
+from mirror.registry import RegistryOptions
+from tests.support.registry import Registry, free_port, start_registry
+from tests.support.scripted import SigningKey, TokenServer, serve, token_auth_config
+from tests.support.tools import FIXTURES
+from tests.support.tools import mirror as run_mirror
+
+USER, PASSWORD = "alice", "s3cret:with-colon"
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry that demands Basic auth from an htpasswd file."""
+    work = tmp_path_factory.mktemp("basic")
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    (work / "htpasswd").write_text(f"{USER}:{hashed}\n")
+    extra = f"auth:\n  htpasswd:\n    realm: mirror-test\n    path: {work / 'htpasswd'}\n"
+    reg = start_registry(work / "reg", extra=extra)
+    yield reg
+    reg.stop()
+
+
+def _options(creds: Credentials | None) -> RegistryOptions:
+    return RegistryOptions(default_credentials=creds, use_docker_config=False)
+
+
+async def test_basic_auth_push_pull_and_catalog(basic_registry: Registry, tmp_path: Path) -> None:
+    creds = Credentials(USER, PASSWORD)
+    target = f"docker://{basic_registry.host}/basic/app:v1"
+    pushed = await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", target, options=_options(creds))
+    pulled = await mirror.copy(target, f"oci:{tmp_path / 'l'}:v1", options=_options(creds))
+    assert pulled.digest == pushed.digest
+    assert await mirror.list_repositories(basic_registry.host, options=_options(creds)) == [
+        "basic/app"
+    ]
+    with pytest.raises(Unauthorized):
+        await mirror.copy(target, f"oci:{tmp_path / 'm'}:v1", options=_options(None))
+    with pytest.raises(Unauthorized):
+        await mirror.inspect(target, options=_options(Credentials(USER, "wrong")))
+
+
+def test_basic_auth_from_cli_flag_and_docker_config(
+    basic_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = f"{basic_registry.host}/basic/cli:v1"
+    source = f"oci:{FIXTURES / 'docker-v2'}:v1"
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-config"))
+    denied = run_mirror("copy", source, f"docker://{target}")
+    assert denied.returncode == 1
+    assert denied.stderr.count("\n") == 1
+    assert "401" in denied.stderr
+    assert PASSWORD not in denied.stderr
+    ok = run_mirror("--creds", f"{USER}:{PASSWORD}", "copy", source, f"docker://{target}")
+    assert ok.returncode == 0, ok.stderr
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {f"http://{basic_registry.host}": {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    listed = run_mirror("--json", "tags", target.rsplit(":", 1)[0])
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == ["v1"]
+
+
+@pytest.fixture
+async def token_setup(tmp_path: Path) -> AsyncIterator[tuple[Registry, TokenServer]]:
+    """A registry in `auth: token` mode and our token server (started on its announced port)."""
+    key = SigningKey.create()
+    bundle = key.write_bundle(tmp_path / "root.pem")
+    port = free_port()
+    server = TokenServer(key, users={USER: PASSWORD}, refresh_tokens={"refresh-abc"})
+    runner = await serve(server.app(), port=port)
+    reg = start_registry(
+        tmp_path / "reg", extra=token_auth_config(f"http://127.0.0.1:{port}/token", bundle)
+    )
+    try:
+        yield reg, server
+    finally:
+        reg.stop()
+        await runner.cleanup()
+
+
+async def test_bearer_scopes_are_asked_for_and_honoured(
+    token_setup: tuple[Registry, TokenServer], tmp_path: Path
+) -> None:
+    reg, server = token_setup
+    opts = _options(Credentials(USER, PASSWORD))
+    target = f"docker://{reg.host}/team/app:v1"
+    await mirror.copy(f"oci:{FIXTURES / 'multi-arch'}:v1", target, options=opts)
+    assert "repository:team/app:pull,push" in server.scopes_seen()
+    push_requests = len(server.requests)
+    assert push_requests <= 3, server.requests  # tokens are reused across the many requests
+
+    server.requests.clear()
+    pulled = await mirror.copy(target, f"oci:{tmp_path / 'l'}:v1", options=opts)
+    assert pulled.blobs_copied == 5
+    assert server.scopes_seen() == ["repository:team/app:pull"]
+    assert all(r["basic"] for r in server.requests)
+
+    server.requests.clear()
+    assert await mirror.list_repositories(reg.host, options=opts) == ["team/app"]
+    assert server.scopes_seen() == ["registry:catalog:*"]
+
+    # a token without push rights is refused by the registry: one clear error
+    server.denied_actions = {"push"}
+    with pytest.raises(Unauthorized):
+        await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{reg.host}/team/other:v1", options=opts
+        )
+
+
+async def test_refresh_token_uses_post_and_falls_back_to_get(
+    token_setup: tuple[Registry, TokenServer],
+) -> None:
+    reg, server = token_setup
+    target = f"docker://{reg.host}/team/app:v1"
+    await mirror.copy(
+        f"oci:{FIXTURES / 'oci-single'}:v1", target, options=_options(Credentials(USER, PASSWORD))
+    )
+    server.requests.clear()
+    identity = _options(Credentials(identity_token="refresh-abc"))
+    info = await mirror.inspect(target, options=identity)
+    assert info.layers
+    assert [r["method"] for r in server.requests] == ["POST"]
+    assert server.requests[0]["grant"] == "refresh_token"
+
+    server.requests.clear()
+    server.accept_post = False
+    server.anonymous_pull = True
+    info = await mirror.inspect(target, options=identity)
+    assert [r["method"] for r in server.requests] == ["POST", "GET"]
+
+
+async def test_anonymous_pull_with_bearer(token_setup: tuple[Registry, TokenServer]) -> None:
+    reg, server = token_setup
+    target = f"docker://{reg.host}/public/app:v1"
+    await mirror.copy(
+        f"oci:{FIXTURES / 'oci-single'}:v1", target, options=_options(Credentials(USER, PASSWORD))
+    )
+    server.anonymous_pull = True
+    server.requests.clear()
+    assert await mirror.list_tags(target, options=_options(None)) == ["v1"]
+    assert server.requests[0]["basic"] is False

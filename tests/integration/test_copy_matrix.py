@@ -1,0 +1,133 @@
+"""Every pair of endpoints, for every kind of image: digests preserved, skopeo reads the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import mirror
+from mirror.digest import Digest
+from mirror.errors import RegistryError
+from mirror.layout import Layout, verify
+from tests.support.registry import Registry
+from tests.support.tools import FIXTURES, skopeo
+from tests.support.tools import mirror as run_mirror
+
+KINDS = ("oci-single", "docker-v2", "multi-arch", "artifact")
+PAIRS = ("registry->layout", "layout->registry", "registry->registry", "layout->layout")
+
+
+def _fixture_digest(kind: str) -> str:
+    index = json.loads((FIXTURES / kind / "index.json").read_bytes())
+    return str(index["manifests"][0]["digest"])
+
+
+async def _seed(registry: Registry, kind: str) -> str:
+    """Put the fixture into the source registry (skopeo where it can, mirror for docker-v2)."""
+    if kind == "docker-v2":
+        # skopeo 1.9 cannot read a Docker v2 manifest out of an OCI layout
+        target = f"docker://{registry.host}/src/{kind}:v1"
+        await mirror.copy(f"oci:{FIXTURES / kind}:v1", target)
+        return target
+    return "docker://" + registry.push_fixture(kind, f"src/{kind}")
+
+
+def _skopeo_digest(ref: str) -> str:
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", ref).stdout.encode()
+    return str(Digest.of(raw))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("pair", PAIRS)
+async def test_copy_every_pair(
+    pair: str, kind: str, registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    expected = _fixture_digest(kind)
+    source_side, dest_side = pair.split("->")
+    if source_side == "registry":
+        source = await _seed(registry, kind)
+    else:
+        source = f"oci:{FIXTURES / kind}:v1"
+    if dest_side == "registry":
+        # registry->registry goes to another host, so every byte streams through mirror
+        target = second_registry if source_side == "registry" else registry
+        destination = f"docker://{target.host}/dst/{kind}-{source_side}:copied"
+    else:
+        destination = f"oci:{tmp_path / 'out'}:copied"
+
+    result = await mirror.copy(source, destination)
+
+    assert result.digest == expected
+    assert result.blobs_copied > 0
+    if dest_side == "registry":
+        assert _skopeo_digest(destination) == expected
+        again = await mirror.inspect(destination)
+        assert again.digest == expected
+    else:
+        layout_dir = tmp_path / "out"
+        async with await Layout.open(layout_dir) as layout:
+            assert (await layout.resolve("copied")).digest == expected
+            assert await verify(layout) == []
+        if kind != "docker-v2":  # skopeo 1.9 lists only OCI media types in a layout
+            assert _skopeo_digest(f"oci:{layout_dir}:copied") == expected
+
+
+async def test_second_copy_transfers_no_blobs(registry: Registry) -> None:
+    source = f"oci:{FIXTURES / 'multi-arch'}:v1"
+    first = await mirror.copy(source, f"docker://{registry.host}/again/app:v1")
+    assert first.blobs_copied == 5
+    same_tag = await mirror.copy(source, f"docker://{registry.host}/again/app:v1")
+    assert same_tag.up_to_date
+    assert (same_tag.blobs_copied, same_tag.bytes_copied, same_tag.manifests_written) == (0, 0, 0)
+    other_tag = await mirror.copy(source, f"docker://{registry.host}/again/app:v2")
+    assert (other_tag.blobs_copied, other_tag.blobs_skipped) == (0, 5)
+
+
+async def test_copy_within_a_registry_mounts_blobs(registry: Registry) -> None:
+    source = "docker://" + registry.push_fixture("oci-single", "mount/src")
+    result = await mirror.copy(source, f"docker://{registry.host}/mount/dst:v1")
+    assert (result.blobs_mounted, result.blobs_copied, result.bytes_copied) == (3, 0, 0)
+    assert _skopeo_digest(f"docker://{registry.host}/mount/dst:v1") == _fixture_digest("oci-single")
+
+
+async def test_one_platform_is_copied_alone_and_several_make_a_new_index(
+    registry: Registry, tmp_path: Path
+) -> None:
+    source = f"oci:{FIXTURES / 'multi-arch'}:v1"
+    async with await Layout.open(FIXTURES / "multi-arch") as layout:
+        index = await layout.manifest_get("v1")
+    assert isinstance(index, mirror.Index)
+    arm = index.find(mirror.Platform.parse("linux/arm64"))
+    assert arm is not None
+    one = await mirror.copy(
+        source, f"docker://{registry.host}/plat/one:v1", platforms=["linux/arm64"]
+    )
+    assert one.digest == arm.digest
+    assert one.blobs_copied == 3
+    both = await mirror.copy(
+        source, f"oci:{tmp_path / 'l'}:both", platforms=["linux/arm64", "linux/amd64"]
+    )
+    assert both.digest_changed
+    assert both.digest != index.digest
+    result = run_mirror("--json", "inspect", f"oci:{tmp_path / 'l'}:both")
+    platforms = [p["platform"] for p in json.loads(result.stdout)["platforms"]]
+    assert platforms == ["linux/arm64/v8", "linux/amd64"]
+    with pytest.raises(mirror.ManifestNotFound, match="linux/s390x"):
+        await mirror.copy(source, f"oci:{tmp_path / 'l'}:x", platforms=["linux/s390x"])
+
+
+async def test_copy_to_a_read_only_registry_fails_with_a_typed_error(
+    readonly_registry: Registry,
+) -> None:
+    with pytest.raises(RegistryError) as info:
+        await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{readonly_registry.host}/ro/app:v1"
+        )
+    assert info.value.status in (405, 503)
+    cli = run_mirror(
+        "copy", f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{readonly_registry.host}/ro/app:v1"
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.count("\n") == 1

@@ -1,0 +1,109 @@
+"""Redirects to storage never carry credentials; hostile or broken registries change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import mirror
+from mirror import mediatypes as mt
+from mirror.auth import Credentials
+from mirror.errors import DigestMismatch, ManifestInvalid
+from mirror.registry import RegistryOptions
+from tests.support.registry import Registry
+from tests.support.scripted import ScriptedProxy, StorageServer, address, serve
+from tests.support.tools import FIXTURES, amirror
+from tests.support.tools import mirror as run_mirror
+
+
+@pytest.fixture
+async def seeded(registry: Registry) -> str:
+    """The oci-single fixture in the real registry, as faults/app:v1."""
+    registry.push_fixture("oci-single", "faults/app")
+    return "faults/app:v1"
+
+
+async def _proxy(proxy: ScriptedProxy) -> AsyncIterator[str]:
+    runner = await serve(proxy.app())
+    try:
+        yield address(runner)
+    finally:
+        await runner.cleanup()
+
+
+async def test_blob_redirect_to_another_host_drops_authorization(
+    registry: Registry, seeded: str, tmp_path: Path
+) -> None:
+    storage = StorageServer(registry.host)
+    storage_runner = await serve(storage.app(), host="127.0.0.2")
+    proxy = ScriptedProxy(
+        registry.host, basic_user=("bob", "pw"), redirect_blobs_to=address(storage_runner)
+    )
+    try:
+        async for host in _proxy(proxy):
+            opts = RegistryOptions(
+                default_credentials=Credentials("bob", "pw"), use_docker_config=False
+            )
+            result = await mirror.copy(
+                f"docker://{host}/{seeded}", f"oci:{tmp_path / 'l'}:v1", options=opts
+            )
+            assert result.blobs_copied == 3
+    finally:
+        await storage_runner.cleanup()
+    assert len(storage.seen) == 3
+    assert all("Authorization" not in headers for headers in storage.seen)
+    assert any(a.startswith("Basic ") for a in proxy.authorizations)
+
+
+async def test_wrong_bytes_for_a_digest_leave_the_destination_unchanged(
+    registry: Registry, seeded: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "l"
+    await mirror.copy(f"oci:{FIXTURES / 'docker-v2'}:v1", f"oci:{out}:before")
+    index_before = (out / "index.json").read_bytes()
+    blobs_before = sorted(p.name for p in (out / "blobs" / "sha256").iterdir())
+    async for host in _proxy(ScriptedProxy(registry.host, flip_blob_byte=True)):
+        with pytest.raises(DigestMismatch):
+            await mirror.copy(f"docker://{host}/{seeded}", f"oci:{out}:after")
+        cli = await amirror("copy", f"docker://{host}/{seeded}", f"oci:{out}:after")
+        assert cli.returncode == 1
+        assert cli.stderr.count("\n") == 1
+        assert "hashes to" in cli.stderr
+    assert (out / "index.json").read_bytes() == index_before
+    assert sorted(p.name for p in (out / "blobs" / "sha256").iterdir()) == blobs_before
+    assert list((out / ".mirror" / "tmp").iterdir()) == []
+
+
+async def test_a_lying_content_type_is_refused(
+    registry: Registry, seeded: str, tmp_path: Path
+) -> None:
+    proxy = ScriptedProxy(registry.host, manifest_content_type=mt.DOCKER_MANIFEST_LIST)
+    async for host in _proxy(proxy):
+        with pytest.raises(ManifestInvalid, match="served as"):
+            await mirror.copy(f"docker://{host}/{seeded}", f"oci:{tmp_path / 'l'}:v1")
+        cli = await amirror("inspect", f"{host}/{seeded}")
+        assert cli.returncode == 1
+        assert cli.stderr.count("\n") == 1
+    assert not (tmp_path / "l" / "blobs" / "sha256").exists() or not any(
+        (tmp_path / "l" / "blobs" / "sha256").iterdir()
+    )
+
+
+def test_missing_tag_and_unknown_host_are_one_line(registry: Registry, tmp_path: Path) -> None:
+    missing = run_mirror("copy", f"docker://{registry.host}/nothing/here:v9", f"oci:{tmp_path}/l")
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1
+    assert "not found" in missing.stderr
+    assert (
+        not (tmp_path / "l" / "index.json").exists()
+        or b'"manifests":[]' in (tmp_path / "l" / "index.json").read_bytes()
+    )
+    unknown = run_mirror("inspect", "docker://registry.nonexistent.invalid/app:v1")
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("\n") == 1
+    assert "registry.nonexistent.invalid" in unknown.stderr
+    bad = run_mirror("copy", "docker://Bad_Host/app", "oci:/tmp/x")
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1

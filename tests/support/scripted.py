@@ -1,0 +1,278 @@
+"""Scripted aiohttp servers, only for what a real registry cannot show.
+
+- TokenServer: a Docker token-auth server issuing signed JWTs for the real registry.
+- StorageServer: a second loopback host (127.0.0.2) that serves redirected blobs and records
+  the headers it was sent.
+- ScriptedProxy: sits in front of the real registry; can demand Basic auth, redirect blob
+  GETs to the storage host, or turn hostile (flip a byte of blobs, lie about Content-Type).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.support.registry import free_port
+
+HOP_BY_HOP = {"transfer-encoding", "content-length", "connection", "content-encoding", "host"}
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
+    """Start `app` on host:port (0: a free one); the bound port is in runner.addresses."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port or free_port(host))
+    await site.start()
+    return runner
+
+
+def address(runner: web.AppRunner) -> str:
+    """host:port a runner listens on."""
+    host, port = runner.addresses[0][:2]
+    return f"{host}:{port}"
+
+
+# -- token server ------------------------------------------------------------------------
+
+
+@dataclass
+class SigningKey:
+    """An RSA key and a self-signed certificate the registry trusts (rootcertbundle)."""
+
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls) -> SigningKey:
+        """A fresh key and certificate."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mirror-test-token-issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    def write_bundle(self, path: Path) -> Path:
+        """Write the certificate as PEM for the registry's rootcertbundle."""
+        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A JWT with the certificate in its x5c header, as distribution verifies it."""
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return jwt.encode(
+            claims, pem, algorithm="RS256", headers={"x5c": [base64.b64encode(der).decode()]}
+        )
+
+
+SERVICE = "mirror-test-registry"
+ISSUER = "mirror-test-issuer"
+
+
+@dataclass
+class TokenServer:
+    """Grants the scopes asked for (minus `denied_actions`) to `users`; records every request."""
+
+    key: SigningKey
+    users: dict[str, str] = field(default_factory=dict)
+    refresh_tokens: set[str] = field(default_factory=set)
+    denied_actions: set[str] = field(default_factory=set)
+    accept_post: bool = True
+    anonymous_pull: bool = False
+    expires_in: int = 300
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving /token."""
+        app = web.Application()
+        app.router.add_route("*", "/token", self.handle)
+        return app
+
+    def scopes_seen(self) -> list[str]:
+        """Every scope asked for, in order."""
+        return [s for r in self.requests for s in r["scopes"]]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """GET with Basic auth, or POST with a refresh token."""
+        if request.method == "POST":
+            form = await request.post()
+            scopes = str(form.get("scope", "")).split()
+            self.requests.append(
+                {
+                    "method": "POST",
+                    "scopes": scopes,
+                    "grant": form.get("grant_type"),
+                    "basic": False,
+                }
+            )
+            if not self.accept_post:
+                return web.Response(status=404)
+            if form.get("refresh_token") not in self.refresh_tokens:
+                return web.Response(status=401)
+            return self._grant("refresh-user", scopes)
+        scopes = request.query.getall("scope", [])
+        user = self._basic_user(request.headers.get("Authorization"))
+        self.requests.append({"method": "GET", "scopes": scopes, "basic": user is not None})
+        if user is None and not self.anonymous_pull:
+            return web.Response(status=401)
+        if user is None:
+            scopes = [s for s in scopes if s.endswith(":pull")]
+        return self._grant(user or "anonymous", scopes)
+
+    def _basic_user(self, header: str | None) -> str | None:
+        if not header or not header.startswith("Basic "):
+            return None
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user if self.users.get(user) == password else None
+
+    def _grant(self, subject: str, scopes: list[str]) -> web.Response:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            allowed = [a for a in actions.split(",") if a and a not in self.denied_actions]
+            access.append({"type": kind, "name": name, "actions": allowed})
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "sub": subject,
+            "aud": SERVICE,
+            "exp": now + self.expires_in,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        token = self.key.sign(claims)
+        refresh = f"refresh-{secrets.token_hex(4)}"
+        self.refresh_tokens.add(refresh)
+        return web.json_response(
+            {"token": token, "expires_in": self.expires_in, "refresh_token": refresh}
+        )
+
+
+def token_auth_config(realm: str, bundle: Path) -> str:
+    """The registry config section for token auth with our token server."""
+    return (
+        "auth:\n  token:\n"
+        f"    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
+        f"    rootcertbundle: {bundle}\n"
+    )
+
+
+# -- storage host and proxy ---------------------------------------------------------------
+
+
+@dataclass
+class StorageServer:
+    """Serves blobs fetched from the real registry at /blob/<repo>/<digest>; logs headers."""
+
+    upstream: str
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_get("/blob/{repo:.*}/{digest}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Record the request headers, then answer with the blob bytes."""
+        self.seen.append(dict(request.headers))
+        repo, digest = request.match_info["repo"], request.match_info["digest"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{self.upstream}/v2/{repo}/blobs/{digest}") as reply,
+        ):
+            body = await reply.read()
+            return web.Response(status=reply.status, body=body)
+
+
+@dataclass
+class ScriptedProxy:
+    """Forwards to the real registry at `upstream`, with the behaviours switched on below."""
+
+    upstream: str
+    basic_user: tuple[str, str] | None = None
+    redirect_blobs_to: str | None = None
+    flip_blob_byte: bool = False
+    manifest_content_type: str | None = None
+    authorizations: list[str] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Check auth, maybe redirect, forward, maybe corrupt."""
+        auth = request.headers.get("Authorization", "")
+        self.authorizations.append(auth)
+        if self.basic_user is not None:
+            user, password = self.basic_user
+            wanted = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if auth != wanted:
+                return web.Response(
+                    status=401, headers={"WWW-Authenticate": 'Basic realm="scripted"'}
+                )
+        path = request.path
+        is_blob_get = request.method == "GET" and "/blobs/sha256:" in path
+        if is_blob_get and self.redirect_blobs_to:
+            repo, _, digest = path.removeprefix("/v2/").partition("/blobs/")
+            location = f"http://{self.redirect_blobs_to}/blob/{repo}/{digest}?sig=opaque"
+            return web.Response(status=307, headers={"Location": location})
+        status, headers, body = await self._forward(request)
+        if is_blob_get and self.flip_blob_byte and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if "/manifests/" in path and self.manifest_content_type and status == 200:
+            headers["Content-Type"] = self.manifest_content_type
+        return web.Response(status=status, headers=headers, body=body)
+
+    async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() != "authorization"
+        }
+        data = await request.read()
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.request(
+                request.method,
+                f"http://{self.upstream}{request.path_qs}",
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+            ) as reply,
+        ):
+            body = await reply.read()
+            out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            return reply.status, out, body
