@@ -64,6 +64,9 @@ class RegistryTransport:
                 https / "v2/", ssl=self.options.ssl_for(self.registry), allow_redirects=False
             ):
                 return https
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # it speaks TLS but its certificate is not trusted: never downgrade to HTTP
+            raise _untrusted(self.registry, exc) from None
         except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             return URL(f"http://{self.api_host}")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -109,6 +112,8 @@ class RegistryTransport:
                     allow_redirects=False,
                     ssl=self.options.ssl_for(self.registry if same_origin else url.host or ""),
                 )
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
             if resp.status == 401 and same_origin and not retried:
@@ -140,6 +145,15 @@ class RegistryTransport:
                 finally:
                     resp.release()
             return resp
+
+
+def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> TransportError:
+    error = TransportError(
+        f"TLS certificate of {host} is not trusted ({exc.certificate_error}); "
+        "use --ca-file, or --no-tls-verify to skip verification for it"
+    )
+    error.retryable = False
+    return error
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:

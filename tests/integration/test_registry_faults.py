@@ -107,3 +107,40 @@ def test_missing_tag_and_unknown_host_are_one_line(registry: Registry, tmp_path:
     bad = run_mirror("copy", "docker://Bad_Host/app", "oci:/tmp/x")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
+
+
+async def test_relative_upload_locations_are_followed(registry: Registry) -> None:
+    proxy = ScriptedProxy(registry.host, relative_locations=True)
+    async for host in _proxy(proxy):
+        result = await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{host}/relative/app:v1"
+        )
+        assert result.blobs_copied == 3
+    uploads = [loc for loc in proxy.locations_sent if "/blobs/uploads/" in loc]
+    assert uploads
+    assert all(loc.startswith("/v2/relative/app/blobs/uploads/") for loc in uploads)
+    assert any("_state=" in loc for loc in uploads)
+    again = await mirror.inspect(f"docker://{registry.host}/relative/app:v1")
+    assert again.digest == result.digest
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "says"),
+    [
+        ({"manifest_body": b" " * (4 * 1024 * 1024 + 1)}, ManifestInvalid, "4 MiB"),
+        ({"manifest_digest_header": "sha256:" + "0" * 64}, DigestMismatch, "hashes to"),
+        ({"manifest_digest_header": "sha256:../x"}, ManifestInvalid, "Docker-Content-Digest"),
+    ],
+)
+async def test_hostile_manifest_replies_are_refused(
+    registry: Registry,
+    seeded: str,
+    tmp_path: Path,
+    change: dict[str, object],
+    error: type[Exception],
+    says: str,
+) -> None:
+    proxy = ScriptedProxy(registry.host, **change)  # type: ignore[arg-type]
+    async for host in _proxy(proxy):
+        with pytest.raises(error, match=says):
+            await mirror.copy(f"docker://{host}/{seeded}", f"oci:{tmp_path / 'l'}:v1")

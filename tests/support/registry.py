@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -68,12 +69,16 @@ storage:
     enabled: true
 {storage_extra}http:
   addr: {host}
-{extra}
+{http_extra}{extra}
 """
 
 
 def start_registry(
-    workdir: Path, extra: str = "", bind: str = "127.0.0.1", storage_extra: str = ""
+    workdir: Path,
+    extra: str = "",
+    bind: str = "127.0.0.1",
+    storage_extra: str = "",
+    tls: tuple[Path, Path] | None = None,
 ) -> Registry:
     """Start docker-registry with its own storage under `workdir`; wait until it answers."""
     binary = require("docker-registry")
@@ -81,7 +86,13 @@ def start_registry(
     host = f"{bind}:{free_port(bind)}"
     config = workdir / "config.yml"
     config.write_text(
-        CONFIG.format(root=workdir / "storage", host=host, extra=extra, storage_extra=storage_extra)
+        CONFIG.format(
+            root=workdir / "storage",
+            host=host,
+            extra=extra,
+            storage_extra=storage_extra,
+            http_extra=f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "",
+        )
     )
     log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
@@ -90,7 +101,11 @@ def start_registry(
         if process.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {(workdir / 'registry.log').read_text()}")
         try:
-            with urllib.request.urlopen(f"http://{host}/v2/", timeout=1) as reply:
+            scheme = "https" if tls else "http"
+            context = ssl._create_unverified_context() if tls else None  # noqa: S323 - readiness only
+            with urllib.request.urlopen(  # noqa: S310 - loopback test registry
+                f"{scheme}://{host}/v2/", timeout=1, context=context
+            ) as reply:
                 if reply.status in (200, 401):
                     return Registry(host, workdir, process)
         except OSError as exc:

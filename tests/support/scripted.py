@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from yarl import URL
 
 from tests.support.registry import free_port
 
@@ -224,7 +225,11 @@ class ScriptedProxy:
     redirect_blobs_to: str | None = None
     flip_blob_byte: bool = False
     manifest_content_type: str | None = None
+    manifest_body: bytes | None = None
+    manifest_digest_header: str | None = None
+    relative_locations: bool = False
     authorizations: list[str] = field(default_factory=list)
+    locations_sent: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -252,8 +257,17 @@ class ScriptedProxy:
         status, headers, body = await self._forward(request)
         if is_blob_get and self.flip_blob_byte and body:
             body = bytes([body[0] ^ 0xFF]) + body[1:]
-        if "/manifests/" in path and self.manifest_content_type and status == 200:
+        is_manifest_get = "/manifests/" in path and request.method == "GET" and status == 200
+        if is_manifest_get and self.manifest_content_type:
             headers["Content-Type"] = self.manifest_content_type
+        if is_manifest_get and self.manifest_body is not None:
+            body = self.manifest_body
+        if is_manifest_get and self.manifest_digest_header:
+            headers["Docker-Content-Digest"] = self.manifest_digest_header
+        if self.relative_locations and "Location" in headers:
+            absolute = URL(headers["Location"])
+            headers["Location"] = absolute.raw_path_qs
+            self.locations_sent.append(headers["Location"])
         return web.Response(status=status, headers=headers, body=body)
 
     async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
