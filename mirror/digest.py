@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Final
+from typing import Final, Protocol
 
 from mirror.errors import DigestMismatch, InvalidDigest, SizeMismatch
 
-__all__ = ["ALGORITHMS", "Digest", "DigestHasher", "check_content", "verify_stream"]
+__all__ = ["ALGORITHMS", "Digest", "DigestHasher", "check_content", "verify_stream", "verify_whole"]
 
 #: Supported algorithms and the exact shape of their encoded part.
 ALGORITHMS: Final[dict[str, re.Pattern[str]]] = {
@@ -129,3 +129,23 @@ async def verify_stream(
         hasher.update(chunk)
         yield chunk
     check_content(hasher, digest, size, what)
+
+
+class _Sized(Protocol):
+    @property
+    def digest(self) -> Digest: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+async def verify_whole(
+    chunks: AsyncIterable[bytes], desc: _Sized, offset: int
+) -> AsyncIterator[bytes]:
+    """Verify a read that starts at 0; pass a read from `offset` > 0 through (checked later)."""
+    if offset:
+        async for chunk in chunks:
+            yield chunk
+        return
+    async for chunk in verify_stream(chunks, desc.digest, desc.size):
+        yield chunk

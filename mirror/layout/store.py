@@ -22,7 +22,7 @@ from typing import Any
 import aiofiles
 
 from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content, verify_stream
+from mirror.digest import Digest, DigestHasher, check_content, verify_stream, verify_whole
 from mirror.errors import (
     BlobNotFound,
     InvalidReference,
@@ -181,12 +181,7 @@ class Layout:
             raise SizeMismatch(
                 f"blob {desc.digest} in {self.path} has {st.st_size} bytes, expected {desc.size}"
             )
-        raw = self._read_file(path, offset, desc.size)
-        if offset:
-            async for chunk in raw:
-                yield chunk
-            return
-        async for chunk in verify_stream(raw, desc.digest, desc.size):
+        async for chunk in verify_whole(self._read_file(path, offset, desc.size), desc, offset):
             yield chunk
 
     @staticmethod

@@ -6,12 +6,11 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import aiohttp
-from yarl import URL
 
 from mirror.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
 from mirror.registry.options import RegistryOptions
-from mirror.registry.repository import Repository, next_link
-from mirror.registry.transport import RegistryTransport
+from mirror.registry.repository import Repository
+from mirror.registry.transport import RegistryTransport, paged_names
 
 __all__ = ["RegistryClient"]
 
@@ -78,20 +77,11 @@ class RegistryClient:
 
     async def catalog(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
         """Every repository name in `registry` (the Docker catalog API), following pages."""
-        transport = self.transport(registry)
-        target: str | URL = f"/v2/_catalog?n={page_size}"
-        while True:
-            resp = await transport.request(
-                "GET", target, scopes=("registry:catalog:*",), what=f"catalog of {registry}"
-            )
-            try:
-                body = await resp.json(content_type=None)
-                link = next_link(resp.headers.get("Link"))
-                url = resp.url
-            finally:
-                resp.release()
-            for name in (body or {}).get("repositories") or []:
-                yield str(name)
-            if not link:
-                return
-            target = url.join(URL(link, encoded=True))
+        async for name in paged_names(
+            self.transport(registry),
+            f"/v2/_catalog?n={page_size}",
+            "repositories",
+            scopes=("registry:catalog:*",),
+            what=f"catalog of {registry}",
+        ):
+            yield name

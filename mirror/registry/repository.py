@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import quote
 
 from yarl import URL
 
 from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content, verify_stream
+from mirror.digest import Digest, DigestHasher, check_content, verify_stream, verify_whole
 from mirror.errors import (
     DigestMismatch,
     InvalidDigest,
@@ -18,20 +17,11 @@ from mirror.errors import (
     TransportError,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
-from mirror.registry.transport import RegistryTransport
+from mirror.registry.transport import RegistryTransport, paged_names
 
-__all__ = ["CHUNK_SIZE", "Repository", "next_link"]
+__all__ = ["CHUNK_SIZE", "Repository"]
 
 CHUNK_SIZE = 1024 * 1024
-_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-
-
-def next_link(header: str | None) -> str | None:
-    """The `rel="next"` target of a Link header, if any."""
-    if not header:
-        return None
-    match = _LINK_RE.search(header)
-    return match.group(1) if match else None
 
 
 class Repository:
@@ -148,12 +138,15 @@ class Repository:
 
     async def manifest_delete(self, digest: Digest) -> None:
         """Delete a manifest by digest (its tags go with it)."""
+        await self._delete("manifests", "manifest", digest)
+
+    async def _delete(self, collection: str, kind: str, digest: Digest) -> None:
         resp = await self.transport.request(
             "DELETE",
-            f"/v2/{self.name}/manifests/{Digest(digest)}",
+            f"/v2/{self.name}/{collection}/{Digest(digest)}",
             scopes=self.delete_scope,
-            what=self._what("manifest", str(digest)),
-            kind="manifest",
+            what=self._what(kind, str(digest)),
+            kind=kind,
             ok=(200, 202),
         )
         resp.release()
@@ -175,12 +168,7 @@ class Repository:
 
     async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
         """Stream a blob (redirects followed without credentials); verified when read whole."""
-        raw = self._blob_stream(desc, offset)
-        if offset:
-            async for chunk in raw:
-                yield chunk
-            return
-        async for chunk in verify_stream(raw, desc.digest, desc.size):
+        async for chunk in verify_whole(self._blob_stream(desc, offset), desc, offset):
             yield chunk
 
     async def _blob_stream(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
@@ -292,40 +280,20 @@ class Repository:
 
     async def blob_delete(self, digest: Digest) -> None:
         """Delete a blob by digest."""
-        resp = await self.transport.request(
-            "DELETE",
-            f"/v2/{self.name}/blobs/{Digest(digest)}",
-            scopes=self.delete_scope,
-            what=self._what("blob", str(digest)),
-            kind="blob",
-            ok=(200, 202),
-        )
-        resp.release()
+        await self._delete("blobs", "blob", digest)
 
     # -- listing --------------------------------------------------------------------------
 
     async def tags(self, page_size: int = 1000) -> AsyncIterator[str]:
         """Every tag of the repository, following `Link` pages."""
-        target: str | URL = f"/v2/{self.name}/tags/list?n={page_size}"
-        while True:
-            resp = await self.transport.request(
-                "GET",
-                target,
-                scopes=self.pull,
-                what=f"tags of {self.registry}/{self.name}",
-                kind="manifest",
-            )
-            try:
-                body = await resp.json(content_type=None)
-                link = next_link(resp.headers.get("Link"))
-                url = resp.url
-            finally:
-                resp.release()
-            for tag in (body or {}).get("tags") or []:
-                yield str(tag)
-            if not link:
-                return
-            target = url.join(URL(link, encoded=True))
+        async for tag in paged_names(
+            self.transport,
+            f"/v2/{self.name}/tags/list?n={page_size}",
+            "tags",
+            scopes=self.pull,
+            what=f"tags of {self.registry}/{self.name}",
+        ):
+            yield tag
 
 
 def _check_manifest_digest(raw: bytes, ref: str, header: str | None, what: str) -> Digest:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import re
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ from mirror.errors import TransportError, Unauthorized
 from mirror.registry.errors import raise_for_status
 from mirror.registry.options import RegistryOptions, is_loopback
 
-__all__ = ["RegistryTransport"]
+__all__ = ["RegistryTransport", "next_link", "paged_names"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -145,6 +146,37 @@ class RegistryTransport:
                 finally:
                     resp.release()
             return resp
+
+
+async def paged_names(
+    transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
+) -> AsyncIterator[str]:
+    """The strings under `key` in every page of a list API, following `Link: rel="next"`."""
+    target: str | URL = first
+    while True:
+        resp = await transport.request("GET", target, scopes=scopes, what=what, kind="manifest")
+        try:
+            body = await resp.json(content_type=None)
+            link = next_link(resp.headers.get("Link"))
+            url = resp.url
+        finally:
+            resp.release()
+        for name in (body or {}).get(key) or []:
+            yield str(name)
+        if not link:
+            return
+        target = url.join(URL(link, encoded=True))
+
+
+_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+def next_link(header: str | None) -> str | None:
+    """The `rel="next"` target of a Link header, if any."""
+    if not header:
+        return None
+    match = _LINK_RE.search(header)
+    return match.group(1) if match else None
 
 
 def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> TransportError:

@@ -9,7 +9,7 @@ import pytest
 
 from mirror.registry.errors import parse_retry_after
 from mirror.registry.options import RegistryOptions, is_loopback
-from mirror.registry.repository import next_link
+from mirror.registry.transport import next_link
 
 
 def test_retry_after_seconds_and_dates() -> None:
