@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from mirror.endpoint import BlobMounter, Endpoint
 from mirror.errors import ManifestNotFound
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.platform import Platform
+
+_log = logging.getLogger("mirror.copy")
 
 __all__ = ["CopyResult", "ProgressSink", "copy_image", "gather_or_cancel"]
 
@@ -191,18 +194,21 @@ async def _copy_blobs(
 
     async def one(desc: Descriptor) -> None:
         async with gate:
-            if await dst.blob_exists(desc):
-                result.blobs_skipped += 1
-                sink.blob_finished(desc, "skipped")
-                return
-            if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
-                result.blobs_mounted += 1
-                sink.blob_finished(desc, "mounted")
-                return
-            sink.blob_started(desc)
-            await dst.blob_put(desc, _counted(src.blob_open(desc), desc, result, sink))
-            result.blobs_copied += 1
-            sink.blob_finished(desc, "copied")
+            how = await transfer(desc)
+            _log.info("%s %s (%d bytes)", how, desc.digest, desc.size)
+            sink.blob_finished(desc, how)
+
+    async def transfer(desc: Descriptor) -> str:
+        if await dst.blob_exists(desc):
+            result.blobs_skipped += 1
+            return "skipped"
+        if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
+            result.blobs_mounted += 1
+            return "mounted"
+        sink.blob_started(desc)
+        await dst.blob_put(desc, _counted(src.blob_open(desc), desc, result, sink))
+        result.blobs_copied += 1
+        return "copied"
 
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
     await gather_or_cancel([one(desc) for desc in ordered])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib.metadata import version
 
@@ -52,6 +53,12 @@ def cli(
     concurrency: int,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("mirror: %(levelname)s: %(message)s"))
+        logger = logging.getLogger("mirror")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     ctx.obj = Options(
         as_json=as_json,
         quiet=quiet,

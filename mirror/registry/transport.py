@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -17,6 +18,7 @@ from mirror.registry.options import RegistryOptions, is_loopback
 
 __all__ = ["RegistryTransport", "next_link", "paged_names"]
 
+_log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
@@ -117,6 +119,7 @@ class RegistryTransport:
                 raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
+            _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
             if resp.status == 401 and same_origin and not retried:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()

@@ -64,8 +64,11 @@ def test_basic_auth_from_cli_flag_and_docker_config(
     assert denied.stderr.count("\n") == 1
     assert "401" in denied.stderr
     assert PASSWORD not in denied.stderr
-    ok = run_mirror("--creds", f"{USER}:{PASSWORD}", "copy", source, f"docker://{target}")
+    ok = run_mirror("-vv", "--creds", f"{USER}:{PASSWORD}", "copy", source, f"docker://{target}")
     assert ok.returncode == 0, ok.stderr
+    assert "DEBUG: PUT" in ok.stderr  # requests are logged at -vv ...
+    assert PASSWORD not in ok.stderr  # ... but never a secret
+    assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in ok.stderr
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
