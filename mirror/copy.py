@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -206,7 +206,11 @@ async def _copy_blobs(
             result.blobs_mounted += 1
             return "mounted"
         sink.blob_started(desc)
-        await dst.blob_put(desc, _counted(src.blob_open(desc), desc, result, sink))
+
+        def source(offset: int) -> AsyncGenerator[bytes, None]:
+            return _counted(src.blob_open(desc, offset), desc, result, sink)
+
+        await dst.blob_put(desc, source)
         result.blobs_copied += 1
         return "copied"
 
@@ -228,7 +232,7 @@ def _mount_source(src: Endpoint, dst: Endpoint) -> tuple[BlobMounter, str] | Non
 
 async def _counted(
     chunks: AsyncIterable[bytes], desc: Descriptor, result: CopyResult, sink: ProgressSink
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     async for chunk in chunks:
         result.bytes_copied += len(chunk)
         sink.blob_advanced(desc, len(chunk))

@@ -79,7 +79,7 @@ class DigestHasher:
         self._hash = hashlib.new(algorithm)
         self.size = 0
 
-    def update(self, chunk: bytes | memoryview) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         """Feed more bytes."""
         self._hash.update(chunk)
         self.size += len(chunk)

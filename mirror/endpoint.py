@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
 from mirror.model import Descriptor, ManifestLike
 
-__all__ = ["BlobMounter", "Endpoint"]
+__all__ = ["BlobMounter", "BlobSource", "Endpoint", "bytes_source", "source_of"]
+
+#: Opens a blob's bytes from an offset; a transfer that fails re-opens where it stopped.
+BlobSource = Callable[[int], AsyncGenerator[bytes, None]]
+
+
+def source_of(endpoint: Endpoint, desc: Descriptor) -> BlobSource:
+    """The BlobSource reading `desc` from `endpoint`."""
+
+    def read(offset: int) -> AsyncGenerator[bytes, None]:
+        return endpoint.blob_open(desc, offset)
+
+    return read
+
+
+def bytes_source(data: bytes) -> BlobSource:
+    """A BlobSource over bytes in memory (manifests, configs, tests)."""
+
+    async def read(offset: int) -> AsyncGenerator[bytes, None]:
+        if offset < len(data):
+            yield data[offset:]
+
+    return read
 
 
 @runtime_checkable
@@ -38,12 +60,16 @@ class Endpoint(Protocol):
         """True when the blob is already stored."""
         ...
 
-    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """Stream a blob's bytes from `offset`; verified when read from the start."""
         ...
 
-    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
-        """Store a blob from a stream; it becomes visible only if digest and size match."""
+    async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
+        """Store a blob read from `source`; visible only once digest and size match.
+
+        A transfer interrupted by a retryable error continues from where it stopped by
+        calling `source(offset)` again; no byte is written twice or skipped.
+        """
         ...
 
     def tags(self) -> AsyncIterator[str]:

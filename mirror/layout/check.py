@@ -181,10 +181,11 @@ async def gc(layout: Layout, *, dry_run: bool = False) -> GcReport:
 
 
 def _stale_temp_files(layout: Layout, dry_run: bool) -> int:
-    tmp = layout.path / ".mirror" / "tmp"
+    """Temporary files and partial downloads; no writer is running while gc holds its lock."""
     count = 0
-    for path in tmp.iterdir():
-        count += 1
-        if not dry_run:
-            path.unlink(missing_ok=True)
+    for folder in ("tmp", "partial"):
+        for path in (layout.path / ".mirror" / folder).iterdir():
+            count += 1
+            if not dry_run:
+                path.unlink(missing_ok=True)
     return count

@@ -10,10 +10,9 @@ exclusively) never deletes blobs that a running writer has not yet referenced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +21,8 @@ from typing import Any
 import aiofiles
 
 from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content, verify_stream, verify_whole
+from mirror.digest import Digest, DigestHasher, check_content, verify_whole
+from mirror.endpoint import BlobSource, bytes_source
 from mirror.errors import (
     BlobNotFound,
     InvalidReference,
@@ -31,9 +31,11 @@ from mirror.errors import (
     ManifestNotFound,
     SizeMismatch,
 )
-from mirror.fsutil import FileLock, fsync_dir, temp_name, write_atomic
+from mirror.fsutil import FileLock, fsync_dir, write_atomic
 from mirror.layout import index_file
+from mirror.layout.partial import fill_partial, lock_partial
 from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.retry import RetryPolicy
 
 __all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file"]
 
@@ -58,6 +60,8 @@ class Layout:
         self._state = path / STATE_DIR
         self._writer_fd: int | None = None
         self._writer_guard = asyncio.Lock()
+        #: how transfers into this layout retry a failing source
+        self.retry = RetryPolicy()
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class Layout:
 
     def _ensure_state_dir(self) -> None:
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        (self._state / "partial").mkdir(parents=True, exist_ok=True)
 
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob with `digest` lives; the digest is validated before any path is made."""
@@ -167,7 +172,7 @@ class Layout:
             return False
         return st.st_size == desc.size
 
-    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """Stream the blob from `offset`; never more than `desc.size` bytes; verified when whole.
 
         Raises BlobNotFound, SizeMismatch, or DigestMismatch (at the end of a whole read).
@@ -204,27 +209,27 @@ class Layout:
             )
         return b"".join([chunk async for chunk in self.blob_open(desc)])
 
-    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
-        """Store a blob from a stream; it becomes visible only once digest and size match.
+    async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
+        """Store a blob; it becomes visible under `blobs/` only once digest and size match.
 
-        On any failure nothing new appears under `blobs/` and the temporary file is removed.
+        Bytes go to `.mirror/partial/<alg>-<hex>` first. A retryable failure continues from
+        the bytes already written; a killed process leaves the partial for the next run to
+        re-hash and resume. Content that does not verify is never installed.
         """
         final = self.blob_path(desc.digest)
         if await self.blob_exists(desc):
             return
         await self._begin_writing()
-        tmp = self._tmp_dir / temp_name(f"blob-{desc.digest.encoded[:12]}")
+        partial = self._state / "partial" / f"{desc.digest.algorithm}-{desc.digest.encoded}"
+        fd = await lock_partial(partial)
         try:
-            async with aiofiles.open(tmp, "wb") as f:
-                async for chunk in verify_stream(chunks, desc.digest, desc.size):
-                    await f.write(chunk)
-                await f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
-            await asyncio.to_thread(self._install, tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            if await self.blob_exists(desc):  # another writer finished it while we waited
+                await asyncio.to_thread(partial.unlink, missing_ok=True)
+                return
+            await fill_partial(fd, desc, source, self.retry)
+            await asyncio.to_thread(self._install, partial, final)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _install(tmp: Path, final: Path) -> None:
@@ -256,11 +261,7 @@ class Layout:
 
     async def blob_put_bytes_as(self, desc: Descriptor, data: bytes) -> None:
         """Store in-memory content under an expected descriptor (verified)."""
-
-        async def one() -> AsyncIterator[bytes]:
-            yield data
-
-        await self.blob_put(desc, one())
+        await self.blob_put(desc, bytes_source(data))
 
     async def manifest_get(self, ref: str | None = None) -> ManifestLike:
         """The manifest or index named `ref` (a name, a digest, or None for the only image)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.auth.credentials import Credentials, DockerConfig
+from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
 __all__ = ["RegistryOptions", "is_loopback"]
 
@@ -29,7 +31,23 @@ class RegistryOptions:
     insecure: frozenset[str] = frozenset()
     ca_file: str | None = None
     concurrency: int = 8
+    retries: int = DEFAULT_RETRIES
+    chunk_size: int = 16 * 1024 * 1024
+    chunked_upload_threshold: int = 64 * 1024 * 1024
+    state_dir: Path | None = None
     user_agent: str = "mirror"
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy for this run."""
+        return RetryPolicy(self.retries)
+
+    def upload_state_dir(self) -> Path:
+        """Where resumable upload sessions are kept (`$XDG_STATE_HOME/mirror/uploads`)."""
+        if self.state_dir is not None:
+            return self.state_dir / "uploads"
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "mirror" / "uploads"
 
     def uses_plain_http(self, registry: str) -> bool:
         """True when `registry` is to be spoken to over HTTP."""

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote
 
 from yarl import URL
 
 from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content, verify_stream, verify_whole
+from mirror.digest import Digest, DigestHasher, check_content
+from mirror.endpoint import BlobSource
 from mirror.errors import (
     DigestMismatch,
     InvalidDigest,
     ManifestInvalid,
-    SizeMismatch,
     TransportError,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
-from mirror.registry.transport import RegistryTransport, paged_names
+from mirror.registry.download import open_blob
+from mirror.registry.transport import RegistryTransport, paged_names, read_body, retried
+from mirror.registry.upload import upload_blob
 
-__all__ = ["CHUNK_SIZE", "Repository"]
-
-CHUNK_SIZE = 1024 * 1024
+__all__ = ["Repository"]
 
 
 class Repository:
@@ -50,16 +50,18 @@ class Repository:
         """Token scopes for deleting."""
         return (f"repository:{self.name}:delete",)
 
-    def _what(self, kind: str, ref: str) -> str:
+    def describe(self, kind: str, ref: str) -> str:
+        """How messages name something in this repository, e.g. `blob host/repo@sha256:…`."""
         sep = "@" if ref.startswith(("sha256:", "sha512:")) else ":"
         return f"{kind} {self.registry}/{self.name}{sep}{ref}"
 
     # -- manifests ----------------------------------------------------------------------
 
+    @retried
     async def manifest_get(self, ref: str | None) -> ManifestLike:
         """Fetch and verify a manifest by tag or digest (4 MiB cap, digest and type checks)."""
         ref = ref or "latest"
-        what = self._what("manifest", ref)
+        what = self.describe("manifest", ref)
         resp = await self.transport.request(
             "GET",
             f"/v2/{self.name}/manifests/{ref}",
@@ -72,7 +74,7 @@ class Repository:
             length = resp.content_length
             if length is not None and length > mt.MAX_MANIFEST_SIZE:
                 raise ManifestInvalid(f"{what} is {length} bytes, over the 4 MiB limit")
-            raw = await resp.content.read(mt.MAX_MANIFEST_SIZE + 1)
+            raw = await read_body(resp, mt.MAX_MANIFEST_SIZE + 1, what)
             if len(raw) > mt.MAX_MANIFEST_SIZE:
                 raise ManifestInvalid(f"{what} is over the 4 MiB limit")
             content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
@@ -85,6 +87,7 @@ class Repository:
         except ManifestInvalid as exc:
             raise ManifestInvalid(f"{what}: {exc}") from None
 
+    @retried
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
         """The descriptor of a manifest by tag or digest, or None when it does not exist."""
         ref = ref or "latest"
@@ -92,7 +95,7 @@ class Repository:
             "HEAD",
             f"/v2/{self.name}/manifests/{ref}",
             scopes=self.pull,
-            what=self._what("manifest", ref),
+            what=self.describe("manifest", ref),
             kind="manifest",
             ok=(200, 404),
             headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)},
@@ -110,6 +113,7 @@ class Repository:
         except InvalidDigest:
             return (await self.manifest_get(ref)).descriptor()
 
+    @retried
     async def manifest_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
         """Upload the manifest's exact bytes under `tag`, or by digest when `tag` is None."""
         ref = tag or str(manifest.digest)
@@ -117,7 +121,7 @@ class Repository:
             "PUT",
             f"/v2/{self.name}/manifests/{ref}",
             scopes=self.push,
-            what=self._what("manifest", ref),
+            what=self.describe("manifest", ref),
             kind="manifest",
             ok=(200, 201, 202),
             headers={"Content-Type": manifest.media_type},
@@ -127,7 +131,7 @@ class Repository:
         answered = resp.headers.get("Docker-Content-Digest")
         if answered and answered != manifest.digest and answered.startswith("sha256:"):
             raise DigestMismatch(
-                f"{self._what('manifest', ref)}: registry stored {answered}, "
+                f"{self.describe('manifest', ref)}: registry stored {answered}, "
                 f"expected {manifest.digest}"
             )
         return manifest.descriptor()
@@ -140,12 +144,13 @@ class Repository:
         """Delete a manifest by digest (its tags go with it)."""
         await self._delete("manifests", "manifest", digest)
 
+    @retried
     async def _delete(self, collection: str, kind: str, digest: Digest) -> None:
         resp = await self.transport.request(
             "DELETE",
             f"/v2/{self.name}/{collection}/{Digest(digest)}",
             scopes=self.delete_scope,
-            what=self._what(kind, str(digest)),
+            what=self.describe(kind, str(digest)),
             kind=kind,
             ok=(200, 202),
         )
@@ -153,61 +158,31 @@ class Repository:
 
     # -- blobs ----------------------------------------------------------------------------
 
+    @retried
     async def blob_exists(self, desc: Descriptor) -> bool:
         """True when the registry has the blob (HEAD)."""
         resp = await self.transport.request(
             "HEAD",
             f"/v2/{self.name}/blobs/{desc.digest}",
             scopes=self.pull,
-            what=self._what("blob", str(desc.digest)),
+            what=self.describe("blob", str(desc.digest)),
             kind="blob",
             ok=(200, 404),
         )
         resp.release()
         return resp.status == 200
 
-    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
-        """Stream a blob (redirects followed without credentials); verified when read whole."""
-        async for chunk in verify_whole(self._blob_stream(desc, offset), desc, offset):
-            yield chunk
+    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        """Stream a blob from `offset` (verified when whole), resuming after cut connections."""
+        return open_blob(self, desc, offset)
 
-    async def _blob_stream(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
-        what = self._what("blob", str(desc.digest))
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        resp = await self.transport.request(
-            "GET",
-            f"/v2/{self.name}/blobs/{desc.digest}",
-            scopes=self.pull,
-            what=what,
-            kind="blob",
-            ok=(200, 206),
-            headers=headers,
-        )
-        try:
-            skip = offset if resp.status == 200 else 0
-            expected = desc.size - offset + skip
-            if resp.content_length is not None and resp.content_length > expected:
-                raise SizeMismatch(
-                    f"{what}: server sends {resp.content_length} bytes, expected {expected}"
-                )
-            try:
-                async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                    if chunk:
-                        yield chunk
-            except (OSError, TimeoutError) as exc:
-                raise TransportError(f"{what}: download interrupted: {exc}") from None
-        finally:
-            resp.release()
+    async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
+        """Upload a blob (one PUT, or resumable chunks for large blobs), with retries."""
+        await upload_blob(self, desc, source)
 
-    async def blob_put(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
-        """Upload a blob in one PUT (POST for a session, then PUT with the digest)."""
-        location = await self._start_upload()
-        await self._finish_upload(location, desc, chunks)
-
-    async def _start_upload(self) -> str:
+    @retried
+    async def start_upload(self) -> tuple[str, int]:
+        """Open an upload session: its Location and the registry's minimum chunk size."""
         resp = await self.transport.request(
             "POST",
             f"/v2/{self.name}/blobs/uploads/",
@@ -220,31 +195,15 @@ class Repository:
         location = resp.headers.get("Location")
         if not location:
             raise TransportError(f"upload to {self.registry}/{self.name}: no Location given")
-        return location
+        min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "0")
+        return location, int(min_chunk) if min_chunk.isdigit() else 0
 
-    async def _finish_upload(
-        self, location: str, desc: Descriptor, chunks: AsyncIterable[bytes]
-    ) -> None:
-        sep = "&" if "?" in location else "?"
-        target = f"{location}{sep}digest={quote(str(desc.digest), safe='')}"
-        url = await self._absolute(target)
-        resp = await self.transport.request(
-            "PUT",
-            url,
-            scopes=self.push,
-            what=self._what("blob upload", str(desc.digest)),
-            kind="blob",
-            ok=(201, 204),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-            data=verify_stream(chunks, desc.digest, desc.size),
-            replayable=False,
-        )
-        resp.release()
-
-    async def _absolute(self, location: str) -> URL:
+    async def absolute(self, location: str) -> URL:
+        """An upload Location resolved against the registry (relative or absolute, as given)."""
         base = await self.transport.base()
         return base.join(URL(location, encoded=True))
 
+    @retried
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
         """Ask the registry to mount the blob from another repository; False if it would not."""
         resp = await self.transport.request(
@@ -252,7 +211,7 @@ class Repository:
             f"/v2/{self.name}/blobs/uploads/?mount={quote(str(desc.digest), safe='')}"
             f"&from={quote(source_repository, safe='/')}",
             scopes=(*self.push, f"repository:{source_repository}:pull"),
-            what=self._what("blob mount", str(desc.digest)),
+            what=self.describe("blob mount", str(desc.digest)),
             kind="blob",
             ok=(201, 202),
             headers={"Content-Length": "0"},
@@ -269,7 +228,7 @@ class Repository:
         try:
             resp = await self.transport.request(
                 "DELETE",
-                await self._absolute(location),
+                await self.absolute(location),
                 scopes=self.push,
                 what=f"cancel upload to {self.registry}/{self.name}",
                 ok=(200, 202, 204, 404),

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiohttp
 from yarl import URL
 
 from mirror.auth.tokens import Authenticator
-from mirror.errors import TransportError, Unauthorized
+from mirror.errors import RegistryError, TransportError, Unauthorized
 from mirror.registry.errors import raise_for_status
 from mirror.registry.options import RegistryOptions, is_loopback
+from mirror.retry import RetryPolicy
 
-__all__ = ["RegistryTransport", "next_link", "paged_names"]
+__all__ = ["RegistryTransport", "next_link", "paged_names", "read_body", "retried"]
 
 _log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -45,6 +48,7 @@ class RegistryTransport:
         self.options = options
         self._base: URL | None = None
         self._base_lock = asyncio.Lock()
+        self.retry = options.retry
         self.auth = Authenticator(
             registry, options.credentials_for(registry), session, options.ssl_for(registry)
         )
@@ -151,19 +155,53 @@ class RegistryTransport:
             return resp
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retried(
+    method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """Run a method of an object with a `transport` under the transport's retry policy.
+
+    Only for operations that can be repeated whole (no streamed request body).
+    """
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+        policy: RetryPolicy = self.transport.retry
+        return await policy.call(lambda: method(self, *args, **kwargs))
+
+    return cast(Callable[Concatenate[Any, P], Coroutine[Any, Any, T]], wrapper)
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """Read at most `limit` bytes of a response body; a cut connection is a TransportError."""
+    try:
+        return await resp.content.read(limit)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise TransportError(f"{what}: reading the reply failed: {exc}") from None
+
+
 async def paged_names(
     transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
 ) -> AsyncIterator[str]:
     """The strings under `key` in every page of a list API, following `Link: rel="next"`."""
     target: str | URL = first
-    while True:
-        resp = await transport.request("GET", target, scopes=scopes, what=what, kind="manifest")
+    scope_tuple = tuple(scopes)
+
+    async def page(at: str | URL) -> tuple[Any, str | None, URL]:
+        resp = await transport.request("GET", at, scopes=scope_tuple, what=what, kind="manifest")
         try:
-            body = await resp.json(content_type=None)
-            link = next_link(resp.headers.get("Link"))
-            url = resp.url
+            raw = await read_body(resp, 64 * 1024 * 1024, what)
+            return json.loads(raw or b"{}"), next_link(resp.headers.get("Link")), resp.url
+        except ValueError:
+            raise RegistryError(f"{what}: the registry sent no JSON") from None
         finally:
             resp.release()
+
+    while True:
+        body, link, url = await transport.retry.call(lambda: page(target))  # noqa: B023
         for name in (body or {}).get(key) or []:
             yield str(name)
         if not link:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import jsonschema
@@ -11,6 +11,7 @@ import pytest
 
 from mirror import mediatypes as mt
 from mirror.digest import Digest
+from mirror.endpoint import BlobSource, bytes_source
 from mirror.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -20,6 +21,7 @@ from mirror.errors import (
     ManifestInvalid,
     ManifestNotFound,
     SizeMismatch,
+    TransportError,
 )
 from mirror.layout import Layout, gc, verify
 from mirror.model import Descriptor
@@ -28,11 +30,6 @@ from tests.support.schemas import validate
 from tests.support.tools import FIXTURES, mirror
 
 CopyFixture = Callable[[str], Path]
-
-
-async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
 
 
 def _index(path: Path) -> list[dict[str, object]]:
@@ -75,25 +72,73 @@ async def test_resolve_by_digest_and_the_only_image(tmp_path: Path) -> None:
             await layout.resolve(None)
 
 
-async def test_a_failing_stream_leaves_no_blob_and_no_temp_file(tmp_path: Path) -> None:
+def _source(data: bytes, asked: list[int], fail_at: int | None = None) -> BlobSource:
+    """A source over `data` recording the offsets asked for; it can fail once at `fail_at`."""
+    state = {"failed": False}
+
+    async def read(offset: int) -> AsyncGenerator[bytes, None]:
+        asked.append(offset)
+        if fail_at is not None and not state["failed"] and offset < fail_at:
+            state["failed"] = True
+            yield data[offset:fail_at]
+            raise TransportError("connection reset by peer")
+        yield data[offset:]
+
+    return read
+
+
+async def test_bad_content_never_becomes_visible(tmp_path: Path) -> None:
     async with await Layout.open(tmp_path / "l", create=True) as layout:
         data = b"x" * 1000
         desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
-
-        async def broken() -> AsyncIterator[bytes]:
-            yield data[:500]
-            raise ConnectionResetError("cut")
-
-        with pytest.raises(ConnectionResetError):
-            await layout.blob_put(desc, broken())
         with pytest.raises(DigestMismatch):
-            await layout.blob_put(desc, _chunks(b"y" * 1000))
+            await layout.blob_put(desc, bytes_source(b"y" * 1000))
         with pytest.raises(SizeMismatch):
-            await layout.blob_put(desc, _chunks(data, b"!"))
+            await layout.blob_put(desc, bytes_source(data + b"!"))
         assert not await layout.blob_exists(desc)
         assert not layout.blob_path(desc.digest).exists()
-        assert list((tmp_path / "l" / ".mirror" / "tmp").iterdir()) == []
-        await layout.blob_put(desc, _chunks(data[:10], data[10:]))
+        partial = tmp_path / "l" / ".mirror" / "partial" / f"sha256-{desc.digest.encoded}"
+        assert partial.stat().st_size == 0  # bad bytes are not kept for a resume
+
+
+async def test_interrupted_writes_resume_where_they_stopped(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40
+    desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        # a retryable failure within one call continues from the bytes written
+        asked: list[int] = []
+        await layout.blob_put(desc, _source(data, asked, fail_at=3000))
+        assert asked == [0, 3000]
+        assert layout.blob_path(desc.digest).read_bytes() == data
+
+    other = data[::-1]
+    desc2 = Descriptor(mt.OCI_LAYER_TAR, Digest.of(other), len(other))
+
+    async def broken(offset: int) -> AsyncGenerator[bytes, None]:
+        yield other[offset:500]
+        raise ConnectionResetError("not retryable: the process gives up")
+
+    async with await Layout.open(tmp_path / "l") as layout:
+        with pytest.raises(ConnectionResetError):
+            await layout.blob_put(desc2, broken)
+        assert not layout.blob_path(desc2.digest).exists()
+    # a later run re-hashes the kept 500 bytes and asks only for the rest
+    async with await Layout.open(tmp_path / "l") as layout:
+        asked = []
+        await layout.blob_put(desc2, _source(other, asked))
+        assert asked == [500]
+        assert layout.blob_path(desc2.digest).read_bytes() == other
+
+
+async def test_a_corrupt_partial_is_fetched_again_whole(tmp_path: Path) -> None:
+    data = b"abcdefgh" * 1000
+    desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        partial = tmp_path / "l" / ".mirror" / "partial" / f"sha256-{desc.digest.encoded}"
+        partial.write_bytes(b"WRONG" + data[5:3000])  # a prefix that lies
+        asked: list[int] = []
+        await layout.blob_put(desc, _source(data, asked))
+        assert asked == [2995 + 5, 0]
         assert layout.blob_path(desc.digest).read_bytes() == data
 
 

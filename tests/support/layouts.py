@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mirror.endpoint import source_of
 from mirror.layout import Layout
 from mirror.model import Index, ManifestLike
 
@@ -14,7 +15,7 @@ async def copy_tree(src: Layout, manifest: ManifestLike, dst: Layout) -> None:
         if isinstance(manifest, Index):
             await copy_tree(src, await src.manifest_by_descriptor(child), dst)
         else:
-            await dst.blob_put(child, src.blob_open(child))
+            await dst.blob_put(child, source_of(src, child))
     await dst.manifest_put(manifest)
 
 

@@ -9,28 +9,38 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from fixtures.generate import random_chunks
 from mirror import mediatypes as mt
 from mirror.digest import Digest
+from mirror.endpoint import BlobSource
 from mirror.layout import Layout
 from mirror.model import Descriptor, parse_manifest
 from tests.support.layouts import copy_tree
 from tests.support.tools import FIXTURES
 
 
-async def _stream(seed: int, size: int) -> AsyncIterator[bytes]:
-    for chunk in random_chunks(seed, size):
-        yield chunk
+def _source(seed: int, size: int) -> BlobSource:
+    async def read(offset: int) -> AsyncGenerator[bytes, None]:
+        print(f"asked {offset}", flush=True)
+        skip = offset
+        for chunk in random_chunks(seed, size):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            yield chunk[skip:]
+            skip = 0
+
+    return read
 
 
 async def write_big(root: Path, seed: int, size: int, digest: str) -> None:
     """Write one large layer, its config and manifest, then name the image `big`."""
     async with await Layout.open(root, create=True) as layout:
         layer = Descriptor(mt.OCI_LAYER_TAR, Digest(digest), size)
-        await layout.blob_put(layer, _stream(seed, size))
+        await layout.blob_put(layer, _source(seed, size))
         config = await layout.blob_put_bytes(
             json.dumps(
                 {

@@ -1,0 +1,128 @@
+"""Resumable blob downloads into a layout: a partial file per digest, re-verified on resume.
+
+`.mirror/partial/<alg>-<hex>` holds the bytes received so far. A writer takes an exclusive
+flock on it (a second process waits, then finds the blob done). On resume the kept prefix is
+re-hashed, never trusted blindly, and the source is asked for the rest from that offset.
+Within a run, a retryable failure of the source continues from the bytes already written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from mirror.digest import DigestHasher, check_content
+from mirror.endpoint import BlobSource
+from mirror.errors import ContentError, SizeMismatch
+from mirror.model import Descriptor
+from mirror.retry import RetryPolicy
+
+__all__ = ["fill_partial", "lock_partial"]
+
+_WRITE_BUFFER = 1024 * 1024
+_log = logging.getLogger("mirror.layout")
+
+
+async def lock_partial(path: Path) -> int:
+    """Open (creating) the partial file and wait for its exclusive lock; return the fd."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT, 0o644)
+    delay = 0.001
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _rehash_prefix(fd: int, desc: Descriptor) -> DigestHasher:
+    """Hash what the partial holds; drop it when it is longer than the blob."""
+    hasher = DigestHasher(desc.digest.algorithm)
+    size = os.fstat(fd).st_size
+    if size > desc.size:
+        os.ftruncate(fd, 0)
+        return hasher
+    os.lseek(fd, 0, os.SEEK_SET)
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(_WRITE_BUFFER, left))
+        if not chunk:
+            break
+        hasher.update(chunk)
+        left -= len(chunk)
+    if hasher.size != size:  # the file shrank under us: start over
+        os.ftruncate(fd, 0)
+        return DigestHasher(desc.digest.algorithm)
+    return hasher
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+async def _append(fd: int, source: BlobSource, desc: Descriptor, hasher: DigestHasher) -> None:
+    """Append the source's bytes from `hasher.size` on; the hasher tracks what is on disk."""
+    buffer = bytearray()
+
+    async def flush() -> None:
+        if buffer:
+            await asyncio.to_thread(_write_all, fd, buffer)
+            hasher.update(buffer)
+            buffer.clear()
+
+    try:
+        async for chunk in source(hasher.size):
+            if hasher.size + len(buffer) + len(chunk) > desc.size:
+                raise SizeMismatch(f"blob {desc.digest}: more than the expected {desc.size} bytes")
+            buffer += chunk
+            if len(buffer) >= _WRITE_BUFFER:
+                await flush()
+    finally:
+        # keep what arrived: it is a valid prefix whatever stopped the stream
+        await flush()
+
+
+async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: RetryPolicy) -> int:
+    """Complete and verify the locked partial file; fsync it. Return the bytes transferred.
+
+    Raises ContentError when the whole content does not match (the partial is emptied so the
+    next try starts from zero); other errors leave the valid prefix for a later resume.
+    """
+    hasher = await asyncio.to_thread(_rehash_prefix, fd, desc)
+    resumed_at = hasher.size
+    if resumed_at:
+        _log.info("resuming %s at byte %d of %d", desc.digest, resumed_at, desc.size)
+    await asyncio.to_thread(os.lseek, fd, hasher.size, os.SEEK_SET)
+    failures = 0
+    while True:
+        try:
+            await _append(fd, source, desc, hasher)
+            check_content(hasher, desc.digest, desc.size, "blob")
+            break
+        except ContentError:
+            await asyncio.to_thread(os.ftruncate, fd, 0)
+            if resumed_at == 0:
+                raise
+            # a kept prefix may have been bad: one more pass from zero before giving up
+            _log.info("resumed %s did not verify: fetching it whole", desc.digest)
+            resumed_at = 0
+            hasher = DigestHasher(desc.digest.algorithm)
+            await asyncio.to_thread(os.lseek, fd, 0, os.SEEK_SET)
+        except Exception as exc:
+            if not retry.allows(exc, failures):
+                raise
+            failures += 1
+            await asyncio.sleep(retry.delay(exc, failures))
+    await asyncio.to_thread(os.fsync, fd)
+    return desc.size - resumed_at

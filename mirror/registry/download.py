@@ -1,0 +1,87 @@
+"""Blob downloads that survive cut connections: re-request from the byte reached, verify once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from mirror.digest import DigestHasher, check_content
+from mirror.errors import SizeMismatch, TransportError
+from mirror.model import Descriptor
+
+if TYPE_CHECKING:
+    from mirror.registry.repository import Repository
+
+__all__ = ["CHUNK_SIZE", "open_blob"]
+
+CHUNK_SIZE = 1024 * 1024
+
+
+async def open_blob(
+    repo: Repository, desc: Descriptor, offset: int = 0
+) -> AsyncGenerator[bytes, None]:
+    """Stream a blob from `offset`; verified when read from 0; resumes on retryable errors.
+
+    After a reset or a 5xx the rest is asked for with `Range: bytes=N-`; a server that
+    ignores the range is read from the start with the first N bytes dropped, so no byte is
+    yielded twice or skipped.
+    """
+    policy = repo.transport.retry
+    hasher = DigestHasher(desc.digest.algorithm) if offset == 0 else None
+    position, failures = offset, 0
+    what = repo.describe("blob", str(desc.digest))
+    while True:
+        try:
+            async for chunk in _get_from(repo, desc, position, what):
+                if position + len(chunk) > desc.size:
+                    raise SizeMismatch(f"{what}: more than the expected {desc.size} bytes")
+                position += len(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+                yield chunk
+            if position < desc.size:
+                raise TransportError(f"{what}: connection ended at byte {position} of {desc.size}")
+            break
+        except Exception as exc:
+            if not policy.allows(exc, failures):
+                raise
+            failures += 1
+            await asyncio.sleep(policy.delay(exc, failures))
+    if hasher is not None:
+        check_content(hasher, desc.digest, desc.size, "blob")
+
+
+async def _get_from(
+    repo: Repository, desc: Descriptor, offset: int, what: str
+) -> AsyncIterator[bytes]:
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    resp = await repo.transport.request(
+        "GET",
+        f"/v2/{repo.name}/blobs/{desc.digest}",
+        scopes=repo.pull,
+        what=what,
+        kind="blob",
+        ok=(200, 206),
+        headers=headers,
+    )
+    try:
+        skip = offset if resp.status == 200 else 0
+        expected = desc.size - offset + skip
+        if resp.content_length is not None and resp.content_length > expected:
+            raise SizeMismatch(
+                f"{what}: server sends {resp.content_length} bytes, expected {expected}"
+            )
+        try:
+            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                if chunk:
+                    yield chunk
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransportError(f"{what}: download interrupted: {exc}") from None
+    finally:
+        resp.release()

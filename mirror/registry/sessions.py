@@ -1,0 +1,64 @@
+"""Upload sessions saved on disk, so a restarted push continues the same registry upload."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mirror.fsutil import write_atomic
+
+__all__ = ["UploadSession", "UploadSessions"]
+
+
+@dataclass
+class UploadSession:
+    """Where an upload stands: its current Location and the bytes the registry has."""
+
+    registry: str
+    repository: str
+    digest: str
+    location: str
+    offset: int
+
+
+class UploadSessions:
+    """One small JSON file per (registry, repository, digest), mode 0600, replaced atomically.
+
+    Locations can carry opaque state tokens, so the files are private to the user.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, registry: str, repository: str, digest: str) -> Path:
+        key = hashlib.sha256(f"{registry}\0{repository}\0{digest}".encode()).hexdigest()
+        return self.directory / f"{key}.json"
+
+    def load(self, registry: str, repository: str, digest: str) -> UploadSession | None:
+        """The saved session, or None (also for an unreadable file, which is then dropped)."""
+        path = self._path(registry, repository, digest)
+        try:
+            data = json.loads(path.read_text())
+            return UploadSession(**data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def save(self, session: UploadSession) -> None:
+        """Write the session (creating the directory, private to the user)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._path(session.registry, session.repository, session.digest)
+        old = os.umask(0o077)
+        try:
+            write_atomic(path, json.dumps(asdict(session)).encode(), self.directory)
+        finally:
+            os.umask(old)
+
+    def drop(self, registry: str, repository: str, digest: str) -> None:
+        """Forget a finished or abandoned session."""
+        self._path(registry, repository, digest).unlink(missing_ok=True)

@@ -1,0 +1,181 @@
+"""Blob uploads: one PUT for small blobs; chunked PATCHes that resume, even across restarts.
+
+A chunked upload saves its session (Location and offset) after every chunk. When a PATCH
+fails, or a new process finds a saved session, it asks the registry where the upload stands
+(GET Location: 204 with `Range: 0-N`) and continues from N+1; a registry that forgot the
+session (404) gets a fresh upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from mirror.digest import verify_stream
+from mirror.endpoint import BlobSource
+from mirror.errors import SizeMismatch, TransportError
+from mirror.model import Descriptor
+from mirror.registry.sessions import UploadSession, UploadSessions
+
+if TYPE_CHECKING:
+    from mirror.registry.repository import Repository
+
+__all__ = ["upload_blob"]
+
+_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
+_log = logging.getLogger("mirror.upload")
+
+
+async def upload_blob(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
+    """Upload a blob, chunked above the configured threshold, with retries and resume."""
+    options = repo.transport.options
+    if desc.size >= options.chunked_upload_threshold:
+        await _chunked(repo, desc, source, UploadSessions(options.upload_state_dir()))
+    else:
+        await _monolithic(repo, desc, source)
+
+
+async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
+    policy = repo.transport.retry
+    failures = 0
+    while True:
+        try:
+            location, _ = await repo.start_upload()
+            await _finish(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
+            return
+        except Exception as exc:
+            if not policy.allows(exc, failures):
+                raise
+            failures += 1
+            await asyncio.sleep(policy.delay(exc, failures))
+
+
+async def _finish(
+    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+) -> None:
+    sep = "&" if "?" in location else "?"
+    url = await repo.absolute(f"{location}{sep}digest={quote(str(desc.digest), safe='')}")
+    length = desc.size if not isinstance(body, bytes) else len(body)
+    resp = await repo.transport.request(
+        "PUT",
+        url,
+        scopes=repo.push,
+        what=repo.describe("blob upload", str(desc.digest)),
+        kind="blob",
+        ok=(201, 204),
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+        data=body,
+        replayable=isinstance(body, bytes),
+    )
+    resp.release()
+
+
+async def _chunked(
+    repo: Repository, desc: Descriptor, source: BlobSource, sessions: UploadSessions
+) -> None:
+    policy = repo.transport.retry
+    key = (repo.registry, repo.name, str(desc.digest))
+    saved = sessions.load(*key)
+    state = await policy.call(lambda: _status(repo, saved.location)) if saved else None
+    if saved and state:
+        _log.info("resuming upload of %s at byte %d", desc.digest, state[1])
+    min_chunk = 0
+    if state is None:
+        location, min_chunk = await repo.start_upload()
+        offset = 0
+    else:
+        location, offset = state
+    chunk = max(repo.transport.options.chunk_size, min_chunk)
+    failures = 0
+    while offset < desc.size:
+        end = min(offset + chunk, desc.size)
+        try:
+            location, offset = await _patch(repo, location, desc, source, offset, end)
+            sessions.save(UploadSession(*key, location=location, offset=offset))
+        except Exception as exc:
+            if not policy.allows(exc, failures):
+                raise
+            failures += 1
+            await asyncio.sleep(policy.delay(exc, failures))
+            where = await policy.call(lambda: _status(repo, location))  # noqa: B023
+            if where is None:
+                location, min_chunk = await repo.start_upload()
+                offset = 0
+            else:
+                location, offset = where
+    await policy.call(lambda: _finish(repo, location, desc, b""))
+    sessions.drop(*key)
+
+
+async def _patch(
+    repo: Repository, location: str, desc: Descriptor, source: BlobSource, start: int, end: int
+) -> tuple[str, int]:
+    """Send bytes [start, end) of the blob; return the next Location and the new offset."""
+    what = repo.describe("blob upload", str(desc.digest))
+    resp = await repo.transport.request(
+        "PATCH",
+        await repo.absolute(location),
+        scopes=repo.push,
+        what=what,
+        kind="blob",
+        ok=(202, 204),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{end - 1}",
+            "Content-Length": str(end - start),
+        },
+        data=_slice(source, start, end, what),
+        replayable=False,
+    )
+    resp.release()
+    offset = _parse_range(resp.headers.get("Range"))
+    return resp.headers.get("Location") or location, end if offset is None else offset
+
+
+async def _slice(source: BlobSource, start: int, end: int, what: str) -> AsyncIterator[bytes]:
+    """Exactly the bytes [start, end) of the source."""
+    need = end - start
+    stream = source(start)
+    try:
+        async for chunk in stream:
+            if len(chunk) >= need:
+                yield chunk[:need]
+                need = 0
+                break
+            need -= len(chunk)
+            yield chunk
+    finally:
+        await stream.aclose()
+    if need:
+        raise SizeMismatch(f"{what}: source ended {need} bytes early")
+
+
+async def _status(repo: Repository, location: str) -> tuple[str, int] | None:
+    """Where an upload stands: (Location, bytes received), or None if the registry forgot it."""
+    resp = await repo.transport.request(
+        "GET",
+        await repo.absolute(location),
+        scopes=repo.push,
+        what=f"upload status on {repo.registry}/{repo.name}",
+        ok=(204, 404, 400),
+    )
+    resp.release()
+    if resp.status != 204:
+        return None
+    offset = _parse_range(resp.headers.get("Range"))
+    if offset is None:
+        raise TransportError(f"upload status on {repo.registry}/{repo.name}: no Range header")
+    return resp.headers.get("Location") or location, offset
+
+
+def _parse_range(header: str | None) -> int | None:
+    """Bytes received from `Range: 0-N` (also `bytes=0-N`): N+1; `0-0` is read as nothing."""
+    match = _RANGE_RE.match((header or "").strip())
+    if not match:
+        return None
+    last = int(match.group(1))
+    return 0 if last == 0 else last + 1
