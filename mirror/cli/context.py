@@ -31,4 +31,7 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
         insecure=frozenset() if opts.tls_verify else hosts,
         ca_file=opts.ca_file,
         concurrency=opts.concurrency,
+        retries=opts.retries,
+        chunk_size=opts.chunk_size,
+        chunked_upload_threshold=max(4 * opts.chunk_size, 64 * 1024 * 1024),
     )

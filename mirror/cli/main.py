@@ -11,8 +11,9 @@ import click
 from mirror.cli.copy import copy_command, pull_command, push_command
 from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
-from mirror.cli.output import Options
+from mirror.cli.output import Options, parse_size
 from mirror.errors import MirrorError
+from mirror.retry import DEFAULT_RETRIES
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "cli", "main"]
 
@@ -40,6 +41,20 @@ EXIT_USAGE = 2
     show_default=True,
     help="Blobs transferred at once.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=DEFAULT_RETRIES,
+    show_default=True,
+    help="Retries of a failing request (resets, 408, 429, 5xx), with backoff.",
+)
+@click.option(
+    "--chunk-size",
+    callback=parse_size,
+    default="16MiB",
+    show_default=True,
+    help="Upload chunk size for large blobs (PATCH); e.g. 8MiB.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -51,6 +66,8 @@ def cli(
     tls_verify: bool,
     ca_file: str | None,
     concurrency: int,
+    retries: int,
+    chunk_size: int,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
     if verbose:
@@ -68,6 +85,8 @@ def cli(
         tls_verify=tls_verify,
         ca_file=ca_file,
         concurrency=concurrency,
+        retries=retries,
+        chunk_size=chunk_size,
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["Options", "emit", "json_option", "options", "run"]
+__all__ = ["Options", "emit", "json_option", "options", "parse_size", "run"]
 
 T = TypeVar("T")
 
@@ -27,6 +28,21 @@ class Options:
     tls_verify: bool = True
     ca_file: str | None = None
     concurrency: int = 8
+    retries: int = 5
+    chunk_size: int = 16 * 1024 * 1024
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(ctx: click.Context, param: click.Parameter, value: str | int) -> int:
+    """Click callback: `1048576`, `512KiB`, `16MiB`, `1GiB` (also K, M, G, KB, MB) to bytes."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgKMG]?)(?:i?[bB])?\s*", value)
+    if not match or int(match.group(1)) <= 0:
+        raise click.BadParameter(f"{value!r} is not a size like 16MiB", ctx, param)
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def options() -> Options:

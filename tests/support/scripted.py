@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import secrets
@@ -290,3 +291,123 @@ class ScriptedProxy:
             body = await reply.read()
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
             return reply.status, out, body
+
+
+# -- fault injection ----------------------------------------------------------------------
+
+FAULTS = ("reset", "500", "502", "503", "429", "after-500")
+
+
+@dataclass
+class FaultProxy:
+    """In front of the real registry: on `rate` of requests, one fault from FAULTS.
+
+    - reset: the connection is cut (halfway through a reply body, or before any reply);
+    - 500/502/503: an error status instead of forwarding;
+    - 429: rate limited with `Retry-After: 1`;
+    - after-500: the request is forwarded (the registry acts on it) but 500 is answered.
+
+    Locations are made relative so uploads come back through the proxy. Counts the blob
+    bytes sent to clients (`bytes_out`) and the upload bytes received (`bytes_in`).
+    """
+
+    upstream: str
+    rate: float = 0.2
+    seed: int = 1
+    faults: tuple[str, ...] = FAULTS
+    bytes_out: int = 0
+    bytes_in: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    #: hold the first PATCH whose range starts at or after this offset before reading its
+    #: body (as a buffering front end would), and set `held`: a test then cuts the client
+    hold_patch_at: int | None = None
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        import random
+
+        self._rng = random.Random(self.seed)
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=1 << 31)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def _pick(self) -> str | None:
+        if self._rng.random() >= self.rate:
+            return None
+        fault = self._rng.choice(self.faults)
+        self.injected[fault] = self.injected.get(fault, 0) + 1
+        return fault
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Maybe fail, else forward (streaming reply bodies)."""
+        self.requests += 1
+        fault = self._pick()
+        start = request.headers.get("Content-Range", "").partition("-")[0]
+        hold = self.hold_patch_at
+        if (
+            request.method == "PATCH"
+            and hold is not None
+            and start.isdigit()
+            and int(start) >= hold
+        ):
+            self.hold_patch_at = None
+            self.held.set()
+            await asyncio.sleep(2)
+        body = await request.read()
+        if request.method in ("PUT", "PATCH"):
+            self.bytes_in += len(body)
+        if fault in ("500", "502", "503"):
+            return web.Response(status=int(fault), text="injected")
+        if fault == "429":
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        if fault == "reset" and request.method != "GET":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() != "authorization"
+        }
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.request(
+                request.method,
+                f"http://{self.upstream}{request.path_qs}",
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as reply,
+        ):
+            out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            if "Location" in out:
+                out["Location"] = URL(out["Location"]).raw_path_qs
+            if fault == "after-500":
+                await reply.read()
+                return web.Response(status=500, text="injected after forwarding")
+            response = web.StreamResponse(status=reply.status, headers=out)
+            if reply.content_length is not None:
+                response.content_length = reply.content_length
+            await response.prepare(request)
+            is_blob = "/blobs/sha256:" in request.path and request.method == "GET"
+            sent = 0
+            cut_at = (reply.content_length or 0) // 2 if fault == "reset" else None
+            async for chunk in reply.content.iter_chunked(256 * 1024):
+                if cut_at is not None and sent + len(chunk) > cut_at:
+                    chunk = chunk[: cut_at - sent]
+                    await response.write(chunk)
+                    if is_blob:
+                        self.bytes_out += len(chunk)
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write(chunk)
+                sent += len(chunk)
+                if is_blob:
+                    self.bytes_out += len(chunk)
+            await response.write_eof()
+            return response
