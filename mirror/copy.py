@@ -208,7 +208,8 @@ async def _copy_blobs(
         sink.blob_started(desc)
 
         def source(offset: int) -> AsyncGenerator[bytes, None]:
-            return _counted(src.blob_open(desc, offset), desc, result, sink)
+            # the destination hashes everything it stores: read the source unhashed
+            return _counted(src.blob_open(desc, offset, verify=False), desc, result, sink)
 
         await dst.blob_put(desc, source)
         result.blobs_copied += 1

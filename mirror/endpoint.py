@@ -17,7 +17,7 @@ def source_of(endpoint: Endpoint, desc: Descriptor) -> BlobSource:
     """The BlobSource reading `desc` from `endpoint`."""
 
     def read(offset: int) -> AsyncGenerator[bytes, None]:
-        return endpoint.blob_open(desc, offset)
+        return endpoint.blob_open(desc, offset)  # verified: the caller may not re-check
 
     return read
 
@@ -60,8 +60,14 @@ class Endpoint(Protocol):
         """True when the blob is already stored."""
         ...
 
-    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
-        """Stream a blob's bytes from `offset`; verified when read from the start."""
+    def blob_open(
+        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
+    ) -> AsyncGenerator[bytes, None]:
+        """Stream a blob's bytes from `offset`; verified when read from the start.
+
+        `verify=False` is for a caller that verifies the bytes itself (a copy, whose
+        destination hashes everything it stores), so the content is hashed once.
+        """
         ...
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:

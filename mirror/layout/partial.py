@@ -22,7 +22,7 @@ from mirror.retry import RetryPolicy
 
 __all__ = ["fill_partial", "lock_partial"]
 
-_WRITE_BUFFER = 1024 * 1024
+_WRITE_BUFFER = 4 * 1024 * 1024
 _log = logging.getLogger("mirror.layout")
 
 
@@ -64,29 +64,39 @@ def _rehash_prefix(fd: int, desc: Descriptor) -> DigestHasher:
     return hasher
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _write_and_hash(fd: int, chunks: list[bytes], hasher: DigestHasher) -> None:
+    """Append the chunks and feed them to the hasher (in a worker thread: hashing frees the GIL)."""
+    pending = [memoryview(c) for c in chunks]
+    while pending:
+        written = os.writev(fd, pending[:1024])
+        while written and pending:
+            if written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            else:
+                pending[0] = pending[0][written:]
+                written = 0
+    for chunk in chunks:
+        hasher.update(chunk)
 
 
 async def _append(fd: int, source: BlobSource, desc: Descriptor, hasher: DigestHasher) -> None:
     """Append the source's bytes from `hasher.size` on; the hasher tracks what is on disk."""
-    buffer = bytearray()
+    chunks: list[bytes] = []
+    pending = 0
 
     async def flush() -> None:
-        if buffer:
-            await asyncio.to_thread(_write_all, fd, buffer)
-            hasher.update(buffer)
-            buffer.clear()
+        nonlocal chunks, pending
+        if chunks:
+            batch, chunks, pending = chunks, [], 0
+            await asyncio.to_thread(_write_and_hash, fd, batch, hasher)
 
     try:
         async for chunk in source(hasher.size):
-            if hasher.size + len(buffer) + len(chunk) > desc.size:
+            if hasher.size + pending + len(chunk) > desc.size:
                 raise SizeMismatch(f"blob {desc.digest}: more than the expected {desc.size} bytes")
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
+            chunks.append(chunk)
+            pending += len(chunk)
+            if pending >= _WRITE_BUFFER:
                 await flush()
     finally:
         # keep what arrived: it is a valid prefix whatever stopped the stream

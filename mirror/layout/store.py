@@ -172,7 +172,9 @@ class Layout:
             return False
         return st.st_size == desc.size
 
-    async def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
+    async def blob_open(
+        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
+    ) -> AsyncGenerator[bytes, None]:
         """Stream the blob from `offset`; never more than `desc.size` bytes; verified when whole.
 
         Raises BlobNotFound, SizeMismatch, or DigestMismatch (at the end of a whole read).
@@ -186,7 +188,8 @@ class Layout:
             raise SizeMismatch(
                 f"blob {desc.digest} in {self.path} has {st.st_size} bytes, expected {desc.size}"
             )
-        async for chunk in verify_whole(self._read_file(path, offset, desc.size), desc, offset):
+        raw = self._read_file(path, offset, desc.size)
+        async for chunk in verify_whole(raw, desc, offset) if verify else raw:
             yield chunk
 
     @staticmethod

@@ -21,7 +21,7 @@ CHUNK_SIZE = 1024 * 1024
 
 
 async def open_blob(
-    repo: Repository, desc: Descriptor, offset: int = 0
+    repo: Repository, desc: Descriptor, offset: int = 0, *, verify: bool = True
 ) -> AsyncGenerator[bytes, None]:
     """Stream a blob from `offset`; verified when read from 0; resumes on retryable errors.
 
@@ -30,7 +30,7 @@ async def open_blob(
     yielded twice or skipped.
     """
     policy = repo.transport.retry
-    hasher = DigestHasher(desc.digest.algorithm) if offset == 0 else None
+    hasher = DigestHasher(desc.digest.algorithm) if offset == 0 and verify else None
     position, failures = offset, 0
     what = repo.describe("blob", str(desc.digest))
     while True:

@@ -172,9 +172,11 @@ class Repository:
         resp.release()
         return resp.status == 200
 
-    def blob_open(self, desc: Descriptor, offset: int = 0) -> AsyncGenerator[bytes, None]:
+    def blob_open(
+        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
+    ) -> AsyncGenerator[bytes, None]:
         """Stream a blob from `offset` (verified when whole), resuming after cut connections."""
-        return open_blob(self, desc, offset)
+        return open_blob(self, desc, offset, verify=verify)
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Upload a blob (one PUT, or resumable chunks for large blobs), with retries."""

@@ -1,0 +1,258 @@
+"""`make bench`: mirror against skopeo on the same data, in the same run, on loopback registries.
+
+    (a) pull 1 GiB in 8 layers from a registry into an OCI layout
+    (b) push that image from the layout into an empty registry
+    (c) pull 300 layers of 32 KiB into an OCI layout
+
+Each tool runs as a separate process; wall time and peak RSS (wait4) are recorded, best of
+`--repeat` runs. The results go to stdout and, with `--write`, to docs/benchmarks.md (with an
+SVG chart in docs/benchmarks.svg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtures.generate import make_big_image
+from tests.support.registry import Registry, start_registry
+from tests.support.tools import REPO, require
+
+MiB = 1024 * 1024
+DOCS = REPO / "docs"
+
+
+@dataclass
+class Run:
+    """One timed process."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+def timed(args: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run a command to completion; its wall time and peak resident memory."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(args)}\n{stderr}")
+    return Run(elapsed, usage.ru_maxrss / 1024)
+
+
+def mirror_cmd(*args: str) -> list[str]:
+    """The mirror command line."""
+    return [sys.executable, "-m", "mirror", "-q", *args]
+
+
+def skopeo_cmd(*args: str) -> list[str]:
+    """The skopeo command line (TLS off: loopback HTTP registries)."""
+    return [require("skopeo"), "--insecure-policy", "copy", "--quiet", *args]
+
+
+@dataclass
+class Case:
+    """One benchmark: how to run each tool, and how to reset between runs."""
+
+    name: str
+    title: str
+    mirror: list[str]
+    skopeo: list[str]
+    clean: list[Path]
+    fresh_registry: bool = False
+
+
+def best_of(case: Case, tool: str, repeat: int, reset: callable) -> Run:  # type: ignore[valid-type]
+    """The fastest of `repeat` runs (memory: the largest peak seen)."""
+    runs = []
+    for _ in range(repeat):
+        reset()
+        runs.append(timed(case.mirror if tool == "mirror" else case.skopeo))
+    return Run(min(r.seconds for r in runs), max(r.peak_rss_mb for r in runs))
+
+
+def main() -> None:
+    """Prepare data, run every case for both tools, print and optionally write the results."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=1024, help="total of case (a)")
+    parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
+    source_reg = start_registry(work / "source-registry")
+    registries: list[Registry] = [source_reg]
+    try:
+        big, small = work / "big", work / "small"
+        print(f"generating {args.size_mib} MiB in 8 layers and 300 x 32 KiB ...", flush=True)
+        make_big_image(big, "big", 8, args.size_mib * MiB // 8, seed=1)
+        make_big_image(small, "small", 300, 32 * 1024, seed=2)
+        host = source_reg.host
+        env = {**os.environ, "XDG_STATE_HOME": str(work / "state")}
+        for layout, ref in ((big, "big"), (small, "small")):
+            subprocess.run(
+                mirror_cmd("copy", f"oci:{layout}:{ref}", f"docker://{host}/bench/{ref}:v1"),
+                check=True,
+                env=env,
+            )
+        out = work / "out"
+        push_target: dict[str, Registry] = {}
+
+        def reset_pull() -> None:
+            shutil.rmtree(out, ignore_errors=True)
+
+        def reset_push() -> None:
+            old = push_target.get("reg")
+            if old is not None:
+                old.stop()
+                shutil.rmtree(old.root, ignore_errors=True)
+            fresh = start_registry(work / f"push-{time.monotonic_ns()}")
+            registries.append(fresh)
+            push_target["reg"] = fresh
+
+        results: list[tuple[str, Run, Run]] = []
+
+        pull_big = Case(
+            "a",
+            f"pull {args.size_mib} MiB in 8 layers to a layout",
+            mirror_cmd("copy", f"docker://{host}/bench/big:v1", f"oci:{out}:big"),
+            skopeo_cmd("--src-tls-verify=false", f"docker://{host}/bench/big:v1", f"oci:{out}:big"),
+            [out],
+        )
+        results.append(
+            (
+                pull_big.title,
+                best_of(pull_big, "mirror", args.repeat, reset_pull),
+                best_of(pull_big, "skopeo", args.repeat, reset_pull),
+            )
+        )
+
+        def push_case() -> tuple[Run, Run]:
+            runs: dict[str, list[Run]] = {"mirror": [], "skopeo": []}
+            for _ in range(args.repeat):
+                for tool in ("mirror", "skopeo"):
+                    reset_push()
+                    target = f"docker://{push_target['reg'].host}/bench/big:v1"
+                    cmd = (
+                        mirror_cmd("copy", f"oci:{big}:big", target)
+                        if tool == "mirror"
+                        else skopeo_cmd(
+                            "--preserve-digests",
+                            "--dest-tls-verify=false",
+                            f"oci:{big}:big",
+                            target,
+                        )
+                    )
+                    runs[tool].append(timed(cmd, env))
+            pick = {
+                t: Run(min(r.seconds for r in v), max(r.peak_rss_mb for r in v))
+                for t, v in runs.items()
+            }
+            return pick["mirror"], pick["skopeo"]
+
+        pushed_m, pushed_s = push_case()
+        results.append(
+            (f"push {args.size_mib} MiB in 8 layers to an empty registry", pushed_m, pushed_s)
+        )
+
+        pull_small = Case(
+            "c",
+            "pull 300 layers of 32 KiB to a layout",
+            mirror_cmd("copy", f"docker://{host}/bench/small:v1", f"oci:{out}:small"),
+            skopeo_cmd(
+                "--src-tls-verify=false", f"docker://{host}/bench/small:v1", f"oci:{out}:small"
+            ),
+            [out],
+        )
+        results.append(
+            (
+                pull_small.title,
+                best_of(pull_small, "mirror", args.repeat, reset_pull),
+                best_of(pull_small, "skopeo", args.repeat, reset_pull),
+            )
+        )
+        report = render(results, args)
+        print(report)
+        if args.write:
+            (DOCS / "benchmarks.md").write_text(report)
+            (DOCS / "benchmarks.svg").write_text(chart(results))
+            print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'benchmarks.svg'}")
+    finally:
+        for reg in registries:
+            reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _machine() -> str:
+    cpus = os.cpu_count()
+    skopeo = subprocess.run(
+        [require("skopeo"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return f"{platform.machine()}, {cpus} cores, Python {platform.python_version()}, {skopeo}"
+
+
+def render(results: list[tuple[str, Run, Run]], args: argparse.Namespace) -> str:
+    """The Markdown report."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Made by `make bench` (`python -m tests.bench --write`): mirror and skopeo on the same",
+        "data in the same run, both against Debian's docker-registry on loopback, each tool a",
+        f"separate process; best wall time of {args.repeat} runs, largest peak RSS seen.",
+        f"Machine: {_machine()}. Date: {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| case | mirror s | skopeo s | mirror / skopeo | mirror peak RSS MB | skopeo peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for title, m, s in results:
+        lines.append(
+            f"| {title} | {m.seconds:.2f} | {s.seconds:.2f} | {m.seconds / s.seconds:.2f}x "
+            f"| {m.peak_rss_mb:.0f} | {s.peak_rss_mb:.0f} |"
+        )
+    lines += ["", "![wall time, mirror vs skopeo](benchmarks.svg)", ""]
+    return "\n".join(lines)
+
+
+def chart(results: list[tuple[str, Run, Run]]) -> str:
+    """A small SVG bar chart of the wall times."""
+    width, row, bar = 640, 70, 22
+    longest = max(max(m.seconds, s.seconds) for _, m, s in results) or 1.0
+    scale = (width - 260) / longest
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(results) + 40}"'
+        ' font-family="sans-serif" font-size="12">',
+        '<text x="10" y="18" font-weight="bold">wall time (s), lower is better</text>',
+    ]
+    for i, (title, m, s) in enumerate(results):
+        y = 34 + i * row
+        parts.append(f'<text x="10" y="{y + 14}">{json.dumps(title)[1:-1][:38]}</text>')
+        for j, (name, run, colour) in enumerate(
+            (("mirror", m, "#2a7ab9"), ("skopeo", s, "#b9652a"))
+        ):
+            yy = y + 20 + j * (bar + 2) - 18
+            w = max(1.0, run.seconds * scale)
+            parts.append(
+                f'<rect x="250" y="{yy}" width="{w:.1f}" height="{bar - 4}" fill="{colour}"/>'
+                f'<text x="{255 + w:.1f}" y="{yy + 13}">{name} {run.seconds:.2f}</text>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.sleep(0))
+    main()
