@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from types import TracebackType
 
 from rich.console import Console
@@ -18,12 +17,7 @@ from rich.progress import (
 
 from mirror.model import Descriptor
 
-__all__ = ["RichProgress", "wants_progress"]
-
-
-def wants_progress(*, quiet: bool, as_json: bool) -> bool:
-    """Bars only for a person at a terminal: stderr is a TTY, not quiet, not JSON."""
-    return not quiet and not as_json and sys.stderr.isatty()
+__all__ = ["RichProgress"]
 
 
 class RichProgress:

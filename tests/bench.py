@@ -12,7 +12,6 @@ SVG chart in docs/benchmarks.svg).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -21,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +72,9 @@ class Case:
     title: str
     mirror: list[str]
     skopeo: list[str]
-    clean: list[Path]
-    fresh_registry: bool = False
 
 
-def best_of(case: Case, tool: str, repeat: int, reset: callable) -> Run:  # type: ignore[valid-type]
+def best_of(case: Case, tool: str, repeat: int, reset: Callable[[], None]) -> Run:
     """The fastest of `repeat` runs (memory: the largest peak seen)."""
     runs = []
     for _ in range(repeat):
@@ -131,7 +129,6 @@ def main() -> None:
             f"pull {args.size_mib} MiB in 8 layers to a layout",
             mirror_cmd("copy", f"docker://{host}/bench/big:v1", f"oci:{out}:big"),
             skopeo_cmd("--src-tls-verify=false", f"docker://{host}/bench/big:v1", f"oci:{out}:big"),
-            [out],
         )
         results.append(
             (
@@ -176,7 +173,6 @@ def main() -> None:
             skopeo_cmd(
                 "--src-tls-verify=false", f"docker://{host}/bench/small:v1", f"oci:{out}:small"
             ),
-            [out],
         )
         results.append(
             (
@@ -215,7 +211,8 @@ def render(results: list[tuple[str, Run, Run]], args: argparse.Namespace) -> str
         f"separate process; best wall time of {args.repeat} runs, largest peak RSS seen.",
         f"Machine: {_machine()}. Date: {time.strftime('%Y-%m-%d')}.",
         "",
-        "| case | mirror s | skopeo s | mirror / skopeo | mirror peak RSS MB | skopeo peak RSS MB |",
+        "| case | mirror s | skopeo s | mirror / skopeo | mirror peak RSS MB "
+        "| skopeo peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for title, m, s in results:
@@ -233,8 +230,8 @@ def chart(results: list[tuple[str, Run, Run]]) -> str:
     longest = max(max(m.seconds, s.seconds) for _, m, s in results) or 1.0
     scale = (width - 260) / longest
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(results) + 40}"'
-        ' font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{row * len(results) + 40}" font-family="sans-serif" font-size="12">',
         '<text x="10" y="18" font-weight="bold">wall time (s), lower is better</text>',
     ]
     for i, (title, m, s) in enumerate(results):
@@ -254,5 +251,4 @@ def chart(results: list[tuple[str, Run, Run]]) -> str:
 
 
 if __name__ == "__main__":
-    asyncio.run(asyncio.sleep(0))
     main()

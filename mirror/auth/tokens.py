@@ -14,6 +14,7 @@ import aiohttp
 from mirror.auth.challenge import Challenge
 from mirror.auth.credentials import Credentials
 from mirror.errors import MirrorError, TransportError, Unauthorized
+from mirror.httpbody import read_at_most
 
 __all__ = ["Authenticator"]
 
@@ -146,7 +147,7 @@ class Authenticator:
             async with self.session.request(
                 method, realm, ssl=self.ssl, allow_redirects=False, **kwargs
             ) as resp:
-                body = await resp.content.read(1024 * 1024)
+                body = await read_at_most(resp, 1024 * 1024)
                 if method == "POST" and resp.status in (404, 405):
                     raise _NotFoundOrNotAllowed
                 if resp.status in (401, 403):

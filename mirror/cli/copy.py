@@ -8,10 +8,9 @@ import click
 
 from mirror.api import copy
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, options, run
+from mirror.cli.output import emit, json_option, options, run, wants_progress
 from mirror.copy import CopyResult
 from mirror.errors import InvalidReference
-from mirror.progress import RichProgress, wants_progress
 from mirror.reference import LayoutReference, Reference, RegistryReference, parse_reference
 
 __all__ = ["copy_command", "pull_command", "push_command"]
@@ -32,7 +31,11 @@ def _do_copy(
     src: Reference, dst: Reference, platforms: tuple[str, ...], include_foreign: bool
 ) -> None:
     opts = options()
-    progress = RichProgress() if wants_progress(quiet=opts.quiet, as_json=opts.as_json) else None
+    progress = None
+    if wants_progress(quiet=opts.quiet, as_json=opts.as_json):
+        from mirror.progress import RichProgress  # rich is imported only for a terminal
+
+        progress = RichProgress()
     with progress if progress is not None else contextlib.nullcontext():
         result = run(
             copy(

@@ -37,7 +37,7 @@ EXIT_USAGE = 2
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
-    default=8,
+    default=16,
     show_default=True,
     help="Blobs transferred at once.",
 )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["Options", "emit", "json_option", "options", "parse_size", "run"]
+__all__ = ["Options", "emit", "json_option", "options", "parse_size", "run", "wants_progress"]
 
 T = TypeVar("T")
 
@@ -27,7 +28,7 @@ class Options:
     plain_http: bool = False
     tls_verify: bool = True
     ca_file: str | None = None
-    concurrency: int = 8
+    concurrency: int = 16
     retries: int = 5
     chunk_size: int = 16 * 1024 * 1024
 
@@ -43,6 +44,11 @@ def parse_size(ctx: click.Context, param: click.Parameter, value: str | int) -> 
     if not match or int(match.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a size like 16MiB", ctx, param)
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def wants_progress(*, quiet: bool, as_json: bool) -> bool:
+    """Bars only for a person at a terminal: stderr is a TTY, not quiet, not JSON."""
+    return not quiet and not as_json and sys.stderr.isatty()
 
 
 def options() -> Options:

@@ -20,7 +20,7 @@ from mirror.errors import ContentError, SizeMismatch
 from mirror.model import Descriptor
 from mirror.retry import RetryPolicy
 
-__all__ = ["fill_partial", "lock_partial"]
+__all__ = ["fill_partial", "lock_partial", "read_small"]
 
 _WRITE_BUFFER = 4 * 1024 * 1024
 _log = logging.getLogger("mirror.layout")
@@ -136,3 +136,25 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
             await asyncio.sleep(retry.delay(exc, failures))
     await asyncio.to_thread(os.fsync, fd)
     return desc.size - resumed_at
+
+
+async def read_small(source: BlobSource, desc: Descriptor, retry: RetryPolicy) -> list[bytes]:
+    """A small blob's bytes in memory (never more than its size), retried from the start."""
+    failures = 0
+    while True:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in source(0):
+                size += len(chunk)
+                if size > desc.size:
+                    raise SizeMismatch(
+                        f"blob {desc.digest}: more than the expected {desc.size} bytes"
+                    )
+                chunks.append(chunk)
+            return chunks
+        except Exception as exc:
+            if not retry.allows(exc, failures):
+                raise
+            failures += 1
+            await asyncio.sleep(retry.delay(exc, failures))

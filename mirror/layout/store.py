@@ -31,15 +31,17 @@ from mirror.errors import (
     ManifestNotFound,
     SizeMismatch,
 )
-from mirror.fsutil import FileLock, fsync_dir, write_atomic
+from mirror.fsutil import FileLock, fsync_dir, temp_name, write_atomic
 from mirror.layout import index_file
-from mirror.layout.partial import fill_partial, lock_partial
+from mirror.layout.partial import fill_partial, lock_partial, read_small
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.retry import RetryPolicy
 
 __all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file"]
 
 CHUNK_SIZE = 1024 * 1024
+#: blobs up to this size are written in one go, without a resumable partial file
+SMALL_BLOB = 1024 * 1024
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 STATE_DIR = ".mirror"
 
@@ -62,6 +64,7 @@ class Layout:
         self._writer_guard = asyncio.Lock()
         #: how transfers into this layout retry a failing source
         self.retry = RetryPolicy()
+        self._dirty_dirs: set[Path] = set()
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -111,7 +114,8 @@ class Layout:
             raise LayoutError(f"{marker}: unsupported imageLayoutVersion {version!r}")
 
     async def aclose(self) -> None:
-        """Release the writer lock; the layout object may not be used afterwards."""
+        """Flush pending directory entries, release the writer lock; do not use it afterwards."""
+        await self.sync_blobs()
         if self._writer_fd is not None:
             FileLock.release(self._writer_fd)
             self._writer_fd = None
@@ -223,6 +227,9 @@ class Layout:
         if await self.blob_exists(desc):
             return
         await self._begin_writing()
+        if desc.size <= SMALL_BLOB:
+            await self._put_small(desc, source, final)
+            return
         partial = self._state / "partial" / f"{desc.digest.algorithm}-{desc.digest.encoded}"
         fd = await lock_partial(partial)
         try:
@@ -234,11 +241,24 @@ class Layout:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _install(tmp: Path, final: Path) -> None:
+    async def _put_small(self, desc: Descriptor, source: BlobSource, final: Path) -> None:
+        """Small blobs: gather in memory (retrying from 0), then one worker-thread call writes,
+        verifies, fsyncs and renames them; nothing is worth resuming."""
+        chunks = await read_small(source, desc, self.retry)
+        tmp = self._tmp_dir / temp_name(f"blob-{desc.digest.encoded[:12]}")
+        await asyncio.to_thread(_store_small, chunks, desc, tmp, final)
+        self._dirty_dirs.add(final.parent)
+
+    def _install(self, tmp: Path, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        fsync_dir(final.parent)
+        self._dirty_dirs.add(final.parent)
+
+    async def sync_blobs(self) -> None:
+        """Make the renames of blobs stored so far durable (before anything names them)."""
+        dirty, self._dirty_dirs = self._dirty_dirs, set()
+        for directory in dirty:
+            await asyncio.to_thread(fsync_dir, directory)
 
     async def blob_put_bytes(self, data: bytes, media_type: str) -> Descriptor:
         """Store small in-memory content and return its descriptor."""
@@ -374,6 +394,7 @@ class Layout:
     ) -> None:
         """Read-modify-write `index.json` under the cross-process lock, replaced atomically."""
         await self._begin_writing()
+        await self.sync_blobs()  # blobs and manifests are durable before the index names them
         async with self.index_lock().hold():
             index = await self.read_index()
             index["manifests"] = edit(index["manifests"])
@@ -406,6 +427,23 @@ def _hash_file(path: Path, algorithm: str) -> DigestHasher:
         while chunk := f.read(CHUNK_SIZE):
             hasher.update(chunk)
     return hasher
+
+
+def _store_small(chunks: list[bytes], desc: Descriptor, tmp: Path, final: Path) -> None:
+    hasher = DigestHasher(desc.digest.algorithm)
+    for chunk in chunks:
+        hasher.update(chunk)
+    check_content(hasher, desc.digest, desc.size, "blob")
+    try:
+        with open(tmp, "wb") as f:
+            f.writelines(chunks)
+            f.flush()
+            os.fsync(f.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_file(path: Path, digest: Digest, size: int) -> None:

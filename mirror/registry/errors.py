@@ -19,6 +19,7 @@ from mirror.errors import (
     ServerError,
     Unauthorized,
 )
+from mirror.httpbody import read_at_most
 
 __all__ = ["RETRYABLE_CODES", "RETRYABLE_STATUS", "parse_retry_after", "raise_for_status"]
 
@@ -60,7 +61,10 @@ async def raise_for_status(resp: aiohttp.ClientResponse, what: str, kind: str = 
     `what` names the thing asked for (e.g. "manifest app:v1 on host"); `kind` is
     "manifest", "blob" or "" and picks the NotFound subclass.
     """
-    body = await resp.content.read(_MAX_ERROR_BODY)
+    try:
+        body = await read_at_most(resp, _MAX_ERROR_BODY)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        body = b""
     codes, message = _codes_and_message(body)
     status, method = resp.status, resp.method
     detail = f": {' '.join(message.split())[:300]}" if message else ""

@@ -30,7 +30,7 @@ class RegistryOptions:
     plain_http: bool | frozenset[str] = False
     insecure: frozenset[str] = frozenset()
     ca_file: str | None = None
-    concurrency: int = 8
+    concurrency: int = 16
     retries: int = DEFAULT_RETRIES
     chunk_size: int = 16 * 1024 * 1024
     chunked_upload_threshold: int = 64 * 1024 * 1024

@@ -15,6 +15,7 @@ from yarl import URL
 
 from mirror.auth.tokens import Authenticator
 from mirror.errors import RegistryError, TransportError, Unauthorized
+from mirror.httpbody import read_at_most
 from mirror.registry.errors import raise_for_status
 from mirror.registry.options import RegistryOptions, is_loopback
 from mirror.retry import RetryPolicy
@@ -178,7 +179,7 @@ def retried(
 async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
     """Read at most `limit` bytes of a response body; a cut connection is a TransportError."""
     try:
-        return await resp.content.read(limit)
+        return await read_at_most(resp, limit)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
 

@@ -97,12 +97,19 @@ async def test_bad_content_never_becomes_visible(tmp_path: Path) -> None:
             await layout.blob_put(desc, bytes_source(data + b"!"))
         assert not await layout.blob_exists(desc)
         assert not layout.blob_path(desc.digest).exists()
-        partial = tmp_path / "l" / ".mirror" / "partial" / f"sha256-{desc.digest.encoded}"
-        assert partial.stat().st_size == 0  # bad bytes are not kept for a resume
+        assert list((tmp_path / "l" / ".mirror" / "tmp").iterdir()) == []
+        # a large blob goes through a resumable partial file: bad bytes are not kept in it
+        big = bytes(range(256)) * 8192
+        big_desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(big), len(big))
+        with pytest.raises(DigestMismatch):
+            await layout.blob_put(big_desc, bytes_source(big[::-1]))
+        partial = tmp_path / "l" / ".mirror" / "partial" / f"sha256-{big_desc.digest.encoded}"
+        assert partial.stat().st_size == 0
+        assert not layout.blob_path(big_desc.digest).exists()
 
 
 async def test_interrupted_writes_resume_where_they_stopped(tmp_path: Path) -> None:
-    data = bytes(range(256)) * 40
+    data = bytes(range(256)) * 8192  # 2 MiB: large enough for a resumable partial file
     desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
     async with await Layout.open(tmp_path / "l", create=True) as layout:
         # a retryable failure within one call continues from the bytes written
@@ -110,6 +117,15 @@ async def test_interrupted_writes_resume_where_they_stopped(tmp_path: Path) -> N
         await layout.blob_put(desc, _source(data, asked, fail_at=3000))
         assert asked == [0, 3000]
         assert layout.blob_path(desc.digest).read_bytes() == data
+
+    # a small blob is simply read again from the start
+    small = b"tiny blob" * 100
+    small_desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(small), len(small))
+    async with await Layout.open(tmp_path / "l") as layout:
+        asked = []
+        await layout.blob_put(small_desc, _source(small, asked, fail_at=300))
+        assert asked == [0, 0]
+        assert layout.blob_path(small_desc.digest).read_bytes() == small
 
     other = data[::-1]
     desc2 = Descriptor(mt.OCI_LAYER_TAR, Digest.of(other), len(other))
@@ -131,7 +147,7 @@ async def test_interrupted_writes_resume_where_they_stopped(tmp_path: Path) -> N
 
 
 async def test_a_corrupt_partial_is_fetched_again_whole(tmp_path: Path) -> None:
-    data = b"abcdefgh" * 1000
+    data = b"abcdefgh" * 300_000
     desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
     async with await Layout.open(tmp_path / "l", create=True) as layout:
         partial = tmp_path / "l" / ".mirror" / "partial" / f"sha256-{desc.digest.encoded}"

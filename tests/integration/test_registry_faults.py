@@ -144,3 +144,11 @@ async def test_hostile_manifest_replies_are_refused(
     async for host in _proxy(proxy):
         with pytest.raises(error, match=says):
             await mirror.copy(f"docker://{host}/{seeded}", f"oci:{tmp_path / 'l'}:v1")
+
+
+async def test_a_manifest_sent_in_small_pieces_is_read_whole(registry: Registry) -> None:
+    registry.push_fixture("multi-arch", "trickle/app")
+    proxy = ScriptedProxy(registry.host, trickle_manifests=True)
+    async for host in _proxy(proxy):
+        info = await mirror.inspect(f"docker://{host}/trickle/app:v1")
+    assert len(info.platforms) == 2

@@ -229,6 +229,7 @@ class ScriptedProxy:
     manifest_body: bytes | None = None
     manifest_digest_header: str | None = None
     relative_locations: bool = False
+    trickle_manifests: bool = False
     authorizations: list[str] = field(default_factory=list)
     locations_sent: list[str] = field(default_factory=list)
 
@@ -265,6 +266,15 @@ class ScriptedProxy:
             body = self.manifest_body
         if is_manifest_get and self.manifest_digest_header:
             headers["Docker-Content-Digest"] = self.manifest_digest_header
+        if is_manifest_get and self.trickle_manifests:
+            response = web.StreamResponse(status=status, headers=headers)
+            response.content_length = len(body)
+            await response.prepare(request)
+            for start in range(0, len(body), 97):
+                await response.write(body[start : start + 97])
+                await asyncio.sleep(0.002)
+            await response.write_eof()
+            return response
         if self.relative_locations and "Location" in headers:
             absolute = URL(headers["Location"])
             headers["Location"] = absolute.raw_path_qs
