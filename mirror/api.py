@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.copy import CopyResult, ProgressSink, copy_image
+from mirror.copy import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.endpoint import Endpoint
 from mirror.errors import InvalidReference, ManifestInvalid, MirrorError
 from mirror.layout import Layout
@@ -86,6 +86,11 @@ async def copy(
             include_foreign=include_foreign,
             concurrency=opts.concurrency,
             progress=progress,
+            ranges=RangePolicy(
+                threshold=opts.ranged_download_threshold,
+                part_size=opts.chunk_size,
+                parallel=opts.ranged_parallel,
+            ),
         )
     if (
         isinstance(dst_ref, RegistryReference)

@@ -13,18 +13,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from mirror.endpoint import BlobMounter, Endpoint
+from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
 from mirror.errors import ManifestNotFound
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.platform import Platform
+from mirror.tasks import gather_or_cancel
 
 _log = logging.getLogger("mirror.copy")
 
-__all__ = ["CopyResult", "ProgressSink", "copy_image", "gather_or_cancel"]
+__all__ = ["CopyResult", "ProgressSink", "RangePolicy", "copy_image"]
 
 
 class ProgressSink(Protocol):
@@ -86,6 +87,15 @@ class CopyResult:
         }
 
 
+@dataclass(frozen=True)
+class RangePolicy:
+    """When and how to fetch a blob as parallel ranges (registry to layout)."""
+
+    threshold: int = 256 * 1024 * 1024
+    part_size: int = 16 * 1024 * 1024
+    parallel: int = 4
+
+
 @dataclass
 class _Plan:
     top: ManifestLike
@@ -103,6 +113,7 @@ async def copy_image(
     include_foreign: bool = False,
     concurrency: int = 8,
     progress: ProgressSink | None = None,
+    ranges: RangePolicy | None = None,
 ) -> CopyResult:
     """Copy one image (manifest, index and everything below) from `src` to `dst`."""
     started = time.monotonic()
@@ -124,7 +135,7 @@ async def copy_image(
     result.platforms = [
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
-    await _copy_blobs(src, dst, plan, result, sink, max(1, concurrency))
+    await _copy_blobs(src, dst, plan, result, sink, max(1, concurrency), ranges)
     for child in plan.children:
         await dst.manifest_put(child)
         result.manifests_written += 1
@@ -188,6 +199,7 @@ async def _copy_blobs(
     result: CopyResult,
     sink: ProgressSink,
     concurrency: int,
+    ranges: RangePolicy | None,
 ) -> None:
     gate = asyncio.Semaphore(concurrency)
     mount_from = _mount_source(src, dst)
@@ -211,7 +223,18 @@ async def _copy_blobs(
             # the destination hashes everything it stores: read the source unhashed
             return _counted(src.blob_open(desc, offset, verify=False), desc, result, sink)
 
-        await dst.blob_put(desc, source)
+        ranged = ranges is not None and desc.size >= ranges.threshold
+        if ranged and isinstance(src, RangedSource) and isinstance(dst, RangedSink):
+            assert ranges is not None
+
+            def fetch(start: int, end: int) -> AsyncGenerator[bytes, None]:
+                return _counted(src.blob_range(desc, start, end), desc, result, sink)
+
+            await dst.blob_put_ranged(
+                desc, fetch, part_size=ranges.part_size, parallel=ranges.parallel, fallback=source
+            )
+        else:
+            await dst.blob_put(desc, source)
         result.blobs_copied += 1
         return "copied"
 
@@ -238,15 +261,3 @@ async def _counted(
         result.bytes_copied += len(chunk)
         sink.blob_advanced(desc, len(chunk))
         yield chunk
-
-
-async def gather_or_cancel(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run jobs together; on the first failure cancel the rest and raise that failure."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

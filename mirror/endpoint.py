@@ -5,12 +5,30 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
+from mirror.errors import MirrorError
 from mirror.model import Descriptor, ManifestLike
 
-__all__ = ["BlobMounter", "BlobSource", "Endpoint", "bytes_source", "source_of"]
+__all__ = [
+    "BlobMounter",
+    "BlobSource",
+    "Endpoint",
+    "RangeFetcher",
+    "RangeNotHonoured",
+    "RangedSink",
+    "RangedSource",
+    "bytes_source",
+    "source_of",
+]
 
 #: Opens a blob's bytes from an offset; a transfer that fails re-opens where it stopped.
 BlobSource = Callable[[int], AsyncGenerator[bytes, None]]
+
+#: fetch(start, end) streams bytes [start, end) of a blob, unverified
+RangeFetcher = Callable[[int, int], AsyncGenerator[bytes, None]]
+
+
+class RangeNotHonoured(MirrorError):
+    """The server answered a ranged request with the whole blob: use a single stream."""
 
 
 def source_of(endpoint: Endpoint, desc: Descriptor) -> BlobSource:
@@ -92,4 +110,30 @@ class BlobMounter(Protocol):
 
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
         """Mount `desc` from `source_repository` on the same registry; False if refused."""
+        ...
+
+
+@runtime_checkable
+class RangedSource(Protocol):
+    """An endpoint that serves byte ranges of a blob."""
+
+    def blob_range(self, desc: Descriptor, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Bytes [start, end) of the blob; raises RangeNotHonoured if ranges are ignored."""
+        ...
+
+
+@runtime_checkable
+class RangedSink(Protocol):
+    """An endpoint that stores a blob fetched as parallel ranges and verified as one."""
+
+    async def blob_put_ranged(
+        self,
+        desc: Descriptor,
+        fetch: RangeFetcher,
+        *,
+        part_size: int,
+        parallel: int,
+        fallback: BlobSource,
+    ) -> None:
+        """Store `desc` from ranges of `part_size`, `parallel` at once; else `fallback`."""
         ...

@@ -19,6 +19,7 @@ from mirror.endpoint import BlobSource
 from mirror.errors import ContentError, SizeMismatch
 from mirror.model import Descriptor
 from mirror.retry import RetryPolicy
+from mirror.tasks import finish_in_thread
 
 __all__ = ["fill_partial", "lock_partial", "read_small"]
 
@@ -88,7 +89,7 @@ async def _append(fd: int, source: BlobSource, desc: Descriptor, hasher: DigestH
         nonlocal chunks, pending
         if chunks:
             batch, chunks, pending = chunks, [], 0
-            await asyncio.to_thread(_write_and_hash, fd, batch, hasher)
+            await finish_in_thread(_write_and_hash, fd, batch, hasher)
 
     try:
         async for chunk in source(hasher.size):
@@ -109,11 +110,11 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
     Raises ContentError when the whole content does not match (the partial is emptied so the
     next try starts from zero); other errors leave the valid prefix for a later resume.
     """
-    hasher = await asyncio.to_thread(_rehash_prefix, fd, desc)
+    hasher = await finish_in_thread(_rehash_prefix, fd, desc)
     resumed_at = hasher.size
     if resumed_at:
         _log.info("resuming %s at byte %d of %d", desc.digest, resumed_at, desc.size)
-    await asyncio.to_thread(os.lseek, fd, hasher.size, os.SEEK_SET)
+    await finish_in_thread(os.lseek, fd, hasher.size, os.SEEK_SET)
     failures = 0
     while True:
         try:
@@ -121,20 +122,20 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
             check_content(hasher, desc.digest, desc.size, "blob")
             break
         except ContentError:
-            await asyncio.to_thread(os.ftruncate, fd, 0)
+            await finish_in_thread(os.ftruncate, fd, 0)
             if resumed_at == 0:
                 raise
             # a kept prefix may have been bad: one more pass from zero before giving up
             _log.info("resumed %s did not verify: fetching it whole", desc.digest)
             resumed_at = 0
             hasher = DigestHasher(desc.digest.algorithm)
-            await asyncio.to_thread(os.lseek, fd, 0, os.SEEK_SET)
+            await finish_in_thread(os.lseek, fd, 0, os.SEEK_SET)
         except Exception as exc:
             if not retry.allows(exc, failures):
                 raise
             failures += 1
             await asyncio.sleep(retry.delay(exc, failures))
-    await asyncio.to_thread(os.fsync, fd)
+    await finish_in_thread(os.fsync, fd)
     return desc.size - resumed_at
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import aiofiles
 
 from mirror import mediatypes as mt
 from mirror.digest import Digest, DigestHasher, check_content, verify_whole
-from mirror.endpoint import BlobSource, bytes_source
+from mirror.endpoint import BlobSource, RangeFetcher, RangeNotHonoured, bytes_source
 from mirror.errors import (
     BlobNotFound,
     InvalidReference,
@@ -34,12 +35,14 @@ from mirror.errors import (
 from mirror.fsutil import FileLock, fsync_dir, temp_name, write_atomic
 from mirror.layout import index_file
 from mirror.layout.partial import fill_partial, lock_partial, read_small
+from mirror.layout.ranged import fill_ranged
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.retry import RetryPolicy
 
 __all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file"]
 
 CHUNK_SIZE = 1024 * 1024
+_log = logging.getLogger("mirror.layout")
 #: blobs up to this size are written in one go, without a resumable partial file
 SMALL_BLOB = 1024 * 1024
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
@@ -240,6 +243,50 @@ class Layout:
             await asyncio.to_thread(self._install, partial, final)
         finally:
             os.close(fd)
+
+    async def blob_put_ranged(
+        self,
+        desc: Descriptor,
+        fetch: RangeFetcher,
+        *,
+        part_size: int,
+        parallel: int,
+        fallback: BlobSource,
+    ) -> None:
+        """Store a large blob fetched as parallel ranges; `fallback` streams it whole when the
+        server ignores Range. Resumable across runs by part; verified as one before install."""
+        final = self.blob_path(desc.digest)
+        if await self.blob_exists(desc):
+            return
+        await self._begin_writing()
+        partial = self._state / "partial" / f"{desc.digest.algorithm}-{desc.digest.encoded}.ranged"
+        sidecar = partial.with_name(partial.name + ".ranges")
+        fd = await lock_partial(partial)
+        ignored = False
+        try:
+            if await self.blob_exists(desc):  # another writer finished it while we waited
+                await asyncio.to_thread(partial.unlink, missing_ok=True)
+            else:
+                await fill_ranged(
+                    fd,
+                    sidecar,
+                    self._tmp_dir,
+                    desc,
+                    fetch,
+                    part_size=part_size,
+                    parallel=parallel,
+                    retry=self.retry,
+                )
+                await asyncio.to_thread(self._install, partial, final)
+        except RangeNotHonoured:
+            _log.info("the source ignores Range: fetching %s as one stream", desc.digest)
+            ignored = True
+        finally:
+            os.close(fd)
+        if ignored:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+            await asyncio.to_thread(sidecar.unlink, missing_ok=True)
+            await self.blob_put(desc, fallback)
 
     async def _put_small(self, desc: Descriptor, source: BlobSource, final: Path) -> None:
         """Small blobs: gather in memory (retrying from 0), then one worker-thread call writes,

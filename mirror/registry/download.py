@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from mirror.digest import DigestHasher, check_content
+from mirror.endpoint import RangeNotHonoured
 from mirror.errors import SizeMismatch, TransportError
 from mirror.model import Descriptor
 
 if TYPE_CHECKING:
     from mirror.registry.repository import Repository
 
-__all__ = ["CHUNK_SIZE", "open_blob"]
+__all__ = ["CHUNK_SIZE", "open_blob", "open_range"]
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -52,6 +53,32 @@ async def open_blob(
             await asyncio.sleep(policy.delay(exc, failures))
     if hasher is not None:
         check_content(hasher, desc.digest, desc.size, "blob")
+
+
+async def open_range(
+    repo: Repository, desc: Descriptor, start: int, end: int
+) -> AsyncGenerator[bytes, None]:
+    """Bytes [start, end) with `Range: bytes=start-(end-1)`; RangeNotHonoured on a 200."""
+    what = repo.describe("blob", str(desc.digest))
+    resp = await repo.transport.request(
+        "GET",
+        f"/v2/{repo.name}/blobs/{desc.digest}",
+        scopes=repo.pull,
+        what=what,
+        kind="blob",
+        ok=(200, 206),
+        headers={"Range": f"bytes={start}-{end - 1}"},
+    )
+    try:
+        if resp.status == 200 and (start, end) != (0, desc.size):
+            raise RangeNotHonoured(f"{what}: the registry ignores Range")
+        try:
+            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                yield chunk
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransportError(f"{what}: download interrupted: {exc}") from None
+    finally:
+        resp.release()
 
 
 async def _get_from(

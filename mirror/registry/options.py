@@ -34,6 +34,8 @@ class RegistryOptions:
     retries: int = DEFAULT_RETRIES
     chunk_size: int = 16 * 1024 * 1024
     chunked_upload_threshold: int = 64 * 1024 * 1024
+    ranged_download_threshold: int = 256 * 1024 * 1024
+    ranged_parallel: int = 4
     state_dir: Path | None = None
     user_agent: str = "mirror"
 

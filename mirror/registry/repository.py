@@ -17,7 +17,7 @@ from mirror.errors import (
     TransportError,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
-from mirror.registry.download import open_blob
+from mirror.registry.download import open_blob, open_range
 from mirror.registry.transport import RegistryTransport, paged_names, read_body, retried
 from mirror.registry.upload import upload_blob
 
@@ -177,6 +177,10 @@ class Repository:
     ) -> AsyncGenerator[bytes, None]:
         """Stream a blob from `offset` (verified when whole), resuming after cut connections."""
         return open_blob(self, desc, offset, verify=verify)
+
+    def blob_range(self, desc: Descriptor, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Bytes [start, end) of a blob (unverified: the caller assembles and verifies)."""
+        return open_range(self, desc, start, end)
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Upload a blob (one PUT, or resumable chunks for large blobs), with retries."""

@@ -230,6 +230,7 @@ class ScriptedProxy:
     manifest_digest_header: str | None = None
     relative_locations: bool = False
     trickle_manifests: bool = False
+    ignore_range: bool = False
     authorizations: list[str] = field(default_factory=list)
     locations_sent: list[str] = field(default_factory=list)
 
@@ -282,10 +283,11 @@ class ScriptedProxy:
         return web.Response(status=status, headers=headers, body=body)
 
     async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
+        dropped = {"authorization", "range"} if self.ignore_range else {"authorization"}
         headers = {
             k: v
             for k, v in request.headers.items()
-            if k.lower() not in HOP_BY_HOP and k.lower() != "authorization"
+            if k.lower() not in HOP_BY_HOP and k.lower() not in dropped
         }
         data = await request.read()
         async with (

@@ -1,0 +1,124 @@
+"""Large blobs fetched as parallel ranges: identical bytes, resumable by part, and a server
+that ignores Range still works."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import pytest
+
+import mirror
+from fixtures.generate import make_big_image
+from mirror import mediatypes as mt
+from mirror.digest import Digest
+from mirror.endpoint import RangeFetcher, bytes_source
+from mirror.layout import Layout, verify
+from mirror.model import Descriptor
+from mirror.registry import RegistryOptions
+from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy, ScriptedProxy, address, serve
+
+MiB = 1024 * 1024
+RANGED = RegistryOptions(
+    use_docker_config=False, ranged_download_threshold=2 * MiB, chunk_size=MiB, ranged_parallel=3
+)
+
+
+@pytest.fixture(scope="module")
+def seeded_big(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A layout with 2 random layers of 5.5 MiB, pushed as ranged/big:v1."""
+    import asyncio
+
+    root = tmp_path_factory.mktemp("ranged") / "src"
+    make_big_image(root, "big", 2, 5 * MiB + MiB // 2, seed=5)
+    ref = f"docker://{registry.host}/ranged/big:v1"
+    asyncio.run(mirror.copy(f"oci:{root}:big", ref))
+    return root, ref
+
+
+def _same_blobs(a: Path, b: Path) -> None:
+    for blob in (a / "blobs" / "sha256").iterdir():
+        assert (b / "blobs" / "sha256" / blob.name).read_bytes() == blob.read_bytes()
+
+
+async def test_parallel_ranges_give_identical_bytes(
+    seeded_big: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, ref = seeded_big
+    result = await mirror.copy(ref, f"oci:{tmp_path / 'out'}:big", options=RANGED)
+    assert result.blobs_copied == 3
+    _same_blobs(source, tmp_path / "out")
+    async with await Layout.open(tmp_path / "out") as layout:
+        assert await verify(layout) == []
+    assert not list((tmp_path / "out" / ".mirror" / "partial").iterdir())
+
+
+async def test_a_server_ignoring_range_still_works(
+    registry: Registry, seeded_big: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, ref = seeded_big
+    runner = await serve(ScriptedProxy(registry.host, ignore_range=True).app())
+    try:
+        through = ref.replace(registry.host, address(runner))
+        await mirror.copy(through, f"oci:{tmp_path / 'out'}:big", options=RANGED)
+    finally:
+        await runner.cleanup()
+    _same_blobs(source, tmp_path / "out")
+
+
+async def test_ranged_download_survives_faults(
+    registry: Registry, seeded_big: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, ref = seeded_big
+    proxy = FaultProxy(registry.host, rate=0.25, seed=11)
+    runner = await serve(proxy.app())
+    try:
+        through = ref.replace(registry.host, address(runner))
+        await mirror.copy(through, f"oci:{tmp_path / 'out'}:big", options=RANGED)
+    finally:
+        await runner.cleanup()
+    _same_blobs(source, tmp_path / "out")
+    assert proxy.bytes_out <= 2 * 11 * MiB
+
+
+async def test_ranged_parts_resume_in_a_later_run(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (40 * 1024)  # 10 MiB
+    desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
+    asked: list[tuple[int, int]] = []
+
+    def fetcher(fail_from: int | None) -> RangeFetcher:
+        async def fetch(start: int, end: int) -> AsyncGenerator[bytes, None]:
+            asked.append((start, end))
+            if fail_from is not None and start >= fail_from:
+                raise ConnectionResetError("the process gives up")
+            yield data[start:end]
+
+        return fetch
+
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        with pytest.raises(ConnectionResetError):
+            await layout.blob_put_ranged(
+                desc,
+                fetcher(4 * MiB),
+                part_size=MiB,
+                parallel=1,
+                fallback=bytes_source(data),
+            )
+        assert not layout.blob_path(desc.digest).exists()
+    sidecar = next((tmp_path / "l" / ".mirror" / "partial").glob("*.ranges"))
+    done = set(json.loads(sidecar.read_text())["done"])
+    assert done
+    assert 4 * MiB not in done
+    asked.clear()
+    async with await Layout.open(tmp_path / "l") as layout:
+        await layout.blob_put_ranged(
+            desc,
+            fetcher(None),
+            part_size=MiB,
+            parallel=2,
+            fallback=bytes_source(data),
+        )
+        assert layout.blob_path(desc.digest).read_bytes() == data
+    assert sorted(start for start, _ in asked) == sorted(set(range(0, 10 * MiB, MiB)) - done)
