@@ -43,6 +43,9 @@ test: deps venv lint
 demo: deps venv
 	$(BIN)/python -m tests.demo
 
+bench: deps venv
+	$(BIN)/python -m tests.bench --write
+
 fixtures: venv
 	$(BIN)/python fixtures/generate.py
 
