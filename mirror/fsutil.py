@@ -10,7 +10,28 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-__all__ = ["FileLock", "fsync_dir", "temp_name", "write_atomic"]
+__all__ = ["FileLock", "fsync_dir", "open_locked", "temp_name", "write_atomic"]
+
+
+async def open_locked(path: Path, *, shared: bool = False) -> int:
+    """Open (creating) `path` and wait for an flock on it; return the descriptor.
+
+    Polls a non-blocking flock, so a cancelled waiter never ends up holding the lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    delay = 0.001
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                return fd
+            except BlockingIOError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def temp_name(prefix: str) -> str:
@@ -69,20 +90,7 @@ class FileLock:
 
     async def acquire(self, *, shared: bool = False) -> int:
         """Wait for the lock and return the descriptor to give back to `release`."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        delay = 0.001
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, mode)
-                    return fd
-                except BlockingIOError:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.05)
-        except BaseException:
-            os.close(fd)
-            raise
+        return await open_locked(self.path, shared=shared)
 
     @staticmethod
     def release(fd: int) -> None:

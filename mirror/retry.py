@@ -7,6 +7,7 @@ the registry wins, capped so a hostile value cannot stall a run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,6 +60,17 @@ class RetryPolicy:
                 state
             )
         )
+
+    async def backoff(self, exc: BaseException, failures: int) -> int:
+        """Re-raise `exc` unless another try is allowed; else wait and return failures + 1.
+
+        Call it from the `except` block of a hand-written retry loop (one that must resume
+        from where it stopped, so it cannot be replayed whole by `call`).
+        """
+        if not self.allows(exc, failures):
+            raise exc
+        await asyncio.sleep(self.delay(exc, failures + 1))
+        return failures + 1
 
     def allows(self, exc: BaseException, failures: int) -> bool:
         """True when `exc` is retryable and fewer than `retries` failures happened before it."""

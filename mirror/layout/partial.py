@@ -8,8 +8,6 @@ Within a run, a retryable failure of the source continues from the bytes already
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import logging
 import os
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import ContentError, SizeMismatch
+from mirror.fsutil import open_locked
 from mirror.model import Descriptor
 from mirror.retry import RetryPolicy
 from mirror.tasks import finish_in_thread
@@ -29,19 +28,7 @@ _log = logging.getLogger("mirror.layout")
 
 async def lock_partial(path: Path) -> int:
     """Open (creating) the partial file and wait for its exclusive lock; return the fd."""
-    fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT, 0o644)
-    delay = 0.001
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
-    except BaseException:
-        os.close(fd)
-        raise
+    return await open_locked(path)
 
 
 def _rehash_prefix(fd: int, desc: Descriptor) -> DigestHasher:
@@ -131,10 +118,7 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
             hasher = DigestHasher(desc.digest.algorithm)
             await finish_in_thread(os.lseek, fd, 0, os.SEEK_SET)
         except Exception as exc:
-            if not retry.allows(exc, failures):
-                raise
-            failures += 1
-            await asyncio.sleep(retry.delay(exc, failures))
+            failures = await retry.backoff(exc, failures)
     await finish_in_thread(os.fsync, fd)
     return desc.size - resumed_at
 
@@ -155,7 +139,4 @@ async def read_small(source: BlobSource, desc: Descriptor, retry: RetryPolicy) -
                 chunks.append(chunk)
             return chunks
         except Exception as exc:
-            if not retry.allows(exc, failures):
-                raise
-            failures += 1
-            await asyncio.sleep(retry.delay(exc, failures))
+            failures = await retry.backoff(exc, failures)

@@ -108,10 +108,7 @@ async def fill_ranged(
                 except RangeNotHonoured:
                     raise
                 except Exception as exc:
-                    if isinstance(exc, SizeMismatch) or not retry.allows(exc, failures):
-                        raise
-                    failures += 1
-                    await asyncio.sleep(retry.delay(exc, failures))
+                    failures = await retry.backoff(exc, failures)
         async with record_lock:
             done.add(start)
             record = json.dumps({"size": size, "part": part_size, "done": sorted(done)}).encode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -47,10 +46,7 @@ async def open_blob(
                 raise TransportError(f"{what}: connection ended at byte {position} of {desc.size}")
             break
         except Exception as exc:
-            if not policy.allows(exc, failures):
-                raise
-            failures += 1
-            await asyncio.sleep(policy.delay(exc, failures))
+            failures = await policy.backoff(exc, failures)
     if hasher is not None:
         check_content(hasher, desc.digest, desc.size, "blob")
 
@@ -72,11 +68,8 @@ async def open_range(
     try:
         if resp.status == 200 and (start, end) != (0, desc.size):
             raise RangeNotHonoured(f"{what}: the registry ignores Range")
-        try:
-            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-                yield chunk
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransportError(f"{what}: download interrupted: {exc}") from None
+        async for chunk in _body(resp, what):
+            yield chunk
     finally:
         resp.release()
 
@@ -101,14 +94,20 @@ async def _get_from(
             raise SizeMismatch(
                 f"{what}: server sends {resp.content_length} bytes, expected {expected}"
             )
-        try:
-            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                if chunk:
-                    yield chunk
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransportError(f"{what}: download interrupted: {exc}") from None
+        async for chunk in _body(resp, what):
+            if skip:
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
+            if chunk:
+                yield chunk
     finally:
         resp.release()
+
+
+async def _body(resp: aiohttp.ClientResponse, what: str) -> AsyncGenerator[bytes, None]:
+    """A reply body in chunks; a cut connection becomes a (retryable) TransportError."""
+    try:
+        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+            yield chunk
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise TransportError(f"{what}: download interrupted: {exc}") from None

@@ -8,7 +8,6 @@ session (404) gets a fresh upload.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -48,10 +47,7 @@ async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) ->
             await _finish(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
             return
         except Exception as exc:
-            if not policy.allows(exc, failures):
-                raise
-            failures += 1
-            await asyncio.sleep(policy.delay(exc, failures))
+            failures = await policy.backoff(exc, failures)
 
 
 async def _finish(
@@ -97,10 +93,7 @@ async def _chunked(
             location, offset = await _patch(repo, location, desc, source, offset, end)
             sessions.save(UploadSession(*key, location=location, offset=offset))
         except Exception as exc:
-            if not policy.allows(exc, failures):
-                raise
-            failures += 1
-            await asyncio.sleep(policy.delay(exc, failures))
+            failures = await policy.backoff(exc, failures)
             where = await policy.call(lambda: _status(repo, location))  # noqa: B023
             if where is None:
                 location, min_chunk = await repo.start_upload()
