@@ -56,15 +56,7 @@ async def open_range(
 ) -> AsyncGenerator[bytes, None]:
     """Bytes [start, end) with `Range: bytes=start-(end-1)`; RangeNotHonoured on a 200."""
     what = repo.describe("blob", str(desc.digest))
-    resp = await repo.transport.request(
-        "GET",
-        f"/v2/{repo.name}/blobs/{desc.digest}",
-        scopes=repo.pull,
-        what=what,
-        kind="blob",
-        ok=(200, 206),
-        headers={"Range": f"bytes={start}-{end - 1}"},
-    )
+    resp = await _get(repo, desc, what, f"bytes={start}-{end - 1}")
     try:
         if resp.status == 200 and (start, end) != (0, desc.size):
             raise RangeNotHonoured(f"{what}: the registry ignores Range")
@@ -77,16 +69,7 @@ async def open_range(
 async def _get_from(
     repo: Repository, desc: Descriptor, offset: int, what: str
 ) -> AsyncIterator[bytes]:
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    resp = await repo.transport.request(
-        "GET",
-        f"/v2/{repo.name}/blobs/{desc.digest}",
-        scopes=repo.pull,
-        what=what,
-        kind="blob",
-        ok=(200, 206),
-        headers=headers,
-    )
+    resp = await _get(repo, desc, what, f"bytes={offset}-" if offset else None)
     try:
         skip = offset if resp.status == 200 else 0
         expected = desc.size - offset + skip
@@ -102,6 +85,21 @@ async def _get_from(
                 yield chunk
     finally:
         resp.release()
+
+
+async def _get(
+    repo: Repository, desc: Descriptor, what: str, byte_range: str | None
+) -> aiohttp.ClientResponse:
+    """GET the blob (a 200 or a 206 for `byte_range`); redirects go without credentials."""
+    return await repo.transport.request(
+        "GET",
+        f"/v2/{repo.name}/blobs/{desc.digest}",
+        scopes=repo.pull,
+        what=what,
+        kind="blob",
+        ok=(200, 206),
+        headers={"Range": byte_range} if byte_range else {},
+    )
 
 
 async def _body(resp: aiohttp.ClientResponse, what: str) -> AsyncGenerator[bytes, None]:
