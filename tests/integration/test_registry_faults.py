@@ -152,3 +152,21 @@ async def test_a_manifest_sent_in_small_pieces_is_read_whole(registry: Registry)
     async for host in _proxy(proxy):
         info = await mirror.inspect(f"docker://{host}/trickle/app:v1")
     assert len(info.platforms) == 2
+
+
+async def test_chunked_upload_honours_the_minimum_chunk_length(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from fixtures.generate import make_big_image
+
+    mib = 1024 * 1024
+    make_big_image(tmp_path / "img", "img", 1, 7 * mib, seed=3)
+    proxy = ScriptedProxy(registry.host, relative_locations=True, chunk_min_length=3 * mib)
+    options = RegistryOptions(
+        chunked_upload_threshold=mib, chunk_size=mib, state_dir=tmp_path / "state"
+    )
+    async for host in _proxy(proxy):
+        await mirror.copy(
+            f"oci:{tmp_path / 'img'}:img", f"docker://{host}/minchunk/app:v1", options=options
+        )
+    assert proxy.patch_sizes == [3 * mib, 3 * mib, mib]

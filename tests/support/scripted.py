@@ -231,6 +231,8 @@ class ScriptedProxy:
     relative_locations: bool = False
     trickle_manifests: bool = False
     ignore_range: bool = False
+    chunk_min_length: int | None = None
+    patch_sizes: list[int] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     locations_sent: list[str] = field(default_factory=list)
 
@@ -260,6 +262,10 @@ class ScriptedProxy:
         status, headers, body = await self._forward(request)
         if is_blob_get and self.flip_blob_byte and body:
             body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if request.method == "PATCH":
+            self.patch_sizes.append(int(request.headers.get("Content-Length", "0")))
+        if request.method == "POST" and status == 202 and self.chunk_min_length:
+            headers["OCI-Chunk-Min-Length"] = str(self.chunk_min_length)
         is_manifest_get = "/manifests/" in path and request.method == "GET" and status == 200
         if is_manifest_get and self.manifest_content_type:
             headers["Content-Type"] = self.manifest_content_type
