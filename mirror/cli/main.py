@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import version
 
 import click
 
+from mirror._version import __version__
 from mirror.cli.copy import copy_command, pull_command, push_command
 from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
@@ -22,7 +22,7 @@ EXIT_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("mirror"), "--version", prog_name="mirror")
+@click.version_option(__version__, "--version", prog_name="mirror")
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")

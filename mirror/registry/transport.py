@@ -124,7 +124,8 @@ class RegistryTransport:
                 raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
-            _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
             if resp.status == 401 and same_origin and not retried:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
