@@ -27,8 +27,20 @@ from mirror.errors import (
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
+    UnsupportedOperation,
 )
 from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
+from mirror.manage import (
+    ArtifactAttributes,
+    ContainerRegistryClient,
+    ContainerRegistryContentClient,
+    ContainerRepository,
+    ManifestOrder,
+    ManifestProperties,
+    RegistryArtifact,
+    RepositoryProperties,
+    TagProperties,
+)
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.platform import Platform
 from mirror.reference import (
@@ -42,7 +54,11 @@ from mirror.registry import RegistryClient, RegistryOptions, Repository
 
 __all__ = [
     "ArchiveReference",
+    "ArtifactAttributes",
     "BlobNotFound",
+    "ContainerRegistryClient",
+    "ContainerRegistryContentClient",
+    "ContainerRepository",
     "ContentError",
     "CopyResult",
     "Credentials",
@@ -65,6 +81,8 @@ __all__ = [
     "ManifestInvalid",
     "ManifestLike",
     "ManifestNotFound",
+    "ManifestOrder",
+    "ManifestProperties",
     "MirrorError",
     "NotFound",
     "Platform",
@@ -72,16 +90,20 @@ __all__ = [
     "ProgressSink",
     "RateLimited",
     "Reference",
+    "RegistryArtifact",
     "RegistryClient",
     "RegistryError",
     "RegistryOptions",
     "RegistryReference",
     "Repository",
+    "RepositoryProperties",
     "ServerError",
     "SizeMismatch",
+    "TagProperties",
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UnsupportedOperation",
     "copy",
     "copy_image",
     "gc",

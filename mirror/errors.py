@@ -19,6 +19,7 @@
     │   ├─ SizeMismatch
     │   └─ ManifestInvalid
     ├─ LayoutError                              an OCI image layout that is unusable
+    ├─ UnsupportedOperation                     the registry has no API for it (e.g. properties)
     └─ UnsupportedMediaType
 
 Every message is one line that names what was wrong; the CLI prints it as is.
@@ -48,6 +49,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UnsupportedOperation",
 ]
 
 
@@ -152,6 +154,10 @@ class ManifestInvalid(ContentError):
 
 class LayoutError(MirrorError):
     """An OCI image layout that is missing, malformed or cannot be written."""
+
+
+class UnsupportedOperation(MirrorError):
+    """The registry cannot do this: no metadata API, no tag-only delete, and so on."""
 
 
 class UnsupportedMediaType(MirrorError):

@@ -128,6 +128,13 @@ def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
     return cls(path=path, ref=ref or None)
 
 
+def validate_tag(tag: str) -> str:
+    """Check a tag's grammar (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`); InvalidReference if not."""
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise InvalidReference(f"invalid tag {str(tag)[:150]!r}")
+    return tag
+
+
 def validate_ref_name(ref: str, original: str | None = None) -> str:
     """Check an `org.opencontainers.image.ref.name` value (a layout's image name) or a digest."""
     if ref.startswith(("sha256:", "sha512:")):

@@ -16,14 +16,16 @@ from mirror.auth.credentials import Credentials
 from mirror.errors import MirrorError, TransportError, Unauthorized
 from mirror.httpbody import read_at_most
 
-__all__ = ["Authenticator"]
+__all__ = ["Authenticator", "Token"]
 
 DEFAULT_EXPIRES_IN = 60
 CLIENT_ID = "mirror"
 
 
 @dataclass
-class _Token:
+class Token:
+    """A bearer token (never in repr) and the monotonic time it is renewed at."""
+
     value: str = field(repr=False)
     expires_at: float
 
@@ -48,7 +50,7 @@ class Authenticator:
         self.session = session
         self.ssl = ssl
         self.challenge: Challenge | None = None
-        self._tokens: dict[frozenset[str], _Token] = {}
+        self._tokens: dict[frozenset[str], Token] = {}
         self._refresh_token: str | None = self.credentials.identity_token
         self._lock = asyncio.Lock()
         #: number of token requests made (tests read it to prove tokens are reused)
@@ -102,7 +104,7 @@ class Authenticator:
             self._tokens[scopes] = token
             return token.value
 
-    async def _fetch(self, scopes: frozenset[str]) -> _Token:
+    async def _fetch(self, scopes: frozenset[str]) -> Token:
         assert self.challenge is not None
         realm = self.challenge.realm
         if not realm:
@@ -173,7 +175,7 @@ class Authenticator:
             raise Unauthorized(f"token server for {self.registry} sent no JSON object")
         return reply
 
-    def _parse(self, reply: dict[str, Any], realm: str) -> _Token:
+    def _parse(self, reply: dict[str, Any], realm: str) -> Token:
         value = reply.get("token") or reply.get("access_token")
         if not isinstance(value, str) or not value:
             raise MirrorError(f"token server {realm} sent no token for {self.registry}")
@@ -184,7 +186,7 @@ class Authenticator:
         if not isinstance(expires_in, int | float) or expires_in <= 0:
             expires_in = DEFAULT_EXPIRES_IN
         # renew a little early so a token never expires mid-request
-        return _Token(value, time.monotonic() + max(1.0, float(expires_in) * 0.9 - 5))
+        return Token(value, time.monotonic() + max(1.0, float(expires_in) * 0.9 - 5))
 
 
 class _NotFoundOrNotAllowed(Exception):

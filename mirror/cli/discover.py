@@ -62,9 +62,16 @@ def _text(info: ImageInfo) -> str:
 
 @click.command("tags")
 @click.argument("repository")
+@click.option("--properties", is_flag=True, help="Digest and time of each tag, newest first.")
 @json_option
-def tags_command(repository: str, as_json: bool) -> None:
+def tags_command(repository: str, properties: bool, as_json: bool) -> None:
     """List the tags of REPOSITORY (HOST/REPO, or oci:DIR for image names)."""
+    if properties:
+        from mirror.cli.manage import tag_table
+
+        rows, text = tag_table(repository)
+        emit(rows, text)
+        return
     ref = _parse(repository, "REPOSITORY")
     tags = run(list_tags(ref, options=registry_options([ref])))
     emit(tags, "\n".join(tags))

@@ -11,6 +11,7 @@ from mirror._version import __version__
 from mirror.cli.copy import copy_command, pull_command, push_command
 from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
+from mirror.cli.manage import delete_command, manifests_command, props_command, prune_command
 from mirror.cli.output import Options, parse_size
 from mirror.errors import MirrorError
 from mirror.retry import DEFAULT_RETRIES
@@ -94,6 +95,8 @@ cli.add_command(layout_group)
 for command in (copy_command, pull_command, push_command):
     cli.add_command(command)
 for command in (inspect_command, tags_command, ls_command):
+    cli.add_command(command)
+for command in (manifests_command, props_command, delete_command, prune_command):
     cli.add_command(command)
 
 

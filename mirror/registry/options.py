@@ -7,7 +7,9 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from mirror.auth.azure import is_acr_host
 from mirror.auth.credentials import Credentials, DockerConfig
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
@@ -37,7 +39,17 @@ class RegistryOptions:
     ranged_download_threshold: int = 256 * 1024 * 1024
     ranged_parallel: int = 4
     state_dir: Path | None = None
+    #: an azure-identity credential (sync or async) for Azure Container Registries
+    azure_credential: Any = field(default=None, repr=False)
+    #: the AAD audience; by default the one of the login server's cloud
+    azure_audience: str | None = None
+    #: registries to treat as ACR besides the *.azurecr.io/.cn/.us login servers
+    acr: frozenset[str] = frozenset()
     user_agent: str = "mirror"
+
+    def is_acr(self, registry: str) -> bool:
+        """True when `registry` is an Azure Container Registry (by name or as told)."""
+        return registry in self.acr or is_acr_host(registry)
 
     @property
     def retry(self) -> RetryPolicy:

@@ -17,6 +17,7 @@ from mirror.errors import (
     TransportError,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
 from mirror.registry.transport import RegistryTransport, paged_names, read_body, retried
 from mirror.registry.upload import upload_blob
@@ -142,21 +143,41 @@ class Repository:
 
     async def manifest_delete(self, digest: Digest) -> None:
         """Delete a manifest by digest (its tags go with it)."""
-        await self._delete("manifests", "manifest", digest)
+        await self._delete_request("manifests", "manifest", Digest(digest))
+
+    async def tag_delete(self, tag: str) -> None:
+        """Delete a tag alone (distribution-spec 1.1; many registries answer 400 or 405)."""
+        await self._delete_request("manifests", "manifest", validate_tag(tag))
 
     @retried
-    async def _delete(self, collection: str, kind: str, digest: Digest) -> None:
+    async def _delete_request(self, collection: str, kind: str, reference: str) -> None:
         resp = await self.transport.request(
             "DELETE",
-            f"/v2/{self.name}/{collection}/{Digest(digest)}",
+            f"/v2/{self.name}/{collection}/{reference}",
             scopes=self.delete_scope,
-            what=self.describe(kind, str(digest)),
+            what=self.describe(kind, reference),
             kind=kind,
             ok=(200, 202),
         )
         resp.release()
 
     # -- blobs ----------------------------------------------------------------------------
+
+    @retried
+    async def blob_size(self, digest: Digest) -> int | None:
+        """The size of a blob (HEAD), or None when the registry does not have it."""
+        resp = await self.transport.request(
+            "HEAD",
+            f"/v2/{self.name}/blobs/{Digest(digest)}",
+            scopes=self.pull,
+            what=self.describe("blob", str(digest)),
+            kind="blob",
+            ok=(200, 404),
+        )
+        resp.release()
+        if resp.status == 404:
+            return None
+        return resp.content_length
 
     @retried
     async def blob_exists(self, desc: Descriptor) -> bool:
@@ -245,7 +266,7 @@ class Repository:
 
     async def blob_delete(self, digest: Digest) -> None:
         """Delete a blob by digest."""
-        await self._delete("blobs", "blob", digest)
+        await self._delete_request("blobs", "blob", Digest(digest))
 
     # -- listing --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import aiohttp
 from yarl import URL
 
+from mirror.auth.azure import AzureAuthenticator
 from mirror.auth.tokens import Authenticator
 from mirror.errors import RegistryError, TransportError, Unauthorized
 from mirror.httpbody import read_at_most
@@ -20,7 +21,14 @@ from mirror.registry.errors import raise_for_status
 from mirror.registry.options import RegistryOptions, is_loopback
 from mirror.retry import RetryPolicy
 
-__all__ = ["RegistryTransport", "next_link", "paged_names", "read_body", "retried"]
+__all__ = [
+    "RegistryTransport",
+    "next_link",
+    "paged_items",
+    "paged_names",
+    "read_body",
+    "retried",
+]
 
 _log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -50,9 +58,7 @@ class RegistryTransport:
         self._base: URL | None = None
         self._base_lock = asyncio.Lock()
         self.retry = options.retry
-        self.auth = Authenticator(
-            registry, options.credentials_for(registry), session, options.ssl_for(registry)
-        )
+        self.auth = _authenticator(registry, session, options)
 
     async def base(self) -> URL:
         """The registry's base URL; loopback registries that do not speak TLS get HTTP."""
@@ -185,10 +191,32 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> byte
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
 
 
+def _authenticator(
+    registry: str, session: aiohttp.ClientSession, options: RegistryOptions
+) -> Authenticator:
+    """Azure AD for ACR when a credential is given (or anonymous ACR); otherwise the usual."""
+    ssl = options.ssl_for(registry)
+    if options.is_acr(registry):
+        credentials = options.credentials_for(registry)
+        if options.azure_credential is not None or credentials is None:
+            return AzureAuthenticator(
+                registry, options.azure_credential, session, ssl, audience=options.azure_audience
+            )
+    return Authenticator(registry, options.credentials_for(registry), session, ssl)
+
+
 async def paged_names(
     transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
 ) -> AsyncIterator[str]:
     """The strings under `key` in every page of a list API, following `Link: rel="next"`."""
+    async for item in paged_items(transport, first, key, scopes=scopes, what=what):
+        yield str(item)
+
+
+async def paged_items(
+    transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
+) -> AsyncIterator[Any]:
+    """The items under `key` in every page of a list API, following `Link: rel="next"`."""
     target: str | URL = first
     scope_tuple = tuple(scopes)
 
@@ -204,8 +232,8 @@ async def paged_names(
 
     while True:
         body, link, url = await transport.retry.call(lambda: page(target))  # noqa: B023
-        for name in (body or {}).get(key) or []:
-            yield str(name)
+        for item in (body or {}).get(key) or []:
+            yield item
         if not link:
             return
         target = url.join(URL(link, encoded=True))
