@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from mirror.digest import Digest
-from mirror.errors import InvalidReference, ManifestNotFound, MirrorError
+from mirror.errors import Forbidden, InvalidReference, ManifestNotFound, MirrorError, Unauthorized
 from mirror.manage.acr import API_VERSION, AcrBackend
 from mirror.manage.generic import GenericBackend
 from mirror.manage.properties import (
@@ -125,6 +125,7 @@ class ContainerRegistryClient:
         return self._backend
 
     async def _answers_acr_api(self) -> bool:
+        """Probe `/acr/v1/_catalog`: 200, or a refusal whose token realm is ACR's."""
         transport = self.client.transport(self.registry)
         try:
             resp = await transport.request(
@@ -132,8 +133,11 @@ class ContainerRegistryClient:
                 f"/acr/v1/_catalog?n=1&api-version={API_VERSION}",
                 scopes=("registry:catalog:*",),
                 what=f"registry {self.registry}",
-                ok=(200, 400, 401, 403, 404, 405),
+                ok=(200, 400, 404, 405),
             )
+        except (Unauthorized, Forbidden):
+            challenge = transport.auth.challenge
+            return bool(challenge and (challenge.realm or "").endswith("/oauth2/token"))
         except MirrorError:
             return False
         resp.release()
@@ -230,6 +234,11 @@ class RegistryArtifact:
     async def digest(self) -> str:
         """The digest (a tag is resolved once)."""
         if self._digest is None:
+            backend = await self._backend()
+            if isinstance(backend, AcrBackend):
+                tag = await backend.tag_properties(self.repository.name, self.tag_or_digest)
+                self._digest = tag.digest
+                return self._digest
             repo = self.repository.client.client.repository(
                 RegistryReference(self.repository.registry, self.repository.name)
             )

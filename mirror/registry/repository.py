@@ -14,6 +14,7 @@ from mirror.errors import (
     DigestMismatch,
     InvalidDigest,
     ManifestInvalid,
+    RegistryError,
     TransportError,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
@@ -177,6 +178,10 @@ class Repository:
         resp.release()
         if resp.status == 404:
             return None
+        if resp.content_length is None:
+            raise RegistryError(
+                f"{self.describe('blob', str(digest))}: HEAD gave no Content-Length"
+            )
         return resp.content_length
 
     @retried

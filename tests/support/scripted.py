@@ -286,6 +286,11 @@ class ScriptedProxy:
             absolute = URL(headers["Location"])
             headers["Location"] = absolute.raw_path_qs
             self.locations_sent.append(headers["Location"])
+        if request.method == "HEAD" and "X-Head-Length" in headers:
+            headers["Content-Length"] = headers.pop("X-Head-Length")
+            head = web.StreamResponse(status=status, headers=headers)
+            await head.prepare(request)
+            return head
         return web.Response(status=status, headers=headers, body=body)
 
     async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
@@ -308,6 +313,8 @@ class ScriptedProxy:
         ):
             body = await reply.read()
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            if request.method == "HEAD" and "Content-Length" in reply.headers:
+                out["X-Head-Length"] = reply.headers["Content-Length"]
             return reply.status, out, body
 
 

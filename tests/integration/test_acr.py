@@ -1,0 +1,192 @@
+"""Azure Container Registry support, against a scripted ACR (exchange, JWT-dated tokens,
+/acr/v1, blob redirects) in front of the real registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT
+from mirror.errors import Forbidden, ManifestNotFound
+from mirror.manage import (
+    ContainerRegistryClient,
+    ContainerRegistryContentClient,
+    ManifestOrder,
+)
+from mirror.registry import RegistryOptions
+from tests.support.acr import FakeCredential, ScriptedAcr
+from tests.support.registry import Registry
+from tests.support.scripted import StorageServer, address, serve
+from tests.support.tools import amirror
+
+D = [f"sha256:{str(i) * 64}" for i in range(1, 6)]
+
+
+@dataclass
+class Acr:
+    """The scripted ACR, its storage host, and its address."""
+
+    server: ScriptedAcr
+    storage: StorageServer
+    host: str
+
+
+@pytest.fixture
+async def acr(registry: Registry) -> AsyncIterator[Acr]:
+    """A scripted ACR with repository hello/world holding five dated manifests."""
+    storage = StorageServer(registry.host)
+    storage_runner = await serve(storage.app(), host="127.0.0.2")
+    server = ScriptedAcr(registry.host, address(storage_runner))
+    server.add_repository(
+        "hello/world",
+        [
+            (D[0], "2024-01-01T00:00:00Z", ["v1"]),
+            (D[1], "2024-01-02T00:00:00Z", ["v2"]),
+            (D[2], "2024-01-03T00:00:00Z", ["v3", "stable"]),
+            (D[3], "2024-01-04T00:00:00.1234567Z", ["v4"]),
+            (D[4], "2024-01-05T00:00:00Z", ["v5", "latest"]),
+        ],
+    )
+    runner = await serve(server.app())
+    server.host = address(runner)
+    yield Acr(server, storage, server.host)
+    await runner.cleanup()
+    await storage_runner.cleanup()
+
+
+def _client(acr: Acr, credential: FakeCredential | None, **kw: object) -> ContainerRegistryClient:
+    options = RegistryOptions(use_docker_config=False, acr=frozenset({acr.host}))
+    return ContainerRegistryClient(f"http://{acr.host}", credential, options=options, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("audience", "expected"),
+    [
+        (None, AZURE_PUBLIC),
+        (AZURE_CHINA, AZURE_CHINA),
+        (AZURE_US_GOVERNMENT, AZURE_US_GOVERNMENT),
+        ("https://management.azure.com", "https://management.azure.com"),
+    ],
+)
+async def test_aad_scope_follows_the_audience(
+    acr: Acr, audience: str | None, expected: str
+) -> None:
+    credential = FakeCredential()
+    async with _client(acr, credential, audience=audience) as client:
+        assert await client.is_acr()
+        assert [n async for n in client.list_repository_names()] == ["hello/world"]
+    assert set(credential.scopes) == {f"{expected}/.default"}
+    assert acr.server.exchanges[0]["grant_type"] == "access_token"
+    assert acr.server.exchanges[0]["access_token"].startswith("aad-")
+
+
+async def test_tokens_are_reused_until_they_expire(acr: Acr) -> None:
+    acr.server.token_ttl = 7  # renewed about 1.3 s after issue
+    credential = FakeCredential()
+    async with _client(acr, credential) as client:
+        repo = client.get_repository("hello/world")
+        for _ in range(3):
+            await repo.get_properties()
+        assert len(acr.server.exchanges) == 1
+        reads = [t for t in acr.server.token_requests if "metadata_read" in t["scope"]]
+        assert len(reads) == 1
+        await asyncio.sleep(1.6)
+        await repo.get_properties()
+        reads = [t for t in acr.server.token_requests if "metadata_read" in t["scope"]]
+        assert len(reads) == 2
+        assert len(acr.server.exchanges) == 1  # the refresh token is still good
+    assert len(credential.scopes) == 1
+
+
+async def test_properties_order_and_patch_bodies(acr: Acr) -> None:
+    async with _client(acr, FakeCredential()) as client:
+        repo = client.get_repository("hello/world")
+        props = await repo.get_properties()
+        assert (props.manifest_count, props.tag_count) == (5, 7)
+        assert props.created_on is not None
+        newest = [m async for m in repo.list_manifest_properties(order_by=ManifestOrder.NEWEST)]
+        assert [m.digest for m in newest] == D[::-1]
+        assert newest[0].tags == ("latest", "v5")
+        oldest = [
+            m.digest async for m in repo.list_manifest_properties(order_by=ManifestOrder.OLDEST)
+        ]
+        assert oldest == D
+        assert any("orderby=timedesc" in q for q in acr.server.queries)
+        assert any("orderby=timeasc" in q for q in acr.server.queries)
+        updated = await repo.update_properties(can_write=False, can_delete=False)
+        assert updated.attributes.can_write is False
+        artifact = repo.get_artifact("stable")
+        assert await artifact.digest() == D[2]
+        tag = await artifact.update_tag_properties("stable", can_delete=False, can_write=False)
+        assert tag.attributes.can_delete is False
+        manifest = await artifact.update_manifest_properties(can_list=False, can_read=True)
+        assert manifest.attributes.can_list is False
+        assert sorted([t.name async for t in artifact.list_tag_properties()]) == ["stable", "v3"]
+    assert acr.server.patches == [
+        ("/acr/v1/hello/world", {"deleteEnabled": False, "writeEnabled": False}),
+        ("/acr/v1/hello/world/_tags/stable", {"deleteEnabled": False, "writeEnabled": False}),
+        (f"/acr/v1/hello/world/_manifests/{D[2]}", {"listEnabled": False, "readEnabled": True}),
+    ]
+
+
+async def test_delete_all_but_the_newest_three(acr: Acr) -> None:
+    async with _client(acr, FakeCredential()) as client:
+        repo = client.get_repository("hello/world")
+        manifests = [m async for m in repo.list_manifest_properties(order_by=ManifestOrder.NEWEST)]
+        for manifest in manifests[3:]:
+            artifact = repo.get_artifact(manifest.digest)
+            for tag in manifest.tags:
+                await artifact.delete_tag(tag)
+            await artifact.delete()
+        left = [m.digest async for m in repo.list_manifest_properties()]
+    assert left == [D[4], D[3], D[2]]
+
+
+async def test_locked_tag_and_missing_tag_are_one_line(acr: Acr) -> None:
+    acr.server.repositories["hello/world"]["tags"]["v1"].attrs["deleteEnabled"] = False
+    acr.server.anonymous_actions = frozenset({"pull", "metadata_read", "delete"})
+    async with _client(acr, None) as client:
+        with pytest.raises(Forbidden):
+            await client.get_artifact("hello/world", "v1").delete_tag("v1")
+        with pytest.raises(ManifestNotFound):
+            await client.get_artifact("hello/world", D[0]).get_tag_properties("nope")
+    locked = await amirror("--plain-http", "delete", f"{acr.host}/hello/world:v1")
+    assert (locked.returncode, locked.stderr.count("\n")) == (1, 1)
+    assert "403" in locked.stderr
+    missing = await amirror("--plain-http", "delete", f"{acr.host}/hello/world:nope")
+    assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+    assert "not found" in missing.stderr
+
+
+async def test_anonymous_pull_and_listing(acr: Acr) -> None:
+    acr.server.anonymous_actions = frozenset({"pull", "metadata_read"})
+    async with _client(acr, None) as client:
+        tags = [
+            t.name async for t in client.get_artifact("hello/world", "latest").list_tag_properties()
+        ]
+    assert sorted(tags) == ["latest", "v5"]
+    assert {t["grant_type"] for t in acr.server.token_requests} == {"password"}
+    assert not acr.server.exchanges
+
+
+async def test_blob_download_is_redirected_without_authorization(
+    acr: Acr, registry: Registry
+) -> None:
+    registry.push_fixture("oci-single", "hello/content")
+    options = RegistryOptions(use_docker_config=False, acr=frozenset({acr.host}))
+    async with ContainerRegistryContentClient(
+        f"http://{acr.host}", "hello/content", FakeCredential(), options=options
+    ) as content:
+        manifest = await content.get_manifest("v1")
+        for layer in manifest.manifest["layers"]:
+            blob = await content.download_blob(layer["digest"])
+            data = b"".join([chunk async for chunk in blob.content])
+            assert len(data) == layer["size"]
+        uploaded = await content.upload_blob(b"uploaded through the scripted ACR")
+        again = await content.download_blob(uploaded.digest)
+        assert b"".join([c async for c in again.content]) == b"uploaded through the scripted ACR"
+    assert len(acr.storage.seen) == 3
+    assert all("Authorization" not in headers for headers in acr.storage.seen)

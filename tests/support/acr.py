@@ -1,0 +1,346 @@
+"""A scripted Azure Container Registry, for what the real registry cannot show: the AAD token
+exchange, JWT-dated tokens, the /acr/v1 metadata API, blob GETs redirected to storage.
+
+It keeps repositories in memory (`/acr/v1` and manifest DELETEs act on them) and forwards
+other `/v2/` requests to a real registry, redirecting blob GETs to a StorageServer host.
+Every request but the token endpoints needs a bearer token granting the right action.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.support.scripted import ScriptedProxy
+
+
+def fake_jwt(claims: dict[str, Any]) -> str:
+    """An unsigned JWT (the client only reads `exp`)."""
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
+@dataclass
+class AcrTag:
+    """A tag in the scripted registry."""
+
+    name: str
+    digest: str
+    created: str
+    attrs: dict[str, bool] = field(
+        default_factory=lambda: {
+            "deleteEnabled": True,
+            "writeEnabled": True,
+            "listEnabled": True,
+            "readEnabled": True,
+        }
+    )
+
+
+@dataclass
+class AcrManifest:
+    """A manifest in the scripted registry."""
+
+    digest: str
+    created: str
+    size: int = 1234
+    attrs: dict[str, bool] = field(
+        default_factory=lambda: {
+            "deleteEnabled": True,
+            "writeEnabled": True,
+            "listEnabled": True,
+            "readEnabled": True,
+        }
+    )
+
+
+@dataclass
+class ScriptedAcr:
+    """The scripted registry. `host` is set once it listens."""
+
+    upstream: str
+    storage: str
+    token_ttl: int = 3600
+    anonymous_actions: frozenset[str] = frozenset()
+    host: str = ""
+    repositories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exchanges: list[dict[str, str]] = field(default_factory=list)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+    _refresh: set[str] = field(default_factory=set)
+    _access: dict[str, tuple[set[str], float]] = field(default_factory=dict)
+
+    def add_repository(self, name: str, manifests: list[tuple[str, str, list[str]]]) -> None:
+        """A repository of (digest, created time, tags) entries."""
+        repo: dict[str, Any] = {"manifests": {}, "tags": {}, "attrs": AcrManifest("", "").attrs}
+        for digest, created, tags in manifests:
+            repo["manifests"][digest] = AcrManifest(digest, created)
+            for tag in tags:
+                repo["tags"][tag] = AcrTag(tag, digest, created)
+        self.repositories[name] = repo
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_post("/oauth2/exchange", self.exchange)
+        app.router.add_route("*", "/oauth2/token", self.token)
+        app.router.add_route("*", "/{tail:.*}", self.guarded)
+        self._proxy = ScriptedProxy(
+            self.upstream, redirect_blobs_to=self.storage, relative_locations=True
+        )
+        return app
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        """AAD access token -> ACR refresh token."""
+        form = dict(await request.post())
+        self.exchanges.append({k: str(v) for k, v in form.items()})
+        if form.get("grant_type") != "access_token" or not str(
+            form.get("access_token", "")
+        ).startswith("aad-"):
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
+        refresh = fake_jwt({"exp": int(time.time()) + 3 * 3600, "jti": secrets.token_hex(4)})
+        self._refresh.add(refresh)
+        return web.json_response({"refresh_token": refresh})
+
+    async def token(self, request: web.Request) -> web.Response:
+        """refresh token (or anonymous) -> access token for the scopes asked."""
+        if request.method == "POST":
+            form = {k: str(v) for k, v in (await request.post()).items()}
+        else:
+            form = {
+                "grant_type": "anonymous-get",
+                "scope": " ".join(request.query.getall("scope", [])),
+            }
+        self.token_requests.append(form)
+        grant = form.get("grant_type")
+        scopes = form.get("scope", "").split()
+        if grant == "refresh_token" and form.get("refresh_token") in self._refresh:
+            granted = set(scopes)
+        elif grant in ("password", "anonymous-get") and not form.get("refresh_token"):
+            granted = {
+                s
+                for s in scopes
+                if set(s.rpartition(":")[2].split(",")) <= set(self.anonymous_actions)
+            }
+        else:
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
+        exp = time.time() + self.token_ttl
+        access = fake_jwt({"exp": int(exp), "jti": secrets.token_hex(4)})
+        self._access[access] = (granted, exp)
+        return web.json_response({"access_token": access})
+
+    # -- guarded routes ---------------------------------------------------------------------
+
+    def _needed(self, request: web.Request) -> str:
+        path, method = request.path, request.method
+        if path.endswith("/_catalog"):
+            return "registry:catalog:*"
+        if path.startswith("/acr/v1/"):
+            name = path.removeprefix("/acr/v1/").split("/_")[0]
+            meta = {"GET": "metadata_read", "PATCH": "metadata_write", "DELETE": "delete"}
+            return f"repository:{name}:{meta.get(method, 'metadata_read')}"
+        rest = path.removeprefix("/v2/")
+        cut = min(
+            (i for i in (rest.find(m) for m in ("/blobs/", "/manifests/", "/tags/")) if i >= 0),
+            default=len(rest),
+        )
+        name = rest[:cut]
+        action = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}.get(method, "push")
+        return f"repository:{name}:{action}"
+
+    def _granted(self, request: web.Request, needed: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ")
+        granted, exp = self._access.get(token, (set(), 0.0))
+        if exp < time.time():
+            return False
+        kind, _, rest = needed.partition(":")
+        name, _, action = rest.rpartition(":")
+        for scope in granted:
+            g_kind, _, g_rest = scope.partition(":")
+            g_name, _, g_actions = g_rest.rpartition(":")
+            wanted = "push" if action == "push" else action
+            if (g_kind, g_name) == (kind, name) and (
+                wanted in g_actions.split(",") or g_actions == "*"
+            ):
+                return True
+        return False
+
+    async def guarded(self, request: web.Request) -> web.StreamResponse:
+        """Demand a token with the right action, then serve /acr/v1 or forward /v2/."""
+        if request.path in ("/v2", "/v2/"):
+            return web.Response(status=200)
+        needed = self._needed(request)
+        if not self._granted(request, needed):
+            challenge = (
+                f'Bearer realm="http://{self.host}/oauth2/token",service="{self.host}",'
+                f'scope="{needed}"'
+            )
+            return web.json_response(
+                {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+                status=401,
+                headers={"WWW-Authenticate": challenge},
+            )
+        if request.path.startswith("/acr/v1/"):
+            return await self.metadata(request)
+        if request.method == "DELETE" and "/manifests/" in request.path:
+            name, _, ref = request.path.removeprefix("/v2/").partition("/manifests/")
+            repo = self.repositories.get(name)
+            if repo and ref in repo["manifests"]:
+                del repo["manifests"][ref]
+                repo["tags"] = {t: v for t, v in repo["tags"].items() if v.digest != ref}
+                return web.Response(status=202)
+        return await self._proxy.handle(request)
+
+    # -- /acr/v1 ----------------------------------------------------------------------------
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        """The metadata API over the in-memory repositories."""
+        self.queries.append(request.path_qs)
+        path = request.path.removeprefix("/acr/v1/")
+        if path == "_catalog":
+            return web.json_response({"repositories": sorted(self.repositories)})
+        name, _, rest = path.partition("/_")
+        repo = self.repositories.get(name)
+        if repo is None:
+            return _unknown("NAME_UNKNOWN")
+        body = await request.json() if request.method == "PATCH" else None
+        if body is not None:
+            self.patches.append((request.path, body))
+        if rest == "":
+            return self._repository_reply(request, name, repo, body)
+        kind, _, item = rest.partition("/")
+        order = request.query.get("orderby", "timedesc")
+        if kind == "tags":
+            return self._tags_reply(request, name, repo, item, body, order)
+        if kind == "manifests":
+            return self._manifests_reply(name, repo, item, body, order)
+        return _unknown("UNSUPPORTED")
+
+    def _repository_reply(
+        self, request: web.Request, name: str, repo: dict[str, Any], body: Any
+    ) -> web.Response:
+        if request.method == "DELETE":
+            del self.repositories[name]
+            return web.json_response({"manifestsDeleted": [], "tagsDeleted": []}, status=202)
+        if body:
+            repo["attrs"].update(body)
+        return web.json_response(
+            {
+                "registry": self.host,
+                "imageName": name,
+                "createdTime": "2024-01-01T00:00:00.1234567Z",
+                "lastUpdateTime": "2024-01-05T00:00:00Z",
+                "manifestCount": len(repo["manifests"]),
+                "tagCount": len(repo["tags"]),
+                "changeableAttributes": repo["attrs"],
+            }
+        )
+
+    def _tags_reply(
+        self,
+        request: web.Request,
+        name: str,
+        repo: dict[str, Any],
+        item: str,
+        body: Any,
+        order: str,
+    ) -> web.Response:
+        def tag_json(tag: AcrTag) -> dict[str, Any]:
+            return {
+                "name": tag.name,
+                "digest": tag.digest,
+                "createdTime": tag.created,
+                "lastUpdateTime": tag.created,
+                "changeableAttributes": tag.attrs,
+            }
+
+        if not item:
+            tags = sorted(
+                repo["tags"].values(), key=lambda t: t.created, reverse=order == "timedesc"
+            )
+            digest = request.query.get("digest")
+            tags = [t for t in tags if digest is None or t.digest == digest]
+            return web.json_response(
+                {"registry": self.host, "imageName": name, "tags": [tag_json(t) for t in tags]}
+            )
+        tag = repo["tags"].get(item)
+        if tag is None:
+            return _unknown("TAG_UNKNOWN")
+        if request.method == "DELETE":
+            if not tag.attrs["deleteEnabled"]:
+                return web.json_response(
+                    {"errors": [{"code": "DENIED", "message": "the tag is locked"}]}, status=403
+                )
+            del repo["tags"][item]
+            return web.Response(status=202)
+        if body:
+            tag.attrs.update(body)
+        return web.json_response({"registry": self.host, "imageName": name, "tag": tag_json(tag)})
+
+    def _manifests_reply(
+        self, name: str, repo: dict[str, Any], item: str, body: Any, order: str
+    ) -> web.Response:
+        def manifest_json(m: AcrManifest) -> dict[str, Any]:
+            tags = sorted(t.name for t in repo["tags"].values() if t.digest == m.digest)
+            return {
+                "digest": m.digest,
+                "imageSize": m.size,
+                "createdTime": m.created,
+                "lastUpdateTime": m.created,
+                "architecture": "amd64",
+                "os": "linux",
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "tags": tags,
+                "changeableAttributes": m.attrs,
+            }
+
+        if not item:
+            found = sorted(
+                repo["manifests"].values(), key=lambda m: m.created, reverse=order == "timedesc"
+            )
+            return web.json_response(
+                {
+                    "registry": self.host,
+                    "imageName": name,
+                    "manifests": [manifest_json(m) for m in found],
+                }
+            )
+        manifest = repo["manifests"].get(item)
+        if manifest is None:
+            return _unknown("MANIFEST_UNKNOWN")
+        if body:
+            manifest.attrs.update(body)
+        return web.json_response(
+            {"registry": self.host, "imageName": name, "manifest": manifest_json(manifest)}
+        )
+
+
+def _unknown(code: str) -> web.Response:
+    return web.json_response({"errors": [{"code": code, "message": "not found"}]}, status=404)
+
+
+@dataclass
+class FakeCredential:
+    """A TokenCredential test double: records the scopes asked, hands out AAD tokens."""
+
+    scopes: list[str] = field(default_factory=list)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        """azure.core.credentials.TokenCredential.get_token."""
+        from azure.core.credentials import AccessToken
+
+        self.scopes.extend(scopes)
+        return AccessToken(f"aad-{len(self.scopes)}", int(time.time()) + 3600)
