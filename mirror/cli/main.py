@@ -56,6 +56,15 @@ EXIT_USAGE = 2
     show_default=True,
     help="Upload chunk size for large blobs (PATCH); e.g. 8MiB.",
 )
+@click.option(
+    "--anonymous", is_flag=True, help="No credentials, not even Azure AD for ACR registries."
+)
+@click.option(
+    "--azure-cloud",
+    type=click.Choice(["public", "china", "usgov"]),
+    default=None,
+    help="Azure cloud for ACR sign-in (authority and audience); default: by login server.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -69,6 +78,8 @@ def cli(
     concurrency: int,
     retries: int,
     chunk_size: int,
+    anonymous: bool,
+    azure_cloud: str | None,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
     if verbose:
@@ -88,6 +99,8 @@ def cli(
         concurrency=concurrency,
         retries=retries,
         chunk_size=chunk_size,
+        anonymous=anonymous,
+        azure_cloud=azure_cloud,
     )
 
 

@@ -29,6 +29,8 @@ class Options:
     tls_verify: bool = True
     ca_file: str | None = None
     concurrency: int = 16
+    anonymous: bool = False
+    azure_cloud: str | None = None
     retries: int = 5
     chunk_size: int = 16 * 1024 * 1024
 

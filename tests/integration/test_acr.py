@@ -190,3 +190,9 @@ async def test_blob_download_is_redirected_without_authorization(
         assert b"".join([c async for c in again.content]) == b"uploaded through the scripted ACR"
     assert len(acr.storage.seen) == 3
     assert all("Authorization" not in headers for headers in acr.storage.seen)
+
+
+async def test_delete_repository_uses_the_metadata_api(acr: Acr) -> None:
+    async with _client(acr, FakeCredential()) as client:
+        await client.delete_repository("hello/world")
+        assert [n async for n in client.list_repository_names()] == []

@@ -148,3 +148,11 @@ async def test_content_client_round_trip(registry: Registry) -> None:
         await c.delete_blob(layer.digest)
         with pytest.raises(mirror.BlobNotFound):
             await c.download_blob(layer.digest)
+
+
+async def test_delete_repository(registry: Registry, tmp_path: Path) -> None:
+    await _push_dated(registry, tmp_path, "manage/gone", 2)
+    async with _client(registry) as client:
+        await client.delete_repository("manage/gone")
+        left = [m async for m in client.get_repository("manage/gone").list_manifest_properties()]
+    assert left == []

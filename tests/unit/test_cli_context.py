@@ -1,0 +1,47 @@
+"""Which credentials a CLI command uses for the registries it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from azure.identity import DefaultAzureCredential
+
+from mirror.auth.azure import AZURE_CHINA, default_audience, is_acr_host
+from mirror.cli.context import registry_options
+from mirror.cli.output import Options
+from mirror.reference import parse_reference
+from mirror.registry import RegistryOptions
+
+
+def _options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **flags: object) -> RegistryOptions:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    ctx = click.Context(click.Command("x"), obj=Options(**flags))  # type: ignore[arg-type]
+    with ctx:
+        return registry_options([parse_reference("docker://myreg.azurecr.cn/app:v1")])
+
+
+def test_acr_login_servers_and_audiences() -> None:
+    assert is_acr_host("myreg.azurecr.io")
+    assert is_acr_host("myreg.azurecr.us:443")
+    assert not is_acr_host("registry.example.com")
+    assert default_audience("x.azurecr.cn") == AZURE_CHINA
+
+
+def test_acr_gets_default_azure_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opts = _options(tmp_path, monkeypatch)
+    assert isinstance(opts.azure_credential, DefaultAzureCredential)
+    assert opts.azure_audience is None
+    china = _options(tmp_path, monkeypatch, azure_cloud="china")
+    assert china.azure_audience == AZURE_CHINA
+
+
+def test_anonymous_and_explicit_creds_skip_azure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    anonymous = _options(tmp_path, monkeypatch, anonymous=True)
+    assert anonymous.azure_credential is None
+    assert anonymous.use_docker_config is False
+    with_creds = _options(tmp_path, monkeypatch, creds="admin:pw")
+    assert with_creds.azure_credential is None
