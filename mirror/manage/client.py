@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from yarl import URL
 
@@ -88,7 +88,25 @@ def endpoint_options(
     return host, base
 
 
-class ContainerRegistryClient:
+class _OwnsConnections:
+    """Closes its RegistryClient on `close()` or at the end of `async with`."""
+
+    client: RegistryClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close connections."""
+        await self.client.aclose()
+
+
+class ContainerRegistryClient(_OwnsConnections):
     """One registry: its repositories and artifacts. Use as an async context manager."""
 
     def __init__(
@@ -102,18 +120,6 @@ class ContainerRegistryClient:
         self.registry, self.options = endpoint_options(endpoint, credential, audience, options)
         self.client = RegistryClient(self.options)
         self._backend: Backend | None = None
-
-    async def __aenter__(self) -> ContainerRegistryClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close connections."""
-        await self.client.aclose()
 
     async def backend(self) -> Backend:
         """ACR's metadata API where the registry is ACR (by name, as told, or answering

@@ -8,7 +8,6 @@ import os
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import aiofiles
@@ -16,7 +15,7 @@ import aiofiles
 from mirror.digest import Digest, DigestHasher
 from mirror.endpoint import bytes_source
 from mirror.errors import BlobNotFound, ManifestInvalid
-from mirror.manage.client import _checked_name, endpoint_options
+from mirror.manage.client import _checked_name, _OwnsConnections, endpoint_options
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.reference import RegistryReference
 from mirror.registry import RegistryClient, RegistryOptions
@@ -54,7 +53,7 @@ class DownloadedBlob:
     content: AsyncGenerator[bytes, None] = field(repr=False)
 
 
-class ContainerRegistryContentClient:
+class ContainerRegistryContentClient(_OwnsConnections):
     """Blobs and manifests of one repository. Use as an async context manager."""
 
     def __init__(
@@ -70,18 +69,6 @@ class ContainerRegistryContentClient:
         self.repository_name = _checked_name(self.registry, repository)
         self.client = RegistryClient(self.options)
         self.repo = self.client.repository(RegistryReference(self.registry, self.repository_name))
-
-    async def __aenter__(self) -> ContainerRegistryContentClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close connections."""
-        await self.client.aclose()
 
     async def upload_blob(self, data: bytes | BinaryIO | AsyncIterable[bytes]) -> UploadedBlob:
         """Upload bytes, a binary file or an async stream; return its digest and size.

@@ -93,6 +93,15 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _dated(
+    created: datetime.datetime | None,
+    updated: datetime.datetime | None,
+    attributes: ArtifactAttributes,
+) -> dict[str, Any]:
+    """The JSON fields every kind of properties shares: times and attributes."""
+    return {"createdOn": _iso(created), "lastUpdatedOn": _iso(updated), **attributes.to_json()}
+
+
 @dataclass(frozen=True)
 class RepositoryProperties:
     """A repository: counts, times, attributes."""
@@ -112,9 +121,7 @@ class RepositoryProperties:
             "name": self.name,
             "manifestCount": self.manifest_count,
             "tagCount": self.tag_count,
-            "createdOn": _iso(self.created_on),
-            "lastUpdatedOn": _iso(self.last_updated_on),
-            **self.attributes.to_json(),
+            **_dated(self.created_on, self.last_updated_on, self.attributes),
         }
 
 
@@ -150,9 +157,7 @@ class ManifestProperties:
             "architecture": self.architecture,
             "os": self.operating_system,
             "tags": list(self.tags),
-            "createdOn": _iso(self.created_on),
-            "lastUpdatedOn": _iso(self.last_updated_on),
-            **self.attributes.to_json(),
+            **_dated(self.created_on, self.last_updated_on, self.attributes),
         }
 
 
@@ -175,7 +180,5 @@ class TagProperties:
             "repository": self.repository,
             "name": self.name,
             "digest": self.digest,
-            "createdOn": _iso(self.created_on),
-            "lastUpdatedOn": _iso(self.last_updated_on),
-            **self.attributes.to_json(),
+            **_dated(self.created_on, self.last_updated_on, self.attributes),
         }

@@ -29,6 +29,10 @@ def fake_jwt(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
 
 
+def _all_enabled() -> dict[str, bool]:
+    return {"deleteEnabled": True, "writeEnabled": True, "listEnabled": True, "readEnabled": True}
+
+
 @dataclass
 class AcrTag:
     """A tag in the scripted registry."""
@@ -36,14 +40,7 @@ class AcrTag:
     name: str
     digest: str
     created: str
-    attrs: dict[str, bool] = field(
-        default_factory=lambda: {
-            "deleteEnabled": True,
-            "writeEnabled": True,
-            "listEnabled": True,
-            "readEnabled": True,
-        }
-    )
+    attrs: dict[str, bool] = field(default_factory=_all_enabled)
 
 
 @dataclass
@@ -53,14 +50,7 @@ class AcrManifest:
     digest: str
     created: str
     size: int = 1234
-    attrs: dict[str, bool] = field(
-        default_factory=lambda: {
-            "deleteEnabled": True,
-            "writeEnabled": True,
-            "listEnabled": True,
-            "readEnabled": True,
-        }
-    )
+    attrs: dict[str, bool] = field(default_factory=_all_enabled)
 
 
 @dataclass
@@ -82,7 +72,7 @@ class ScriptedAcr:
 
     def add_repository(self, name: str, manifests: list[tuple[str, str, list[str]]]) -> None:
         """A repository of (digest, created time, tags) entries."""
-        repo: dict[str, Any] = {"manifests": {}, "tags": {}, "attrs": AcrManifest("", "").attrs}
+        repo: dict[str, Any] = {"manifests": {}, "tags": {}, "attrs": _all_enabled()}
         for digest, created, tags in manifests:
             repo["manifests"][digest] = AcrManifest(digest, created)
             for tag in tags:
