@@ -6,11 +6,13 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from mirror.archive import archive_layout
 from mirror.copy import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.endpoint import Endpoint
-from mirror.errors import InvalidReference, ManifestInvalid, MirrorError
+from mirror.errors import InvalidReference, ManifestInvalid
 from mirror.layout import Layout
 from mirror.model import Index, Manifest, ManifestLike
 from mirror.platform import Platform
@@ -43,7 +45,9 @@ async def open_endpoint(
 ) -> AsyncIterator[tuple[Endpoint, str | None]]:
     """The endpoint a reference names, and the tag/name/digest within it to read or write."""
     if isinstance(ref, ArchiveReference):
-        raise MirrorError(f"{ref}: oci-archive endpoints are not supported yet")
+        async with archive_layout(Path(ref.path), write=write) as archived:
+            yield archived, ref.ref
+        return
     if isinstance(ref, LayoutReference):
         async with await Layout.open(ref.path, create=write) as layout:
             yield layout, ref.ref
