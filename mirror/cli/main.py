@@ -8,6 +8,7 @@ import sys
 import click
 
 from mirror._version import __version__
+from mirror.cli.bundle import bundle_group
 from mirror.cli.copy import copy_command, pull_command, push_command
 from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
@@ -105,6 +106,7 @@ def cli(
 
 
 cli.add_command(layout_group)
+cli.add_command(bundle_group)
 for command in (copy_command, pull_command, push_command):
     cli.add_command(command)
 for command in (inspect_command, tags_command, ls_command):

@@ -1,0 +1,358 @@
+"""Air-gap bundles: many images in one OCI layout archive, verifiable on both sides.
+
+A bundle is an `oci-archive` (`.tar` or `.tar.zst`) whose first member, `mirror-bundle.json`,
+records the images (name, digest), every blob they need, and for a delta bundle the blobs it
+leaves out because an earlier bundle carried them. Images are named in `index.json` by
+`io.containerd.image.name` (always) and `org.opencontainers.image.ref.name` (when the name fits
+that grammar), so skopeo reads a bundle's images as `oci-archive:FILE:NAME`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirror.archive import pack_layout, read_record, unpack_layout
+from mirror.copy import CopyResult, copy_image
+from mirror.digest import Digest
+from mirror.errors import InvalidReference, LayoutError, NotFound
+from mirror.layout import Layout, Problem, gc, verify
+from mirror.model import Descriptor, Index, Manifest
+from mirror.platform import Platform
+from mirror.recompress import Recompressed, recompress_image
+from mirror.reference import RegistryReference, parse_registry_reference, validate_ref_name
+from mirror.registry import RegistryClient, RegistryOptions
+
+__all__ = [
+    "BundleImage",
+    "BundleRecord",
+    "PushedImage",
+    "create_bundle",
+    "list_bundle",
+    "push_bundle",
+    "verify_bundle",
+]
+
+FULL_NAME = "io.containerd.image.name"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BundleImage:
+    """One image of a bundle."""
+
+    name: str
+    digest: str
+    media_type: str
+    size: int
+
+
+@dataclass
+class BundleRecord:
+    """What `mirror-bundle.json` says."""
+
+    images: list[BundleImage]
+    blobs: dict[str, int]
+    omitted: list[str] = field(default_factory=list)
+    since: str | None = None
+    recompressed: list[dict[str, str]] = field(default_factory=list)
+    created: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written into the bundle."""
+        return {
+            "mirrorBundle": FORMAT,
+            "created": self.created,
+            "images": [
+                {"name": i.name, "digest": i.digest, "mediaType": i.media_type, "size": i.size}
+                for i in self.images
+            ],
+            "blobs": [{"digest": d, "size": s} for d, s in sorted(self.blobs.items())],
+            "omitted": sorted(self.omitted),
+            "since": self.since,
+            "recompressed": self.recompressed,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> BundleRecord:
+        """Parse a record; LayoutError naming `where` when it is not one."""
+        if not isinstance(obj, dict) or obj.get("mirrorBundle") != FORMAT:
+            raise LayoutError(f"{where} is not a mirror bundle (no bundle record)")
+        try:
+            images = [
+                BundleImage(str(i["name"]), str(i["digest"]), str(i["mediaType"]), int(i["size"]))
+                for i in obj.get("images", [])
+            ]
+            blobs = {str(b["digest"]): int(b["size"]) for b in obj.get("blobs", [])}
+        except (KeyError, TypeError, ValueError):
+            raise LayoutError(f"{where}: the bundle record is malformed") from None
+        return cls(
+            images=images,
+            blobs=blobs,
+            omitted=[str(d) for d in obj.get("omitted", [])],
+            since=obj.get("since"),
+            recompressed=list(obj.get("recompressed", [])),
+            created=str(obj.get("created", "")),
+        )
+
+
+def _image_ref(name: str) -> RegistryReference:
+    ref = parse_registry_reference(name.removeprefix("docker://"), original=name)
+    if not ref.tag and not ref.digest:
+        ref = ref.with_reference(tag="latest")
+    return ref
+
+
+def _bundle_name(ref: RegistryReference) -> str:
+    name = ref.name
+    if ref.tag:
+        name += f":{ref.tag}"
+    if ref.digest:
+        name += f"@{ref.digest}"
+    return name
+
+
+async def _blobs_of(layout: Layout, desc: Descriptor, out: dict[str, int]) -> None:
+    out[str(desc.digest)] = desc.size
+    manifest = await layout.manifest_by_descriptor(desc)
+    if isinstance(manifest, Index):
+        for child in manifest.manifests:
+            await _blobs_of(layout, child, out)
+    elif isinstance(manifest, Manifest):
+        for blob in manifest.blobs():
+            if not (blob.is_non_distributable and blob.urls):
+                out[str(blob.digest)] = blob.size
+
+
+def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:
+    """Digests among `blobs` that are manifests or indexes (always kept in a delta)."""
+    import json
+
+    found = set()
+    for digest in blobs:
+        path = layout_dir / "blobs" / digest.replace(":", "/")
+        if path.stat().st_size > 4 * 1024 * 1024:
+            continue
+        try:
+            obj = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(obj, dict) and ("manifests" in obj or "layers" in obj):
+            found.add(digest)
+    return found
+
+
+async def create_bundle(
+    out: Path,
+    images: Sequence[str],
+    *,
+    options: RegistryOptions | None = None,
+    since: Path | None = None,
+    recompress: str | None = None,
+    platforms: Sequence[Platform] = (),
+) -> tuple[BundleRecord, list[CopyResult]]:
+    """Copy `images` (registry references) into one bundle file; a delta with `since`."""
+    if recompress not in (None, "zstd"):
+        raise InvalidReference(f"--recompress takes zstd, not {recompress!r}")
+    refs = [_image_ref(i) for i in images]
+    previous = await asyncio.to_thread(read_record, since) if since else None
+    if since is not None and previous is None:
+        raise LayoutError(f"{since} is not a mirror bundle (no bundle record)")
+    carried = set(BundleRecord.from_json(previous, str(since)).blobs) if previous else set()
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".mirror-bundle-", dir=out.parent))
+    opts = options or RegistryOptions()
+    try:
+        results, record = [], BundleRecord(images=[], blobs={})
+        async with (
+            RegistryClient(opts) as client,
+            await Layout.open(work / "layout", create=True) as layout,
+        ):
+            for ref in refs:
+                name = _bundle_name(ref)
+                result = await copy_image(
+                    client.repository(ref),
+                    ref.reference,
+                    layout,
+                    None,
+                    platforms=platforms,
+                    concurrency=opts.concurrency,
+                )
+                desc = await layout.resolve(result.digest)
+                if recompress:
+                    changed: Recompressed = await recompress_image(layout, desc)
+                    if changed.changes:
+                        await _drop_unnamed(layout, str(desc.digest))
+                    desc = changed.descriptor
+                    record.recompressed.extend(changed.changes)
+                    result.digest, result.digest_changed = str(desc.digest), bool(changed.changes)
+                await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
+                await _blobs_of(layout, desc, record.blobs)
+                record.images.append(
+                    BundleImage(name, str(desc.digest), desc.media_type, desc.size)
+                )
+                results.append(result)
+        if recompress:  # the gzip originals are no longer referenced
+            async with await Layout.open(work / "layout") as finished:
+                await gc(finished)
+        manifests = await asyncio.to_thread(_manifests_of, record.blobs, work / "layout")
+        record.omitted = sorted(d for d in record.blobs if d in carried and d not in manifests)
+        record.since = since.name if since else None
+        record.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        await asyncio.to_thread(
+            pack_layout,
+            work / "layout",
+            out,
+            compress=out.suffix in (".zst", ".zstd"),
+            record=record.to_json(),
+            leave_out=frozenset(record.omitted),
+        )
+        return record, results
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def _drop_unnamed(layout: Layout, digest: str) -> None:
+    def edit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in entries if e.get("digest") != digest or e.get("annotations")]
+
+    await layout.update_index(edit)
+
+
+def _ref_name(name: str) -> str | None:
+    try:
+        validate_ref_name(name)
+    except InvalidReference:
+        return None
+    return name
+
+
+async def list_bundle(path: Path) -> BundleRecord:
+    """The record of a bundle, read from its first member without unpacking it."""
+    record = await asyncio.to_thread(read_record, path)
+    return BundleRecord.from_json(record, str(path))
+
+
+async def _unpacked(path: Path, work: Path) -> tuple[Layout, BundleRecord]:
+    await asyncio.to_thread(unpack_layout, path, work / "layout")
+    layout = await Layout.open(work / "layout")
+    record = await asyncio.to_thread(read_record, path)
+    return layout, BundleRecord.from_json(record, str(path))
+
+
+async def _problems(layout: Layout, record: BundleRecord) -> list[Problem]:
+    omitted = set(record.omitted)
+    problems = [
+        p for p in await verify(layout) if not (p.kind == "missing" and p.subject in omitted)
+    ]
+    listed = {(i.name, str(i.digest)) for i in record.images}
+    present = {
+        (img.descriptor.annotations.get(FULL_NAME), str(img.descriptor.digest))
+        for img in await layout.images()
+    }
+    for name, digest in sorted(listed - present):
+        problems.append(
+            Problem("record", name, f"{name} ({digest}) is in the record, not the index")
+        )
+    return problems
+
+
+async def verify_bundle(path: Path) -> list[Problem]:
+    """Re-hash every blob of a bundle and check every reference (left-out blobs excepted)."""
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mirror-verify-"))
+    try:
+        layout, record = await _unpacked(path, work)
+        async with layout:
+            return await _problems(layout, record)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One image pushed from a bundle."""
+
+    name: str
+    target: str
+    result: CopyResult
+
+
+def target_of(name: str, destination: str) -> RegistryReference:
+    """Where bundle image `name` goes under `REGISTRY[/PREFIX]`."""
+    source = _image_ref(name)
+    host, _, prefix = destination.removeprefix("docker://").strip("/").partition("/")
+    repository = f"{prefix}/{source.repository}" if prefix else source.repository
+    return parse_registry_reference(f"{host}/{repository}").with_reference(
+        tag=source.tag, digest=source.digest
+    )
+
+
+async def push_bundle(
+    path: Path,
+    destination: str,
+    *,
+    options: RegistryOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[PushedImage]:
+    """Push every image of a bundle to `REGISTRY[/PREFIX]`.
+
+    The whole bundle is unpacked and verified first, and a delta's left-out blobs are checked
+    at the target: any problem stops the push before anything is written. Then each image
+    goes blobs first, manifests after their blobs, the tag last (resumable like any copy).
+    """
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mirror-push-"))
+    opts = options or RegistryOptions()
+    try:
+        layout, record = await _unpacked(path, work)
+        async with layout, RegistryClient(opts) as client:
+            problems = await _problems(layout, record)
+            if problems:
+                raise LayoutError(f"bundle {path} is damaged, nothing pushed: {problems[0]}")
+            targets = [(image, target_of(image.name, destination)) for image in record.images]
+            await _check_left_out(layout, record, targets, client)
+            pushed = []
+            for image, target in targets:
+                result = await copy_image(
+                    layout,
+                    image.digest,
+                    client.repository(target),
+                    target.tag,
+                    concurrency=opts.concurrency,
+                )
+                pushed.append(PushedImage(image.name, str(target), result))
+                if progress:
+                    progress(f"pushed {image.name} to {target}")
+            return pushed
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def _check_left_out(
+    layout: Layout,
+    record: BundleRecord,
+    targets: list[tuple[BundleImage, RegistryReference]],
+    client: RegistryClient,
+) -> None:
+    if not record.omitted:
+        return
+    omitted = set(record.omitted)
+    missing: list[str] = []
+    for image, target in targets:
+        needed: dict[str, int] = {}
+        await _blobs_of(layout, await layout.resolve(image.digest), needed)
+        repo = client.repository(target)
+        for digest in sorted(set(needed) & omitted):
+            probe = Descriptor("application/octet-stream", Digest(digest), needed[digest])
+            if not await repo.blob_exists(probe):
+                missing.append(f"{target.name}@{digest}")
+    if missing:
+        raise NotFound(
+            f"the target lacks {len(missing)} blob(s) this delta bundle leaves out "
+            f"(push the bundle it was made --since first): {', '.join(missing[:5])}"
+            + (" …" if len(missing) > 5 else "")
+        )

@@ -1,0 +1,111 @@
+"""`mirror bundle create|ls|verify|push`: many images in one file for air-gapped transfer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
+from mirror.cli.context import registry_options
+from mirror.cli.output import emit, json_option, options, run
+from mirror.platform import Platform
+from mirror.reference import parse_registry_reference
+
+__all__ = ["bundle_group"]
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Carry images across an air gap in one verifiable file (.tar or .tar.zst)."""
+
+
+@bundle_group.command("create")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True)
+@click.option(
+    "--since",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A previous bundle: leave out the blobs it carried (a delta bundle).",
+)
+@click.option(
+    "--recompress", type=click.Choice(["zstd"]), help="Recompress gzip layers (digests change)."
+)
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]")
+@json_option
+def create_command(
+    out: Path,
+    images: tuple[str, ...],
+    since: Path | None,
+    recompress: str | None,
+    platforms: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Write IMAGES (HOST/REPO:TAG …) into the bundle file OUT."""
+    refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
+    record, _ = run(
+        create_bundle(
+            out,
+            images,
+            options=registry_options(refs),
+            since=since,
+            recompress=recompress,
+            platforms=[Platform.parse(p) for p in platforms],
+        )
+    )
+    size = out.stat().st_size
+    carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
+    lines = [f"{out}: {len(record.images)} images, {size} bytes"]
+    lines += [f"  {i.name}  {i.digest}" for i in record.images]
+    if record.omitted:
+        lines.append(f"  delta: {len(record.omitted)} blobs left out (carried by {record.since})")
+    for change in record.recompressed:
+        lines.append(f"  recompressed {change['from']} -> {change['to']}")
+    emit(
+        {"file": str(out), "bytes": size, "blobBytes": carried, **record.to_json()},
+        "\n".join(lines),
+    )
+
+
+@bundle_group.command("ls")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def ls_command(bundle: Path, as_json: bool) -> None:
+    """List the images a bundle records."""
+    record = run(list_bundle(bundle))
+    emit(
+        record.to_json(),
+        lambda: "\n".join(f"{i.name}  {i.digest}  {i.media_type}" for i in record.images),
+    )
+
+
+@bundle_group.command("verify")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def verify_command(bundle: Path, as_json: bool) -> None:
+    """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
+    problems = run(verify_bundle(bundle))
+    if options().as_json:
+        emit({"ok": not problems, "problems": [p.message for p in problems]}, "")
+    else:
+        for problem in problems:
+            click.echo(f"mirror: problem: {problem.message}", err=True)
+        if not problems:
+            emit(None, f"{bundle}: ok")
+    if problems:
+        sys.exit(1)
+
+
+@bundle_group.command("push")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("destination")
+@json_option
+def push_command(bundle: Path, destination: str, as_json: bool) -> None:
+    """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
+    host = destination.removeprefix("docker://").split("/", 1)[0]
+    pushed = run(push_bundle(bundle, destination, options=registry_options([host])))
+    emit(
+        [{"name": p.name, "target": p.target, **p.result.to_json()} for p in pushed],
+        lambda: "\n".join(f"{p.name} -> {p.target}  {p.result.digest}" for p in pushed),
+    )
