@@ -14,6 +14,7 @@ from mirror.cli.discover import inspect_command, ls_command, tags_command
 from mirror.cli.layout import layout_group
 from mirror.cli.manage import delete_command, manifests_command, props_command, prune_command
 from mirror.cli.output import Options, parse_size
+from mirror.cli.sync import sync_command
 from mirror.errors import MirrorError
 from mirror.retry import DEFAULT_RETRIES
 
@@ -107,6 +108,7 @@ def cli(
 
 cli.add_command(layout_group)
 cli.add_command(bundle_group)
+cli.add_command(sync_command)
 for command in (copy_command, pull_command, push_command):
     cli.add_command(command)
 for command in (inspect_command, tags_command, ls_command):

@@ -45,6 +45,8 @@ class RegistryOptions:
     azure_audience: str | None = None
     #: registries to treat as ACR besides the *.azurecr.io/.cn/.us login servers
     acr: frozenset[str] = frozenset()
+    #: requests per second allowed per registry (host -> rate)
+    rate_limits: dict[str, float] = field(default_factory=dict)
     user_agent: str = "mirror"
 
     def is_acr(self, registry: str) -> bool:

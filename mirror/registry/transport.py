@@ -58,6 +58,8 @@ class RegistryTransport:
         self._base: URL | None = None
         self._base_lock = asyncio.Lock()
         self.retry = options.retry
+        rate = options.rate_limits.get(registry)
+        self._pacer = _Pacer(rate) if rate else None
         self.auth = _authenticator(registry, session, options)
 
     async def base(self) -> URL:
@@ -117,6 +119,8 @@ class RegistryTransport:
             same_origin = _origin(url) == _origin(base)
             if authorization and same_origin:
                 sent["Authorization"] = authorization
+            if self._pacer is not None:
+                await self._pacer.wait()
             try:
                 resp = await self.session.request(
                     method,
@@ -189,6 +193,24 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> byte
         return await read_at_most(resp, limit)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
+
+
+class _Pacer:
+    """At most `rate` requests per second, spaced evenly."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Sleep until this request's turn."""
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 def _authenticator(

@@ -348,6 +348,8 @@ class FaultProxy:
     #: body (as a buffering front end would), and set `held`: a test then cuts the client
     hold_patch_at: int | None = None
     held: asyncio.Event = field(default_factory=asyncio.Event)
+    #: every (method, path) received
+    seen: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         import random
@@ -370,6 +372,7 @@ class FaultProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Maybe fail, else forward (streaming reply bodies)."""
         self.requests += 1
+        self.seen.append((request.method, request.path))
         fault = self._pick()
         start = request.headers.get("Content-Range", "").partition("-")[0]
         hold = self.hold_patch_at

@@ -1,0 +1,349 @@
+"""The sync configuration (TOML), validated strictly: an unknown key, a bad regex, a bad semver
+range or a missing credentials variable is one error naming the key, before anything runs.
+
+    [defaults]                     # all optional
+    concurrency = 16
+    platforms = ["linux/amd64"]
+    retries = 5
+    referrers = false
+    keep_going = true
+
+    [registries."registry.example.com"]
+    username_env = "REG_USER"      # credentials from environment variables
+    password_env = "REG_PASS"
+    plain_http = false
+    tls_verify = true
+    ca_file = "/etc/ssl/private-ca.pem"
+    requests_per_second = 20
+
+    [[jobs]]
+    name = "team"                  # optional, for reports
+    source = "registry.example.com/team/app"      # one repository, or:
+    # sources = ["host/a", "host/b"]              # several, or:
+    # registry = "host"  include = ["team/*"]  exclude = ["team/tmp-*"]   # a whole registry
+    # source = "oci:/backup"                      # a layout
+    destination = "mirror.internal:5000/upstream" # a registry prefix, or "oci:/backup"
+    delete = false                 # mirror deletions of tags that left the source
+    [jobs.tags]
+    include = ["^v\\d+"]           # regular expressions (any must match)
+    exclude = ["-rc"]
+    semver = ">=1.2.0 <2.0.0"      # comparators, all must hold ("," or space separated)
+    newest = 3                     # the newest N after the other filters
+    newest_by = "semver"           # or "created" (image config time)
+    digests = ["sha256:…"]         # pins: also copy these manifests by digest
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import semver
+
+from mirror.auth.credentials import Credentials
+from mirror.digest import Digest
+from mirror.errors import InvalidDigest, MirrorError
+from mirror.platform import Platform
+
+__all__ = ["ConfigError", "Job", "RegistrySettings", "SyncConfig", "TagFilter", "load_config"]
+
+
+class ConfigError(MirrorError):
+    """A sync configuration that cannot be used; the message names the key."""
+
+
+_COMPARATOR = re.compile(r"^(>=|<=|>|<|==|!=)?\s*v?(\d+(?:\.\d+){0,2}(?:[-+][0-9A-Za-z.+-]*)?)$")
+
+
+def _semver_of(tag: str) -> semver.Version | None:
+    """The semantic version a tag spells (`v1.2`, `1.2.3-rc.1`), or None."""
+    text = tag[1:] if tag[:1] in ("v", "V") else tag
+    try:
+        return semver.Version.parse(text, optional_minor_and_patch=True)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """Which tags of a repository a job takes."""
+
+    include: tuple[re.Pattern[str], ...] = ()
+    exclude: tuple[re.Pattern[str], ...] = ()
+    semver_range: tuple[tuple[str, semver.Version], ...] = ()
+    newest: int | None = None
+    newest_by: str = "semver"
+    digests: tuple[Digest, ...] = ()
+
+    def wants(self, tag: str) -> bool:
+        """Regex and semver filters (the newest-N cut happens later, over all that pass)."""
+        if self.include and not any(p.search(tag) for p in self.include):
+            return False
+        if any(p.search(tag) for p in self.exclude):
+            return False
+        if self.semver_range:
+            version = _semver_of(tag)
+            if version is None:
+                return False
+            return all(version.match(f"{op}{bound}") for op, bound in self.semver_range)
+        return True
+
+    @staticmethod
+    def semver_key(tag: str) -> semver.Version | None:
+        """The sort key for newest-by-semver (None: not a version)."""
+        return _semver_of(tag)
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Per-registry settings."""
+
+    credentials: Credentials | None = None
+    plain_http: bool = False
+    tls_verify: bool = True
+    ca_file: str | None = None
+    requests_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: where from, where to, which tags."""
+
+    name: str
+    sources: tuple[str, ...] = ()
+    registry: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    destination: str = ""
+    delete: bool = False
+    tags: TagFilter = field(default_factory=TagFilter)
+
+    def wants_repository(self, name: str) -> bool:
+        """Catalog globs of a whole-registry job."""
+        if self.include and not any(fnmatch.fnmatchcase(name, g) for g in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in self.exclude)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """The whole configuration."""
+
+    jobs: tuple[Job, ...]
+    registries: dict[str, RegistrySettings] = field(default_factory=dict)
+    concurrency: int = 16
+    platforms: tuple[Platform, ...] = ()
+    retries: int = 5
+    referrers: bool = False
+    keep_going: bool = True
+
+
+def _check_keys(obj: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _typed(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = obj.get(key)
+    if value is not None and (
+        not isinstance(value, kind) or (isinstance(value, bool) and kind is int)
+    ):
+        raise ConfigError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _strings(obj: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of strings")
+    return tuple(value)
+
+
+def _regexes(obj: dict[str, Any], key: str, where: str) -> tuple[re.Pattern[str], ...]:
+    out = []
+    for pattern in _strings(obj, key, where):
+        try:
+            out.append(re.compile(pattern))
+        except re.error as exc:
+            raise ConfigError(f"{where}.{key}: bad regular expression {pattern!r}: {exc}") from None
+    return tuple(out)
+
+
+def _semver_range(text: str, where: str) -> tuple[tuple[str, semver.Version], ...]:
+    parts = [p for p in re.split(r"[,\s]+(?=[<>=!v\d])", text.strip()) if p.strip()]
+    out = []
+    for part in parts:
+        match = _COMPARATOR.match(part.strip())
+        version = _semver_of(match.group(2)) if match else None
+        if match is None or version is None:
+            raise ConfigError(f"{where}.semver: bad semver range {text!r} (at {part!r})")
+        out.append((match.group(1) or "==", version))
+    if not out:
+        raise ConfigError(f"{where}.semver: empty semver range")
+    return tuple(out)
+
+
+def _tag_filter(obj: Any, where: str) -> TagFilter:
+    if obj is None:
+        return TagFilter()
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(obj, {"include", "exclude", "semver", "newest", "newest_by", "digests"}, where)
+    semver_text = _typed(obj, "semver", str, where)
+    newest = _typed(obj, "newest", int, where)
+    if newest is not None and newest < 1:
+        raise ConfigError(f"{where}.newest: must be at least 1")
+    newest_by = _typed(obj, "newest_by", str, where) or "semver"
+    if newest_by not in ("semver", "created"):
+        raise ConfigError(f"{where}.newest_by: must be 'semver' or 'created'")
+    digests = []
+    for text in _strings(obj, "digests", where):
+        try:
+            digests.append(Digest(text))
+        except InvalidDigest as exc:
+            raise ConfigError(f"{where}.digests: {exc}") from None
+    return TagFilter(
+        include=_regexes(obj, "include", where),
+        exclude=_regexes(obj, "exclude", where),
+        semver_range=_semver_range(semver_text, where) if semver_text else (),
+        newest=newest,
+        newest_by=newest_by,
+        digests=tuple(digests),
+    )
+
+
+def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
+    where = f"registries.{host!r}"
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(
+        obj,
+        {
+            "username_env",
+            "password_env",
+            "plain_http",
+            "tls_verify",
+            "ca_file",
+            "requests_per_second",
+        },
+        where,
+    )
+    credentials = None
+    user_env, pass_env = (
+        _typed(obj, "username_env", str, where),
+        _typed(obj, "password_env", str, where),
+    )
+    if bool(user_env) != bool(pass_env):
+        raise ConfigError(f"{where}: username_env and password_env go together")
+    if user_env and pass_env:
+        for key, name in (("username_env", user_env), ("password_env", pass_env)):
+            if name not in env:
+                raise ConfigError(f"{where}.{key}: environment variable {name} is not set")
+        credentials = Credentials(env[user_env], env[pass_env])
+    rps = _typed(obj, "requests_per_second", (int, float), where)
+    if rps is not None and rps <= 0:
+        raise ConfigError(f"{where}.requests_per_second: must be positive")
+    return RegistrySettings(
+        credentials=credentials,
+        plain_http=bool(_typed(obj, "plain_http", bool, where)),
+        tls_verify=_typed(obj, "tls_verify", bool, where) is not False,
+        ca_file=_typed(obj, "ca_file", str, where),
+        requests_per_second=float(rps) if rps is not None else None,
+    )
+
+
+def _job(index: int, obj: Any) -> Job:
+    where = f"jobs[{index}]"
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(
+        obj,
+        {
+            "name",
+            "source",
+            "sources",
+            "registry",
+            "include",
+            "exclude",
+            "destination",
+            "delete",
+            "tags",
+        },
+        where,
+    )
+    source = _typed(obj, "source", str, where)
+    sources = _strings(obj, "sources", where)
+    registry = _typed(obj, "registry", str, where)
+    given = sum(bool(x) for x in (source, sources, registry))
+    if given != 1:
+        raise ConfigError(f"{where}: give exactly one of source, sources, registry")
+    destination = _typed(obj, "destination", str, where)
+    if not destination:
+        raise ConfigError(f"{where}.destination: missing")
+    if (obj.get("include") or obj.get("exclude")) and not registry:
+        raise ConfigError(f'{where}.include: repository globs go with registry = "host"')
+    return Job(
+        name=_typed(obj, "name", str, where) or f"job{index}",
+        sources=(source,) if source else sources,
+        registry=registry,
+        include=_strings(obj, "include", where),
+        exclude=_strings(obj, "exclude", where),
+        destination=destination,
+        delete=bool(_typed(obj, "delete", bool, where)),
+        tags=_tag_filter(obj.get("tags"), f"{where}.tags"),
+    )
+
+
+def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> SyncConfig:
+    """Validate a parsed TOML document into a SyncConfig (ConfigError naming the key)."""
+    env = dict(os.environ) if env is None else env
+    _check_keys(data, {"defaults", "registries", "jobs"}, "config")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError("defaults: expected a table")
+    _check_keys(
+        defaults, {"concurrency", "platforms", "retries", "referrers", "keep_going"}, "defaults"
+    )
+    platforms = []
+    for text in _strings(defaults, "platforms", "defaults"):
+        try:
+            platforms.append(Platform.parse(text))
+        except ValueError as exc:
+            raise ConfigError(f"defaults.platforms: {exc}") from None
+    registries = data.get("registries", {})
+    if not isinstance(registries, dict):
+        raise ConfigError("registries: expected a table of hosts")
+    jobs = data.get("jobs", [])
+    if not isinstance(jobs, list) or not jobs:
+        raise ConfigError("jobs: at least one [[jobs]] table is needed")
+    concurrency = _typed(defaults, "concurrency", int, "defaults") or 16
+    retries = _typed(defaults, "retries", int, "defaults")
+    keep_going = _typed(defaults, "keep_going", bool, "defaults")
+    return SyncConfig(
+        jobs=tuple(_job(i, j) for i, j in enumerate(jobs)),
+        registries={host: _registry(host, obj, env) for host, obj in registries.items()},
+        concurrency=max(1, concurrency),
+        platforms=tuple(platforms),
+        retries=5 if retries is None else retries,
+        referrers=bool(_typed(defaults, "referrers", bool, "defaults")),
+        keep_going=keep_going is not False,
+    )
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> SyncConfig:
+    """Read and validate a TOML sync configuration file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, env)

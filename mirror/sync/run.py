@@ -1,0 +1,384 @@
+"""Running a sync: plan the images, skip what is already there, copy the rest in parallel.
+
+Incremental by design: for a tag whose digest the destination already holds (one HEAD on each
+side, or the layout's index), nothing else is requested — no manifest GET, no blob HEAD.
+One failing image is reported and the others go on (keep_going). Deletions are mirrored only
+for jobs that ask. `shard=(K, N)` takes a stable share of the source repositories, so N runs
+together do exactly one full run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mirror.copy import copy_image
+from mirror.endpoint import Endpoint
+from mirror.errors import InvalidReference, MirrorError
+from mirror.layout import Layout
+from mirror.manage.generic import GenericBackend
+from mirror.model import Index, Manifest
+from mirror.reference import LayoutReference, RegistryReference, parse_reference
+from mirror.registry import RegistryClient, RegistryOptions, Repository
+from mirror.sync.config import Job, SyncConfig, TagFilter
+from mirror.sync.referrers import copy_referrers
+
+__all__ = ["ImageTask", "SyncReport", "TaskReport", "options_for", "run_sync"]
+
+_log = logging.getLogger("mirror.sync")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source repository: a registry repository or the images of one name in a layout."""
+
+    job: Job
+    repository: str  # the repository path, without the host
+    registry: RegistryReference | None = None
+    layout: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """Copy one tag (or pinned digest) of a source repository to its destination."""
+
+    job: str
+    source: str  # a reference string
+    destination: str
+    tag: str | None
+    digest: str | None = None
+
+
+@dataclass
+class TaskReport:
+    """What happened to one image."""
+
+    job: str
+    source: str
+    destination: str
+    status: str  # copied | up-to-date | failed | deleted | planned | would-delete
+    digest: str = ""
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        out: dict[str, Any] = {
+            "job": self.job,
+            "source": self.source,
+            "destination": self.destination,
+            "status": self.status,
+            "digest": self.digest,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class SyncReport:
+    """Every image's outcome, in plan order."""
+
+    images: list[TaskReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TaskReport]:
+        """The failures."""
+        return [i for i in self.images if i.status == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        counts: dict[str, int] = {}
+        for image in self.images:
+            counts[image.status] = counts.get(image.status, 0) + 1
+        return {"summary": counts, "images": [i.to_json() for i in self.images]}
+
+
+def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> RegistryOptions:
+    """Registry options carrying the config's per-registry settings."""
+    base = base or RegistryOptions()
+    settings = config.registries
+    return replace(
+        base,
+        credentials={
+            **base.credentials,
+            **{h: s.credentials for h, s in settings.items() if s.credentials},
+        },
+        plain_http=frozenset(h for h, s in settings.items() if s.plain_http)
+        | (frozenset() if isinstance(base.plain_http, bool) else base.plain_http)
+        if base.plain_http is not True
+        else True,
+        insecure=base.insecure | frozenset(h for h, s in settings.items() if not s.tls_verify),
+        rate_limits={
+            **base.rate_limits,
+            **{h: s.requests_per_second for h, s in settings.items() if s.requests_per_second},
+        },
+        ca_file=next((s.ca_file for s in settings.values() if s.ca_file), base.ca_file),
+        concurrency=config.concurrency,
+        retries=config.retries,
+    )
+
+
+def shard_of(repository_key: str, shards: int) -> int:
+    """A stable shard number for a source repository."""
+    return int(hashlib.sha256(repository_key.encode()).hexdigest(), 16) % shards
+
+
+async def _sources(job: Job, client: RegistryClient) -> AsyncIterator[Source]:
+    if job.registry:
+        async for name in client.catalog(job.registry):
+            if job.wants_repository(name):
+                yield Source(job, name, registry=RegistryReference(job.registry, name))
+        return
+    for text in job.sources:
+        ref = parse_reference(
+            text if text.startswith(("oci:", "docker://")) else f"docker://{text}"
+        )
+        if isinstance(ref, RegistryReference):
+            if ref.tag or ref.digest:
+                raise InvalidReference(
+                    f"job {job.name}: source {text!r} names a tag; use [jobs.tags]"
+                )
+            yield Source(job, ref.repository, registry=ref)
+        else:
+            async with await Layout.open(ref.path) as layout:
+                names = {
+                    image.name.rsplit(":", 1)[0]
+                    for image in await layout.images()
+                    if image.name and ":" in image.name
+                }
+            for name in sorted(names):
+                yield Source(job, name, layout=ref.path)
+
+
+def _destination(job: Job, repository: str, tag: str | None, digest: str | None) -> str:
+    if job.destination.startswith("oci:"):
+        name = f"{repository}:{tag}" if tag else f"{repository}@{digest}"
+        return f"{job.destination.rstrip('/')}:{name}"
+    target = job.destination.removeprefix("docker://").rstrip("/")
+    text = f"docker://{target}/{repository}"
+    return f"{text}:{tag}" if tag else f"{text}@{digest}"
+
+
+async def _created(repo: Repository | Layout, tag: str) -> float:
+    manifest = await repo.manifest_get(tag)
+    if isinstance(manifest, Index) and manifest.manifests:
+        manifest = await repo.manifest_get(str(manifest.manifests[0].digest))
+    if isinstance(manifest, Manifest):
+        import json
+
+        raw = b"".join([c async for c in repo.blob_open(manifest.config)])
+        try:
+            created = json.loads(raw).get("created")
+        except (ValueError, AttributeError):
+            return 0.0
+        from mirror.manage.properties import parse_time
+
+        when = parse_time(created)
+        return when.timestamp() if when else 0.0
+    return 0.0
+
+
+async def _select(
+    tags: list[str], tags_filter: TagFilter, endpoint: Repository | Layout
+) -> list[str]:
+    chosen = [t for t in tags if tags_filter.wants(t)]
+    if tags_filter.newest is None:
+        return sorted(chosen)
+    if tags_filter.newest_by == "semver":
+        versions = [(TagFilter.semver_key(t), t) for t in chosen]
+        ranked = sorted((v, t) for v, t in versions if v is not None)
+        return sorted(t for _, t in ranked[-tags_filter.newest :])
+    times = [(await _created(endpoint, t), t) for t in chosen]
+    return sorted(t for _, t in sorted(times)[-tags_filter.newest :])
+
+
+async def plan(
+    config: SyncConfig, client: RegistryClient, shard: tuple[int, int] | None = None
+) -> tuple[list[ImageTask], dict[str, tuple[Job, set[str]]]]:
+    """Every image to copy, and per destination repository the tags the source still has."""
+    tasks: list[ImageTask] = []
+    kept: dict[str, tuple[Job, set[str]]] = {}
+    for job in config.jobs:
+        async for source in _sources(job, client):
+            key = (
+                f"{source.registry.name if source.registry else source.layout}/{source.repository}"
+            )
+            if shard is not None and shard_of(key, shard[1]) != shard[0] - 1:
+                continue
+            if source.registry is not None:
+                repo = client.repository(source.registry)
+                tags = [t async for t in repo.tags()]
+                chosen = await _select(tags, job.tags, repo)
+                base = f"docker://{source.registry.name}"
+            else:
+                assert source.layout is not None
+                async with await Layout.open(source.layout) as layout:
+                    prefix = f"{source.repository}:"
+                    tags = [
+                        i.name[len(prefix) :]
+                        for i in await layout.images()
+                        if i.name and i.name.startswith(prefix)
+                    ]
+                    chosen = await _select(tags, job.tags, layout)
+                base = f"oci:{source.layout}"
+            for tag in chosen:
+                src = f"{base}:{tag}" if source.registry else f"{base}:{source.repository}:{tag}"
+                tasks.append(
+                    ImageTask(job.name, src, _destination(job, source.repository, tag, None), tag)
+                )
+            for digest in job.tags.digests:
+                src = (
+                    f"{base}@{digest}"
+                    if source.registry
+                    else f"{base}:{source.repository}@{digest}"
+                )
+                tasks.append(
+                    ImageTask(
+                        job.name,
+                        src,
+                        _destination(job, source.repository, None, digest),
+                        None,
+                        digest,
+                    )
+                )
+            kept[_destination(job, source.repository, "x", None).rsplit(":", 1)[0]] = (
+                job,
+                set(chosen),
+            )
+    return tasks, kept
+
+
+class _Endpoints:
+    """Endpoints shared by every task of a run: one client, one Layout object per directory."""
+
+    def __init__(self, client: RegistryClient, stack: AsyncExitStack) -> None:
+        self.client = client
+        self.stack = stack
+        self.layouts: dict[tuple[str, bool], Layout] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, text: str, *, write: bool = False) -> tuple[Endpoint, str | None]:
+        """The endpoint and the tag/name/digest within it for a reference string."""
+        ref = parse_reference(text)
+        if isinstance(ref, RegistryReference):
+            name = str(ref.digest) if ref.digest else ref.tag
+            return self.client.repository(ref), name
+        assert isinstance(ref, LayoutReference)
+        async with self._lock:
+            key = (ref.path, write)
+            if key not in self.layouts:
+                layout = await Layout.open(ref.path, create=write)
+                self.layouts[key] = await self.stack.enter_async_context(layout)
+        return self.layouts[key], ref.ref
+
+
+async def _run_task(
+    task: ImageTask, endpoints: _Endpoints, config: SyncConfig, gate: asyncio.Semaphore
+) -> TaskReport:
+    report = TaskReport(task.job, task.source, task.destination, "failed")
+    started = time.monotonic()
+    async with gate:
+        try:
+            src, src_name = await endpoints.get(task.source)
+            dst, dst_name = await endpoints.get(task.destination, write=True)
+            dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
+            if not config.platforms:
+                have = await dst.manifest_head(dst_name) if dst_name else None
+                want = await src.manifest_head(src_name) if have else None
+                if have and want and have.digest == want.digest:
+                    report.status, report.digest = "up-to-date", str(have.digest)
+                    return report
+            result = await copy_image(
+                src,
+                src_name,
+                dst,
+                dst_tag,
+                platforms=config.platforms,
+                concurrency=config.concurrency,
+            )
+            report.status, report.digest, report.bytes = (
+                "copied",
+                result.digest,
+                result.bytes_copied,
+            )
+            if config.referrers:
+                report.bytes += await copy_referrers(
+                    src, dst, result.source_digest, dst_name, src_name
+                )
+        except MirrorError as exc:
+            report.error = str(exc)
+            if not config.keep_going:
+                raise
+        finally:
+            report.seconds = time.monotonic() - started
+    return report
+
+
+async def _delete_extras(
+    kept: dict[str, tuple[Job, set[str]]], endpoints: _Endpoints, dry_run: bool
+) -> list[TaskReport]:
+    reports = []
+    for repo_text, (job, wanted) in kept.items():
+        if not job.delete:
+            continue
+        dst, _ = await endpoints.get(f"{repo_text}:x", write=True)
+        if isinstance(dst, Layout):
+            prefix = repo_text.rsplit(":", 1)[1] + ":"
+            present = [
+                i.name[len(prefix) :]
+                for i in await dst.images()
+                if i.name and i.name.startswith(prefix)
+            ]
+        else:
+            present = [t async for t in dst.tags()]
+        for tag in sorted(set(present) - wanted):
+            report = TaskReport(
+                job.name, "", f"{repo_text}:{tag}", "would-delete" if dry_run else "deleted"
+            )
+            if not dry_run:
+                try:
+                    if isinstance(dst, Layout):
+                        await dst.remove_image(f"{repo_text.rsplit(':', 1)[1]}:{tag}")
+                    else:
+                        assert isinstance(dst, Repository)
+                        await GenericBackend(endpoints.client, dst.registry).delete_tag(
+                            dst.name, tag
+                        )
+                except MirrorError as exc:
+                    report.status, report.error = "failed", str(exc)
+            reports.append(report)
+    return reports
+
+
+async def run_sync(
+    config: SyncConfig,
+    *,
+    options: RegistryOptions | None = None,
+    dry_run: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> SyncReport:
+    """Plan and run every job; a failing image is reported, the others go on."""
+    opts = options_for(config, options)
+    report = SyncReport()
+    async with RegistryClient(opts) as client, AsyncExitStack() as stack:
+        tasks, kept = await plan(config, client, shard)
+        endpoints = _Endpoints(client, stack)
+        if dry_run:
+            report.images = [TaskReport(t.job, t.source, t.destination, "planned") for t in tasks]
+        else:
+            gate = asyncio.Semaphore(max(2, config.concurrency // 2))
+            report.images = list(
+                await asyncio.gather(*(_run_task(t, endpoints, config, gate) for t in tasks))
+            )
+        report.images += await _delete_extras(kept, endpoints, dry_run)
+    return report

@@ -1,0 +1,354 @@
+"""Declarative sync against the real registry: filters, incremental runs, backups and
+restores, a broken tag, referrers, shards, concurrent writers, bad configs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import mirror
+from fixtures.generate import LayoutWriter, image
+from mirror.layout import Layout
+from mirror.sync.config import load_config
+from mirror.sync.run import run_sync
+from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy, address, serve
+from tests.support.tools import REPO, amirror
+
+TAGS = {  # tag -> day it was built
+    "v1.0.0": 1,
+    "v1.1.0": 2,
+    "v1.2.0": 3,
+    "v2.0.0": 4,
+    "v2.1.0-rc1": 5,
+    "dev": 6,
+    "latest": 7,
+}
+
+
+@pytest.fixture(scope="module")
+def seeded(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """sync/app with the TAGS above (distinct images); tag -> digest."""
+    work = tmp_path_factory.mktemp("sync-src")
+    digests = {}
+    for tag, day in TAGS.items():
+        writer = LayoutWriter(work / tag)
+        desc = image(writer, [{"tag": tag.encode()}], created=f"2024-03-{day:02d}T00:00:00Z")
+        writer.name(desc, "v")
+        writer.close()
+        target = f"docker://{registry.host}/sync/app:{tag}"
+        digests[tag] = asyncio.run(mirror.copy(f"oci:{work / tag}:v", target)).digest
+    return digests
+
+
+@pytest.fixture
+async def proxy(registry: Registry) -> AsyncIterator[tuple[FaultProxy, str]]:
+    """A counting (fault-free) proxy in front of the registry."""
+    counting = FaultProxy(registry.host, rate=0.0)
+    runner = await serve(counting.app())
+    yield counting, address(runner)
+    await runner.cleanup()
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sync.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_filters_and_a_second_run_that_requests_nothing(
+    seeded: dict[str, str], proxy: tuple[FaultProxy, str], tmp_path: Path
+) -> None:
+    counting, host = proxy
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[[jobs]]
+source = "{host}/sync/app"
+destination = "{host}/filtered"
+[jobs.tags]
+include = ["^v"]
+exclude = ["-rc"]
+semver = ">=1.1.0, <3.0.0"
+""",
+        )
+    )
+    first = await run_sync(config)
+    copied = {i.destination.rsplit(":", 1)[1]: i.digest for i in first.images}
+    assert copied == {t: seeded[t] for t in ("v1.1.0", "v1.2.0", "v2.0.0")}
+    assert {i.status for i in first.images} == {"copied"}
+    counting.seen.clear()
+    counting.bytes_in = counting.bytes_out = 0
+    second = await run_sync(config)
+    assert {i.status for i in second.images} == {"up-to-date"}
+    gets = [(m, p) for m, p in counting.seen if m == "GET" and "/manifests/" in p]
+    blob_requests = [(m, p) for m, p in counting.seen if "/blobs/" in p]
+    assert gets == []
+    assert blob_requests == []
+    assert counting.bytes_in == counting.bytes_out == 0
+
+
+async def test_newest_by_semver_and_by_time(
+    registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    async def planned(tags_table: str) -> set[str]:
+        config = load_config(
+            _config(
+                tmp_path,
+                f"""
+[[jobs]]
+source = "{registry.host}/sync/app"
+destination = "oci:{tmp_path / "unused"}"
+[jobs.tags]
+{tags_table}
+""",
+            )
+        )
+        report = await run_sync(config, dry_run=True)
+        return {i.destination.rsplit(":", 1)[1] for i in report.images}
+
+    assert await planned('newest = 2\nnewest_by = "semver"') == {"v2.0.0", "v2.1.0-rc1"}
+    assert await planned('newest = 2\nnewest_by = "created"') == {"dev", "latest"}
+    assert await planned('include = ["^v1"]\nnewest = 2') == {"v1.1.0", "v1.2.0"}
+    assert not (tmp_path / "unused").exists()  # a dry run writes nothing
+
+
+async def test_backup_a_registry_to_a_layout_and_restore_it(
+    registry: Registry, second_registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    registry.push_fixture("multi-arch", "sync/multi")
+    backup = tmp_path / "backup"
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[[jobs]]
+registry = "{registry.host}"
+include = ["sync/*"]
+destination = "oci:{backup}"
+""",
+        )
+    )
+    report = await run_sync(config)
+    assert not report.failed
+    async with await Layout.open(backup) as layout:
+        names = {i.name for i in await layout.images()}
+    assert {f"sync/app:{t}" for t in TAGS} | {"sync/multi:v1"} <= names
+    restore = load_config(
+        _config(
+            tmp_path,
+            f"""
+[[jobs]]
+source = "oci:{backup}"
+destination = "{second_registry.host}/restored"
+""",
+        )
+    )
+    restored = await run_sync(restore)
+    assert not restored.failed
+    for tag, digest in seeded.items():
+        info = await mirror.inspect(f"docker://{second_registry.host}/restored/sync/app:{tag}")
+        assert info.digest == digest
+    multi = await mirror.inspect(f"docker://{second_registry.host}/restored/sync/multi:v1")
+    original = await mirror.inspect(f"docker://{registry.host}/sync/multi:v1")
+    assert multi.digest == original.digest
+
+
+async def test_one_broken_tag_is_reported_and_the_rest_copied(
+    registry: Registry, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    writer = LayoutWriter(source)
+    for tag in ("good1", "broken", "good2"):
+        writer.name(image(writer, [{"f": tag.encode()}]), f"app:{tag}")
+    writer.close()
+    async with await Layout.open(source) as layout:
+        broken = await layout.manifest_get("app:broken")
+    assert isinstance(broken, mirror.Manifest)
+    layout.blob_path(broken.layers[0].digest).unlink()
+    path = _config(
+        tmp_path,
+        f"""
+[[jobs]]
+source = "oci:{source}"
+destination = "{registry.host}/keepgoing"
+""",
+    )
+    cli = await amirror("--json", "sync", str(path))
+    assert cli.returncode == 1
+    report = json.loads(cli.stdout)
+    statuses = {i["destination"].rsplit(":", 1)[1]: i["status"] for i in report["images"]}
+    assert statuses == {"good1": "copied", "good2": "copied", "broken": "failed"}
+    assert cli.stderr.count("\n") == 1
+    assert "broken" in cli.stderr
+
+
+async def test_referrers_travel_through_a_layout_via_the_fallback_tag(
+    registry: Registry, second_registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    subject = seeded["v1.0.0"]
+    signature = tmp_path / "sig"
+    writer = LayoutWriter(signature)
+    empty = writer.blob(b"{}", "application/vnd.oci.empty.v1+json")
+    payload = writer.blob(b"signature bytes", "application/vnd.example.signature")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": empty,
+        "layers": [payload],
+        "subject": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": subject,
+            "size": 100,
+        },
+    }
+    sig_desc = writer.json_blob(manifest, "application/vnd.oci.image.manifest.v1+json")
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{**sig_desc, "artifactType": "application/vnd.example.signature"}],
+    }
+    writer.name(writer.json_blob(index, "application/vnd.oci.image.index.v1+json"), "fallback")
+    writer.name(sig_desc, "sig")
+    writer.close()
+    fallback_tag = f"sha256-{subject[7:]}"
+    await mirror.copy(
+        f"oci:{signature}:sig", f"docker://{registry.host}/ref/app@{sig_desc['digest']}"
+    )
+    await mirror.copy(
+        f"oci:{signature}:fallback", f"docker://{registry.host}/ref/app:{fallback_tag}"
+    )
+    await mirror.copy(
+        f"docker://{registry.host}/sync/app:v1.0.0", f"docker://{registry.host}/ref/app:v1"
+    )
+    layout = tmp_path / "layout"
+    to_layout = load_config(
+        _config(
+            tmp_path,
+            f"""
+[defaults]
+referrers = true
+[[jobs]]
+source = "{registry.host}/ref/app"
+destination = "oci:{layout}"
+[jobs.tags]
+include = ["^v1$"]
+""",
+        )
+    )
+    assert not (await run_sync(to_layout)).failed
+    to_registry = load_config(
+        _config(
+            tmp_path,
+            f"""
+[defaults]
+referrers = true
+[[jobs]]
+source = "oci:{layout}"
+destination = "{second_registry.host}/back"
+[jobs.tags]
+include = ["^v1$"]
+""",
+        )
+    )
+    assert not (await run_sync(to_registry)).failed
+    listing = await mirror.inspect(f"docker://{second_registry.host}/back/ref/app:{fallback_tag}")
+    assert [p["digest"] for p in listing.platforms] == [sig_desc["digest"]]
+    sig = await mirror.inspect(f"docker://{second_registry.host}/back/ref/app@{sig_desc['digest']}")
+    assert sig.artifact_type == "application/vnd.example.signature"
+
+
+async def test_two_shards_make_one_full_run(
+    registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    for i in range(6):
+        await mirror.copy(
+            f"docker://{registry.host}/sync/app:v1.0.0",
+            f"docker://{registry.host}/shard/repo{i}:v1",
+        )
+    text = f"""
+[[jobs]]
+registry = "{registry.host}"
+include = ["shard/*"]
+destination = "{registry.host}/sharded"
+"""
+    config = load_config(_config(tmp_path, text))
+    full = {i.source for i in (await run_sync(config, dry_run=True)).images}
+    one = {i.source for i in (await run_sync(config, dry_run=True, shard=(1, 2))).images}
+    two = {i.source for i in (await run_sync(config, dry_run=True, shard=(2, 2))).images}
+    assert one | two == full
+    assert not one & two
+    assert len(full) == 6
+
+
+async def test_two_sync_processes_into_one_layout_lose_nothing(
+    registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    layout = tmp_path / "shared"
+    configs = []
+    for side, tags in (("left", '["^v1"]'), ("right", '["^v2", "^dev$", "^latest$"]')):
+        (tmp_path / side).mkdir()
+        configs.append(
+            _config(
+                tmp_path / side,
+                f"""
+[[jobs]]
+source = "{registry.host}/sync/app"
+destination = "oci:{layout}"
+[jobs.tags]
+include = {tags}
+""",
+            )
+        )
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mirror",
+            "sync",
+            str(c),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for c in configs
+    ]
+    for proc in procs:
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    async with await Layout.open(layout) as opened:
+        names = {i.name for i in await opened.images()}
+    assert names == {f"sync/app:{t}" for t in TAGS}
+
+
+JOB = '[[jobs]]\nsource = "h.example.com/a"\ndestination = "oci:/tmp/x"\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (JOB + "bogus = 1\n", "bogus"),
+        (JOB + '[jobs.tags]\ninclude = ["(("]\n', "jobs[0].tags.include"),
+        (JOB + '[jobs.tags]\nsemver = ">=one"\n', "jobs[0].tags.semver"),
+        (
+            '[registries."h.example.com"]\nusername_env = "MIRROR_NO_SUCH_USER"\n'
+            'password_env = "MIRROR_NO_SUCH_PASS"\n' + JOB,
+            "username_env",
+        ),
+    ],
+)
+async def test_a_bad_config_is_one_line_naming_the_key(
+    tmp_path: Path, body: str, names: str
+) -> None:
+    result = await amirror("sync", str(_config(tmp_path, body)))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert names in result.stderr
+    assert not Path("/tmp/x").exists()  # noqa: ASYNC240 - nothing was copied
