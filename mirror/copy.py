@@ -114,6 +114,7 @@ async def copy_image(
     concurrency: int = 8,
     progress: ProgressSink | None = None,
     ranges: RangePolicy | None = None,
+    check_destination: bool = True,
 ) -> CopyResult:
     """Copy one image (manifest, index and everything below) from `src` to `dst`."""
     started = time.monotonic()
@@ -126,7 +127,8 @@ async def copy_image(
         digest_changed=top.digest != original.digest,
         source_digest=str(original.digest),
     )
-    existing = await dst.manifest_head(dst_tag) if dst_tag else None
+    # a caller that has just looked (sync) says so, saving a request per image
+    existing = await dst.manifest_head(dst_tag) if dst_tag and check_destination else None
     if existing is not None and existing.digest == top.digest:
         result.up_to_date = True
         result.seconds = time.monotonic() - started

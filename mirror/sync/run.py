@@ -305,6 +305,7 @@ async def _run_task(
                 dst_tag,
                 platforms=config.platforms,
                 concurrency=config.concurrency,
+                check_destination=bool(config.platforms),
             )
             report.status, report.digest, report.bytes = (
                 "copied",
@@ -376,7 +377,7 @@ async def run_sync(
         if dry_run:
             report.images = [TaskReport(t.job, t.source, t.destination, "planned") for t in tasks]
         else:
-            gate = asyncio.Semaphore(max(2, config.concurrency // 2))
+            gate = asyncio.Semaphore(max(2, config.concurrency))
             report.images = list(
                 await asyncio.gather(*(_run_task(t, endpoints, config, gate) for t in tasks))
             )

@@ -352,3 +352,42 @@ async def test_a_bad_config_is_one_line_naming_the_key(
     assert result.stderr.count("\n") == 1
     assert names in result.stderr
     assert not Path("/tmp/x").exists()  # noqa: ASYNC240 - nothing was copied
+
+
+async def test_deletions_are_mirrored_only_when_asked(
+    registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "mirrored"
+
+    def config(tags: str, delete: bool) -> Path:
+        return _config(
+            tmp_path,
+            f"""
+[[jobs]]
+source = "{registry.host}/sync/app"
+destination = "oci:{target}"
+delete = {str(delete).lower()}
+[jobs.tags]
+include = {tags}
+""",
+        )
+
+    await run_sync(load_config(config('["^v1"]', delete=False)))
+    kept = await run_sync(load_config(config('["^v1.2"]', delete=False)))
+    assert all(i.status != "deleted" for i in kept.images)
+    plan = await run_sync(load_config(config('["^v1.2"]', delete=True)), dry_run=True)
+    assert sorted(
+        i.destination.rsplit(":", 1)[1] for i in plan.images if i.status == "would-delete"
+    ) == [
+        "v1.0.0",
+        "v1.1.0",
+    ]
+    done = await run_sync(load_config(config('["^v1.2"]', delete=True)))
+    assert sorted(
+        i.destination.rsplit(":", 1)[1] for i in done.images if i.status == "deleted"
+    ) == [
+        "v1.0.0",
+        "v1.1.0",
+    ]
+    async with await Layout.open(target) as layout:
+        assert [i.name for i in await layout.images() if i.name] == ["sync/app:v1.2.0"]
