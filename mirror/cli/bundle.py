@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, options, run
+from mirror.cli.layout import report_problems
+from mirror.cli.output import emit, json_option, run
 from mirror.platform import Platform
 from mirror.reference import parse_registry_reference
 
@@ -85,16 +85,7 @@ def ls_command(bundle: Path, as_json: bool) -> None:
 @json_option
 def verify_command(bundle: Path, as_json: bool) -> None:
     """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
-    problems = run(verify_bundle(bundle))
-    if options().as_json:
-        emit({"ok": not problems, "problems": [p.message for p in problems]}, "")
-    else:
-        for problem in problems:
-            click.echo(f"mirror: problem: {problem.message}", err=True)
-        if not problems:
-            emit(None, f"{bundle}: ok")
-    if problems:
-        sys.exit(1)
+    report_problems(run(verify_bundle(bundle)), str(bundle))
 
 
 @bundle_group.command("push")

@@ -10,7 +10,7 @@ import click
 from mirror.cli.output import emit, json_option, options, run
 from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
 
-__all__ = ["layout_group"]
+__all__ = ["layout_group", "report_problems"]
 
 
 @click.group("layout")
@@ -41,6 +41,20 @@ def ls_command(path: str, as_json: bool) -> None:
     emit(rows, lambda: _table(rows))
 
 
+def report_problems(problems: list[Problem], what: str) -> None:
+    """Print verification problems (one line each, or JSON) and exit 1 if there are any."""
+    if options().as_json:
+        rows = [{"kind": p.kind, "subject": p.subject, "message": p.message} for p in problems]
+        emit({"ok": not problems, "problems": rows}, "")
+    else:
+        for problem in problems:
+            click.echo(f"mirror: problem: {problem.message}", err=True)
+        if not problems:
+            emit(None, f"{what}: ok")
+    if problems:
+        sys.exit(1)
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no images)"
@@ -61,24 +75,7 @@ def verify_command(path: str, as_json: bool) -> None:
         async with await Layout.open(path) as layout:
             return await verify(layout)
 
-    problems = run(work())
-    if options().as_json:
-        emit(
-            {
-                "ok": not problems,
-                "problems": [
-                    {"kind": p.kind, "subject": p.subject, "message": p.message} for p in problems
-                ],
-            },
-            "",
-        )
-    else:
-        for problem in problems:
-            click.echo(f"mirror: problem: {problem.message}", err=True)
-        if not problems:
-            emit(None, f"{path}: ok")
-    if problems:
-        sys.exit(1)
+    report_problems(run(work()), path)
 
 
 @layout_group.command("gc")
