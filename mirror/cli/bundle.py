@@ -12,6 +12,8 @@ from mirror.cli.layout import report_problems
 from mirror.cli.output import emit, json_option, run
 from mirror.platform import Platform
 from mirror.reference import parse_registry_reference
+from mirror.sync.config import load_config
+from mirror.sync.run import options_for, selected_images
 
 __all__ = ["bundle_group"]
 
@@ -23,7 +25,13 @@ def bundle_group() -> None:
 
 @bundle_group.command("create")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Choose images with a sync config's jobs and tag filters (destinations ignored).",
+)
 @click.option(
     "--since",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -37,18 +45,26 @@ def bundle_group() -> None:
 def create_command(
     out: Path,
     images: tuple[str, ...],
+    config_path: Path | None,
     since: Path | None,
     recompress: str | None,
     platforms: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Write IMAGES (HOST/REPO:TAG …) into the bundle file OUT."""
+    """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
+    if bool(images) == bool(config_path):
+        raise click.UsageError("give IMAGES or --config, one of them")
+    options = None
+    if config_path is not None:
+        config = load_config(config_path, need_destination=False)
+        options = options_for(config, registry_options([]))
+        images = tuple(run(selected_images(config, options)))
     refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
     record, _ = run(
         create_bundle(
             out,
             images,
-            options=registry_options(refs),
+            options=options or registry_options(refs),
             since=since,
             recompress=recompress,
             platforms=[Platform.parse(p) for p in platforms],

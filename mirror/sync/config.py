@@ -260,7 +260,7 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
     )
 
 
-def _job(index: int, obj: Any) -> Job:
+def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
     where = f"jobs[{index}]"
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -285,8 +285,8 @@ def _job(index: int, obj: Any) -> Job:
     given = sum(bool(x) for x in (source, sources, registry))
     if given != 1:
         raise ConfigError(f"{where}: give exactly one of source, sources, registry")
-    destination = _typed(obj, "destination", str, where)
-    if not destination:
+    destination = _typed(obj, "destination", str, where) or ""
+    if need_destination and not destination:
         raise ConfigError(f"{where}.destination: missing")
     if (obj.get("include") or obj.get("exclude")) and not registry:
         raise ConfigError(f'{where}.include: repository globs go with registry = "host"')
@@ -302,8 +302,13 @@ def _job(index: int, obj: Any) -> Job:
     )
 
 
-def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> SyncConfig:
-    """Validate a parsed TOML document into a SyncConfig (ConfigError naming the key)."""
+def parse_config(
+    data: dict[str, Any], env: dict[str, str] | None = None, *, need_destination: bool = True
+) -> SyncConfig:
+    """Validate a parsed TOML document into a SyncConfig (ConfigError naming the key).
+
+    Bundles use the same jobs to choose images and need no destination.
+    """
     env = dict(os.environ) if env is None else env
     _check_keys(data, {"defaults", "registries", "jobs"}, "config")
     defaults = data.get("defaults", {})
@@ -328,7 +333,7 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Syn
     retries = _typed(defaults, "retries", int, "defaults")
     keep_going = _typed(defaults, "keep_going", bool, "defaults")
     return SyncConfig(
-        jobs=tuple(_job(i, j) for i, j in enumerate(jobs)),
+        jobs=tuple(_job(i, j, need_destination=need_destination) for i, j in enumerate(jobs)),
         registries={host: _registry(host, obj, env) for host, obj in registries.items()},
         concurrency=max(1, concurrency),
         platforms=tuple(platforms),
@@ -338,7 +343,9 @@ def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Syn
     )
 
 
-def load_config(path: Path, env: dict[str, str] | None = None) -> SyncConfig:
+def load_config(
+    path: Path, env: dict[str, str] | None = None, *, need_destination: bool = True
+) -> SyncConfig:
     """Read and validate a TOML sync configuration file."""
     try:
         data = tomllib.loads(path.read_text())
@@ -346,4 +353,4 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> SyncConfig:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_config(data, env)
+    return parse_config(data, env, need_destination=need_destination)

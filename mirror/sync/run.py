@@ -29,7 +29,14 @@ from mirror.registry import RegistryClient, RegistryOptions, Repository
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.referrers import copy_referrers
 
-__all__ = ["ImageTask", "SyncReport", "TaskReport", "options_for", "run_sync"]
+__all__ = [
+    "ImageTask",
+    "SyncReport",
+    "TaskReport",
+    "options_for",
+    "run_sync",
+    "selected_images",
+]
 
 _log = logging.getLogger("mirror.sync")
 
@@ -200,6 +207,25 @@ async def _select(
         return sorted(t for _, t in ranked[-tags_filter.newest :])
     times = [(await _created(endpoint, t), t) for t in chosen]
     return sorted(t for _, t in sorted(times)[-tags_filter.newest :])
+
+
+async def selected_images(config: SyncConfig, options: RegistryOptions | None = None) -> list[str]:
+    """The registry images (`docker://host/repo:tag` or `@digest`) a config's jobs select."""
+    async with RegistryClient(options_for(config, options)) as client:
+        tasks, _ = await plan(replace_destinations(config), client)
+    chosen = [t.source for t in tasks]
+    for source in chosen:
+        if not source.startswith("docker://"):
+            raise InvalidReference(f"{source}: bundles take registry images, not layouts")
+    return chosen
+
+
+def replace_destinations(config: SyncConfig) -> SyncConfig:
+    """The config with a placeholder destination where a job has none (image selection only)."""
+    jobs = tuple(
+        j if j.destination else replace(j, destination="oci:/dev/null") for j in config.jobs
+    )
+    return replace(config, jobs=jobs)
 
 
 async def plan(

@@ -185,3 +185,22 @@ async def test_recompressed_layers_hold_the_same_tar_bytes(
     pushed = await push_bundle(bundle, f"{registry.host}/zstd-restored")
     info = await mirror.inspect(pushed[0].target)
     assert all(layer["mediaType"].endswith("+zstd") for layer in info.layers)
+
+
+async def test_a_sync_config_chooses_the_bundle_images(registry: Registry, tmp_path: Path) -> None:
+    await _seed(registry, "chosen")
+    config = tmp_path / "bundle.toml"
+    config.write_text(
+        f'[[jobs]]\nregistry = "{registry.host}"\ninclude = ["chosen/*"]\n'
+        '[jobs.tags]\ninclude = ["^v1$"]\n'
+    )
+    out = tmp_path / "chosen.tar"
+    cli = await amirror("--json", "bundle", "create", str(out), "--config", str(config))
+    assert cli.returncode == 0, cli.stderr
+    names = sorted(i.name for i in (await list_bundle(out)).images)
+    assert names == [
+        f"{registry.host}/chosen/multi-arch:v1",
+        f"{registry.host}/chosen/oci-single:v1",
+    ]
+    both = await amirror("bundle", "create", str(out), "x.example.com/a:b", "--config", str(config))
+    assert both.returncode == 2
