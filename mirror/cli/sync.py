@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, run
+from mirror.cli.output import emit, json_option, options, run, wants_progress
 from mirror.sync.config import load_config
 from mirror.sync.run import SyncReport, run_sync
 
@@ -28,9 +29,13 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 def _text(report: SyncReport) -> str:
     lines = [
         f"{i.status:<12} {i.source or '-'} -> {i.destination}"
+        + (f"  {i.bytes} bytes" if i.status == "planned" else "")
         + (f"  ({i.error})" if i.error else "")
         for i in report.images
     ]
+    planned = [i for i in report.images if i.status == "planned"]
+    if planned:
+        lines.append(f"{sum(i.bytes for i in planned)} bytes to move at most")
     counts = report.to_json()["summary"]
     lines.append(
         ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
@@ -46,7 +51,22 @@ def _text(report: SyncReport) -> str:
 def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_json: bool) -> None:
     """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed."""
     parsed = load_config(config)
-    report = run(run_sync(parsed, options=registry_options([]), dry_run=dry_run, shard=shard))
+    opts = options()
+    progress = None
+    if not dry_run and wants_progress(quiet=opts.quiet, as_json=opts.as_json):
+        from mirror.progress import RichProgress  # rich is imported only for a terminal
+
+        progress = RichProgress()
+    with progress if progress is not None else contextlib.nullcontext():
+        report = run(
+            run_sync(
+                parsed,
+                options=registry_options([]),
+                dry_run=dry_run,
+                shard=shard,
+                progress=progress,
+            )
+        )
     emit(report.to_json(), lambda: _text(report))
     for failure in report.failed:
         click.echo(

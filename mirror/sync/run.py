@@ -18,9 +18,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mirror.copy import copy_image
+from mirror.copy import ProgressSink, copy_image
 from mirror.endpoint import Endpoint
-from mirror.errors import InvalidReference, MirrorError
+from mirror.errors import InvalidReference, LayoutError, MirrorError
 from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend
 from mirror.model import Index, Manifest
@@ -308,8 +308,50 @@ class _Endpoints:
         return self.layouts[key], ref.ref
 
 
+async def _image_bytes(src: Endpoint, name: str | None) -> int:
+    """The bytes of every distinct blob of an image (what a copy may move)."""
+    top = await src.manifest_get(name)
+    manifests = [top]
+    if isinstance(top, Index):
+        manifests += [await src.manifest_get(str(c.digest)) for c in top.manifests]
+    sizes = {str(b.digest): b.size for m in manifests if isinstance(m, Manifest) for b in m.blobs()}
+    return sum(sizes.values())
+
+
+async def _plan_task(
+    task: ImageTask,
+    endpoints: _Endpoints,
+    config: SyncConfig,
+    gate: asyncio.Semaphore,
+    progress: ProgressSink | None = None,
+) -> TaskReport:
+    """What a run would do for one image, without writing anything."""
+    report = TaskReport(task.job, task.source, task.destination, "planned")
+    async with gate:
+        try:
+            src, src_name = await endpoints.get(task.source)
+            try:
+                dst, dst_name = await endpoints.get(task.destination)
+                have = await dst.manifest_head(dst_name) if dst_name else None
+            except LayoutError:
+                have = None  # the layout does not exist yet
+            want = await src.manifest_head(src_name)
+            if have and want and have.digest == want.digest and not config.platforms:
+                report.status, report.digest = "up-to-date", str(have.digest)
+                return report
+            report.digest = str(want.digest) if want else ""
+            report.bytes = await _image_bytes(src, src_name)
+        except MirrorError as exc:
+            report.status, report.error = "failed", str(exc)
+    return report
+
+
 async def _run_task(
-    task: ImageTask, endpoints: _Endpoints, config: SyncConfig, gate: asyncio.Semaphore
+    task: ImageTask,
+    endpoints: _Endpoints,
+    config: SyncConfig,
+    gate: asyncio.Semaphore,
+    progress: ProgressSink | None = None,
 ) -> TaskReport:
     report = TaskReport(task.job, task.source, task.destination, "failed")
     started = time.monotonic()
@@ -332,6 +374,7 @@ async def _run_task(
                 platforms=config.platforms,
                 concurrency=config.concurrency,
                 check_destination=bool(config.platforms),
+                progress=progress,
             )
             report.status, report.digest, report.bytes = (
                 "copied",
@@ -358,7 +401,10 @@ async def _delete_extras(
     for repo_text, (job, wanted) in kept.items():
         if not job.delete:
             continue
-        dst, _ = await endpoints.get(f"{repo_text}:x", write=True)
+        try:
+            dst, _ = await endpoints.get(f"{repo_text}:x", write=not dry_run)
+        except LayoutError:
+            continue  # a layout a dry run has not created yet has nothing to delete
         if isinstance(dst, Layout):
             prefix = repo_text.rsplit(":", 1)[1] + ":"
             present = [
@@ -393,6 +439,7 @@ async def run_sync(
     options: RegistryOptions | None = None,
     dry_run: bool = False,
     shard: tuple[int, int] | None = None,
+    progress: ProgressSink | None = None,
 ) -> SyncReport:
     """Plan and run every job; a failing image is reported, the others go on."""
     opts = options_for(config, options)
@@ -400,12 +447,10 @@ async def run_sync(
     async with RegistryClient(opts) as client, AsyncExitStack() as stack:
         tasks, kept = await plan(config, client, shard)
         endpoints = _Endpoints(client, stack)
-        if dry_run:
-            report.images = [TaskReport(t.job, t.source, t.destination, "planned") for t in tasks]
-        else:
-            gate = asyncio.Semaphore(max(2, config.concurrency))
-            report.images = list(
-                await asyncio.gather(*(_run_task(t, endpoints, config, gate) for t in tasks))
-            )
+        gate = asyncio.Semaphore(max(2, config.concurrency))
+        work = _plan_task if dry_run else _run_task
+        report.images = list(
+            await asyncio.gather(*(work(t, endpoints, config, gate, progress) for t in tasks))
+        )
         report.images += await _delete_extras(kept, endpoints, dry_run)
     return report

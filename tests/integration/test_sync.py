@@ -391,3 +391,40 @@ include = {tags}
     ]
     async with await Layout.open(target) as layout:
         assert [i.name for i in await layout.images() if i.name] == ["sync/app:v1.2.0"]
+
+
+async def test_a_dry_run_plans_bytes_and_writes_nothing(
+    registry: Registry, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "never-created"
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[[jobs]]
+source = "{registry.host}/sync/app"
+destination = "oci:{target}"
+delete = true
+[jobs.tags]
+include = ["^v1.0.0$"]
+""",
+        )
+    )
+    plan = await run_sync(config, dry_run=True)
+    [image] = plan.images
+    info = await mirror.inspect(f"docker://{registry.host}/sync/app:v1.0.0")
+    layers = sum(layer["size"] for layer in info.layers)
+    assert image.status == "planned"
+    assert image.bytes > layers  # the layers and the config
+    assert image.digest == seeded["v1.0.0"]
+    assert not target.exists()
+    cli = await amirror("sync", "--dry-run", str(_config(tmp_path, config_text(registry, target))))
+    assert "bytes to move at most" in cli.stdout
+
+
+def config_text(registry: Registry, target: Path) -> str:
+    """A one-tag job into a layout."""
+    return (
+        f'[[jobs]]\nsource = "{registry.host}/sync/app"\ndestination = "oci:{target}"\n'
+        '[jobs.tags]\ninclude = ["^v1.0.0$"]\n'
+    )
