@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -9,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror.archive import archive_layout
+from mirror.archive import archive_layout, is_zstd
+from mirror.archive_io import ArchiveReader, ArchiveWriter
 from mirror.copy import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.endpoint import Endpoint
 from mirror.errors import InvalidReference, ManifestInvalid
@@ -45,7 +47,7 @@ async def open_endpoint(
 ) -> AsyncIterator[tuple[Endpoint, str | None]]:
     """The endpoint a reference names, and the tag/name/digest within it to read or write."""
     if isinstance(ref, ArchiveReference):
-        async with archive_layout(Path(ref.path), write=write) as archived:
+        async with _archive_endpoint(Path(ref.path), write=write) as archived:
             yield archived, ref.ref
         return
     if isinstance(ref, LayoutReference):
@@ -57,6 +59,26 @@ async def open_endpoint(
         yield repo, ref.tag or (None if ref.digest else "latest")
     else:
         yield repo, ref.reference
+
+
+@contextlib.asynccontextmanager
+async def _archive_endpoint(path: Path, *, write: bool) -> AsyncIterator[Endpoint]:
+    """Write straight into the tar stream; read a plain tar in place; unpack a zstd one."""
+    if write:
+        writer = ArchiveWriter(path)
+        await writer.start()
+        try:
+            yield writer
+        except BaseException:
+            await writer.abort()
+            raise
+        await writer.finish()
+        return
+    if not await asyncio.to_thread(is_zstd, path):
+        yield await ArchiveReader.open(path)
+        return
+    async with archive_layout(path, write=False) as unpacked:
+        yield unpacked
 
 
 async def copy(

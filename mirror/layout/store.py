@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +39,7 @@ from mirror.layout.ranged import fill_ranged
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.retry import RetryPolicy
 
-__all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file"]
+__all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file", "resolve_among"]
 
 CHUNK_SIZE = 1024 * 1024
 _log = logging.getLogger("mirror.layout")
@@ -374,25 +374,7 @@ class Layout:
 
     async def resolve(self, ref: str | None = None) -> Descriptor:
         """The descriptor for an image name, a digest, or (None) the layout's only image."""
-        images = await self.images()
-        if ref is None:
-            if len(images) == 1:
-                return images[0].descriptor
-            if not images:
-                raise ManifestNotFound(f"layout {self.path} holds no image")
-            raise InvalidReference(
-                f"layout {self.path} holds {len(images)} images: name one as oci:PATH:REF"
-            )
-        if ref.startswith(("sha256:", "sha512:")):
-            digest = Digest(ref)
-            for image in images:
-                if image.descriptor.digest == digest:
-                    return image.descriptor
-            return await self._sniff(digest)
-        for image in images:
-            if image.name == ref:
-                return image.descriptor
-        raise ManifestNotFound(f"no image named {ref!r} in layout {self.path}")
+        return await resolve_among(await self.images(), ref, str(self.path), self._sniff)
 
     async def _sniff(self, digest: Digest) -> Descriptor:
         path = self.blob_path(digest)
@@ -467,6 +449,33 @@ class Layout:
         for image in await self.images():
             if image.name is not None:
                 yield image.name
+
+
+async def resolve_among(
+    images: list[LayoutImage],
+    ref: str | None,
+    where: str,
+    sniff: Callable[[Digest], Awaitable[Descriptor]],
+) -> Descriptor:
+    """Find an image by name, by digest (`sniff` reads an unlisted manifest), or the only one."""
+    if ref is None:
+        if len(images) == 1:
+            return images[0].descriptor
+        if not images:
+            raise ManifestNotFound(f"layout {where} holds no image")
+        raise InvalidReference(
+            f"layout {where} holds {len(images)} images: name one as oci:PATH:REF"
+        )
+    if ref.startswith(("sha256:", "sha512:")):
+        digest = Digest(ref)
+        for image in images:
+            if image.descriptor.digest == digest:
+                return image.descriptor
+        return await sniff(digest)
+    for image in images:
+        if image.name == ref:
+            return image.descriptor
+    raise ManifestNotFound(f"no image named {ref!r} in layout {where}")
 
 
 def _hash_file(path: Path, algorithm: str) -> DigestHasher:

@@ -351,7 +351,7 @@ async def test_a_bad_config_is_one_line_naming_the_key(
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert names in result.stderr
-    assert not Path("/tmp/x").exists()  # noqa: ASYNC240 - nothing was copied
+    assert not Path("/tmp/x").exists()
 
 
 async def test_deletions_are_mirrored_only_when_asked(

@@ -1,0 +1,63 @@
+"""The oci-archive endpoint without a copy on disk: written as one tar stream, a plain tar
+read in place; failures leave nothing behind."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import mirror
+from mirror.errors import DigestMismatch
+from tests.support.registry import Registry
+from tests.support.scripted import ScriptedProxy, address, serve
+from tests.support.tools import FIXTURES, skopeo
+
+
+async def test_a_copy_into_an_archive_is_streamed(registry: Registry, tmp_path: Path) -> None:
+    target = "docker://" + registry.push_fixture("multi-arch", "archive/multi")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = await mirror.copy(target, f"oci-archive:{out / 'm.tar'}:app")
+    with tarfile.open(out / "m.tar") as tar:
+        names = tar.getnames()
+    # blobs were appended as they arrived; the layout files close the stream
+    assert names[-2:] == ["oci-layout", "index.json"]
+    assert all(n.startswith("blobs/sha256/") for n in names[:-2])
+    assert sorted(p.name for p in out.iterdir()) == ["m.tar"]  # no temporary layout left
+    raw = skopeo("inspect", "--raw", f"oci-archive:{out / 'm.tar'}:app").stdout.encode()
+    assert str(mirror.Digest.of(raw)) == result.digest
+
+
+async def test_wrong_bytes_leave_no_archive(registry: Registry, tmp_path: Path) -> None:
+    registry.push_fixture("oci-single", "archive/bad")
+    runner = await serve(ScriptedProxy(registry.host, flip_blob_byte=True).app())
+    try:
+        with pytest.raises(DigestMismatch):
+            await mirror.copy(
+                f"docker://{address(runner)}/archive/bad:v1", f"oci-archive:{tmp_path / 'b.tar'}"
+            )
+    finally:
+        await runner.cleanup()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_plain_tar_is_read_in_place(tmp_path: Path) -> None:
+    archive = tmp_path / "in.tar"
+    skopeo("copy", f"oci:{FIXTURES / 'oci-single'}:v1", f"oci-archive:{archive}:x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    info = await mirror.inspect(f"oci-archive:{archive}:x")
+    copied = await mirror.copy(f"oci-archive:{archive}:x", f"oci:{tmp_path / 'l'}:x")
+    assert copied.digest == info.digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "l"])
+    # a flipped byte inside a blob is caught when the blob is read from its place
+    with tarfile.open(archive) as tar:
+        layer = max(
+            (m for m in tar.getmembers() if m.name.startswith("blobs/")), key=lambda m: m.size
+        )
+    data = bytearray(archive.read_bytes())
+    data[layer.offset_data + 3] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch):
+        await mirror.copy(f"oci-archive:{archive}:x", f"oci:{tmp_path / 'l2'}:x")
