@@ -32,7 +32,7 @@ from mirror.errors import (
 )
 from mirror.fsutil import fsync_dir, temp_name
 from mirror.layout import LayoutImage, index_file
-from mirror.layout.store import OCI_LAYOUT_BYTES, resolve_among
+from mirror.layout.store import OCI_LAYOUT_BYTES, NamedImages, resolve_among
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.retry import RetryPolicy
 
@@ -48,7 +48,7 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT)
 
 
-class ArchiveReader:
+class ArchiveReader(NamedImages):
     """A plain `.tar` layout archive read in place (read-only endpoint)."""
 
     def __init__(self, path: Path) -> None:
@@ -139,7 +139,7 @@ class ArchiveReader:
         raw = b"".join([c async for c in self.blob_open(desc)])
         return parse_manifest(raw, desc.media_type, digest=desc.digest)
 
-    async def resolve(self, ref: str | None) -> Descriptor:
+    async def resolve(self, ref: str | None = None) -> Descriptor:
         """A name, a digest, or (None) the only image."""
         return await resolve_among(await self.images(), ref, str(self.path), self._sniff)
 
@@ -153,19 +153,6 @@ class ArchiveReader:
     async def manifest_get(self, ref: str | None) -> ManifestLike:
         """The manifest a name or digest resolves to."""
         return await self.manifest_by_descriptor(await self.resolve(ref))
-
-    async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """The descriptor a name or digest resolves to, or None."""
-        try:
-            return await self.resolve(ref)
-        except ManifestNotFound:
-            return None
-
-    async def tags(self) -> AsyncIterator[str]:
-        """Image names."""
-        for image in await self.images():
-            if image.name:
-                yield image.name
 
     def _read_only(self) -> UnsupportedOperation:
         return UnsupportedOperation(f"archive {self.path} is opened for reading")

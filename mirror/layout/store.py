@@ -39,7 +39,14 @@ from mirror.layout.ranged import fill_ranged
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.retry import RetryPolicy
 
-__all__ = ["CHUNK_SIZE", "Layout", "LayoutImage", "check_file", "resolve_among"]
+__all__ = [
+    "CHUNK_SIZE",
+    "Layout",
+    "LayoutImage",
+    "NamedImages",
+    "check_file",
+    "resolve_among",
+]
 
 CHUNK_SIZE = 1024 * 1024
 _log = logging.getLogger("mirror.layout")
@@ -57,7 +64,32 @@ class LayoutImage:
     descriptor: Descriptor
 
 
-class Layout:
+class NamedImages:
+    """Endpoint methods shared by everything with an `index.json`: head by name, list names."""
+
+    async def images(self) -> list[LayoutImage]:
+        """Every entry of `index.json`."""
+        raise NotImplementedError
+
+    async def resolve(self, ref: str | None = None) -> Descriptor:
+        """The descriptor a name or digest resolves to."""
+        raise NotImplementedError
+
+    async def manifest_head(self, ref: str | None) -> Descriptor | None:
+        """The descriptor an image name or digest resolves to, or None."""
+        try:
+            return await self.resolve(ref)
+        except ManifestNotFound:
+            return None
+
+    async def tags(self) -> AsyncIterator[str]:
+        """The image names in `index.json`, in order."""
+        for image in await self.images():
+            if image.name is not None:
+                yield image.name
+
+
+class Layout(NamedImages):
     """An OCI image layout on disk. Open with `await Layout.open(path, create=...)`."""
 
     def __init__(self, path: Path) -> None:
@@ -436,19 +468,6 @@ class Layout:
         desc = await self.manifest_put(manifest)
         await self.add_image(desc, tag)
         return desc
-
-    async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """The descriptor an image name or digest resolves to, or None."""
-        try:
-            return await self.resolve(ref)
-        except ManifestNotFound:
-            return None
-
-    async def tags(self) -> AsyncIterator[str]:
-        """The image names in `index.json`, in order."""
-        for image in await self.images():
-            if image.name is not None:
-                yield image.name
 
 
 async def resolve_among(
