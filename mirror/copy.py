@@ -115,6 +115,7 @@ async def copy_image(
     progress: ProgressSink | None = None,
     ranges: RangePolicy | None = None,
     check_destination: bool = True,
+    blob_gate: asyncio.Semaphore | None = None,
 ) -> CopyResult:
     """Copy one image (manifest, index and everything below) from `src` to `dst`."""
     started = time.monotonic()
@@ -137,7 +138,8 @@ async def copy_image(
     result.platforms = [
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
-    await _copy_blobs(src, dst, plan, result, sink, max(1, concurrency), ranges)
+    gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
+    await _copy_blobs(src, dst, plan, result, sink, gate, ranges)
     for child in plan.children:
         await dst.manifest_put(child)
         result.manifests_written += 1
@@ -200,10 +202,9 @@ async def _copy_blobs(
     plan: _Plan,
     result: CopyResult,
     sink: ProgressSink,
-    concurrency: int,
+    gate: asyncio.Semaphore,
     ranges: RangePolicy | None,
 ) -> None:
-    gate = asyncio.Semaphore(concurrency)
     mount_from = _mount_source(src, dst)
 
     async def one(desc: Descriptor) -> None:

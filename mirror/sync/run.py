@@ -291,6 +291,8 @@ class _Endpoints:
         self.client = client
         self.stack = stack
         self.layouts: dict[tuple[str, bool], Layout] = {}
+        #: one pool of blob transfers shared by every image of the run
+        self.blob_gate = asyncio.Semaphore(client.options.concurrency)
         self._lock = asyncio.Lock()
 
     async def get(self, text: str, *, write: bool = False) -> tuple[Endpoint, str | None]:
@@ -375,6 +377,7 @@ async def _run_task(
                 concurrency=config.concurrency,
                 check_destination=bool(config.platforms),
                 progress=progress,
+                blob_gate=endpoints.blob_gate,
             )
             report.status, report.digest, report.bytes = (
                 "copied",
