@@ -32,6 +32,7 @@ __all__ = [
     "RECORD",
     "archive_layout",
     "is_zstd",
+    "member_target",
     "pack_layout",
     "read_record",
     "unpack_layout",
@@ -71,7 +72,7 @@ def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
         raw.close()
 
 
-def _member_target(name: str) -> str | None:
+def member_target(name: str) -> str | None:
     """The layout path for a tar member name, None to skip it; LayoutError when hostile."""
     clean = name.removeprefix("./")
     if clean.startswith("/") or ".." in clean.split("/"):
@@ -95,7 +96,7 @@ def unpack_layout(path: Path, dest: Path) -> None:
         for member in tar:
             if member.isdir():
                 continue
-            target = _member_target(member.name)
+            target = member_target(member.name)
             if target is None:
                 continue
             if not member.isfile():

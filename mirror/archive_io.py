@@ -20,6 +20,7 @@ import aiofiles
 import zstandard
 
 from mirror import mediatypes as mt
+from mirror.archive import member_target
 from mirror.digest import Digest, DigestHasher, check_content, verify_whole
 from mirror.endpoint import BlobSource
 from mirror.errors import (
@@ -64,12 +65,10 @@ class ArchiveReader(NamedImages):
         return reader
 
     def _scan(self) -> None:
-        from mirror.archive import _member_target
-
         try:
             with tarfile.open(self.path, "r:") as tar:
                 for member in tar:
-                    target = _member_target(member.name)
+                    target = member_target(member.name)
                     if target is None or member.isdir():
                         continue
                     if not member.isfile():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -132,8 +133,6 @@ async def _blobs_of(layout: Layout, desc: Descriptor, out: dict[str, int]) -> No
 
 def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:
     """Digests among `blobs` that are manifests or indexes (always kept in a delta)."""
-    import json
-
     found = set()
     for digest in blobs:
         path = layout_dir / "blobs" / digest.replace(":", "/")

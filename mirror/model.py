@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -116,9 +118,6 @@ class Descriptor:
 
 
 def _decode_data(data: Any, where: str) -> bytes:
-    import base64
-    import binascii
-
     if not isinstance(data, str):
         raise ManifestInvalid(f"{where}: data must be base64 text")
     try:

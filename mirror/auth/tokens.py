@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from mirror.auth.challenge import Challenge
+from mirror.auth.challenge import Challenge, parse_challenges
 from mirror.auth.credentials import Credentials
 from mirror.errors import MirrorError, TransportError, Unauthorized
 from mirror.httpbody import read_at_most
@@ -70,8 +70,6 @@ class Authenticator:
 
     async def unauthorized(self, www_authenticate: str, scopes: tuple[str, ...]) -> str | None:
         """Learn from a 401: return a fresh header to retry with, or None if nothing would help."""
-        from mirror.auth.challenge import parse_challenges
-
         challenges = parse_challenges(www_authenticate)
         chosen = next((c for c in challenges if c.scheme == "bearer"), None)
         chosen = chosen or next((c for c in challenges if c.scheme == "basic"), None)

@@ -12,6 +12,7 @@ Works with any OCI registry; on Azure Container Registry it uses ACR's metadata 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -82,8 +83,6 @@ def endpoint_options(
     if audience is not None:
         changes["azure_audience"] = audience
     if changes:
-        from dataclasses import replace
-
         base = replace(base, **changes)
     return host, base
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from mirror.endpoint import Endpoint
 from mirror.errors import InvalidReference, LayoutError, MirrorError
 from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend
+from mirror.manage.properties import parse_time
 from mirror.model import Index, Manifest
 from mirror.reference import LayoutReference, RegistryReference, parse_reference
 from mirror.registry import RegistryClient, RegistryOptions, Repository
@@ -120,10 +122,7 @@ def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> Regi
             **base.credentials,
             **{h: s.credentials for h, s in settings.items() if s.credentials},
         },
-        plain_http=frozenset(h for h, s in settings.items() if s.plain_http)
-        | (frozenset() if isinstance(base.plain_http, bool) else base.plain_http)
-        if base.plain_http is not True
-        else True,
+        plain_http=_plain_http(base, config),
         insecure=base.insecure | frozenset(h for h, s in settings.items() if not s.tls_verify),
         rate_limits={
             **base.rate_limits,
@@ -133,6 +132,14 @@ def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> Regi
         concurrency=config.concurrency,
         retries=config.retries,
     )
+
+
+def _plain_http(base: RegistryOptions, config: SyncConfig) -> bool | frozenset[str]:
+    """Plain HTTP for every registry when the base says so, else the named ones."""
+    if base.plain_http is True:
+        return True
+    named = frozenset(h for h, s in config.registries.items() if s.plain_http)
+    return named | (base.plain_http or frozenset())
 
 
 def shard_of(repository_key: str, shards: int) -> int:
@@ -181,15 +188,11 @@ async def _created(repo: Repository | Layout, tag: str) -> float:
     if isinstance(manifest, Index) and manifest.manifests:
         manifest = await repo.manifest_get(str(manifest.manifests[0].digest))
     if isinstance(manifest, Manifest):
-        import json
-
         raw = b"".join([c async for c in repo.blob_open(manifest.config)])
         try:
             created = json.loads(raw).get("created")
         except (ValueError, AttributeError):
             return 0.0
-        from mirror.manage.properties import parse_time
-
         when = parse_time(created)
         return when.timestamp() if when else 0.0
     return 0.0
