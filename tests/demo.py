@@ -2,7 +2,8 @@
 
 Starts Debian's docker-registry on a free loopback port, pushes a fixture image into it with
 skopeo, pulls it into an OCI layout with mirror, pushes that layout to another repository,
-inspects the result, checks that every digest matches, and stops the registry.
+inspects the result, carries it through an air-gap bundle, backs it up with a sync (twice:
+the second run is a no-op), checks that every digest matches, and stops the registry.
 """
 
 from __future__ import annotations
@@ -67,11 +68,28 @@ def main() -> None:
         show("tags", f"{host}/demo/copy")
         show("ls", host)
 
+        step("an air-gap bundle: create, verify, push under another prefix")
+        bundle = work / "week1.tar.zst"
+        show("bundle", "create", str(bundle), f"{host}/demo/app:v1", f"{host}/demo/copy:v1")
+        show("bundle", "verify", str(bundle))
+        show("bundle", "push", str(bundle), f"{host}/airgap")
+
+        step("a declarative sync, run twice: the second run requests nothing it has")
+        config = work / "sync.toml"
+        config.write_text(
+            f'[registries."{host}"]\nplain_http = true\n'
+            f'[[jobs]]\nsource = "{host}/demo/app"\ndestination = "oci:{work / "backup"}"\n'
+        )
+        show("sync", str(config))
+        show("sync", str(config))
+
         step("every digest matches the original")
         digests = {
             "pushed by skopeo": original,
             "pulled by mirror": digest_of(f"oci:{layout}:v1"),
             "pushed by mirror": digest_of(f"{host}/demo/copy:v1"),
+            "through a bundle": digest_of(f"{host}/airgap/demo/app:v1"),
+            "backed up by sync": digest_of(f"oci:{work / 'backup'}:demo/app:v1"),
             "read by skopeo": skopeo(
                 "inspect",
                 "--tls-verify=false",
