@@ -41,19 +41,23 @@ async def counting_proxy(registry: Registry) -> AsyncIterator[tuple[FaultProxy, 
     await runner.cleanup()
 
 
-async def _run_and_kill_when(
-    args: list[str], env: dict[str, str], ready: Callable[[], bool]
-) -> None:
-    proc = await asyncio.create_subprocess_exec(
+async def _start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "mirror",
         *args,
         cwd=REPO,
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def _run_and_kill_when(
+    args: list[str], env: dict[str, str], ready: Callable[[], bool]
+) -> None:
+    proc = await _start(args, env)
     for _ in range(6000):
         if ready() or proc.returncode is not None:
             break
@@ -64,16 +68,7 @@ async def _run_and_kill_when(
 
 
 async def _run(args: list[str], env: dict[str, str]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mirror",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _start(args, env)
     _, err = await asyncio.wait_for(proc.communicate(), 300)
     assert proc.returncode == 0, err.decode()
 

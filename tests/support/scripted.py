@@ -32,6 +32,28 @@ from tests.support.registry import free_port
 HOP_BY_HOP = {"transfer-encoding", "content-length", "connection", "content-encoding", "host"}
 
 
+def upstream_request(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    upstream: str,
+    body: bytes,
+    dropped: set[str],
+) -> Any:
+    """The same request sent on to `upstream`, less hop-by-hop and `dropped` headers."""
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in HOP_BY_HOP and k.lower() not in dropped
+    }
+    return session.request(
+        request.method,
+        f"http://{upstream}{request.path_qs}",
+        headers=headers,
+        data=body,
+        allow_redirects=False,
+    )
+
+
 async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
     """Start `app` on host:port (0: a free one); the bound port is in runner.addresses."""
     runner = web.AppRunner(app, access_log=None)
@@ -295,21 +317,10 @@ class ScriptedProxy:
 
     async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
         dropped = {"authorization", "range"} if self.ignore_range else {"authorization"}
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in HOP_BY_HOP and k.lower() not in dropped
-        }
         data = await request.read()
         async with (
             aiohttp.ClientSession(auto_decompress=False) as session,
-            session.request(
-                request.method,
-                f"http://{self.upstream}{request.path_qs}",
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-            ) as reply,
+            upstream_request(session, request, self.upstream, data, dropped) as reply,
         ):
             body = await reply.read()
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -396,20 +407,9 @@ class FaultProxy:
             assert request.transport is not None
             request.transport.close()
             return web.Response(status=500)
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in HOP_BY_HOP and k.lower() != "authorization"
-        }
         async with (
             aiohttp.ClientSession(auto_decompress=False) as session,
-            session.request(
-                request.method,
-                f"http://{self.upstream}{request.path_qs}",
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-            ) as reply,
+            upstream_request(session, request, self.upstream, body, {"authorization"}) as reply,
         ):
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
             if "Location" in out:
