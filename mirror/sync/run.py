@@ -313,14 +313,24 @@ class _Endpoints:
         return self.layouts[key], ref.ref
 
 
-async def _image_bytes(src: Endpoint, name: str | None) -> int:
-    """The bytes of every distinct blob of an image (what a copy may move)."""
+async def _image_bytes(src: Endpoint, name: str | None) -> tuple[str, int]:
+    """The image's digest and the bytes of its distinct blobs (what a copy may move)."""
     top = await src.manifest_get(name)
     manifests = [top]
     if isinstance(top, Index):
         manifests += [await src.manifest_get(str(c.digest)) for c in top.manifests]
     sizes = {str(b.digest): b.size for m in manifests if isinstance(m, Manifest) for b in m.blobs()}
-    return sum(sizes.values())
+    return str(top.digest), sum(sizes.values())
+
+
+async def _up_to_date(
+    src: Endpoint, src_name: str | None, dst: Endpoint, dst_name: str | None
+) -> str | None:
+    """The digest when the destination already holds what the source names: one HEAD on
+    each side, the source asked only when the destination has something."""
+    have = await dst.manifest_head(dst_name) if dst_name else None
+    want = await src.manifest_head(src_name) if have else None
+    return str(have.digest) if have and want and have.digest == want.digest else None
 
 
 async def _plan_task(
@@ -337,15 +347,13 @@ async def _plan_task(
             src, src_name = await endpoints.get(task.source)
             try:
                 dst, dst_name = await endpoints.get(task.destination)
-                have = await dst.manifest_head(dst_name) if dst_name else None
+                same = None if config.platforms else await _up_to_date(src, src_name, dst, dst_name)
             except LayoutError:
-                have = None  # the layout does not exist yet
-            want = await src.manifest_head(src_name)
-            if have and want and have.digest == want.digest and not config.platforms:
-                report.status, report.digest = "up-to-date", str(have.digest)
+                same = None  # the layout does not exist yet
+            if same:
+                report.status, report.digest = "up-to-date", same
                 return report
-            report.digest = str(want.digest) if want else ""
-            report.bytes = await _image_bytes(src, src_name)
+            report.digest, report.bytes = await _image_bytes(src, src_name)
         except MirrorError as exc:
             report.status, report.error = "failed", str(exc)
     return report
@@ -365,12 +373,10 @@ async def _run_task(
             src, src_name = await endpoints.get(task.source)
             dst, dst_name = await endpoints.get(task.destination, write=True)
             dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
-            if not config.platforms:
-                have = await dst.manifest_head(dst_name) if dst_name else None
-                want = await src.manifest_head(src_name) if have else None
-                if have and want and have.digest == want.digest:
-                    report.status, report.digest = "up-to-date", str(have.digest)
-                    return report
+            same = None if config.platforms else await _up_to_date(src, src_name, dst, dst_name)
+            if same:
+                report.status, report.digest = "up-to-date", same
+                return report
             result = await copy_image(
                 src,
                 src_name,
