@@ -87,6 +87,11 @@ class CopyResult:
         }
 
 
+#: Into a destination repository seen empty, blobs up to this size go without a HEAD first:
+#: the answer would be "missing", and resending a small blob costs little more than asking.
+UNASKED_UPLOAD_LIMIT = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class RangePolicy:
     """When and how to fetch a blob as parallel ranges (registry to layout)."""
@@ -116,8 +121,13 @@ async def copy_image(
     ranges: RangePolicy | None = None,
     check_destination: bool = True,
     blob_gate: asyncio.Semaphore | None = None,
+    fresh_destination: bool = False,
 ) -> CopyResult:
-    """Copy one image (manifest, index and everything below) from `src` to `dst`."""
+    """Copy one image (manifest, index and everything below) from `src` to `dst`.
+
+    `fresh_destination`: the caller has just seen that the destination repository holds
+    nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
+    """
     started = time.monotonic()
     sink = progress or _Silent()
     original = await src.manifest_get(src_ref)
@@ -139,7 +149,8 @@ async def copy_image(
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
     gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
-    await _copy_blobs(src, dst, plan, result, sink, gate, ranges)
+    unasked = UNASKED_UPLOAD_LIMIT if fresh_destination else -1
+    await _copy_blobs(src, dst, plan, result, sink, gate, ranges, unasked)
     for child in plan.children:
         await dst.manifest_put(child)
         result.manifests_written += 1
@@ -204,6 +215,7 @@ async def _copy_blobs(
     sink: ProgressSink,
     gate: asyncio.Semaphore,
     ranges: RangePolicy | None,
+    unasked_up_to: int,
 ) -> None:
     mount_from = _mount_source(src, dst)
 
@@ -214,7 +226,7 @@ async def _copy_blobs(
             sink.blob_finished(desc, how)
 
     async def transfer(desc: Descriptor) -> str:
-        if await dst.blob_exists(desc):
+        if desc.size > unasked_up_to and await dst.blob_exists(desc):
             result.blobs_skipped += 1
             return "skipped"
         if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):

@@ -21,7 +21,7 @@ from typing import Any
 
 from mirror.copy import ProgressSink, copy_image
 from mirror.endpoint import Endpoint
-from mirror.errors import InvalidReference, LayoutError, MirrorError
+from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
 from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend
 from mirror.manage.properties import parse_time
@@ -333,11 +333,57 @@ async def _up_to_date(
     return str(have.digest) if have and want and have.digest == want.digest else None
 
 
+def _repository_of(task: ImageTask) -> str | None:
+    """The destination registry repository of a tag task (`docker://host/path`), else None."""
+    if task.tag is None or not task.destination.startswith("docker://"):
+        return None
+    return task.destination.rsplit(":", 1)[0]
+
+
+async def _list_destinations(
+    tasks: list[ImageTask], endpoints: _Endpoints, gate: asyncio.Semaphore
+) -> dict[str, frozenset[str]]:
+    """The tags each destination registry repository holds before the run (empty when it does
+    not exist yet); one listing replaces a HEAD per tag. A repository that cannot be listed
+    is left out, and its tags are asked one by one."""
+    repositories = sorted({r for r in map(_repository_of, tasks) if r is not None})
+
+    async def listed(text: str) -> tuple[str, frozenset[str] | None]:
+        async with gate:
+            dst, _ = await endpoints.get(f"{text}:x")
+            assert isinstance(dst, Repository)
+            try:
+                return text, frozenset([t async for t in dst.tags()])
+            except NotFound:
+                return text, frozenset()
+            except MirrorError as exc:
+                _log.info("cannot list %s (%s): asking tag by tag", text, exc)
+                return text, None
+
+    found = await asyncio.gather(*(listed(r) for r in repositories))
+    return {text: tags for text, tags in found if tags is not None}
+
+
+async def _existing(
+    task: ImageTask,
+    src: Endpoint,
+    src_name: str | None,
+    dst: Endpoint,
+    dst_name: str | None,
+    held: frozenset[str] | None,
+) -> str | None:
+    """The digest the destination already holds for the task, or None (copy it)."""
+    if held is not None and task.tag not in held:
+        return None
+    return await _up_to_date(src, src_name, dst, dst_name)
+
+
 async def _plan_task(
     task: ImageTask,
     endpoints: _Endpoints,
     config: SyncConfig,
     gate: asyncio.Semaphore,
+    held: frozenset[str] | None,
     progress: ProgressSink | None = None,
 ) -> TaskReport:
     """What a run would do for one image, without writing anything."""
@@ -347,7 +393,11 @@ async def _plan_task(
             src, src_name = await endpoints.get(task.source)
             try:
                 dst, dst_name = await endpoints.get(task.destination)
-                same = None if config.platforms else await _up_to_date(src, src_name, dst, dst_name)
+                same = (
+                    None
+                    if config.platforms
+                    else await _existing(task, src, src_name, dst, dst_name, held)
+                )
             except LayoutError:
                 same = None  # the layout does not exist yet
             if same:
@@ -364,6 +414,7 @@ async def _run_task(
     endpoints: _Endpoints,
     config: SyncConfig,
     gate: asyncio.Semaphore,
+    held: frozenset[str] | None,
     progress: ProgressSink | None = None,
 ) -> TaskReport:
     report = TaskReport(task.job, task.source, task.destination, "failed")
@@ -373,7 +424,11 @@ async def _run_task(
             src, src_name = await endpoints.get(task.source)
             dst, dst_name = await endpoints.get(task.destination, write=True)
             dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
-            same = None if config.platforms else await _up_to_date(src, src_name, dst, dst_name)
+            same = (
+                None
+                if config.platforms
+                else await _existing(task, src, src_name, dst, dst_name, held)
+            )
             if same:
                 report.status, report.digest = "up-to-date", same
                 return report
@@ -387,6 +442,7 @@ async def _run_task(
                 check_destination=bool(config.platforms),
                 progress=progress,
                 blob_gate=endpoints.blob_gate,
+                fresh_destination=held is not None and not held,
             )
             report.status, report.digest, report.bytes = (
                 "copied",
@@ -460,9 +516,15 @@ async def run_sync(
         tasks, kept = await plan(config, client, shard)
         endpoints = _Endpoints(client, stack)
         gate = asyncio.Semaphore(max(2, config.concurrency))
+        held = await _list_destinations(tasks, endpoints, gate)
         work = _plan_task if dry_run else _run_task
         report.images = list(
-            await asyncio.gather(*(work(t, endpoints, config, gate, progress) for t in tasks))
+            await asyncio.gather(
+                *(
+                    work(t, endpoints, config, gate, held.get(_repository_of(t) or ""), progress)
+                    for t in tasks
+                )
+            )
         )
         report.images += await _delete_extras(kept, endpoints, dry_run)
     return report

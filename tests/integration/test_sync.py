@@ -94,6 +94,37 @@ semver = ">=1.1.0, <3.0.0"
     assert counting.bytes_in == counting.bytes_out == 0
 
 
+async def test_a_destination_is_listed_once_instead_of_asked_tag_by_tag(
+    seeded: dict[str, str], proxy: tuple[FaultProxy, str], tmp_path: Path
+) -> None:
+    counting, host = proxy
+    job = f'[[jobs]]\nsource = "{host}/sync/app"\ndestination = "{host}/listed"\n'
+    counting.seen.clear()
+    first = await run_sync(load_config(_config(tmp_path, job + '[jobs.tags]\ninclude = ["^v1"]\n')))
+    assert {i.status for i in first.images} == {"copied"}
+    assert len(first.images) == 3
+    destination = [(m, p) for m, p in counting.seen if p.startswith("/v2/listed/")]
+    # a new repository: one listing, no HEAD of a tag or of a small blob
+    assert [m for m, p in destination if "/tags/list" in p] == ["GET"]
+    assert [(m, p) for m, p in destination if m == "HEAD"] == []
+
+    counting.seen.clear()
+    more = job + '[jobs.tags]\ninclude = ["^v1", "^v2.0"]\n'
+    second = await run_sync(load_config(_config(tmp_path, more)))
+    status = {i.destination.rsplit(":", 1)[1]: i.status for i in second.images}
+    assert status == {
+        "v1.0.0": "up-to-date",
+        "v1.1.0": "up-to-date",
+        "v1.2.0": "up-to-date",
+        "v2.0.0": "copied",
+    }
+    heads = [p for m, p in counting.seen if m == "HEAD" and p.startswith("/v2/listed/")]
+    asked_tags = sorted(p.rsplit("/", 1)[1] for p in heads if "/manifests/" in p)
+    assert asked_tags == ["v1.0.0", "v1.1.0", "v1.2.0"]  # v2.0.0 is not listed: not asked
+    assert any("/blobs/" in p for p in heads)  # not a new repository: blobs are asked first
+    assert all(i.digest == seeded[t] for t, i in zip(status, second.images, strict=True))
+
+
 async def test_newest_by_semver_and_by_time(
     registry: Registry, seeded: dict[str, str], tmp_path: Path
 ) -> None:
