@@ -1,56 +1,147 @@
 """mirror: move OCI images between registries, OCI image layouts and archives, verifying every byte.
 
-The public API is re-exported here; everything else is private.
+The public API is re-exported here; everything else is private. Names are imported on first
+use (PEP 562), so `import mirror` and the command line load only what they touch.
 """
 
-from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
-from mirror.auth import Credentials
-from mirror.copy import CopyResult, ProgressSink, copy_image
-from mirror.digest import Digest, DigestHasher, verify_stream
-from mirror.endpoint import Endpoint
-from mirror.errors import (
-    BlobNotFound,
-    ContentError,
-    DigestMismatch,
-    Forbidden,
-    InvalidDigest,
-    InvalidReference,
-    LayoutError,
-    ManifestInvalid,
-    ManifestNotFound,
-    MirrorError,
-    NotFound,
-    RateLimited,
-    RegistryError,
-    ServerError,
-    SizeMismatch,
-    TransportError,
-    Unauthorized,
-    UnsupportedMediaType,
-    UnsupportedOperation,
-)
-from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
-from mirror.manage import (
-    ArtifactAttributes,
-    ContainerRegistryClient,
-    ContainerRegistryContentClient,
-    ContainerRepository,
-    ManifestOrder,
-    ManifestProperties,
-    RegistryArtifact,
-    RepositoryProperties,
-    TagProperties,
-)
-from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
-from mirror.platform import Platform
-from mirror.reference import (
-    ArchiveReference,
-    LayoutReference,
-    Reference,
-    RegistryReference,
-    parse_reference,
-)
-from mirror.registry import RegistryClient, RegistryOptions, Repository
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
+    from mirror.auth import Credentials
+    from mirror.digest import Digest, DigestHasher, verify_stream
+    from mirror.endpoint import Endpoint
+    from mirror.engine import CopyResult, ProgressSink, copy_image
+    from mirror.errors import (
+        BlobNotFound,
+        ContentError,
+        DigestMismatch,
+        Forbidden,
+        InvalidDigest,
+        InvalidReference,
+        LayoutError,
+        ManifestInvalid,
+        ManifestNotFound,
+        MirrorError,
+        NotFound,
+        RateLimited,
+        RegistryError,
+        ServerError,
+        SizeMismatch,
+        TransportError,
+        Unauthorized,
+        UnsupportedMediaType,
+        UnsupportedOperation,
+    )
+    from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
+    from mirror.manage import (
+        ArtifactAttributes,
+        ContainerRegistryClient,
+        ContainerRegistryContentClient,
+        ContainerRepository,
+        ManifestOrder,
+        ManifestProperties,
+        RegistryArtifact,
+        RepositoryProperties,
+        TagProperties,
+    )
+    from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+    from mirror.platform import Platform
+    from mirror.reference import (
+        ArchiveReference,
+        LayoutReference,
+        Reference,
+        RegistryReference,
+        parse_reference,
+    )
+    from mirror.registry import RegistryClient, RegistryOptions, Repository
+
+#: every public name, by the module that defines it
+_SOURCES = {
+    "mirror.api": (
+        "ImageInfo",
+        "copy",
+        "inspect",
+        "list_repositories",
+        "list_tags",
+    ),
+    "mirror.auth": ("Credentials",),
+    "mirror.digest": (
+        "Digest",
+        "DigestHasher",
+        "verify_stream",
+    ),
+    "mirror.endpoint": ("Endpoint",),
+    "mirror.engine": (
+        "CopyResult",
+        "ProgressSink",
+        "copy_image",
+    ),
+    "mirror.errors": (
+        "BlobNotFound",
+        "ContentError",
+        "DigestMismatch",
+        "Forbidden",
+        "InvalidDigest",
+        "InvalidReference",
+        "LayoutError",
+        "ManifestInvalid",
+        "ManifestNotFound",
+        "MirrorError",
+        "NotFound",
+        "RateLimited",
+        "RegistryError",
+        "ServerError",
+        "SizeMismatch",
+        "TransportError",
+        "Unauthorized",
+        "UnsupportedMediaType",
+        "UnsupportedOperation",
+    ),
+    "mirror.layout": (
+        "GcReport",
+        "Layout",
+        "LayoutImage",
+        "Problem",
+        "gc",
+        "verify",
+    ),
+    "mirror.manage": (
+        "ArtifactAttributes",
+        "ContainerRegistryClient",
+        "ContainerRegistryContentClient",
+        "ContainerRepository",
+        "ManifestOrder",
+        "ManifestProperties",
+        "RegistryArtifact",
+        "RepositoryProperties",
+        "TagProperties",
+    ),
+    "mirror.model": (
+        "Descriptor",
+        "Index",
+        "Manifest",
+        "ManifestLike",
+        "parse_manifest",
+    ),
+    "mirror.platform": ("Platform",),
+    "mirror.reference": (
+        "ArchiveReference",
+        "LayoutReference",
+        "Reference",
+        "RegistryReference",
+        "parse_reference",
+    ),
+    "mirror.registry": (
+        "RegistryClient",
+        "RegistryOptions",
+        "Repository",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "ArchiveReference",
@@ -115,3 +206,18 @@ __all__ = [
     "verify",
     "verify_stream",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mirror' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names (for completion and `dir(mirror)`)."""
+    return list(__all__)

@@ -12,8 +12,8 @@ from typing import Any
 
 from mirror.archive import archive_layout, is_zstd
 from mirror.archive_io import ArchiveReader, ArchiveWriter
-from mirror.copy import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.endpoint import Endpoint
+from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.errors import InvalidReference, ManifestInvalid
 from mirror.layout import Layout
 from mirror.model import Index, Manifest, ManifestLike

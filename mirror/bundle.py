@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mirror.archive import pack_layout, read_record, unpack_layout
-from mirror.copy import CopyResult, copy_image
 from mirror.digest import Digest
+from mirror.engine import CopyResult, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.layout import Layout, Problem, gc, verify
 from mirror.model import Descriptor, Index, Manifest

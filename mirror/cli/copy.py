@@ -9,7 +9,7 @@ import click
 from mirror.api import copy
 from mirror.cli.context import registry_options
 from mirror.cli.output import emit, json_option, options, run, wants_progress
-from mirror.copy import CopyResult
+from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
 from mirror.reference import LayoutReference, Reference, RegistryReference, parse_reference
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
 from mirror._version import __version__
-from mirror.cli.bundle import bundle_group
-from mirror.cli.copy import copy_command, pull_command, push_command
-from mirror.cli.discover import inspect_command, ls_command, tags_command
-from mirror.cli.layout import layout_group
-from mirror.cli.manage import delete_command, manifests_command, props_command, prune_command
 from mirror.cli.output import Options, parse_size
-from mirror.cli.sync import sync_command
 from mirror.errors import MirrorError
 from mirror.retry import DEFAULT_RETRIES
 
@@ -24,7 +19,42 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: command -> (module, attribute): a command's module is imported only when it is used
+_COMMANDS = {
+    "bundle": ("mirror.cli.bundle", "bundle_group"),
+    "copy": ("mirror.cli.copy", "copy_command"),
+    "delete": ("mirror.cli.manage", "delete_command"),
+    "inspect": ("mirror.cli.discover", "inspect_command"),
+    "layout": ("mirror.cli.layout", "layout_group"),
+    "ls": ("mirror.cli.discover", "ls_command"),
+    "manifests": ("mirror.cli.manage", "manifests_command"),
+    "props": ("mirror.cli.manage", "props_command"),
+    "prune": ("mirror.cli.manage", "prune_command"),
+    "pull": ("mirror.cli.copy", "pull_command"),
+    "push": ("mirror.cli.copy", "push_command"),
+    "sync": ("mirror.cli.sync", "sync_command"),
+    "tags": ("mirror.cli.discover", "tags_command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """The top-level group: a start-up imports only the command that runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted."""
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called `cmd_name`, its module imported now; None if there is none."""
+        spec = _COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        command = getattr(importlib.import_module(spec[0]), spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="mirror")
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
@@ -104,17 +134,6 @@ def cli(
         anonymous=anonymous,
         azure_cloud=azure_cloud,
     )
-
-
-cli.add_command(layout_group)
-cli.add_command(bundle_group)
-cli.add_command(sync_command)
-for command in (copy_command, pull_command, push_command):
-    cli.add_command(command)
-for command in (inspect_command, tags_command, ls_command):
-    cli.add_command(command)
-for command in (manifests_command, props_command, delete_command, prune_command):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

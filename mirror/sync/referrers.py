@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from mirror import mediatypes as mt
-from mirror.copy import copy_image
 from mirror.digest import Digest
 from mirror.endpoint import Endpoint
+from mirror.engine import copy_image
 from mirror.errors import MirrorError, NotFound
 from mirror.httpbody import read_at_most
 from mirror.layout import Layout

@@ -19,8 +19,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mirror.copy import ProgressSink, copy_image
 from mirror.endpoint import Endpoint
+from mirror.engine import ProgressSink, copy_image
 from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
 from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend

@@ -9,8 +9,8 @@ import pytest
 
 import mirror
 from fixtures.generate import make_big_image
-from mirror.copy import UNASKED_UPLOAD_LIMIT, copy_image
 from mirror.digest import Digest
+from mirror.engine import UNASKED_UPLOAD_LIMIT, copy_image
 from mirror.errors import RegistryError
 from mirror.layout import Layout, verify
 from mirror.model import Manifest

@@ -43,31 +43,41 @@ def _assert_consistent(root: Path) -> None:
             assert hasher.hexdigest() == blob.name, f"{blob} has the wrong content"
 
 
+def _kill_when_written(proc: subprocess.Popen[bytes], partial: Path, size: int) -> bool:
+    """SIGKILL the writer once its partial file holds `size` bytes; False if it finished."""
+    while proc.poll() is None:
+        try:
+            reached = partial.stat().st_size >= size
+        except FileNotFoundError:
+            reached = False
+        if reached:
+            proc.send_signal(signal.SIGKILL)
+            return True
+        time.sleep(0.002)
+    return False
+
+
 @pytest.mark.slow
 def test_sigkill_while_writing_a_256_mib_blob_leaves_a_consistent_layout(tmp_path: Path) -> None:
     root = tmp_path / "layout"
     digest = random_digest(SEED, BIG)
     args = ("big", str(root), str(SEED), str(BIG), digest)
 
-    started = time.monotonic()
     first = _writer(*args)
     assert first.wait(120) == 0, first.stderr.read() if first.stderr else ""
-    full = time.monotonic() - started
     _assert_consistent(root)
-    # kill writers at random moments, each on a fresh layout
+    # kill writers at random points of the write (by bytes written), each on a fresh layout
     rng = random.Random(2024)
+    partial = root / ".mirror" / "partial" / f"sha256-{digest.removeprefix('sha256:')}"
     killed = 0
     for _ in range(10):
         subprocess.run(["rm", "-rf", str(root)], check=True)
         proc = _writer(*args)
-        time.sleep(rng.uniform(0.05, full * 0.9))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
+        killed += _kill_when_written(proc, partial, int(BIG * rng.uniform(0.0, 0.95)))
         proc.wait(60)
         if (root / "oci-layout").exists():
             _assert_consistent(root)
-    assert killed >= 8, f"only {killed} of 10 writers were killed mid-way"
+    assert killed >= 9, f"only {killed} of 10 writers were killed mid-way"
     # the last killed writer left a partial: the next run re-hashes it and asks for the rest
     partials = list((root / ".mirror" / "partial").glob("sha256-*"))
     kept = max((p.stat().st_size for p in partials), default=0)

@@ -23,7 +23,7 @@ from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manife
 from mirror.platform import Platform
 from mirror.tasks import gather_or_cancel
 
-_log = logging.getLogger("mirror.copy")
+_log = logging.getLogger("mirror.engine")
 
 __all__ = ["CopyResult", "ProgressSink", "RangePolicy", "copy_image"]
 
