@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -34,9 +35,17 @@ async def open_locked(path: Path, *, shared: bool = False) -> int:
         raise
 
 
+_TOKEN = {"pid": 0, "token": ""}
+_SERIAL = itertools.count()
+
+
 def temp_name(prefix: str) -> str:
-    """A fresh, unguessable file name starting with `prefix`."""
-    return f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+    """A fresh, unguessable file name starting with `prefix`: a random token per process
+    (drawn again after a fork) and a serial number, without a system call per name."""
+    pid = os.getpid()
+    if _TOKEN["pid"] != pid:
+        _TOKEN.update(pid=pid, token=secrets.token_hex(6))
+    return f"{prefix}-{pid}-{_TOKEN['token']}{next(_SERIAL):x}"
 
 
 def fsync_dir(path: Path) -> None:

@@ -6,12 +6,14 @@
 
 Each tool runs as a separate process; wall time and peak RSS (wait4) are recorded, best of
 `--repeat` runs. The results go to stdout and, with `--write`, to docs/benchmarks.md (with an
-SVG chart in docs/benchmarks.svg).
+SVG chart in docs/benchmarks.svg). For the small-request cases a bare aiohttp client
+(tests/bench_floor.py) runs too: the least any Python client needs here.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -59,6 +61,11 @@ def mirror_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mirror", "-q", *args]
 
 
+def floor_cmd(*args: str) -> list[str]:
+    """The bare aiohttp client of tests/bench_floor.py."""
+    return [sys.executable, "-m", "tests.bench_floor", *args]
+
+
 def skopeo_cmd(*args: str) -> list[str]:
     """The skopeo command line (TLS off: loopback HTTP registries)."""
     return [require("skopeo"), "--insecure-policy", "copy", "--quiet", *args]
@@ -74,12 +81,12 @@ class Case:
     skopeo: list[str]
 
 
-def best_of(case: Case, tool: str, repeat: int, reset: Callable[[], None]) -> Run:
-    """The fastest of `repeat` runs (memory: the largest peak seen)."""
+def best_of(command: list[str], repeat: int, reset: Callable[[], None]) -> Run:
+    """The fastest of `repeat` runs of a command (memory: the largest peak seen)."""
     runs = []
     for _ in range(repeat):
         reset()
-        runs.append(timed(case.mirror if tool == "mirror" else case.skopeo))
+        runs.append(timed(command))
     return Run(min(r.seconds for r in runs), max(r.peak_rss_mb for r in runs))
 
 
@@ -90,6 +97,10 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="total of case (a)")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
+    # byte-compile as `pip install` does, so that no run spends its start-up compiling
+    # (an editable install under PYTHONDONTWRITEBYTECODE would compile mirror every time)
+    compileall.compile_dir(REPO / "mirror", quiet=1)
+    compileall.compile_file(REPO / "tests" / "bench_floor.py", quiet=1)
 
     work = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
     source_reg = start_registry(work / "source-registry")
@@ -133,8 +144,8 @@ def main() -> None:
         results.append(
             (
                 pull_big.title,
-                best_of(pull_big, "mirror", args.repeat, reset_pull),
-                best_of(pull_big, "skopeo", args.repeat, reset_pull),
+                best_of(pull_big.mirror, args.repeat, reset_pull),
+                best_of(pull_big.skopeo, args.repeat, reset_pull),
             )
         )
 
@@ -177,13 +188,15 @@ def main() -> None:
         results.append(
             (
                 pull_small.title,
-                best_of(pull_small, "mirror", args.repeat, reset_pull),
-                best_of(pull_small, "skopeo", args.repeat, reset_pull),
+                best_of(pull_small.mirror, args.repeat, reset_pull),
+                best_of(pull_small.skopeo, args.repeat, reset_pull),
             )
         )
+        floor = floor_cmd("pull", f"{host}/bench/small:v1", str(out))
+        floors = {pull_small.title: best_of(floor, args.repeat, reset_pull)}
         memory = memory_profile(work, host, env, out)
-        sync_rows = sync_profile(work, host, env, args.repeat, registries)
-        report = render(results, args, memory, sync_rows)
+        sync_rows = sync_profile(work, host, env, args.repeat, registries, floors)
+        report = render(results, args, memory, sync_rows, floors)
         print(report)
         if args.write:
             (DOCS / "benchmarks.md").write_text(report)
@@ -196,9 +209,15 @@ def main() -> None:
 
 
 def sync_profile(
-    work: Path, host: str, env: dict[str, str], repeat: int, registries: list[Registry]
+    work: Path,
+    host: str,
+    env: dict[str, str],
+    repeat: int,
+    registries: list[Registry],
+    floors: dict[str, Run],
 ) -> list[tuple[str, Run, Run]]:
-    """First sync of 50 small tags and a no-op re-run: mirror sync vs skopeo sync."""
+    """First sync of 50 small tags and a no-op re-run: mirror sync vs skopeo sync (and the
+    bare aiohttp floor of a first run, recorded in `floors`)."""
     for i in range(50):
         layout = work / f"tag-{i}"
         make_big_image(layout, "t", 1, 16 * 1024, seed=10_000 + i)
@@ -210,9 +229,15 @@ def sync_profile(
         shutil.rmtree(layout)
     best: dict[tuple[str, str], Run] = {}
     for _ in range(repeat):
-        for tool in ("mirror", "skopeo"):
+        for tool in ("mirror", "skopeo", "floor"):
             target = start_registry(work / f"sync-{tool}-{time.monotonic_ns()}")
             registries.append(target)
+            if tool == "floor":
+                run = timed(floor_cmd("sync", f"{host}/bench/many", f"{target.host}/f/many"), env)
+                if ("floor", "first") not in best or run.seconds < best[("floor", "first")].seconds:
+                    best[("floor", "first")] = run
+                target.stop()
+                continue
             if tool == "mirror":
                 config = work / "sync.toml"
                 config.write_text(
@@ -241,6 +266,7 @@ def sync_profile(
                 if key not in best or run.seconds < best[key].seconds:
                     best[key] = run
             target.stop()
+    floors["sync 50 small tags, first run"] = best[("floor", "first")]
     return [
         ("sync 50 small tags, first run", best[("mirror", "first")], best[("skopeo", "first")]),
         ("sync 50 small tags, no-op re-run", best[("mirror", "again")], best[("skopeo", "again")]),
@@ -279,6 +305,7 @@ def render(
     args: argparse.Namespace,
     memory: list[tuple[int, Run]],
     sync_rows: list[tuple[str, Run, Run]],
+    floors: dict[str, Run],
 ) -> str:
     """The Markdown report."""
     lines = [
@@ -298,6 +325,21 @@ def render(
             f"| {title} | {m.seconds:.2f} | {s.seconds:.2f} | {m.seconds / s.seconds:.2f}x "
             f"| {m.peak_rss_mb:.0f} | {s.peak_rss_mb:.0f} |"
         )
+    lines += [
+        "",
+        "### What any Python client needs here",
+        "",
+        "A bare aiohttp client (`tests/bench_floor.py`) making only the requests the case",
+        "needs, with no verification, retries, existence checks or layout, at the same",
+        "concurrency; the time left is the interpreter's start-up and the registry's work.",
+        "",
+        "| case | bare aiohttp s | bare / skopeo | mirror / bare |",
+        "|---|---:|---:|---:|",
+    ]
+    for title, m, s in results + sync_rows:
+        if title in floors:
+            f = floors[title].seconds
+            lines.append(f"| {title} | {f:.2f} | {f / s.seconds:.2f}x | {m.seconds / f:.2f}x |")
     lines += [
         "",
         "![wall time, mirror vs skopeo](benchmarks.svg)",

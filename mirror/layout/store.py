@@ -94,6 +94,7 @@ class Layout(NamedImages):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._blobs = os.fspath(path / "blobs")
         self._state = path / STATE_DIR
         self._writer_fd: int | None = None
         self._writer_guard = asyncio.Lock()
@@ -175,8 +176,11 @@ class Layout(NamedImages):
 
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob with `digest` lives; the digest is validated before any path is made."""
+        return Path(self._blob_file(digest))
+
+    def _blob_file(self, digest: Digest | str) -> str:
         checked = Digest(digest)
-        return self.path / "blobs" / checked.algorithm / checked.encoded
+        return f"{self._blobs}/{checked.algorithm}/{checked.encoded}"
 
     def index_lock(self) -> FileLock:
         """The lock held while `index.json` is read, changed and replaced."""
@@ -207,7 +211,7 @@ class Layout(NamedImages):
         """True when the blob is stored with the descriptor's size (content verified on write)."""
         try:
             # one stat of a local path: cheaper inline than a trip to a worker thread
-            st = os.stat(self.blob_path(desc.digest))
+            st = os.stat(self._blob_file(desc.digest))
         except FileNotFoundError:
             return False
         return st.st_size == desc.size
