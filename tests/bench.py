@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +36,27 @@ DOCS = REPO / "docs"
 
 @dataclass
 class Run:
-    """One timed process."""
+    """One timed process (and the CPU the watched registries spent meanwhile)."""
 
     seconds: float
     peak_rss_mb: float
+    registry_cpu: float = 0.0
 
 
-def timed(args: list[str], env: dict[str, str] | None = None) -> Run:
+def _cpu_seconds(registries: Sequence[Registry]) -> float:
+    """User + system CPU seconds the registry processes have used so far."""
+    ticks = 0
+    for reg in registries:
+        fields = Path(f"/proc/{reg.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timed(
+    args: list[str], env: dict[str, str] | None = None, watch: Sequence[Registry] = ()
+) -> Run:
     """Run a command to completion; its wall time and peak resident memory."""
+    cpu_before = _cpu_seconds(watch)
     started = time.perf_counter()
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO
@@ -53,7 +66,7 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> Run:
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"benchmark command failed: {' '.join(args)}\n{stderr}")
-    return Run(elapsed, usage.ru_maxrss / 1024)
+    return Run(elapsed, usage.ru_maxrss / 1024, _cpu_seconds(watch) - cpu_before)
 
 
 def mirror_cmd(*args: str) -> list[str]:
@@ -81,13 +94,16 @@ class Case:
     skopeo: list[str]
 
 
-def best_of(command: list[str], repeat: int, reset: Callable[[], None]) -> Run:
+def best_of(
+    command: list[str], repeat: int, reset: Callable[[], None], watch: Sequence[Registry] = ()
+) -> Run:
     """The fastest of `repeat` runs of a command (memory: the largest peak seen)."""
     runs = []
     for _ in range(repeat):
         reset()
-        runs.append(timed(command))
-    return Run(min(r.seconds for r in runs), max(r.peak_rss_mb for r in runs))
+        runs.append(timed(command, watch=watch))
+    fastest = min(runs, key=lambda r: r.seconds)
+    return Run(fastest.seconds, max(r.peak_rss_mb for r in runs), fastest.registry_cpu)
 
 
 def main() -> None:
@@ -188,14 +204,14 @@ def main() -> None:
         results.append(
             (
                 pull_small.title,
-                best_of(pull_small.mirror, args.repeat, reset_pull),
-                best_of(pull_small.skopeo, args.repeat, reset_pull),
+                best_of(pull_small.mirror, args.repeat, reset_pull, [source_reg]),
+                best_of(pull_small.skopeo, args.repeat, reset_pull, [source_reg]),
             )
         )
         floor = floor_cmd("pull", f"{host}/bench/small:v1", str(out))
-        floors = {pull_small.title: best_of(floor, args.repeat, reset_pull)}
+        floors = {pull_small.title: best_of(floor, args.repeat, reset_pull, [source_reg])}
         memory = memory_profile(work, host, env, out)
-        sync_rows = sync_profile(work, host, env, args.repeat, registries, floors)
+        sync_rows = sync_profile(work, source_reg, env, args.repeat, registries, floors)
         report = render(results, args, memory, sync_rows, floors)
         print(report)
         if args.write:
@@ -210,7 +226,7 @@ def main() -> None:
 
 def sync_profile(
     work: Path,
-    host: str,
+    source: Registry,
     env: dict[str, str],
     repeat: int,
     registries: list[Registry],
@@ -218,6 +234,7 @@ def sync_profile(
 ) -> list[tuple[str, Run, Run]]:
     """First sync of 50 small tags and a no-op re-run: mirror sync vs skopeo sync (and the
     bare aiohttp floor of a first run, recorded in `floors`)."""
+    host = source.host
     for i in range(50):
         layout = work / f"tag-{i}"
         make_big_image(layout, "t", 1, 16 * 1024, seed=10_000 + i)
@@ -233,7 +250,11 @@ def sync_profile(
             target = start_registry(work / f"sync-{tool}-{time.monotonic_ns()}")
             registries.append(target)
             if tool == "floor":
-                run = timed(floor_cmd("sync", f"{host}/bench/many", f"{target.host}/f/many"), env)
+                run = timed(
+                    floor_cmd("sync", f"{host}/bench/many", f"{target.host}/f/many"),
+                    env,
+                    [source, target],
+                )
                 if ("floor", "first") not in best or run.seconds < best[("floor", "first")].seconds:
                     best[("floor", "first")] = run
                 target.stop()
@@ -261,7 +282,7 @@ def sync_profile(
                     f"{target.host}/s",
                 ]
             for phase in ("first", "again"):
-                run = timed(cmd, env)
+                run = timed(cmd, env, [source, target])
                 key = (tool, phase)
                 if key not in best or run.seconds < best[key].seconds:
                     best[key] = run
@@ -332,14 +353,20 @@ def render(
         "A bare aiohttp client (`tests/bench_floor.py`) making only the requests the case",
         "needs, with no verification, retries, existence checks or layout, at the same",
         "concurrency; the time left is the interpreter's start-up and the registry's work.",
+        "Registry CPU is what the registry processes spent during that run (2 cores in all).",
         "",
-        "| case | bare aiohttp s | bare / skopeo | mirror / bare |",
-        "|---|---:|---:|---:|",
+        "| case | bare aiohttp s | bare / skopeo | mirror / bare "
+        "| registry CPU s: mirror run | skopeo run | bare run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for title, m, s in results + sync_rows:
         if title in floors:
-            f = floors[title].seconds
-            lines.append(f"| {title} | {f:.2f} | {f / s.seconds:.2f}x | {m.seconds / f:.2f}x |")
+            f = floors[title]
+            lines.append(
+                f"| {title} | {f.seconds:.2f} | {f.seconds / s.seconds:.2f}x "
+                f"| {m.seconds / f.seconds:.2f}x | {m.registry_cpu:.2f} | {s.registry_cpu:.2f} "
+                f"| {f.registry_cpu:.2f} |"
+            )
     lines += [
         "",
         "![wall time, mirror vs skopeo](benchmarks.svg)",
