@@ -9,33 +9,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# the errors are small: imported at once; every other name on first use
+from mirror.errors import (
+    BlobNotFound,
+    ContentError,
+    DigestMismatch,
+    Forbidden,
+    InvalidDigest,
+    InvalidReference,
+    LayoutError,
+    ManifestInvalid,
+    ManifestNotFound,
+    MirrorError,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    ServerError,
+    SizeMismatch,
+    TransportError,
+    Unauthorized,
+    UnsupportedMediaType,
+    UnsupportedOperation,
+)
+
 if TYPE_CHECKING:
     from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
     from mirror.auth import Credentials
     from mirror.digest import Digest, DigestHasher, verify_stream
     from mirror.endpoint import Endpoint
     from mirror.engine import CopyResult, ProgressSink, copy_image
-    from mirror.errors import (
-        BlobNotFound,
-        ContentError,
-        DigestMismatch,
-        Forbidden,
-        InvalidDigest,
-        InvalidReference,
-        LayoutError,
-        ManifestInvalid,
-        ManifestNotFound,
-        MirrorError,
-        NotFound,
-        RateLimited,
-        RegistryError,
-        ServerError,
-        SizeMismatch,
-        TransportError,
-        Unauthorized,
-        UnsupportedMediaType,
-        UnsupportedOperation,
-    )
     from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
     from mirror.manage import (
         ArtifactAttributes,
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     )
     from mirror.registry import RegistryClient, RegistryOptions, Repository
 
-#: every public name, by the module that defines it
+#: every other public name, by the module that defines it
 _SOURCES = {
     "mirror.api": (
         "ImageInfo",
@@ -79,27 +81,6 @@ _SOURCES = {
         "CopyResult",
         "ProgressSink",
         "copy_image",
-    ),
-    "mirror.errors": (
-        "BlobNotFound",
-        "ContentError",
-        "DigestMismatch",
-        "Forbidden",
-        "InvalidDigest",
-        "InvalidReference",
-        "LayoutError",
-        "ManifestInvalid",
-        "ManifestNotFound",
-        "MirrorError",
-        "NotFound",
-        "RateLimited",
-        "RegistryError",
-        "ServerError",
-        "SizeMismatch",
-        "TransportError",
-        "Unauthorized",
-        "UnsupportedMediaType",
-        "UnsupportedOperation",
     ),
     "mirror.layout": (
         "GcReport",
