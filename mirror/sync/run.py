@@ -1,7 +1,8 @@
 """Running a sync: plan the images, skip what is already there, copy the rest in parallel.
 
-Incremental by design: for a tag whose digest the destination already holds (one HEAD on each
-side, or the layout's index), nothing else is requested — no manifest GET, no blob HEAD.
+Incremental by design: each destination registry repository is listed once; a tag it lacks is
+copied without asking, and for a tag whose digest the destination already holds (one HEAD on
+each side, or the layout's index) nothing else is requested — no manifest GET, no blob HEAD.
 One failing image is reported and the others go on (keep_going). Deletions are mirrored only
 for jobs that ask. `shard=(K, N)` takes a stable share of the source repositories, so N runs
 together do exactly one full run.
