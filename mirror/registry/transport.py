@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiohttp
@@ -22,6 +22,7 @@ from mirror.registry.options import RegistryOptions, is_loopback
 from mirror.retry import RetryPolicy
 
 __all__ = [
+    "Pacer",
     "RegistryTransport",
     "next_link",
     "paged_items",
@@ -59,7 +60,7 @@ class RegistryTransport:
         self._base_lock = asyncio.Lock()
         self.retry = options.retry
         rate = options.rate_limits.get(registry)
-        self._pacer = _Pacer(rate) if rate else None
+        self.pacer = Pacer(rate) if rate else None
         self.auth = _authenticator(registry, session, options)
 
     async def base(self) -> URL:
@@ -119,8 +120,8 @@ class RegistryTransport:
             same_origin = _origin(url) == _origin(base)
             if authorization and same_origin:
                 sent["Authorization"] = authorization
-            if self._pacer is not None:
-                await self._pacer.wait()
+            if self.pacer is not None:
+                await self.pacer.wait()
             try:
                 resp = await self.session.request(
                     method,
@@ -195,22 +196,30 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> byte
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
 
 
-class _Pacer:
-    """At most `rate` requests per second, spaced evenly."""
+class Pacer:
+    """At most `rate` requests per second, spaced evenly (`clock` and `sleep`: the event
+    loop's by default)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = 1.0 / rate
         self._next = 0.0
         self._lock = asyncio.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
     async def wait(self) -> None:
         """Sleep until this request's turn."""
         async with self._lock:
-            now = asyncio.get_running_loop().time()
+            now = self._clock() if self._clock else asyncio.get_running_loop().time()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            await asyncio.sleep(start - now)
+            await self._sleep(start - now)
 
 
 def _authenticator(

@@ -1,15 +1,21 @@
-"""Small registry helpers: Retry-After, Link paging, loopback detection, options."""
+"""Small registry helpers: Retry-After, Link paging, loopback detection, options, pacing."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
+from pathlib import Path
 
 import pytest
 
+from mirror.reference import RegistryReference
+from mirror.registry import RegistryClient
 from mirror.registry.errors import parse_retry_after
 from mirror.registry.options import RegistryOptions, is_loopback
-from mirror.registry.transport import next_link
+from mirror.registry.transport import Pacer, next_link
+from mirror.sync.config import load_config
+from mirror.sync.run import options_for
 
 
 def test_retry_after_seconds_and_dates() -> None:
@@ -52,3 +58,36 @@ def test_tls_is_verified_unless_a_registry_is_named_insecure() -> None:
     assert opts.ssl_for("c.example.com") is True
     assert opts.uses_plain_http("b:5000")
     assert not opts.uses_plain_http("c.example.com")
+
+
+async def test_the_pacer_spaces_requests_evenly_and_never_delays_a_late_one() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    pacer = Pacer(4.0, clock=lambda: now[0], sleep=sleep)
+    await asyncio.gather(*(pacer.wait() for _ in range(5)))  # five at once
+    assert sorted(slept) == [0.25, 0.5, 0.75, 1.0]  # the first goes at once
+    now[0] += 10.0  # long after the last turn: no wait
+    await pacer.wait()
+    assert len(slept) == 4
+
+
+async def test_requests_per_second_of_a_sync_config_paces_that_registry_only(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sync.toml"
+    path.write_text(
+        '[registries."slow.example"]\nrequests_per_second = 5\n'
+        '[[jobs]]\nsource = "slow.example/a"\ndestination = "fast.example/b"\n'
+    )
+    options = options_for(load_config(path))
+    assert options.rate_limits == {"slow.example": 5.0}
+    async with RegistryClient(options) as client:
+        slow = client.repository(RegistryReference("slow.example", "a"))
+        fast = client.repository(RegistryReference("fast.example", "b"))
+        assert slow.transport.pacer is not None
+        assert slow.transport.pacer.interval == 0.2
+        assert fast.transport.pacer is None
