@@ -324,16 +324,6 @@ async def _image_bytes(src: Endpoint, name: str | None) -> tuple[str, int]:
     return str(top.digest), sum(sizes.values())
 
 
-async def _up_to_date(
-    src: Endpoint, src_name: str | None, dst: Endpoint, dst_name: str | None
-) -> str | None:
-    """The digest when the destination already holds what the source names: one HEAD on
-    each side, the source asked only when the destination has something."""
-    have = await dst.manifest_head(dst_name) if dst_name else None
-    want = await src.manifest_head(src_name) if have else None
-    return str(have.digest) if have and want and have.digest == want.digest else None
-
-
 def _repository_of(task: ImageTask) -> str | None:
     """The destination registry repository of a tag task (`docker://host/path`), else None."""
     if task.tag is None or not task.destination.startswith("docker://"):
@@ -367,16 +357,23 @@ async def _list_destinations(
 
 async def _existing(
     task: ImageTask,
+    config: SyncConfig,
     src: Endpoint,
     src_name: str | None,
     dst: Endpoint,
     dst_name: str | None,
     held: frozenset[str] | None,
 ) -> str | None:
-    """The digest the destination already holds for the task, or None (copy it)."""
-    if held is not None and task.tag not in held:
+    """The digest the destination already holds for the task, or None (copy it).
+
+    Not asked when platforms are chosen (the copy may make a new index) or when the
+    destination's listing lacks the tag; otherwise one HEAD on each side, the source asked
+    only when the destination has something."""
+    if config.platforms or (held is not None and task.tag not in held):
         return None
-    return await _up_to_date(src, src_name, dst, dst_name)
+    have = await dst.manifest_head(dst_name) if dst_name else None
+    want = await src.manifest_head(src_name) if have else None
+    return str(have.digest) if have and want and have.digest == want.digest else None
 
 
 async def _plan_task(
@@ -394,11 +391,7 @@ async def _plan_task(
             src, src_name = await endpoints.get(task.source)
             try:
                 dst, dst_name = await endpoints.get(task.destination)
-                same = (
-                    None
-                    if config.platforms
-                    else await _existing(task, src, src_name, dst, dst_name, held)
-                )
+                same = await _existing(task, config, src, src_name, dst, dst_name, held)
             except LayoutError:
                 same = None  # the layout does not exist yet
             if same:
@@ -425,11 +418,7 @@ async def _run_task(
             src, src_name = await endpoints.get(task.source)
             dst, dst_name = await endpoints.get(task.destination, write=True)
             dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
-            same = (
-                None
-                if config.platforms
-                else await _existing(task, src, src_name, dst, dst_name, held)
-            )
+            same = await _existing(task, config, src, src_name, dst, dst_name, held)
             if same:
                 report.status, report.digest = "up-to-date", same
                 return report
