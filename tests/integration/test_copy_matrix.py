@@ -17,7 +17,7 @@ from mirror.model import Manifest
 from mirror.reference import RegistryReference, parse_reference
 from mirror.registry import RegistryClient, RegistryOptions
 from tests.support.registry import Registry
-from tests.support.scripted import FaultProxy, address, serve
+from tests.support.scripted import FaultProxy
 from tests.support.tools import FIXTURES, skopeo
 from tests.support.tools import mirror as run_mirror
 
@@ -140,27 +140,22 @@ async def test_copy_to_a_read_only_registry_fails_with_a_typed_error(
 
 
 async def test_into_a_repository_seen_empty_only_large_blobs_are_asked_first(
-    registry: Registry, tmp_path: Path
+    registry: Registry, counting_proxy: tuple[FaultProxy, str], tmp_path: Path
 ) -> None:
+    counting, host = counting_proxy
     make_big_image(tmp_path / "img", "v1", 1, UNASKED_UPLOAD_LIMIT + 1)
-    counting = FaultProxy(registry.host, rate=0.0)
-    runner = await serve(counting.app())
-    try:
-        host = address(runner)
-        async with (
-            await Layout.open(tmp_path / "img") as src,
-            RegistryClient(RegistryOptions(plain_http=True)) as client,
-        ):
-            ref = parse_reference(f"docker://{host}/fresh/app")
-            assert isinstance(ref, RegistryReference)
-            dst = client.repository(ref)
-            result = await copy_image(src, "v1", dst, "v1", fresh_destination=True)
+    async with (
+        await Layout.open(tmp_path / "img") as src,
+        RegistryClient(RegistryOptions(plain_http=True)) as client,
+    ):
+        ref = parse_reference(f"docker://{host}/fresh/app")
+        assert isinstance(ref, RegistryReference)
+        dst = client.repository(ref)
+        result = await copy_image(src, "v1", dst, "v1", fresh_destination=True)
         manifest = await src.manifest_get("v1")
-        assert isinstance(manifest, Manifest)
-        big = manifest.layers[0]
-        heads = [p for m, p in counting.seen if m == "HEAD" and "/blobs/" in p]
-        assert heads == [f"/v2/fresh/app/blobs/{big.digest}"]  # the small config is not asked
-        assert result.blobs_copied == 2
-        assert _skopeo_digest(f"docker://{registry.host}/fresh/app:v1") == result.digest
-    finally:
-        await runner.cleanup()
+    assert isinstance(manifest, Manifest)
+    big = manifest.layers[0]
+    heads = [p for m, p in counting.seen if m == "HEAD" and "/blobs/" in p]
+    assert heads == [f"/v2/fresh/app/blobs/{big.digest}"]  # the small config is not asked
+    assert result.blobs_copied == 2
+    assert _skopeo_digest(f"docker://{registry.host}/fresh/app:v1") == result.digest

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import mirror
 from fixtures.generate import make_big_image
 from mirror.layout import Layout, verify
 from tests.support.registry import Registry
-from tests.support.scripted import FaultProxy, address, serve
+from tests.support.scripted import FaultProxy
 from tests.support.tools import REPO
 
 MiB = 1024 * 1024
@@ -30,15 +30,6 @@ def big_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("big") / "layout"
     make_big_image(root, "big", 1, SIZE, seed=42)
     return root
-
-
-@pytest.fixture
-async def counting_proxy(registry: Registry) -> AsyncIterator[tuple[FaultProxy, str]]:
-    """A proxy that injects nothing and counts blob bytes each way."""
-    proxy = FaultProxy(registry.host, rate=0.0)
-    runner = await serve(proxy.app())
-    yield proxy, address(runner)
-    await runner.cleanup()
 
 
 async def _start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from mirror.layout import Layout
 from mirror.sync.config import load_config
 from mirror.sync.run import run_sync
 from tests.support.registry import Registry
-from tests.support.scripted import FaultProxy, address, serve
+from tests.support.scripted import FaultProxy
 from tests.support.tools import REPO, amirror
 
 TAGS = {  # tag -> day it was built
@@ -46,15 +45,6 @@ def seeded(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict
     return digests
 
 
-@pytest.fixture
-async def proxy(registry: Registry) -> AsyncIterator[tuple[FaultProxy, str]]:
-    """A counting (fault-free) proxy in front of the registry."""
-    counting = FaultProxy(registry.host, rate=0.0)
-    runner = await serve(counting.app())
-    yield counting, address(runner)
-    await runner.cleanup()
-
-
 def _config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "sync.toml"
     path.write_text(text)
@@ -62,9 +52,9 @@ def _config(tmp_path: Path, text: str) -> Path:
 
 
 async def test_filters_and_a_second_run_that_requests_nothing(
-    seeded: dict[str, str], proxy: tuple[FaultProxy, str], tmp_path: Path
+    seeded: dict[str, str], counting_proxy: tuple[FaultProxy, str], tmp_path: Path
 ) -> None:
-    counting, host = proxy
+    counting, host = counting_proxy
     config = load_config(
         _config(
             tmp_path,
@@ -95,9 +85,9 @@ semver = ">=1.1.0, <3.0.0"
 
 
 async def test_a_destination_is_listed_once_instead_of_asked_tag_by_tag(
-    seeded: dict[str, str], proxy: tuple[FaultProxy, str], tmp_path: Path
+    seeded: dict[str, str], counting_proxy: tuple[FaultProxy, str], tmp_path: Path
 ) -> None:
-    counting, host = proxy
+    counting, host = counting_proxy
     job = f'[[jobs]]\nsource = "{host}/sync/app"\ndestination = "{host}/listed"\n'
     counting.seen.clear()
     first = await run_sync(load_config(_config(tmp_path, job + '[jobs.tags]\ninclude = ["^v1"]\n')))
