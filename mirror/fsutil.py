@@ -35,17 +35,14 @@ async def open_locked(path: Path, *, shared: bool = False) -> int:
         raise
 
 
-_TOKEN = {"pid": 0, "token": ""}
+_TOKEN = secrets.token_hex(6)  # drawn once per process start; the pid tells forks apart
 _SERIAL = itertools.count()
 
 
 def temp_name(prefix: str) -> str:
-    """A fresh, unguessable file name starting with `prefix`: a random token per process
-    (drawn again after a fork) and a serial number, without a system call per name."""
-    pid = os.getpid()
-    if _TOKEN["pid"] != pid:
-        _TOKEN.update(pid=pid, token=secrets.token_hex(6))
-    return f"{prefix}-{pid}-{_TOKEN['token']}{next(_SERIAL):x}"
+    """A fresh, unguessable file name starting with `prefix`: the pid, a random token and a
+    serial number (no fresh randomness per name)."""
+    return f"{prefix}-{os.getpid()}-{_TOKEN}{next(_SERIAL):x}"
 
 
 def fsync_dir(path: Path) -> None:
