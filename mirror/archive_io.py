@@ -230,9 +230,7 @@ class ArchiveWriter:
     async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
         """Append a manifest after checking every blob it names is already in the archive."""
         for child in manifest.children:
-            if not (child.urls and child.is_non_distributable) and not await self.blob_exists(
-                child
-            ):
+            if not (child.is_foreign) and not await self.blob_exists(child):
                 raise BlobNotFound(
                     f"cannot store manifest {manifest.digest}: {child.digest} is missing"
                 )

@@ -23,8 +23,9 @@ from mirror.archive import pack_layout, read_record, unpack_layout
 from mirror.digest import Digest
 from mirror.engine import CopyResult, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
+from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
-from mirror.model import Descriptor, Index, Manifest
+from mirror.model import Descriptor
 from mirror.platform import Platform
 from mirror.recompress import Recompressed, recompress_image
 from mirror.reference import RegistryReference, parse_registry_reference, validate_ref_name
@@ -120,15 +121,16 @@ def _bundle_name(ref: RegistryReference) -> str:
 
 
 async def _blobs_of(layout: Layout, desc: Descriptor, out: dict[str, int]) -> None:
-    out[str(desc.digest)] = desc.size
-    manifest = await layout.manifest_by_descriptor(desc)
-    if isinstance(manifest, Index):
-        for child in manifest.manifests:
-            await _blobs_of(layout, child, out)
-    elif isinstance(manifest, Manifest):
-        for blob in manifest.blobs():
-            if not (blob.is_non_distributable and blob.urls):
-                out[str(blob.digest)] = blob.size
+    """Record the digest and size of every manifest and blob of the image at `desc`."""
+    graph = await walk_image(
+        await layout.manifest_by_descriptor(desc),
+        layout.manifest_by_descriptor,
+        include_foreign=False,
+    )
+    for manifest in graph.manifests:
+        out[str(manifest.digest)] = manifest.size
+    for blob in graph.blobs.values():
+        out[str(blob.digest)] = blob.size
 
 
 def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:

@@ -19,7 +19,8 @@ from typing import Protocol
 
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
 from mirror.errors import ManifestNotFound
-from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.graph import ImageGraph, walk_image
+from mirror.model import Descriptor, Index, ManifestLike, parse_manifest
 from mirror.platform import Platform
 from mirror.tasks import gather_or_cancel
 
@@ -101,13 +102,6 @@ class RangePolicy:
     parallel: int = 4
 
 
-@dataclass
-class _Plan:
-    top: ManifestLike
-    children: list[ManifestLike] = field(default_factory=list)
-    blobs: dict[str, Descriptor] = field(default_factory=dict)
-
-
 async def copy_image(
     src: Endpoint,
     src_ref: str | None,
@@ -182,35 +176,17 @@ async def _select_platforms(
     return parse_manifest(json.dumps(body, separators=(",", ":")).encode(), top.media_type)
 
 
-async def _plan(src: Endpoint, top: ManifestLike, include_foreign: bool) -> _Plan:
-    plan = _Plan(top)
-    await _walk(src, top, plan, {str(top.digest)}, include_foreign)
-    return plan
+async def _plan(src: Endpoint, top: ManifestLike, include_foreign: bool) -> ImageGraph:
+    async def fetch(desc: Descriptor) -> ManifestLike:
+        return await src.manifest_get(str(desc.digest))
 
-
-async def _walk(
-    src: Endpoint, manifest: ManifestLike, plan: _Plan, seen: set[str], include_foreign: bool
-) -> None:
-    """Collect blobs, and child manifests in the order they must be written (children first)."""
-    if isinstance(manifest, Manifest):
-        for blob in manifest.blobs():
-            if blob.is_non_distributable and blob.urls and not include_foreign:
-                continue
-            plan.blobs.setdefault(str(blob.digest), blob)
-        return
-    for child_desc in manifest.manifests:
-        if str(child_desc.digest) in seen:
-            continue
-        seen.add(str(child_desc.digest))
-        child = await src.manifest_get(str(child_desc.digest))
-        await _walk(src, child, plan, seen, include_foreign)
-        plan.children.append(child)
+    return await walk_image(top, fetch, include_foreign=include_foreign)
 
 
 async def _copy_blobs(
     src: Endpoint,
     dst: Endpoint,
-    plan: _Plan,
+    plan: ImageGraph,
     result: CopyResult,
     sink: ProgressSink,
     gate: asyncio.Semaphore,

@@ -1,25 +1,157 @@
-"""Crash-safe file primitives: atomic replace with fsync, and cross-process file locks."""
+"""Crash-safe file primitives: atomic replace with fsync, cross-process file locks, and opens
+that never follow a symbolic link nor touch anything but a regular file.
+
+Layouts come from elsewhere and are hostile: every file of one is opened with `O_NOFOLLOW`
+(new files also `O_EXCL`) and checked with `fstat` before use, and its directories are
+checked not to be links, so nothing mirror reads, writes or deletes lies outside the layout.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-__all__ = ["FileLock", "fsync_dir", "open_locked", "temp_name", "write_atomic"]
+from mirror.errors import LayoutError
+
+__all__ = [
+    "FileLock",
+    "create_new",
+    "fsync_dir",
+    "open_locked",
+    "open_regular",
+    "read_capped",
+    "real_dir",
+    "regular_size",
+    "temp_name",
+    "write_atomic",
+]
+
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _refuse(path: Path | str, exc: OSError) -> LayoutError:
+    if exc.errno == errno.ELOOP:
+        return LayoutError(f"{path} is a symbolic link: mirror does not follow links in a layout")
+    return LayoutError(f"cannot open {path}: {exc.strerror}")
+
+
+def _checked(fd: int, path: Path | str) -> int:
+    """`fd` if it is a regular file (closed and refused otherwise)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise LayoutError(f"{path} is not a regular file")
+    return fd
+
+
+def open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
+    """Open an existing regular file without following a link; LayoutError for anything else.
+
+    FileNotFoundError passes through. A FIFO or device is refused without blocking on it.
+    """
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _refuse(path, exc) from None
+    _checked(fd, path)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def create_new(path: Path | str, mode: int = 0o644) -> int:
+    """Create a file that must not exist yet (O_EXCL, never through a link); write-only fd."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, mode)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise _refuse(path, exc) from None
+
+
+def _open_or_create(path: Path) -> int:
+    """Open a regular file read-write, creating it exclusively when it does not exist."""
+    while True:
+        try:
+            return open_regular(path, os.O_RDWR)
+        except FileNotFoundError:
+            pass
+        try:
+            return _checked(
+                os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o644), path
+            )
+        except FileExistsError:
+            continue  # another process made it between our two opens: open theirs
+        except OSError as exc:
+            raise _refuse(path, exc) from None
+
+
+def regular_size(path: Path | str) -> int | None:
+    """The size of a regular file at `path` (not through a link); None when it is absent or
+    anything else (a link, a directory, a FIFO, a device)."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def read_capped(path: Path | str, limit: int) -> bytes:
+    """A regular file's bytes, refused (LayoutError) when over `limit`; never through a link.
+
+    FileNotFoundError passes through.
+    """
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise LayoutError(f"{path} is {size} bytes, over the {limit} byte limit")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise LayoutError(f"{path} grew past the {limit} byte limit while read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def real_dir(path: Path, *, create: bool = False) -> None:
+    """Check that `path` is a directory and not a link (making it first with `create`)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    if stat.S_ISLNK(mode):
+        raise LayoutError(f"{path} is a symbolic link: mirror does not follow links in a layout")
+    if not stat.S_ISDIR(mode):
+        raise LayoutError(f"{path} is not a directory")
 
 
 async def open_locked(path: Path, *, shared: bool = False) -> int:
-    """Open (creating) `path` and wait for an flock on it; return the descriptor.
+    """Open (creating) the regular file `path`, never through a link, and wait for an flock
+    on it; return the descriptor.
 
     Polls a non-blocking flock, so a cancelled waiter never ends up holding the lock.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_or_create(path)
     mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
     delay = 0.001
     try:
@@ -62,7 +194,7 @@ def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
     """
     tmp = tmp_dir / temp_name(path.name)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(create_new(tmp), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -116,6 +116,12 @@ class Descriptor:
         """True for foreign / non-distributable layers, which are not pushed by default."""
         return self.media_type in mt.NON_DISTRIBUTABLE
 
+    @property
+    def is_foreign(self) -> bool:
+        """True for a non-distributable layer that names where to fetch it (`urls`): such a
+        layer is not copied unless asked for, and may be absent from a layout."""
+        return bool(self.urls) and self.is_non_distributable
+
 
 def _decode_data(data: Any, where: str) -> bytes:
     if not isinstance(data, str):

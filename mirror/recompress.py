@@ -23,6 +23,7 @@ import zstandard
 from mirror import mediatypes as mt
 from mirror.digest import Digest, DigestHasher
 from mirror.fsutil import temp_name
+from mirror.graph import walk_image
 from mirror.layout import Layout
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 
@@ -88,9 +89,23 @@ async def _layer(layout: Layout, desc: Descriptor, changes: list[dict[str, str]]
     return new
 
 
-async def _rewrite(
-    layout: Layout, manifest: ManifestLike, changes: list[dict[str, str]]
-) -> ManifestLike:
+@dataclass
+class _Rewrite:
+    """One recompression's state: what changed, and each manifest's rewrite (done once)."""
+
+    changes: list[dict[str, str]] = field(default_factory=list)
+    done: dict[Digest, ManifestLike] = field(default_factory=dict)
+
+
+async def _rewrite(layout: Layout, manifest: ManifestLike, state: _Rewrite) -> ManifestLike:
+    """The manifest with its gzip layers recompressed; each manifest is rewritten once."""
+    if manifest.digest not in state.done:
+        state.done[manifest.digest] = await _rewrite_once(layout, manifest, state)
+    return state.done[manifest.digest]
+
+
+async def _rewrite_once(layout: Layout, manifest: ManifestLike, state: _Rewrite) -> ManifestLike:
+    changes = state.changes
     obj: dict[str, Any] = json.loads(manifest.raw)
     if isinstance(manifest, Manifest):
         layers = [await _layer(layout, layer, changes) for layer in manifest.layers]
@@ -107,7 +122,7 @@ async def _rewrite(
         children = []
         for child in manifest.manifests:
             old = await layout.manifest_by_descriptor(child)
-            new = await _rewrite(layout, old, changes)
+            new = await _rewrite(layout, old, state)
             children.append(child if new.digest == old.digest else _child(child, new.descriptor()))
         if all(
             new.digest == old.digest for new, old in zip(children, manifest.manifests, strict=True)
@@ -142,7 +157,9 @@ def _child(old: Descriptor, new: Descriptor) -> Descriptor:
 
 async def recompress_image(layout: Layout, desc: Descriptor) -> Recompressed:
     """Recompress every gzip layer under `desc` to zstd; new manifests where needed."""
-    changes: list[dict[str, str]] = []
     manifest = await layout.manifest_by_descriptor(desc)
-    new = await _rewrite(layout, manifest, changes)
-    return Recompressed(new.descriptor(), changes)
+    # the walk bounds the graph (depth, size) before anything is rewritten
+    await walk_image(manifest, layout.manifest_by_descriptor)
+    state = _Rewrite()
+    new = await _rewrite(layout, manifest, state)
+    return Recompressed(new.descriptor(), state.changes)

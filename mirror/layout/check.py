@@ -15,6 +15,8 @@ from mirror.errors import (
     LayoutError,
     MirrorError,
 )
+from mirror.fsutil import real_dir, regular_size
+from mirror.graph import MAX_DEPTH
 from mirror.layout.store import Layout, check_file
 from mirror.model import Descriptor
 
@@ -66,15 +68,24 @@ async def _walk(layout: Layout) -> _Walk:
     return walk
 
 
-async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> None:
+async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk, depth: int = 0) -> None:
     if desc.digest in walk.reachable:
         return
     walk.reachable.add(desc.digest)
+    if depth > MAX_DEPTH:
+        message = f"{where}: manifests nest deeper than {MAX_DEPTH} levels"
+        walk.add(Problem("manifest", str(desc.digest), message), blocking=True)
+        return
     path = layout.blob_path(desc.digest)
-    try:
-        size = (await asyncio.to_thread(os.stat, path)).st_size
-    except FileNotFoundError:
-        if not (desc.urls and desc.is_non_distributable):
+    size = regular_size(path)
+    if size is None:
+        if await asyncio.to_thread(os.path.lexists, path):
+            walk.add(
+                Problem("invalid", str(desc.digest), f"{path} is not a regular file ({where})"),
+                blocking=True,
+            )
+            return
+        if not (desc.is_foreign):
             walk.add(
                 Problem("missing", str(desc.digest), f"missing blob {desc.digest} ({where})"),
                 blocking=mt.is_manifest(desc.media_type),
@@ -98,26 +109,35 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> N
         walk.add(Problem("manifest", str(desc.digest), f"{where}: {exc}"), blocking=True)
         return
     for i, child in enumerate(manifest.children):
-        await _visit(layout, child, f"child {i} of {desc.digest}", walk)
+        await _visit(layout, child, f"child {i} of {desc.digest}", walk, depth + 1)
 
 
-def _blob_files(layout: Layout) -> list[tuple[Path, Digest | None]]:
-    out: list[tuple[Path, Digest | None]] = []
-    blobs = layout.path / "blobs"
-    if not blobs.is_dir():
-        return out
-    for alg_dir in sorted(blobs.iterdir()):
-        if not alg_dir.is_dir():
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory that is not a link (none when it is absent)."""
+    real_dir(folder)
+    try:
+        with os.scandir(folder) as found:
+            return sorted(found, key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+
+
+def _blob_files(layout: Layout) -> list[tuple[Path, Digest | None, bool]]:
+    """Every entry under `blobs/<alg>/`: its path, the digest its name makes (None when it is
+    not one) and whether it is a regular file. Links are never followed."""
+    out: list[tuple[Path, Digest | None, bool]] = []
+    for alg_dir in _entries(layout.path / "blobs"):
+        if not alg_dir.is_dir(follow_symlinks=False):
             continue
-        for path in sorted(alg_dir.iterdir()):
+        for entry in _entries(Path(alg_dir.path)):
             digest: Digest | None
             try:
                 digest = (
-                    Digest(f"{alg_dir.name}:{path.name}") if alg_dir.name in ALGORITHMS else None
+                    Digest(f"{alg_dir.name}:{entry.name}") if alg_dir.name in ALGORITHMS else None
                 )
             except InvalidDigest:
                 digest = None
-            out.append((path, digest))
+            out.append((Path(entry.path), digest, entry.is_file(follow_symlinks=False)))
     return out
 
 
@@ -127,21 +147,25 @@ async def verify(layout: Layout) -> list[Problem]:
     files = await asyncio.to_thread(_blob_files, layout)
     gate = asyncio.Semaphore(_HASH_WORKERS)
 
-    async def rehash(path: Path, digest: Digest | None) -> Problem | None:
+    async def rehash(path: Path, digest: Digest | None, regular: bool) -> Problem | None:
         rel = path.relative_to(layout.path)
+        if not regular:
+            return Problem("invalid", str(rel), f"{rel} is not a regular file")
         if digest is None:
             return Problem("invalid", str(rel), f"{rel} is not named by a valid digest")
         async with gate:
             try:
-                size = (await asyncio.to_thread(os.stat, path)).st_size
+                size = regular_size(path)
+                if size is None:
+                    return Problem("invalid", str(rel), f"{rel} is not a regular file")
                 await asyncio.to_thread(check_file, path, digest, size)
-            except ContentError as exc:
+            except (ContentError, LayoutError) as exc:
                 return Problem("corrupt", str(digest), f"{rel}: {exc}")
             except OSError as exc:
                 return Problem("corrupt", str(digest), f"{rel}: cannot read ({exc.strerror})")
         return None
 
-    found = await asyncio.gather(*(rehash(p, d) for p, d in files))
+    found = await asyncio.gather(*(rehash(p, d, r) for p, d, r in files))
     return walk.problems + [p for p in found if p is not None]
 
 
@@ -169,11 +193,12 @@ async def gc(layout: Layout, *, dry_run: bool = False) -> GcReport:
             raise LayoutError(f"not collecting garbage in {layout.path}: {walk.blocking[0]}")
         removed: list[Digest] = []
         freed = 0
-        for path, digest in await asyncio.to_thread(_blob_files, layout):
-            if digest is None or digest in walk.reachable:
-                continue
+        for path, digest, regular in await asyncio.to_thread(_blob_files, layout):
+            size = regular_size(path) if regular else None
+            if digest is None or digest in walk.reachable or size is None:
+                continue  # only unreferenced regular files of ours are deleted, never a link
             removed.append(digest)
-            freed += (await asyncio.to_thread(os.stat, path)).st_size
+            freed += size
             if not dry_run:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
         temps = await asyncio.to_thread(_stale_temp_files, layout, dry_run)
@@ -184,8 +209,10 @@ def _stale_temp_files(layout: Layout, dry_run: bool) -> int:
     """Temporary files and partial downloads; no writer is running while gc holds its lock."""
     count = 0
     for folder in ("tmp", "partial"):
-        for path in (layout.path / ".mirror" / folder).iterdir():
+        for entry in _entries(layout.path / ".mirror" / folder):
+            if not entry.is_file(follow_symlinks=False):
+                continue  # a link or a directory planted there is not ours to delete
             count += 1
             if not dry_run:
-                path.unlink(missing_ok=True)
+                Path(entry.path).unlink(missing_ok=True)
     return count

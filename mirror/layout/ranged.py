@@ -17,8 +17,8 @@ from pathlib import Path
 
 from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import RangeFetcher, RangeNotHonoured
-from mirror.errors import ContentError, SizeMismatch
-from mirror.fsutil import write_atomic
+from mirror.errors import ContentError, LayoutError, SizeMismatch
+from mirror.fsutil import read_capped, write_atomic
 from mirror.model import Descriptor
 from mirror.retry import RetryPolicy
 from mirror.tasks import finish_in_thread, gather_all
@@ -26,14 +26,15 @@ from mirror.tasks import finish_in_thread, gather_all
 __all__ = ["fill_ranged"]
 
 _HASH_BLOCK = 4 * 1024 * 1024
+_MAX_SIDECAR = 16 * 1024 * 1024
 _log = logging.getLogger("mirror.layout")
 
 
 def _load_done(path: Path, size: int, part: int) -> set[int]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return set()
+        data = json.loads(read_capped(path, _MAX_SIDECAR))
+    except (OSError, ValueError, RecursionError, LayoutError):
+        return set()  # absent, planted or damaged: fetch every part again
     if not isinstance(data, dict) or data.get("size") != size or data.get("part") != part:
         return set()
     return {int(s) for s in data.get("done", []) if isinstance(s, int) and 0 <= s < size}

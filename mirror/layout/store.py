@@ -32,7 +32,17 @@ from mirror.errors import (
     ManifestNotFound,
     SizeMismatch,
 )
-from mirror.fsutil import FileLock, fsync_dir, temp_name, write_atomic
+from mirror.fsutil import (
+    FileLock,
+    create_new,
+    fsync_dir,
+    open_regular,
+    read_capped,
+    real_dir,
+    regular_size,
+    temp_name,
+    write_atomic,
+)
 from mirror.layout import index_file
 from mirror.layout.partial import fill_partial, lock_partial, read_small
 from mirror.layout.ranged import fill_ranged
@@ -54,6 +64,8 @@ _log = logging.getLogger("mirror.layout")
 SMALL_BLOB = 1024 * 1024
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 STATE_DIR = ".mirror"
+#: the most `index.json` (and `oci-layout`) may hold; a larger one is refused unread
+MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,13 +118,17 @@ class Layout(NamedImages):
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Layout:
-        """Open the layout at `path`; with `create`, make it (or an empty directory) one."""
+        """Open the layout at `path`; with `create`, make it (or an empty directory) one and
+        hold the shared writers' lock from now until `aclose`, so that `gc` never deletes a
+        blob this writer has found present but not yet named in `index.json`."""
         layout = cls(Path(path))
-        if create and not (layout.path / "oci-layout").exists():
+        if create and not await asyncio.to_thread(os.path.lexists, layout.path / "oci-layout"):
             await asyncio.to_thread(layout._prepare_new)
             async with layout.index_lock().hold():
                 await asyncio.to_thread(layout._initialise)
         await asyncio.to_thread(layout._check)
+        if create:
+            await layout._begin_writing()
         return layout
 
     def _prepare_new(self) -> None:
@@ -124,26 +140,34 @@ class Layout(NamedImages):
 
     def _initialise(self) -> None:
         # index.json first, the oci-layout marker last: a layout is complete once it is marked.
-        (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        if not (self.path / "index.json").exists():
+        real_dir(self.path / "blobs", create=True)
+        real_dir(self.path / "blobs" / "sha256", create=True)
+        if not os.path.lexists(self.path / "index.json"):
             data = index_file.serialize(index_file.empty_index())
             write_atomic(self.path / "index.json", data, self._tmp_dir)
-        if not (self.path / "oci-layout").exists():
+        if not os.path.lexists(self.path / "oci-layout"):
             write_atomic(self.path / "oci-layout", OCI_LAYOUT_BYTES, self._tmp_dir)
 
     def _check(self) -> None:
         marker = self.path / "oci-layout"
-        if not marker.exists():
+        if not os.path.lexists(marker):
             what = "does not exist" if not self.path.exists() else "has no oci-layout file"
             raise LayoutError(f"{self.path} is not an OCI image layout: it {what}")
         self._check_marker(marker)
-        if not (self.path / "index.json").exists():
+        if not os.path.lexists(self.path / "index.json"):
             raise LayoutError(f"{self.path}/index.json is missing")
+        for directory in (self._state, self._tmp_dir, self._state / "partial"):
+            real_dir(directory)
+        blobs = self.path / "blobs"
+        real_dir(blobs)
+        if blobs.is_dir():
+            for entry in os.scandir(blobs):
+                real_dir(Path(entry.path))
 
     def _check_marker(self, marker: Path) -> None:
         try:
-            obj = json.loads(marker.read_bytes())
-        except (OSError, ValueError) as exc:
+            obj = json.loads(read_capped(marker, MAX_INDEX_SIZE))
+        except (OSError, ValueError, RecursionError) as exc:
             raise LayoutError(f"{marker} is unreadable or not JSON ({exc})") from None
         version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
         if version != "1.0.0":
@@ -171,8 +195,8 @@ class Layout(NamedImages):
         return self._state / "tmp"
 
     def _ensure_state_dir(self) -> None:
-        self._tmp_dir.mkdir(parents=True, exist_ok=True)
-        (self._state / "partial").mkdir(parents=True, exist_ok=True)
+        for directory in (self._state, self._tmp_dir, self._state / "partial"):
+            real_dir(directory, create=True)
 
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob with `digest` lives; the digest is validated before any path is made."""
@@ -209,12 +233,9 @@ class Layout(NamedImages):
 
     async def blob_exists(self, desc: Descriptor) -> bool:
         """True when the blob is stored with the descriptor's size (content verified on write)."""
-        try:
-            # one stat of a local path: cheaper inline than a trip to a worker thread
-            st = os.stat(self._blob_file(desc.digest))
-        except FileNotFoundError:
-            return False
-        return st.st_size == desc.size
+        # one lstat of a local path: cheaper inline than a trip to a worker thread; a link
+        # or anything but a regular file is not a stored blob
+        return regular_size(self._blob_file(desc.digest)) == desc.size
 
     async def blob_open(
         self, desc: Descriptor, offset: int = 0, *, verify: bool = True
@@ -225,20 +246,26 @@ class Layout(NamedImages):
         """
         path = self.blob_path(desc.digest)
         try:
-            st = await asyncio.to_thread(os.stat, path)
+            fd = await asyncio.to_thread(open_regular, path)
         except FileNotFoundError:
             raise BlobNotFound(f"blob {desc.digest} is not in layout {self.path}") from None
-        if st.st_size != desc.size:
-            raise SizeMismatch(
-                f"blob {desc.digest} in {self.path} has {st.st_size} bytes, expected {desc.size}"
-            )
-        raw = self._read_file(path, offset, desc.size)
+        try:
+            size = os.fstat(fd).st_size
+            if size != desc.size:
+                raise SizeMismatch(
+                    f"blob {desc.digest} in {self.path} has {size} bytes, expected {desc.size}"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        raw = self._read_file(fd, offset, desc.size)
         async for chunk in verify_whole(raw, desc, offset) if verify else raw:
             yield chunk
 
     @staticmethod
-    async def _read_file(path: Path, offset: int, size: int) -> AsyncIterator[bytes]:
-        async with aiofiles.open(path, "rb") as f:
+    async def _read_file(fd: int, offset: int, size: int) -> AsyncIterator[bytes]:
+        """Up to `size - offset` bytes of the open file `fd` (closed at the end)."""
+        async with aiofiles.open(fd, "rb") as f:
             await f.seek(offset)
             left = size - offset
             while left > 0:
@@ -334,7 +361,7 @@ class Layout(NamedImages):
         self._dirty_dirs.add(final.parent)
 
     def _install(self, tmp: Path, final: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        real_dir(final.parent, create=True)
         os.replace(tmp, final)
         self._dirty_dirs.add(final.parent)
 
@@ -355,7 +382,7 @@ class Layout(NamedImages):
     async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
         """Store a manifest's exact bytes after checking every blob it points at is present."""
         for child in manifest.children:
-            if child.urls and child.is_non_distributable:
+            if child.is_foreign:
                 continue
             if not await self.blob_exists(child):
                 raise BlobNotFound(
@@ -394,7 +421,7 @@ class Layout(NamedImages):
         """The parsed `index.json` (raises LayoutError when it is damaged)."""
         where = f"{self.path}/index.json"
         try:
-            raw = await asyncio.to_thread((self.path / "index.json").read_bytes)
+            raw = await asyncio.to_thread(read_capped, self.path / "index.json", MAX_INDEX_SIZE)
         except FileNotFoundError:
             raise LayoutError(f"{where} is missing") from None
         return index_file.parse_index(raw, where)
@@ -413,11 +440,9 @@ class Layout(NamedImages):
         return await resolve_among(await self.images(), ref, str(self.path), self._sniff)
 
     async def _sniff(self, digest: Digest) -> Descriptor:
-        path = self.blob_path(digest)
-        try:
-            size = (await asyncio.to_thread(os.stat, path)).st_size
-        except FileNotFoundError:
-            raise ManifestNotFound(f"no manifest {digest} in layout {self.path}") from None
+        size = regular_size(self.blob_path(digest))
+        if size is None:
+            raise ManifestNotFound(f"no manifest {digest} in layout {self.path}")
         probe = Descriptor("application/json", digest, size)
         manifest = parse_manifest(await self.blob_read(probe), None, digest=digest)
         return manifest.descriptor()
@@ -501,11 +526,14 @@ async def resolve_among(
     raise ManifestNotFound(f"no image named {ref!r} in layout {where}")
 
 
-def _hash_file(path: Path, algorithm: str) -> DigestHasher:
+def _hash_file(path: Path, algorithm: str, size: int) -> DigestHasher:
+    """Hash at most `size` + 1 bytes of a regular file (one more tells a longer file)."""
     hasher = DigestHasher(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
+    with os.fdopen(open_regular(path), "rb") as f:
+        left = size + 1
+        while left > 0 and (chunk := f.read(min(CHUNK_SIZE, left))):
             hasher.update(chunk)
+            left -= len(chunk)
     return hasher
 
 
@@ -515,11 +543,11 @@ def _store_small(chunks: list[bytes], desc: Descriptor, tmp: Path, final: Path) 
         hasher.update(chunk)
     check_content(hasher, desc.digest, desc.size, "blob")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(create_new(tmp), "wb") as f:
             f.writelines(chunks)
             f.flush()
             os.fsync(f.fileno())
-        final.parent.mkdir(parents=True, exist_ok=True)
+        real_dir(final.parent, create=True)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -528,4 +556,4 @@ def _store_small(chunks: list[bytes], desc: Descriptor, tmp: Path, final: Path) 
 
 def check_file(path: Path, digest: Digest, size: int) -> None:
     """Re-hash one stored blob and raise on a mismatch."""
-    check_content(_hash_file(path, digest.algorithm), digest, size, "blob")
+    check_content(_hash_file(path, digest.algorithm, size), digest, size, "blob")
