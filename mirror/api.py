@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirror import jsonutil
 from mirror.archive import archive_layout, is_zstd
 from mirror.archive_io import ArchiveReader, ArchiveWriter
 from mirror.endpoint import Endpoint
@@ -117,6 +117,7 @@ async def copy(
                 part_size=opts.chunk_size,
                 parallel=opts.ranged_parallel,
             ),
+            max_blob_size=opts.limits.max_blob_size,
         )
     if (
         isinstance(dst_ref, RegistryReference)
@@ -205,7 +206,7 @@ async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[st
         return summary
     raw = b"".join([c async for c in endpoint.blob_open(desc)])
     try:
-        config = json.loads(raw)
+        config = jsonutil.loads(raw)
     except ValueError:
         raise ManifestInvalid(f"config {desc.digest} is not JSON") from None
     if isinstance(config, dict):

@@ -20,7 +20,7 @@ import aiofiles
 import zstandard
 
 from mirror import mediatypes as mt
-from mirror.archive import member_target
+from mirror.archive import MAX_TOP_FILE, SafeTarInfo, named_members
 from mirror.digest import Digest, DigestHasher, check_content, verify_whole
 from mirror.endpoint import BlobSource
 from mirror.errors import (
@@ -66,13 +66,8 @@ class ArchiveReader(NamedImages):
 
     def _scan(self) -> None:
         try:
-            with tarfile.open(self.path, "r:") as tar:
-                for member in tar:
-                    target = member_target(member.name)
-                    if target is None or member.isdir():
-                        continue
-                    if not member.isfile():
-                        raise LayoutError(f"archive member {member.name!r} is not a regular file")
+            with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
+                for member, target in named_members(tar):
                     self._members[target] = (member.offset_data, member.size)
         except tarfile.TarError as exc:
             raise LayoutError(f"archive {self.path} is truncated or not a tar: {exc}") from None
@@ -82,9 +77,13 @@ class ArchiveReader(NamedImages):
         if "index.json" not in self._members or "oci-layout" not in self._members:
             raise LayoutError(f"archive {self.path} holds no OCI image layout")
         offset, size = self._members["index.json"]
+        if size > MAX_TOP_FILE:
+            raise LayoutError(
+                f"archive {self.path}: index.json is {size} bytes, over the {MAX_TOP_FILE} limit"
+            )
         with open(self.path, "rb") as f:
             f.seek(offset)
-            raw = f.read(min(size, 64 * 1024 * 1024))
+            raw = f.read(size)
         self._index = index_file.parse_index(raw, f"{self.path}:index.json")
 
     async def images(self) -> list[LayoutImage]:

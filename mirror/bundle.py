@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirror import jsonutil
 from mirror.archive import pack_layout, read_record, unpack_layout
 from mirror.digest import Digest
 from mirror.engine import CopyResult, copy_image
@@ -141,7 +141,7 @@ def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:
         if path.stat().st_size > 4 * 1024 * 1024:
             continue
         try:
-            obj = json.loads(path.read_bytes())
+            obj = jsonutil.loads(path.read_bytes())
         except (ValueError, UnicodeDecodeError):
             continue
         if isinstance(obj, dict) and ("manifests" in obj or "layers" in obj):
@@ -183,6 +183,7 @@ async def create_bundle(
                     None,
                     platforms=platforms,
                     concurrency=opts.concurrency,
+                    max_blob_size=opts.limits.max_blob_size,
                 )
                 desc = await layout.resolve(result.digest)
                 if recompress:
@@ -324,6 +325,7 @@ async def push_bundle(
                     client.repository(target),
                     target.tag,
                     concurrency=opts.concurrency,
+                    max_blob_size=opts.limits.max_blob_size,
                 )
                 pushed.append(PushedImage(image.name, str(target), result))
                 if progress:

@@ -20,6 +20,7 @@ from typing import Protocol
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
 from mirror.errors import ManifestNotFound
 from mirror.graph import ImageGraph, walk_image
+from mirror.limits import TIB
 from mirror.model import Descriptor, Index, ManifestLike, parse_manifest
 from mirror.platform import Platform
 from mirror.tasks import gather_or_cancel
@@ -116,6 +117,7 @@ async def copy_image(
     check_destination: bool = True,
     blob_gate: asyncio.Semaphore | None = None,
     fresh_destination: bool = False,
+    max_blob_size: int = TIB,
 ) -> CopyResult:
     """Copy one image (manifest, index and everything below) from `src` to `dst`.
 
@@ -138,7 +140,7 @@ async def copy_image(
         result.up_to_date = True
         result.seconds = time.monotonic() - started
         return result
-    plan = await _plan(src, top, include_foreign)
+    plan = await _plan(src, top, include_foreign, max_blob_size)
     result.platforms = [
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
@@ -176,11 +178,15 @@ async def _select_platforms(
     return parse_manifest(json.dumps(body, separators=(",", ":")).encode(), top.media_type)
 
 
-async def _plan(src: Endpoint, top: ManifestLike, include_foreign: bool) -> ImageGraph:
+async def _plan(
+    src: Endpoint, top: ManifestLike, include_foreign: bool, max_blob_size: int
+) -> ImageGraph:
     async def fetch(desc: Descriptor) -> ManifestLike:
         return await src.manifest_get(str(desc.digest))
 
-    return await walk_image(top, fetch, include_foreign=include_foreign)
+    return await walk_image(
+        top, fetch, include_foreign=include_foreign, max_blob_size=max_blob_size
+    )
 
 
 async def _copy_blobs(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mirror.digest import Digest
 from mirror.errors import ManifestInvalid
+from mirror.limits import TIB
 from mirror.model import Descriptor, Index, Manifest, ManifestLike
 
 __all__ = ["MAX_DEPTH", "MAX_MANIFESTS", "ImageGraph", "walk_image"]
@@ -52,15 +53,30 @@ async def walk_image(
     include_foreign: bool = True,
     max_depth: int = MAX_DEPTH,
     max_manifests: int = MAX_MANIFESTS,
+    max_blob_size: int = TIB,
 ) -> ImageGraph:
     """Every manifest and blob below `top`, each once; `fetch` reads a child manifest.
 
     Foreign layers (non-distributable, with URLs) are left out unless `include_foreign`.
-    Raises ManifestInvalid when the graph nests too deep or holds too many manifests.
+    Raises ManifestInvalid when the graph nests too deep, holds too many manifests, or names
+    a blob larger than `max_blob_size` (refused before anything is fetched or allocated).
     """
     graph = ImageGraph(top)
     seen: set[Digest] = {top.digest}
-    _add_blobs(graph, top, include_foreign)
+
+    def add_blobs(manifest: ManifestLike) -> None:
+        if not isinstance(manifest, Manifest):
+            return
+        for blob in manifest.blobs():
+            if blob.size > max_blob_size:
+                raise ManifestInvalid(
+                    f"manifest {manifest.digest} names blob {blob.digest} of {blob.size} "
+                    f"bytes, over the {max_blob_size} byte limit"
+                )
+            if include_foreign or not blob.is_foreign:
+                graph.blobs.setdefault(blob.digest, blob)
+
+    add_blobs(top)
     stack: list[tuple[ManifestLike, Iterator[Descriptor]]] = [(top, _child_manifests(top))]
     while stack:
         node, pending = stack[-1]
@@ -80,13 +96,6 @@ async def walk_image(
         if len(seen) > max_manifests:
             raise ManifestInvalid(f"image {top.digest} holds more than {max_manifests} manifests")
         child = await fetch(desc)
-        _add_blobs(graph, child, include_foreign)
+        add_blobs(child)
         stack.append((child, _child_manifests(child)))
     return graph
-
-
-def _add_blobs(graph: ImageGraph, manifest: ManifestLike, include_foreign: bool) -> None:
-    if isinstance(manifest, Manifest):
-        for blob in manifest.blobs():
-            if include_foreign or not blob.is_foreign:
-                graph.blobs.setdefault(blob.digest, blob)

@@ -1,21 +1,121 @@
-"""Reading a whole HTTP reply body, but never more than a limit."""
+"""Reading HTTP replies within bounds: never more than a size limit, never slower than a rate.
+
+A server that sends one byte a second keeps a socket read timeout from ever firing;
+`StallGuard` ends such a transfer: within every `stall_timeout` seconds at least
+`min_rate * stall_timeout` bytes must move (sent or received), and a reply's headers must
+come within `stall_timeout` of the last progress. The check runs from one timer per window,
+not per chunk, so guarding costs nothing measurable on fast transfers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable
+from typing import TypeVar
+
 import aiohttp
 
-__all__ = ["read_at_most"]
+from mirror.errors import TransportError
+from mirror.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["StallGuard", "read_at_most"]
+
+T = TypeVar("T")
 
 
-async def read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+class StallGuard:
+    """Ends a transfer that moves fewer than `min_rate` bytes a second over a whole window.
+
+    Use `async with guard.watching():` around the work; inside, `await guard.wait(aw)` for
+    each await on the peer, `guard.advance(n)` for bytes moved (or `guard.counted(chunks)`
+    for a request body). A stall raises a retryable TransportError naming `what`.
+    """
+
+    def __init__(self, what: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.what = what
+        self.window = limits.stall_timeout
+        self.quota = max(1, int(limits.min_rate * limits.stall_timeout))
+        self._moved = 0
+        self._waiting = False
+        self._expired = False
+        self._cancelled = False
+        self._task: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[StallGuard]:
+        """Run the window timer for the body of the block."""
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.window, self._check)
+        try:
+            yield self
+        finally:
+            self._timer.cancel()
+
+    def _check(self) -> None:
+        if self._moved >= self.quota:
+            self._moved = 0
+            self._timer = asyncio.get_running_loop().call_later(self.window, self._check)
+            return
+        self._expired = True
+        if self._waiting and self._task is not None:
+            self._cancelled = True
+            self._task.cancel()
+
+    def advance(self, size: int) -> None:
+        """Count `size` bytes moved."""
+        self._moved += size
+
+    def _error(self) -> TransportError:
+        error = TransportError(
+            f"{self.what}: stalled: less than {self.quota} bytes in {self.window:g} s"
+        )
+        error.retryable = True
+        return error
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """Await the peer; a window that ends without enough progress raises TransportError."""
+        if self._expired:
+            raise self._error()
+        self._waiting = True
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._cancelled and self._task is not None:
+                self._cancelled = False
+                self._task.uncancel()
+                raise self._error() from None
+            raise
+        finally:
+            self._waiting = False
+
+    async def counted(self, chunks: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
+        """A request body that counts what it hands to the connection."""
+        async for chunk in chunks:
+            self.advance(len(chunk))
+            yield chunk
+
+
+async def read_at_most(
+    resp: aiohttp.ClientResponse,
+    limit: int,
+    limits: Limits = DEFAULT_LIMITS,
+    what: str | None = None,
+) -> bytes:
     """The body until EOF, or its first `limit` + 1 bytes if it is longer (so callers can
-    tell "too long" from "exactly the limit"). `StreamReader.read(n)` alone may stop early."""
+    tell "too long" from "exactly the limit"); a stalled body raises TransportError.
+    `StreamReader.read(n)` alone may stop early."""
     parts: list[bytes] = []
     total = 0
-    while total <= limit:
-        chunk = await resp.content.read(limit + 1 - total)
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
+    guard = StallGuard(what or f"reply from {resp.url.host}", limits)
+    async with guard.watching():
+        while total <= limit:
+            chunk = await guard.wait(resp.content.read(limit + 1 - total))
+            if not chunk:
+                break
+            guard.advance(len(chunk))
+            parts.append(chunk)
+            total += len(chunk)
     return b"".join(parts)

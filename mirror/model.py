@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from mirror import jsonutil
 from mirror import mediatypes as mt
 from mirror.digest import Digest
 from mirror.errors import InvalidDigest, ManifestInvalid, UnsupportedMediaType
@@ -18,6 +19,8 @@ from mirror.platform import Platform
 __all__ = ["Descriptor", "Index", "Manifest", "ManifestLike", "parse_manifest"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+#: the largest size a descriptor can state (the image spec's sizes are int64)
+MAX_SIZE = 2**63 - 1
 # Content types some servers send for any JSON: they say nothing about the manifest kind.
 _GENERIC_TYPES = frozenset({"application/json", "application/octet-stream", "text/plain", ""})
 
@@ -39,6 +42,8 @@ class Descriptor:
         object.__setattr__(self, "digest", Digest(self.digest))
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
             raise ManifestInvalid(f"descriptor {self.digest}: size must be a non-negative integer")
+        if self.size > MAX_SIZE:
+            raise ManifestInvalid(f"descriptor {self.digest}: size does not fit a 64-bit integer")
         object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))
 
     @classmethod
@@ -53,6 +58,8 @@ class Descriptor:
             raise ManifestInvalid(f"{where}: missing digest")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestInvalid(f"{where}: size must be a non-negative integer")
+        if size > MAX_SIZE:
+            raise ManifestInvalid(f"{where}: size {size} does not fit a 64-bit integer")
         try:
             checked = Digest(digest)
         except InvalidDigest as exc:
@@ -205,7 +212,7 @@ def parse_manifest(
             f"manifest is {len(raw)} bytes, over the {mt.MAX_MANIFEST_SIZE} byte limit"
         )
     try:
-        obj = json.loads(raw)
+        obj = jsonutil.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

@@ -128,6 +128,11 @@ def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
     return cls(path=path, ref=ref or None)
 
 
+def is_valid_tag(tag: str) -> bool:
+    """True when `tag` follows the tag grammar (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`)."""
+    return isinstance(tag, str) and _TAG_RE.fullmatch(tag) is not None
+
+
 def validate_tag(tag: str) -> str:
     """Check a tag's grammar (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`); InvalidReference if not."""
     if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import json
 import time
 from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
+from mirror import jsonutil
 from mirror.auth.tokens import Authenticator, Token
 from mirror.errors import MirrorError, Unauthorized
+from mirror.hosts import host_of
+from mirror.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "AZURE_CHINA",
@@ -68,7 +70,7 @@ def jwt_expiry(token: str) -> float | None:
     """The `exp` claim (Unix time) of a JWT, read without verifying it; None if absent."""
     try:
         payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = jsonutil.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
@@ -93,8 +95,9 @@ class AzureAuthenticator(Authenticator):
         ssl: Any = True,
         *,
         audience: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__(registry, None, session, ssl)
+        super().__init__(registry, None, session, ssl, limits=limits)
         self.credential = credential
         self.audience = (audience or default_audience(registry)).rstrip("/")
         self._acr_refresh: Token | None = None
@@ -110,9 +113,13 @@ class AzureAuthenticator(Authenticator):
 
     async def _fetch(self, scopes: frozenset[str]) -> Token:
         assert self.challenge is not None
-        realm = self.challenge.realm
-        if not realm:
-            raise Unauthorized(f"{self.registry} asked for a bearer token but named no realm")
+        realm = self.checked_realm(secret=self.credential is not None)
+        realm_host = URL(realm).host or ""
+        if self.credential is not None and host_of(realm_host) != host_of(self.registry):
+            raise Unauthorized(
+                f"{self.registry} names a token realm on another host ({realm_host}): "
+                "the Azure AD token goes only to the registry itself"
+            )
         service = self.challenge.service or self.registry
         form = {"service": service, "scope": " ".join(sorted(scopes))}
         if self.credential is None:

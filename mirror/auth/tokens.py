@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from mirror import jsonutil
 from mirror.auth.challenge import Challenge, parse_challenges
 from mirror.auth.credentials import Credentials
 from mirror.errors import MirrorError, TransportError, Unauthorized
-from mirror.httpbody import read_at_most
+from mirror.hosts import host_of, is_loopback, same_site
+from mirror.httpbody import StallGuard, read_at_most
+from mirror.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Authenticator", "Token"]
 
 DEFAULT_EXPIRES_IN = 60
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 CLIENT_ID = "mirror"
 
 
@@ -34,8 +39,10 @@ class Authenticator:
     """Answers "which Authorization header for these scopes?" for one registry.
 
     It learns the registry's challenge from its first 401, then asks for tokens up front
-    (one per set of scopes, reused until shortly before expiry). Basic credentials are sent
-    only to the registry itself and to the token realm it names.
+    (one per set of scopes, reused until shortly before expiry). Credentials are sent only to
+    the registry itself and to a token realm of the registry's own site (`same_site`) or of
+    a host in `trusted_hosts`; a realm over plain HTTP is refused for an HTTPS registry
+    (loopback excepted), whatever it would be sent.
     """
 
     def __init__(
@@ -44,11 +51,18 @@ class Authenticator:
         credentials: Credentials | None,
         session: aiohttp.ClientSession,
         ssl: Any = True,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        trusted_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.registry = registry
         self.credentials = credentials or Credentials()
         self.session = session
         self.ssl = ssl
+        self.limits = limits
+        self.trusted_hosts = frozenset(host_of(h) for h in trusted_hosts)
+        #: whether the registry is spoken to over HTTPS (the transport says once it knows)
+        self.registry_secure = True
         self.challenge: Challenge | None = None
         self._tokens: dict[frozenset[str], Token] = {}
         self._refresh_token: str | None = self.credentials.identity_token
@@ -65,7 +79,7 @@ class Authenticator:
         if self.challenge.scheme != "bearer":
             return None
         if self.credentials.registry_token:
-            return f"Bearer {self.credentials.registry_token}"
+            return f"Bearer {_header_safe(self.credentials.registry_token, self.registry)}"
         return f"Bearer {await self._token(frozenset(scopes))}"
 
     async def unauthorized(self, www_authenticate: str, scopes: tuple[str, ...]) -> str | None:
@@ -86,7 +100,7 @@ class Authenticator:
         if self.credentials.registry_token:
             if had is not None:
                 return None
-            return f"Bearer {self.credentials.registry_token}"
+            return f"Bearer {_header_safe(self.credentials.registry_token, self.registry)}"
         return f"Bearer {await self._token(wanted)}"
 
     def _basic(self) -> str:
@@ -102,11 +116,34 @@ class Authenticator:
             self._tokens[scopes] = token
             return token.value
 
-    async def _fetch(self, scopes: frozenset[str]) -> Token:
+    def checked_realm(self, *, secret: bool) -> str:
+        """The challenge's token realm, once it is safe to ask there; Unauthorized when not.
+
+        `secret`: credentials would go there (a password or a refresh token).
+        """
         assert self.challenge is not None
         realm = self.challenge.realm
         if not realm:
             raise Unauthorized(f"{self.registry} asked for a bearer token but named no realm")
+        url = URL(realm)
+        host = url.host or ""
+        if url.scheme not in ("http", "https") or not host:
+            raise Unauthorized(f"{self.registry} names a token realm that is not a web address")
+        if url.scheme != "https" and self.registry_secure and not is_loopback(host):
+            raise Unauthorized(
+                f"{self.registry} is spoken to over HTTPS but names a token realm over plain "
+                f"HTTP ({host}): refusing to ask there"
+            )
+        trusted = same_site(self.registry, host) or host_of(host) in self.trusted_hosts
+        if secret and not trusted:
+            raise Unauthorized(
+                f"{self.registry} names a token realm on another site ({host}): not sending "
+                f"credentials there unless that host is trusted as a token host"
+            )
+        return realm
+
+    async def _fetch(self, scopes: frozenset[str]) -> Token:
+        realm = self.checked_realm(secret=self.credentials.has_basic or bool(self._refresh_token))
         self.token_requests += 1
         if self._refresh_token:
             try:
@@ -143,11 +180,16 @@ class Authenticator:
             return None
 
     async def _call(self, method: str, realm: str, **kwargs: Any) -> dict[str, Any]:
+        guard = StallGuard(f"token server for {self.registry}", self.limits)
         try:
-            async with self.session.request(
-                method, realm, ssl=self.ssl, allow_redirects=False, **kwargs
-            ) as resp:
-                body = await read_at_most(resp, 1024 * 1024)
+            async with guard.watching():
+                resp = await guard.wait(
+                    self.session.request(
+                        method, realm, ssl=self.ssl, allow_redirects=False, **kwargs
+                    )
+                )
+            async with resp:
+                body = await read_at_most(resp, 1024 * 1024, self.limits, guard.what)
                 if method == "POST" and resp.status in (404, 405):
                     raise _NotFoundOrNotAllowed
                 if resp.status in (401, 403):
@@ -163,10 +205,10 @@ class Authenticator:
                         status=resp.status,
                         method=method,
                     )
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"cannot reach token server for {self.registry}: {exc}") from None
         try:
-            reply = json.loads(body)
+            reply = jsonutil.loads(body)
         except ValueError:
             raise Unauthorized(f"token server for {self.registry} sent no JSON") from None
         if not isinstance(reply, dict):
@@ -177,6 +219,7 @@ class Authenticator:
         value = reply.get("token") or reply.get("access_token")
         if not isinstance(value, str) or not value:
             raise MirrorError(f"token server {realm} sent no token for {self.registry}")
+        _header_safe(value, self.registry)
         refresh = reply.get("refresh_token")
         if isinstance(refresh, str) and refresh:
             self._refresh_token = refresh
@@ -185,6 +228,14 @@ class Authenticator:
             expires_in = DEFAULT_EXPIRES_IN
         # renew a little early so a token never expires mid-request
         return Token(value, time.monotonic() + max(1.0, float(expires_in) * 0.9 - 5))
+
+
+def _header_safe(token: str, registry: str) -> str:
+    """`token` when it can stand in an Authorization header (visible ASCII, no spaces, no
+    CR/LF); Unauthorized otherwise."""
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise Unauthorized(f"the token for {registry} holds characters a header cannot carry")
+    return token
 
 
 class _NotFoundOrNotAllowed(Exception):

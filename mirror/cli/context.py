@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT, is_acr_host
-from mirror.auth.credentials import DockerConfig, parse_creds
+from mirror.auth.credentials import Credentials, DockerConfig, parse_creds
 from mirror.cli.output import options
 from mirror.reference import Reference, RegistryReference
 from mirror.registry import RegistryOptions
@@ -36,6 +37,28 @@ def azure_credential(cloud: str | None) -> tuple[Any, str | None]:
     return DefaultAzureCredential(authority=authority), audience
 
 
+_HOST_RE = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?")
+
+
+def credentials_by_host(given: Iterable[str], hosts: frozenset[str]) -> dict[str, Credentials]:
+    """`--creds` values to credentials per registry: `HOST=USER:PASSWORD` for HOST, a bare
+    `USER:PASSWORD` for the one registry the command names (a usage error otherwise), so no
+    credential ever reaches a registry it was not given for."""
+    out: dict[str, Credentials] = {}
+    for text in given:
+        host, sep, pair = text.partition("=")
+        if sep and _HOST_RE.fullmatch(host) and ":" in pair:
+            out[host] = parse_creds(pair)
+            continue
+        if len(hosts) != 1:
+            raise click.UsageError(
+                f"--creds USER:PASSWORD needs exactly one registry, and this command names "
+                f"{len(hosts)}: give --creds HOST=USER:PASSWORD for each"
+            )
+        out[next(iter(hosts))] = parse_creds(text)
+    return out
+
+
 def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
     """Options for a command: TLS/plain-HTTP/credential flags apply to the registries it names."""
     opts = options()
@@ -44,13 +67,11 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
         for r in refs
         if isinstance(r, RegistryReference | str)
     )
-    creds = parse_creds(opts.creds) if opts.creds else None
-    if creds is not None and len(hosts) > 1:
-        raise click.UsageError("--creds applies to one registry; use the Docker config for several")
+    creds = credentials_by_host(opts.creds, hosts)
     azure = None
     audience = None
-    acr_hosts = [h for h in hosts if is_acr_host(h)]
-    if acr_hosts and creds is None and not opts.anonymous:
+    acr_hosts = [h for h in hosts if is_acr_host(h) and h not in creds]
+    if acr_hosts and not opts.anonymous:
         docker_config = DockerConfig.load()
         if any(docker_config.lookup(h) is None for h in acr_hosts):
             azure, audience = azure_credential(opts.azure_cloud)
@@ -58,7 +79,9 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
         use_docker_config=not opts.anonymous,
         azure_credential=azure,
         azure_audience=audience,
-        default_credentials=creds,
+        credentials=creds,
+        token_hosts=frozenset(opts.token_hosts),
+        limits=opts.limits,
         plain_http=hosts if opts.plain_http else False,
         insecure=frozenset() if opts.tls_verify else hosts,
         ca_file=opts.ca_file,

@@ -11,6 +11,7 @@ import click
 from mirror._version import __version__
 from mirror.cli.output import Options, parse_size
 from mirror.errors import MirrorError
+from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "cli", "main"]
@@ -59,7 +60,19 @@ class _LazyGroup(click.Group):
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")
-@click.option("--creds", metavar="USER:PASSWORD", help="Credentials for the registry named.")
+@click.option(
+    "--creds",
+    metavar="[HOST=]USER:PASSWORD",
+    multiple=True,
+    help="Credentials for the one registry the command names, or for HOST (repeatable).",
+)
+@click.option(
+    "--token-host",
+    "token_hosts",
+    metavar="HOST",
+    multiple=True,
+    help="Trust HOST as a token realm for credentials, besides each registry's own site.",
+)
 @click.option("--plain-http", is_flag=True, help="Speak HTTP, not HTTPS, to the registries named.")
 @click.option(
     "--tls-verify/--no-tls-verify",
@@ -92,6 +105,34 @@ class _LazyGroup(click.Group):
     "--anonymous", is_flag=True, help="No credentials, not even Azure AD for ACR registries."
 )
 @click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=DEFAULT_LIMITS.connect_timeout,
+    show_default=True,
+    help="Seconds to open a connection to a registry.",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(0.1, 86400),
+    default=DEFAULT_LIMITS.stall_timeout,
+    show_default=True,
+    help="Seconds a reply may wait for its first byte, or move less than --min-rate.",
+)
+@click.option(
+    "--min-rate",
+    callback=parse_size,
+    default="1KiB",
+    show_default=True,
+    help="Bytes per second below which a transfer is stalled (e.g. 512, 4KiB).",
+)
+@click.option(
+    "--max-blob-size",
+    callback=parse_size,
+    default="1TiB",
+    show_default=True,
+    help="Refuse images that declare a larger blob (e.g. 2TiB).",
+)
+@click.option(
     "--azure-cloud",
     type=click.Choice(["public", "china", "usgov"]),
     default=None,
@@ -103,7 +144,8 @@ def cli(
     as_json: bool,
     quiet: bool,
     verbose: int,
-    creds: str | None,
+    creds: tuple[str, ...],
+    token_hosts: tuple[str, ...],
     plain_http: bool,
     tls_verify: bool,
     ca_file: str | None,
@@ -111,6 +153,10 @@ def cli(
     retries: int,
     chunk_size: int,
     anonymous: bool,
+    connect_timeout: float,
+    stall_timeout: float,
+    min_rate: int,
+    max_blob_size: int,
     azure_cloud: str | None,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
@@ -125,6 +171,7 @@ def cli(
         quiet=quiet,
         verbose=verbose,
         creds=creds,
+        token_hosts=token_hosts,
         plain_http=plain_http,
         tls_verify=tls_verify,
         ca_file=ca_file,
@@ -133,6 +180,12 @@ def cli(
         chunk_size=chunk_size,
         anonymous=anonymous,
         azure_cloud=azure_cloud,
+        limits=Limits(
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            min_rate=min_rate,
+            max_blob_size=max_blob_size,
+        ),
     )
 
 

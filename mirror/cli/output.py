@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
+from mirror.limits import DEFAULT_LIMITS, Limits
+
 __all__ = ["Options", "emit", "json_option", "options", "parse_size", "run", "wants_progress"]
 
 T = TypeVar("T")
@@ -24,7 +26,8 @@ class Options:
     as_json: bool = False
     quiet: bool = False
     verbose: int = 0
-    creds: str | None = field(default=None, repr=False)
+    creds: tuple[str, ...] = field(default=(), repr=False)
+    token_hosts: tuple[str, ...] = ()
     plain_http: bool = False
     tls_verify: bool = True
     ca_file: str | None = None
@@ -33,16 +36,18 @@ class Options:
     azure_cloud: str | None = None
     retries: int = 5
     chunk_size: int = 16 * 1024 * 1024
+    limits: Limits = DEFAULT_LIMITS
 
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(ctx: click.Context, param: click.Parameter, value: str | int) -> int:
-    """Click callback: `1048576`, `512KiB`, `16MiB`, `1GiB` (also K, M, G, KB, MB) to bytes."""
+    """Click callback: `1048576`, `512KiB`, `16MiB`, `1GiB`, `1TiB` (also K, M, G, T, KB, MB)
+    to bytes."""
     if isinstance(value, int):
         return value
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgKMG]?)(?:i?[bB])?\s*", value)
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", value)
     if not match or int(match.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a size like 16MiB", ctx, param)
     return int(match.group(1)) * _UNITS[match.group(2).lower()]

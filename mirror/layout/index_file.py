@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mirror import jsonutil
 from mirror import mediatypes as mt
 from mirror.errors import LayoutError
 
@@ -21,7 +22,7 @@ def empty_index() -> dict[str, Any]:
 def parse_index(raw: bytes, where: str) -> dict[str, Any]:
     """Parse `index.json` bytes, raising LayoutError with one line naming `where` on any flaw."""
     try:
-        obj = json.loads(raw)
+        obj = jsonutil.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LayoutError(f"{where} is not valid JSON ({exc})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from mirror import jsonutil
 from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import RangeFetcher, RangeNotHonoured
 from mirror.errors import ContentError, LayoutError, SizeMismatch
@@ -27,13 +28,15 @@ __all__ = ["fill_ranged"]
 
 _HASH_BLOCK = 4 * 1024 * 1024
 _MAX_SIDECAR = 16 * 1024 * 1024
+#: the most parts one blob is cut into (parts grow for bigger blobs)
+MAX_PARTS = 4096
 _log = logging.getLogger("mirror.layout")
 
 
 def _load_done(path: Path, size: int, part: int) -> set[int]:
     try:
-        data = json.loads(read_capped(path, _MAX_SIDECAR))
-    except (OSError, ValueError, RecursionError, LayoutError):
+        data = jsonutil.loads(read_capped(path, _MAX_SIDECAR))
+    except (OSError, ValueError, LayoutError):
         return set()  # absent, planted or damaged: fetch every part again
     if not isinstance(data, dict) or data.get("size") != size or data.get("part") != part:
         return set()
@@ -70,6 +73,7 @@ async def fill_ranged(
 ) -> None:
     """Fetch the missing parts of the locked ranged partial, verify the whole, fsync it."""
     size = desc.size
+    part_size = max(part_size, -(-size // MAX_PARTS))  # never more than MAX_PARTS parts
     done = await asyncio.to_thread(_load_done, sidecar, size, part_size)
     if not done:
         await finish_in_thread(os.ftruncate, fd, 0)
@@ -81,7 +85,6 @@ async def fill_ranged(
     hashed = 0
     hash_lock = asyncio.Lock()
     record_lock = asyncio.Lock()
-    gate = asyncio.Semaphore(max(1, parallel))
 
     async def advance_hash() -> None:
         nonlocal hashed
@@ -95,21 +98,20 @@ async def fill_ranged(
 
     async def fetch_part(start: int) -> None:
         end = min(start + part_size, size)
-        async with gate:
-            position, failures = start, 0
-            while position < end:
-                try:
-                    async for chunk in fetch(position, end):
-                        if position + len(chunk) > end:
-                            raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} overran")
-                        await finish_in_thread(_pwrite_all, fd, chunk, position)
-                        position += len(chunk)
-                    if position < end:
-                        raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} ended early")
-                except RangeNotHonoured:
-                    raise
-                except Exception as exc:
-                    failures = await retry.backoff(exc, failures)
+        position, failures = start, 0
+        while position < end:
+            try:
+                async for chunk in fetch(position, end):
+                    if position + len(chunk) > end:
+                        raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} overran")
+                    await finish_in_thread(_pwrite_all, fd, chunk, position)
+                    position += len(chunk)
+                if position < end:
+                    raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} ended early")
+            except RangeNotHonoured:
+                raise
+            except Exception as exc:
+                failures = await retry.backoff(exc, failures)
         async with record_lock:
             done.add(start)
             record = json.dumps({"size": size, "part": part_size, "done": sorted(done)}).encode()
@@ -118,8 +120,15 @@ async def fill_ranged(
             await finish_in_thread(write_atomic, sidecar, record, tmp_dir)
         await advance_hash()
 
+    missing = iter([s for s in starts if s not in done])
+
+    async def worker() -> None:
+        # `parallel` workers take parts in turn: never more tasks than that, however many parts
+        for start in missing:
+            await fetch_part(start)
+
     await advance_hash()
-    await gather_all([fetch_part(s) for s in starts if s not in done])
+    await gather_all([worker() for _ in range(max(1, parallel))])
     await advance_hash()
     try:
         check_content(hasher, desc.digest, size, "blob")

@@ -10,7 +10,6 @@ exclusively) never deletes blobs that a running writer has not yet referenced.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import aiofiles
 
+from mirror import jsonutil
 from mirror import mediatypes as mt
 from mirror.digest import Digest, DigestHasher, check_content, verify_whole
 from mirror.endpoint import BlobSource, RangeFetcher, RangeNotHonoured, bytes_source
@@ -166,8 +166,8 @@ class Layout(NamedImages):
 
     def _check_marker(self, marker: Path) -> None:
         try:
-            obj = json.loads(read_capped(marker, MAX_INDEX_SIZE))
-        except (OSError, ValueError, RecursionError) as exc:
+            obj = jsonutil.loads(read_capped(marker, MAX_INDEX_SIZE))
+        except (OSError, ValueError) as exc:
             raise LayoutError(f"{marker} is unreadable or not JSON ({exc})") from None
         version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
         if version != "1.0.0":

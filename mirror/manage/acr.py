@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from mirror import jsonutil
 from mirror.digest import Digest
 from mirror.errors import ManifestNotFound, RegistryError
 from mirror.httpbody import read_at_most
@@ -79,7 +80,7 @@ class AcrBackend:
             finally:
                 resp.release()
             try:
-                parsed = json.loads(raw) if raw.strip() else {}
+                parsed = jsonutil.loads(raw) if raw.strip() else {}
             except ValueError:
                 raise RegistryError(f"{what}: ACR sent no JSON") from None
             return parsed if isinstance(parsed, dict) else {}

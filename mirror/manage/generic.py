@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 from collections.abc import AsyncIterator
 
+from mirror import jsonutil
 from mirror import mediatypes as mt
 from mirror.digest import Digest
 from mirror.errors import (
@@ -108,7 +108,7 @@ class GenericBackend:
             return created, None, None
         raw = b"".join([chunk async for chunk in repo.blob_open(config)])
         try:
-            obj = json.loads(raw)
+            obj = jsonutil.loads(raw)
         except ValueError:
             return created, None, None
         if not isinstance(obj, dict):

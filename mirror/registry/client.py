@@ -48,7 +48,13 @@ class RegistryClient:
                 limit=max(16, self.options.concurrency * 2),
                 limit_per_host=max(8, self.options.concurrency),
             )
-            timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=300)
+            limits = self.options.limits
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=limits.connect_timeout,
+                sock_connect=limits.connect_timeout,
+                sock_read=limits.stall_timeout,
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=timeout, auto_decompress=False
             )

@@ -10,6 +10,8 @@ import aiohttp
 from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import RangeNotHonoured
 from mirror.errors import SizeMismatch, TransportError
+from mirror.httpbody import StallGuard
+from mirror.limits import Limits
 from mirror.model import Descriptor
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ async def open_range(
     try:
         if resp.status == 200 and (start, end) != (0, desc.size):
             raise RangeNotHonoured(f"{what}: the registry ignores Range")
-        async for chunk in _body(resp, what):
+        async for chunk in _body(resp, what, repo.transport.options.limits):
             yield chunk
     finally:
         resp.release()
@@ -77,7 +79,7 @@ async def _get_from(
             raise SizeMismatch(
                 f"{what}: server sends {resp.content_length} bytes, expected {expected}"
             )
-        async for chunk in _body(resp, what):
+        async for chunk in _body(resp, what, repo.transport.options.limits):
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk, skip = chunk[dropped:], skip - dropped
@@ -102,10 +104,16 @@ async def _get(
     )
 
 
-async def _body(resp: aiohttp.ClientResponse, what: str) -> AsyncGenerator[bytes, None]:
-    """A reply body in chunks; a cut connection becomes a (retryable) TransportError."""
+async def _body(
+    resp: aiohttp.ClientResponse, what: str, limits: Limits
+) -> AsyncGenerator[bytes, None]:
+    """A reply body in chunks; a cut or stalled connection becomes a (retryable)
+    TransportError."""
+    guard = StallGuard(what, limits)
     try:
-        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-            yield chunk
+        async with guard.watching():
+            while chunk := await guard.wait(resp.content.read(CHUNK_SIZE)):
+                guard.advance(len(chunk))
+                yield chunk
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise TransportError(f"{what}: download interrupted: {exc}") from None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from typing import NoReturn
 
 import aiohttp
 
+from mirror import jsonutil
 from mirror.errors import (
     BlobNotFound,
     Forbidden,
@@ -17,9 +17,11 @@ from mirror.errors import (
     RateLimited,
     RegistryError,
     ServerError,
+    TransportError,
     Unauthorized,
 )
 from mirror.httpbody import read_at_most
+from mirror.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["RETRYABLE_CODES", "RETRYABLE_STATUS", "parse_retry_after", "raise_for_status"]
 
@@ -44,7 +46,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def _codes_and_message(body: bytes) -> tuple[list[str], str]:
     try:
-        obj = json.loads(body)
+        obj = jsonutil.loads(body)
     except ValueError:
         return [], ""
     errors = obj.get("errors") if isinstance(obj, dict) else None
@@ -55,15 +57,17 @@ def _codes_and_message(body: bytes) -> tuple[list[str], str]:
     return codes, "; ".join(messages)
 
 
-async def raise_for_status(resp: aiohttp.ClientResponse, what: str, kind: str = "") -> NoReturn:
+async def raise_for_status(
+    resp: aiohttp.ClientResponse, what: str, kind: str = "", limits: Limits = DEFAULT_LIMITS
+) -> NoReturn:
     """Read a bounded error body and raise the matching RegistryError or NotFound.
 
     `what` names the thing asked for (e.g. "manifest app:v1 on host"); `kind` is
     "manifest", "blob" or "" and picks the NotFound subclass.
     """
     try:
-        body = await read_at_most(resp, _MAX_ERROR_BODY)
-    except (aiohttp.ClientError, OSError, TimeoutError):
+        body = await read_at_most(resp, _MAX_ERROR_BODY, limits)
+    except (aiohttp.ClientError, OSError, TimeoutError, TransportError):
         body = b""
     codes, message = _codes_and_message(body)
     status, method = resp.status, resp.method

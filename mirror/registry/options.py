@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from typing import Any
 
 from mirror.auth.azure import is_acr_host
 from mirror.auth.credentials import Credentials, DockerConfig
+from mirror.hosts import is_loopback
+from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
 __all__ = ["RegistryOptions", "is_loopback"]
@@ -48,6 +49,10 @@ class RegistryOptions:
     #: requests per second allowed per registry (host -> rate)
     rate_limits: dict[str, float] = field(default_factory=dict)
     user_agent: str = "mirror"
+    #: time, rate, size and count bounds on what registries send (mirror.limits)
+    limits: Limits = DEFAULT_LIMITS
+    #: hosts trusted as token realms for credentials, besides each registry's own site
+    token_hosts: frozenset[str] = frozenset()
 
     def is_acr(self, registry: str) -> bool:
         """True when `registry` is an Azure Container Registry (by name or as told)."""
@@ -88,18 +93,3 @@ class RegistryOptions:
         if self.use_docker_config:
             return DockerConfig.load(self.docker_config).lookup(registry)
         return None
-
-
-def is_loopback(registry: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (with or without a port)."""
-    host = registry
-    if host.startswith("["):
-        host = host[1 : host.index("]")]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -76,7 +76,9 @@ class Repository:
             length = resp.content_length
             if length is not None and length > mt.MAX_MANIFEST_SIZE:
                 raise ManifestInvalid(f"{what} is {length} bytes, over the 4 MiB limit")
-            raw = await read_body(resp, mt.MAX_MANIFEST_SIZE + 1, what)
+            raw = await read_body(
+                resp, mt.MAX_MANIFEST_SIZE + 1, what, self.transport.options.limits
+            )
             if len(raw) > mt.MAX_MANIFEST_SIZE:
                 raise ManifestInvalid(f"{what} is over the 4 MiB limit")
             content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiohttp
 from yarl import URL
 
+from mirror import jsonutil
 from mirror.auth.azure import AzureAuthenticator
 from mirror.auth.tokens import Authenticator
 from mirror.errors import RegistryError, TransportError, Unauthorized
-from mirror.httpbody import read_at_most
+from mirror.hosts import is_loopback
+from mirror.httpbody import StallGuard, read_at_most
+from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.errors import raise_for_status
-from mirror.registry.options import RegistryOptions, is_loopback
+from mirror.registry.options import RegistryOptions
 from mirror.retry import RetryPolicy
 
 __all__ = [
@@ -68,6 +70,7 @@ class RegistryTransport:
         async with self._base_lock:
             if self._base is None:
                 self._base = await self._detect_base()
+                self.auth.registry_secure = self._base.scheme == "https"
             return self._base
 
     async def _detect_base(self) -> URL:
@@ -122,15 +125,23 @@ class RegistryTransport:
                 sent["Authorization"] = authorization
             if self.pacer is not None:
                 await self.pacer.wait()
+            # sending the body, then the reply's headers, must keep moving (slowloris)
+            guard = StallGuard(what, self.options.limits)
+            body = guard.counted(data) if isinstance(data, AsyncIterable) else data
             try:
-                resp = await self.session.request(
-                    method,
-                    url,
-                    headers=sent,
-                    data=data,
-                    allow_redirects=False,
-                    ssl=self.options.ssl_for(self.registry if same_origin else url.host or ""),
-                )
+                async with guard.watching():
+                    resp = await guard.wait(
+                        self.session.request(
+                            method,
+                            url,
+                            headers=sent,
+                            data=body,
+                            allow_redirects=False,
+                            ssl=self.options.ssl_for(
+                                self.registry if same_origin else url.host or ""
+                            ),
+                        )
+                    )
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -162,7 +173,7 @@ class RegistryTransport:
                 continue
             if resp.status not in expected:
                 try:
-                    await raise_for_status(resp, what, kind)
+                    await raise_for_status(resp, what, kind, self.options.limits)
                 finally:
                     resp.release()
             return resp
@@ -188,10 +199,13 @@ def retried(
     return cast(Callable[Concatenate[Any, P], Coroutine[Any, Any, T]], wrapper)
 
 
-async def read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """Read at most `limit` bytes of a response body; a cut connection is a TransportError."""
+async def read_body(
+    resp: aiohttp.ClientResponse, limit: int, what: str, limits: Limits = DEFAULT_LIMITS
+) -> bytes:
+    """Read at most `limit` bytes of a response body; a cut or stalled connection is a
+    TransportError."""
     try:
-        return await read_at_most(resp, limit)
+        return await read_at_most(resp, limit, limits, what)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
 
@@ -231,9 +245,21 @@ def _authenticator(
         credentials = options.credentials_for(registry)
         if options.azure_credential is not None or credentials is None:
             return AzureAuthenticator(
-                registry, options.azure_credential, session, ssl, audience=options.azure_audience
+                registry,
+                options.azure_credential,
+                session,
+                ssl,
+                audience=options.azure_audience,
+                limits=options.limits,
             )
-    return Authenticator(registry, options.credentials_for(registry), session, ssl)
+    return Authenticator(
+        registry,
+        options.credentials_for(registry),
+        session,
+        ssl,
+        limits=options.limits,
+        trusted_hosts=options.token_hosts,
+    )
 
 
 async def paged_names(
@@ -247,15 +273,22 @@ async def paged_names(
 async def paged_items(
     transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
 ) -> AsyncIterator[Any]:
-    """The items under `key` in every page of a list API, following `Link: rel="next"`."""
+    """The items under `key` in every page of a list API, following `Link: rel="next"`.
+
+    Bounded: a `Link` that names a page already read, or a listing longer than the limits
+    allow (pages, items), is an error rather than a run that never ends.
+    """
     target: str | URL = first
     scope_tuple = tuple(scopes)
+    limits = transport.options.limits
+    visited: set[str] = set()
+    items = 0
 
     async def page(at: str | URL) -> tuple[Any, str | None, URL]:
         resp = await transport.request("GET", at, scopes=scope_tuple, what=what, kind="manifest")
         try:
-            raw = await read_body(resp, 64 * 1024 * 1024, what)
-            return json.loads(raw or b"{}"), next_link(resp.headers.get("Link")), resp.url
+            raw = await read_body(resp, 64 * 1024 * 1024, what, transport.options.limits)
+            return jsonutil.loads(raw or b"{}"), next_link(resp.headers.get("Link")), resp.url
         except ValueError:
             raise RegistryError(f"{what}: the registry sent no JSON") from None
         finally:
@@ -263,11 +296,20 @@ async def paged_items(
 
     while True:
         body, link, url = await transport.retry.call(lambda: page(target))  # noqa: B023
-        for item in (body or {}).get(key) or []:
+        visited.add(str(url))
+        found = (body if isinstance(body, dict) else {}).get(key) or []
+        items += len(found) if isinstance(found, list) else 0
+        if items > limits.max_list_items:
+            raise RegistryError(f"{what}: more than {limits.max_list_items} items; stopped")
+        for item in found if isinstance(found, list) else ():
             yield item
         if not link:
             return
         target = url.join(URL(link, encoded=True))
+        if str(target) in visited:
+            raise RegistryError(f"{what}: the registry links back to a page already read")
+        if len(visited) >= limits.max_list_pages:
+            raise RegistryError(f"{what}: more than {limits.max_list_pages} pages; stopped")
 
 
 _LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')

@@ -36,6 +36,7 @@ range or a missing credentials variable is one error naming the key, before anyt
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 import tomllib
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 import semver
 
 from mirror.auth.credentials import Credentials
@@ -57,6 +59,9 @@ class ConfigError(MirrorError):
     """A sync configuration that cannot be used; the message names the key."""
 
 
+_log = logging.getLogger("mirror.sync")
+#: the time one tag filter may take on one tag (tags are the registry's, patterns the user's)
+MATCH_SECONDS = 0.1
 _COMPARATOR = re.compile(r"^(>=|<=|>|<|==|!=)?\s*v?(\d+(?:\.\d+){0,2}(?:[-+][0-9A-Za-z.+-]*)?)$")
 
 
@@ -69,22 +74,40 @@ def _semver_of(tag: str) -> semver.Version | None:
         return None
 
 
+def _search(pattern: regex.Pattern[str], tag: str, *, undecided: bool = False) -> bool:
+    """Whether `pattern` finds a match in `tag` within MATCH_SECONDS; `undecided` if not."""
+    try:
+        return pattern.search(tag, timeout=MATCH_SECONDS) is not None
+    except TimeoutError:
+        _log.warning(
+            "tag filter %r took over %g s on tag %r: tag not taken",
+            pattern.pattern,
+            MATCH_SECONDS,
+            tag,
+        )
+        return undecided
+
+
 @dataclass(frozen=True)
 class TagFilter:
     """Which tags of a repository a job takes."""
 
-    include: tuple[re.Pattern[str], ...] = ()
-    exclude: tuple[re.Pattern[str], ...] = ()
+    include: tuple[regex.Pattern[str], ...] = ()
+    exclude: tuple[regex.Pattern[str], ...] = ()
     semver_range: tuple[tuple[str, semver.Version], ...] = ()
     newest: int | None = None
     newest_by: str = "semver"
     digests: tuple[Digest, ...] = ()
 
     def wants(self, tag: str) -> bool:
-        """Regex and semver filters (the newest-N cut happens later, over all that pass)."""
-        if self.include and not any(p.search(tag) for p in self.include):
+        """Regex and semver filters (the newest-N cut happens later, over all that pass).
+
+        Tags come from registries, so each match has a time budget (MATCH_SECONDS): a tag
+        that a pattern cannot decide in time is not taken, with a warning.
+        """
+        if self.include and not any(_search(p, tag) for p in self.include):
             return False
-        if any(p.search(tag) for p in self.exclude):
+        if any(_search(p, tag, undecided=True) for p in self.exclude):
             return False
         if self.semver_range:
             version = _semver_of(tag)
@@ -167,12 +190,12 @@ def _strings(obj: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _regexes(obj: dict[str, Any], key: str, where: str) -> tuple[re.Pattern[str], ...]:
+def _regexes(obj: dict[str, Any], key: str, where: str) -> tuple[regex.Pattern[str], ...]:
     out = []
     for pattern in _strings(obj, key, where):
         try:
-            out.append(re.compile(pattern))
-        except re.error as exc:
+            out.append(regex.compile(pattern))
+        except regex.error as exc:
             raise ConfigError(f"{where}.{key}: bad regular expression {pattern!r}: {exc}") from None
     return tuple(out)
 

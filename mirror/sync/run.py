@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mirror import jsonutil
 from mirror.endpoint import Endpoint
 from mirror.engine import ProgressSink, copy_image
 from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
@@ -27,7 +27,12 @@ from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend
 from mirror.manage.properties import parse_time
 from mirror.model import Index, Manifest
-from mirror.reference import LayoutReference, RegistryReference, parse_reference
+from mirror.reference import (
+    LayoutReference,
+    RegistryReference,
+    is_valid_tag,
+    parse_reference,
+)
 from mirror.registry import RegistryClient, RegistryOptions, Repository
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.referrers import copy_referrers
@@ -191,12 +196,27 @@ async def _created(repo: Repository | Layout, tag: str) -> float:
     if isinstance(manifest, Manifest):
         raw = b"".join([c async for c in repo.blob_open(manifest.config)])
         try:
-            created = json.loads(raw).get("created")
+            created = jsonutil.loads(raw).get("created")
         except (ValueError, AttributeError):
             return 0.0
         when = parse_time(created)
         return when.timestamp() if when else 0.0
     return 0.0
+
+
+def _valid_tags(tags: list[str], where: str) -> list[str]:
+    """The tags that follow the distribution tag grammar; the others are left out, with one
+    warning (a registry's tags meet the user's filters only once they are known to be sane)."""
+    valid = [t for t in tags if is_valid_tag(t)]
+    if len(valid) < len(tags):
+        bad = next(t for t in tags if not is_valid_tag(t))
+        _log.warning(
+            "%s: left out %d tags that break the tag grammar (such as %r)",
+            where,
+            len(tags) - len(valid),
+            bad[:150],
+        )
+    return valid
 
 
 async def _select(
@@ -247,18 +267,19 @@ async def plan(
                 continue
             if source.registry is not None:
                 repo = client.repository(source.registry)
-                tags = [t async for t in repo.tags()]
+                tags = _valid_tags([t async for t in repo.tags()], str(source.registry))
                 chosen = await _select(tags, job.tags, repo)
                 base = f"docker://{source.registry.name}"
             else:
                 assert source.layout is not None
                 async with await Layout.open(source.layout) as layout:
                     prefix = f"{source.repository}:"
-                    tags = [
+                    names = [
                         i.name[len(prefix) :]
                         for i in await layout.images()
                         if i.name and i.name.startswith(prefix)
                     ]
+                    tags = _valid_tags(names, f"{source.layout}:{source.repository}")
                     chosen = await _select(tags, job.tags, layout)
                 base = f"oci:{source.layout}"
             for tag in chosen:
@@ -433,6 +454,7 @@ async def _run_task(
                 progress=progress,
                 blob_gate=endpoints.blob_gate,
                 fresh_destination=held is not None and not held,
+                max_blob_size=endpoints.client.options.limits.max_blob_size,
             )
             report.status, report.digest, report.bytes = (
                 "copied",

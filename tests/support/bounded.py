@@ -36,8 +36,10 @@ class Bounded:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def _command(args: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "tests.support.bounded", sys.executable, "-m", "mirror", *args]
+def _command(args: tuple[str, ...], file_size: int | None = None) -> list[str]:
+    cap = [f"--file-size={file_size}"] if file_size else []
+    wrapper = [sys.executable, "-m", "tests.support.bounded", *cap]
+    return [*wrapper, sys.executable, "-m", "mirror", *args]
 
 
 def _result(code: int, out: bytes, err: bytes, timed_out: bool) -> Bounded:
@@ -49,10 +51,14 @@ def _result(code: int, out: bytes, err: bytes, timed_out: bool) -> Bounded:
     return Bounded(code, out.decode(errors="replace"), text, peak, timed_out)
 
 
-def bounded_mirror(*args: str, timeout: float = 60) -> Bounded:
-    """Run `mirror ARGS` with the memory cap; kill it (and say so) after `timeout` seconds."""
+def bounded_mirror(*args: str, timeout: float = 60, file_size: int | None = None) -> Bounded:
+    """Run `mirror ARGS` with the memory cap (and no file written past `file_size` bytes);
+    kill it (and say so) after `timeout` seconds."""
     proc = subprocess.Popen(
-        _command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        _command(args, file_size),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -80,13 +86,19 @@ async def abounded_mirror(*args: str, within: float = 60) -> Bounded:
         return _result(proc.returncode or 0, out, err, True)
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-
 def main(argv: list[str]) -> int:
-    """Run `argv` capped; print its peak RSS (KiB) last on stderr; exit with its code."""
-    child = subprocess.Popen(argv, preexec_fn=_limit)
+    """Run `argv` capped (`--file-size=N` first: no file written past N bytes, SIGXFSZ
+    otherwise); print its peak RSS (KiB) last on stderr; exit with its code."""
+    file_size = None
+    if argv and argv[0].startswith("--file-size="):
+        file_size = int(argv.pop(0).partition("=")[2])
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+        if file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    child = subprocess.Popen(argv, preexec_fn=limit)
     _, status, usage = os.wait4(child.pid, 0)
     sys.stderr.write(f"\n{_MARK}{usage.ru_maxrss}\n")
     return os.waitstatus_to_exitcode(status)

@@ -43,5 +43,5 @@ def test_anonymous_and_explicit_creds_skip_azure(
     anonymous = _options(tmp_path, monkeypatch, anonymous=True)
     assert anonymous.azure_credential is None
     assert anonymous.use_docker_config is False
-    with_creds = _options(tmp_path, monkeypatch, creds="admin:pw")
+    with_creds = _options(tmp_path, monkeypatch, creds=("admin:pw",))
     assert with_creds.azure_credential is None
