@@ -10,23 +10,12 @@ from typing import IO
 
 import zstandard
 
-from tests.support.bounded import Bounded, bounded_mirror
+from tests.support.bounded import MEMORY_MIB, assert_refused, bounded_mirror
 from tests.support.tools import FIXTURES
 
 GIB = 1024**3
 MIB = 1024**2
 _ZEROS = bytes(MIB)
-
-
-def assert_refused(result: Bounded, *words: str) -> None:
-    """Exit 1, one `mirror:` line naming `words`, no traceback, in time, under 200 MB."""
-    assert not result.timed_out, result.stderr
-    assert result.returncode == 1, result.stderr
-    assert len(result.lines) == 1, result.stderr
-    assert result.lines[0].startswith("mirror: "), result.stderr
-    for word in words:
-        assert word in result.lines[0], result.stderr
-    assert result.peak_mib < 200, result.peak_mib
 
 
 def _header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
@@ -88,7 +77,7 @@ def test_an_unnamed_2_gib_member_is_never_unpacked(tmp_path: Path) -> None:
         "copy", f"oci-archive:{archive}:v1", f"oci:{out}:v1", file_size=64 * MIB, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.peak_mib < 200
+    assert result.peak_mib < MEMORY_MIB
 
 
 def test_a_named_member_larger_than_declared_is_refused(tmp_path: Path) -> None:

@@ -33,12 +33,17 @@ async def source() -> AsyncIterator[tuple[HostileRegistry, str]]:
 # 15. --creds reaches only the registry it names
 
 
+def _sync_config(tmp_path: Path, source: str, destination: str) -> Path:
+    config = tmp_path / "mirror.toml"
+    config.write_text(f'[[jobs]]\nsource = "{source}/app"\ndestination = "{destination}/copy"\n')
+    return config
+
+
 async def test_plain_creds_with_sync_are_a_usage_error(
     source: tuple[HostileRegistry, str], registry: Registry, tmp_path: Path
 ) -> None:
     hostile, host = source
-    config = tmp_path / "mirror.toml"
-    config.write_text(f'[[jobs]]\nsource = "{host}/app"\ndestination = "{registry.host}/copy"\n')
+    config = _sync_config(tmp_path, host, registry.host)
     result = await abounded_mirror("--creds", "alice:s3cret", "sync", str(config))
     assert result.returncode == 2, result.stderr
     assert len(result.lines) == 1
@@ -51,8 +56,7 @@ async def test_host_scoped_creds_never_reach_another_registry(
     source: tuple[HostileRegistry, str], registry: Registry, tmp_path: Path
 ) -> None:
     hostile, host = source
-    config = tmp_path / "mirror.toml"
-    config.write_text(f'[[jobs]]\nsource = "{host}/app"\ndestination = "{registry.host}/copy"\n')
+    config = _sync_config(tmp_path, host, registry.host)
     result = await abounded_mirror("--creds", f"{registry.host}=alice:s3cret", "sync", str(config))
     assert result.returncode == 1  # the source wants credentials it was not given
     assert hostile.authorizations == []

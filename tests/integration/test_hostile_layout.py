@@ -10,23 +10,17 @@ from pathlib import Path
 
 from fixtures.generate import make_big_image
 from mirror.layout import Layout
-from tests.support.bounded import Bounded, abounded_mirror, bounded_mirror
+from tests.support.bounded import (
+    MEMORY_MIB,
+    abounded_mirror,
+    assert_refused,
+    bounded_mirror,
+)
 from tests.support.layouts import copy_image
 from tests.support.scripted import FaultProxy
 from tests.support.tools import FIXTURES, mirror
 
 BIG = 2 * 1024 * 1024  # over the small-blob size, so it goes through a partial file
-
-
-def assert_refused(result: Bounded, *words: str) -> None:
-    """Exit 1, one `mirror:` line naming `words`, no traceback, in time, under 200 MB."""
-    assert not result.timed_out, result.stderr
-    assert result.returncode == 1, result.stderr
-    assert len(result.lines) == 1, result.stderr
-    assert result.lines[0].startswith("mirror: "), result.stderr
-    for word in words:
-        assert word in result.lines[0], result.stderr
-    assert result.peak_mib < 200, result.peak_mib
 
 
 def _victims(folder: Path) -> dict[str, bytes]:
@@ -162,7 +156,7 @@ def test_verify_ends_on_blobs_that_are_dev_zero_or_a_fifo(fixture_copy: object) 
     result = bounded_mirror("layout", "verify", str(layout), timeout=30)
     assert not result.timed_out
     assert result.returncode == 1
-    assert result.peak_mib < 200
+    assert result.peak_mib < MEMORY_MIB
     assert f"blobs/sha256/{zero.name} is not a regular file" in result.stderr
     assert f"blobs/sha256/{fifo.name} is not a regular file" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.bounded import Bounded, abounded_mirror
+from tests.support.bounded import MEMORY_MIB, Bounded, abounded_mirror, assert_refused
 from tests.support.hostile import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -31,18 +31,14 @@ async def hostile() -> AsyncIterator[tuple[HostileRegistry, str]]:
     await runner.cleanup()
 
 
-def assert_refused(result: Bounded, *words: str) -> None:
-    """Exit 1, one `mirror:` line naming `words`, no traceback, in time, under 200 MB."""
-    assert not result.timed_out, result.stderr
-    assert result.returncode == 1, result.stderr
-    assert len(result.lines) == 1, result.stderr
-    assert result.lines[0].startswith("mirror: "), result.stderr
-    for word in words:
-        assert word in result.lines[0], result.stderr
-    assert result.peak_mib < 200, result.peak_mib
-
-
 FAST_STALL = ("--stall-timeout", "2", "--retries", "0")
+
+
+async def pull(host: str, tag: str, out: Path, *flags: str, within: float = 60) -> Bounded:
+    """`mirror [FLAGS] copy docker://HOST/app:TAG oci:OUT:TAG`, bounded."""
+    return await abounded_mirror(
+        *flags, "copy", f"docker://{host}/app:{tag}", f"oci:{out}:{tag}", within=within
+    )
 
 
 # 9. slowloris: a byte a second never keeps a run alive
@@ -55,9 +51,7 @@ async def test_a_trickled_body_ends_as_stalled(
     registry, host = hostile
     image(registry, "v1", layer=b"x" * 5000)
     registry.trickle[kind] = 1.0
-    result = await abounded_mirror(
-        *FAST_STALL, "copy", f"docker://{host}/app:v1", f"oci:{tmp_path / 'out'}:v1", within=40
-    )
+    result = await pull(host, "v1", tmp_path / "out", *FAST_STALL, within=40)
     assert_refused(result, "stalled")
 
 
@@ -68,9 +62,7 @@ async def test_a_trickled_token_endpoint_ends_as_stalled(
     image(registry, "v1")
     registry.bearer_realm = f"http://{host}/token"
     registry.trickle["token"] = 1.0
-    result = await abounded_mirror(
-        *FAST_STALL, "copy", f"docker://{host}/app:v1", f"oci:{tmp_path / 'out'}:v1", within=40
-    )
+    result = await pull(host, "v1", tmp_path / "out", *FAST_STALL, within=40)
     assert_refused(result, "token server", "stalled")
 
 
@@ -104,7 +96,7 @@ async def test_sync_over_an_endless_listing_ends(
     assert not result.timed_out
     assert result.returncode == 1
     assert "more than 1000000 items" in result.stderr
-    assert result.peak_mib < 200
+    assert result.peak_mib < MEMORY_MIB
 
 
 # 11. graph walks: a visited set and a depth limit
@@ -154,9 +146,7 @@ async def test_copy_refuses_1500_nested_indexes_in_one_line(
     for level in range(1500):
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [below]}
         below = registry.add_manifest(index, "nest" if level == 1499 else None)
-    result = await abounded_mirror(
-        "copy", f"docker://{host}/app:nest", f"oci:{tmp_path / 'out'}:nest", within=60
-    )
+    result = await pull(host, "nest", tmp_path / "out", within=60)
     assert_refused(result, "deeper than 8 levels")
 
 
@@ -180,7 +170,7 @@ async def test_a_10_tib_layer_is_refused_before_any_file(
     registry, host = hostile
     _huge(registry, 10 * 1024**4, "huge")
     out = tmp_path / "out"
-    result = await abounded_mirror("copy", f"docker://{host}/app:huge", f"oci:{out}:huge")
+    result = await pull(host, "huge", out)
     assert_refused(result, "over the 1099511627776 byte limit")
     partial = out / ".mirror" / "partial"
     assert not partial.exists() or not any(partial.iterdir())
@@ -191,9 +181,7 @@ async def test_a_size_of_2_to_the_70_is_one_line(
 ) -> None:
     registry, host = hostile
     _huge(registry, 2**70, "absurd")
-    result = await abounded_mirror(
-        "copy", f"docker://{host}/app:absurd", f"oci:{tmp_path / 'out'}:absurd"
-    )
+    result = await pull(host, "absurd", tmp_path / "out")
     assert_refused(result, "64-bit")
 
 
@@ -211,9 +199,7 @@ async def test_json_nested_100000_deep_is_one_line(
     raw = deep.encode()
     registry.manifests[digest_of(raw)] = (raw, OCI_MANIFEST)
     registry.tags["deep"] = digest_of(raw)
-    result = await abounded_mirror(
-        "copy", f"docker://{host}/app:deep", f"oci:{tmp_path / 'out'}:deep"
-    )
+    result = await pull(host, "deep", tmp_path / "out")
     assert_refused(result, "nested too deeply")
 
 
@@ -224,7 +210,7 @@ async def test_a_token_with_cr_lf_is_one_line(
     image(registry, "v1")
     registry.bearer_realm = f"http://{host}/token"
     registry.token_value = "abc\r\nX-Injected: yes"
-    result = await abounded_mirror("copy", f"docker://{host}/app:v1", f"oci:{tmp_path / 'out'}:v1")
+    result = await pull(host, "v1", tmp_path / "out")
     assert_refused(result, "header cannot carry")
 
 

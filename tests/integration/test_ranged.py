@@ -122,3 +122,33 @@ async def test_ranged_parts_resume_in_a_later_run(tmp_path: Path) -> None:
         )
         assert layout.blob_path(desc.digest).read_bytes() == data
     assert sorted(start for start, _ in asked) == sorted(set(range(0, 10 * MiB, MiB)) - done)
+
+
+async def test_a_blob_of_many_parts_runs_a_fixed_number_of_tasks(tmp_path: Path) -> None:
+    """However many parts a blob declares, parts are capped and only `parallel` fetches (and
+    tasks) run at once (issue 16: a 10 TiB layer made ~650,000 coroutines)."""
+    import asyncio
+
+    from mirror.layout.ranged import MAX_PARTS
+
+    data = bytes(range(256)) * 40  # 10,240 bytes: 10,240 one-byte parts asked for
+    desc = Descriptor(mt.OCI_LAYER_TAR, Digest.of(data), len(data))
+    running, most, tasks, ranges = 0, 0, 0, []
+
+    async def fetch(start: int, end: int) -> AsyncGenerator[bytes, None]:
+        nonlocal running, most, tasks
+        running += 1
+        most, tasks = max(most, running), max(tasks, len(asyncio.all_tasks()))
+        ranges.append((start, end))
+        await asyncio.sleep(0)
+        yield data[start:end]
+        running -= 1
+
+    async with await Layout.open(tmp_path / "l", create=True) as layout:
+        await layout.blob_put_ranged(
+            desc, fetch, part_size=1, parallel=3, fallback=bytes_source(data)
+        )
+        assert await layout.blob_exists(desc)
+    assert len(ranges) <= MAX_PARTS
+    assert most <= 3
+    assert tasks <= 3 + 2  # the parts' workers, the test, and nothing per part

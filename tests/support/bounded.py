@@ -18,6 +18,8 @@ from dataclasses import dataclass
 #: address-space cap for the command: far above what mirror needs, far below the machine
 ADDRESS_SPACE = 4 * 1024 * 1024 * 1024
 _MARK = "peak-rss-kib "
+#: what a run against hostile input may use at the most
+MEMORY_MIB = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,17 @@ class Bounded:
     def lines(self) -> list[str]:
         """The non-empty lines of stderr."""
         return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def assert_refused(result: Bounded, *words: str) -> None:
+    """Exit 1, one `mirror:` line naming `words`, no traceback, in time, under 200 MB."""
+    assert not result.timed_out, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert len(result.lines) == 1, result.stderr
+    assert result.lines[0].startswith("mirror: "), result.stderr
+    for word in words:
+        assert word in result.lines[0], result.stderr
+    assert result.peak_mib < MEMORY_MIB, result.peak_mib
 
 
 def _command(args: tuple[str, ...], file_size: int | None = None) -> list[str]:
