@@ -67,13 +67,18 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 @layout_group.command("verify")
 @click.argument("path", type=click.Path(file_okay=False))
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also check every document against what the OCI image spec requires.",
+)
 @json_option
-def verify_command(path: str, as_json: bool) -> None:
+def verify_command(path: str, strict: bool, as_json: bool) -> None:
     """Re-hash every blob in PATH and check every referenced blob is there; exit 1 on problems."""
 
     async def work() -> list[Problem]:
         async with await Layout.open(path) as layout:
-            return await verify(layout)
+            return await verify(layout, strict=strict)
 
     report_problems(run(work()), path)
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirror import jsonutil
 from mirror import mediatypes as mt
 from mirror.digest import ALGORITHMS, Digest
 from mirror.errors import (
@@ -15,9 +16,10 @@ from mirror.errors import (
     LayoutError,
     MirrorError,
 )
-from mirror.fsutil import real_dir, regular_size
+from mirror.fsutil import read_capped, real_dir, regular_size
 from mirror.graph import MAX_DEPTH
-from mirror.layout.store import Layout, check_file
+from mirror.layout.conformance import check_document, kind_of
+from mirror.layout.store import MAX_INDEX_SIZE, Layout, check_file
 from mirror.model import Descriptor
 
 __all__ = ["GcReport", "Problem", "gc", "verify"]
@@ -43,6 +45,8 @@ class _Walk:
     problems: list[Problem] = field(default_factory=list)
     # problems that make the reachable set unreliable (gc must not run on it)
     blocking: list[Problem] = field(default_factory=list)
+    #: also check each document against what the image spec requires
+    strict: bool = False
 
     def add(self, problem: Problem, *, blocking: bool = False) -> None:
         self.problems.append(problem)
@@ -50,13 +54,17 @@ class _Walk:
             self.blocking.append(problem)
 
 
-async def _walk(layout: Layout) -> _Walk:
-    walk = _Walk()
+async def _walk(layout: Layout, *, strict: bool = False) -> _Walk:
+    walk = _Walk(strict=strict)
     try:
         index = await layout.read_index()
     except LayoutError as exc:
         walk.add(Problem("index", "index.json", str(exc)), blocking=True)
         return walk
+    if strict:
+        for name, kind in (("oci-layout", "layout"), ("index.json", "layout-index")):
+            raw = await asyncio.to_thread(read_capped, layout.path / name, MAX_INDEX_SIZE)
+            _conform(walk, kind, raw, name)
     for i, entry in enumerate(index["manifests"]):
         where = f"index.json manifests[{i}]"
         try:
@@ -102,14 +110,40 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk, dept
         )
         return
     if not mt.is_manifest(desc.media_type):
+        if walk.strict and kind_of(desc.media_type) == "config":
+            await _conform_config(layout, desc, walk)
         return
     try:
         manifest = await layout.manifest_by_descriptor(desc)
     except (MirrorError, ValueError) as exc:
         walk.add(Problem("manifest", str(desc.digest), f"{where}: {exc}"), blocking=True)
         return
+    if walk.strict and (kind := kind_of(manifest.media_type)) is not None:
+        _conform(walk, kind, manifest.raw, str(desc.digest))
     for i, child in enumerate(manifest.children):
         await _visit(layout, child, f"child {i} of {desc.digest}", walk, depth + 1)
+
+
+def _conform(walk: _Walk, kind: str, raw: bytes, subject: str) -> None:
+    """Add a problem for each way the document fails the image spec."""
+    try:
+        obj = jsonutil.loads(raw)
+    except ValueError as exc:
+        walk.add(Problem("spec", subject, f"{subject}: not JSON ({exc})"))
+        return
+    for flaw in check_document(kind, obj):
+        walk.add(Problem("spec", subject, f"{subject} ({kind}): {flaw}"))
+
+
+async def _conform_config(layout: Layout, desc: Descriptor, walk: _Walk) -> None:
+    if desc.size > mt.MAX_MANIFEST_SIZE:
+        walk.add(Problem("spec", str(desc.digest), f"config {desc.digest} is over 4 MiB"))
+        return
+    try:
+        raw = await layout.blob_read(desc)
+    except (MirrorError, OSError):
+        return  # missing or corrupt: the rehash says so
+    _conform(walk, "config", raw, str(desc.digest))
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -141,9 +175,13 @@ def _blob_files(layout: Layout) -> list[tuple[Path, Digest | None, bool]]:
     return out
 
 
-async def verify(layout: Layout) -> list[Problem]:
-    """Re-hash every blob and check every referenced blob is present; list each problem found."""
-    walk = await _walk(layout)
+async def verify(layout: Layout, *, strict: bool = False) -> list[Problem]:
+    """Re-hash every blob and check every referenced blob is present; list each problem found.
+
+    `strict` also checks `oci-layout`, `index.json` and every manifest, index and image
+    config an image reaches against what the image spec requires (`mirror.layout.conformance`).
+    """
+    walk = await _walk(layout, strict=strict)
     files = await asyncio.to_thread(_blob_files, layout)
     gate = asyncio.Semaphore(_HASH_WORKERS)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "layouts"
-SCHEMAS = REPO.parent / "shared" / "oci-schema"
 
 
 def require(binary: str) -> str:
