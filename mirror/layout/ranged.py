@@ -111,6 +111,8 @@ async def fill_ranged(
             except RangeNotHonoured:
                 raise
             except Exception as exc:
+                if position == end and not isinstance(exc, SizeMismatch):
+                    break  # cut after the part's last byte: the whole-blob digest decides
                 failures = await retry.backoff(exc, failures)
         async with record_lock:
             done.add(start)

@@ -48,6 +48,8 @@ async def open_blob(
                 raise TransportError(f"{what}: connection ended at byte {position} of {desc.size}")
             break
         except Exception as exc:
+            if position == desc.size and isinstance(exc, TransportError):
+                break  # cut after the last byte: every byte is here, the digest decides
             failures = await policy.backoff(exc, failures)
     if hasher is not None:
         check_content(hasher, desc.digest, desc.size, "blob")

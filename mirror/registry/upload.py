@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -87,25 +87,29 @@ async def _chunked(
         location, offset = state
     chunk = max(repo.transport.options.chunk_size, min_chunk)
     failures = 0
-    while offset < desc.size:
-        end = min(offset + chunk, desc.size)
-        try:
-            location, offset = await _patch(repo, location, desc, source, offset, end)
-            sessions.save(UploadSession(*key, location=location, offset=offset))
-        except Exception as exc:
-            failures = await policy.backoff(exc, failures)
-            where = await policy.call(lambda: _status(repo, location))  # noqa: B023
-            if where is None:
-                location, min_chunk = await repo.start_upload()
-                offset = 0
-            else:
-                location, offset = where
+    reader = _Reader(source)
+    try:
+        while offset < desc.size:
+            end = min(offset + chunk, desc.size)
+            try:
+                location, offset = await _patch(repo, location, desc, reader, offset, end)
+                sessions.save(UploadSession(*key, location=location, offset=offset))
+            except Exception as exc:
+                failures = await policy.backoff(exc, failures)
+                where = await policy.call(lambda: _status(repo, location))  # noqa: B023
+                if where is None:
+                    location, min_chunk = await repo.start_upload()
+                    offset = 0
+                else:
+                    location, offset = where
+    finally:
+        await reader.close()
     await policy.call(lambda: _finish(repo, location, desc, b""))
     sessions.drop(*key)
 
 
 async def _patch(
-    repo: Repository, location: str, desc: Descriptor, source: BlobSource, start: int, end: int
+    repo: Repository, location: str, desc: Descriptor, reader: _Reader, start: int, end: int
 ) -> tuple[str, int]:
     """Send bytes [start, end) of the blob; return the next Location and the new offset."""
     what = repo.describe("blob upload", str(desc.digest))
@@ -121,7 +125,7 @@ async def _patch(
             "Content-Range": f"{start}-{end - 1}",
             "Content-Length": str(end - start),
         },
-        data=_slice(source, start, end, what),
+        data=reader.slice(start, end, what),
         replayable=False,
     )
     resp.release()
@@ -129,22 +133,42 @@ async def _patch(
     return resp.headers.get("Location") or location, end if offset is None else offset
 
 
-async def _slice(source: BlobSource, start: int, end: int, what: str) -> AsyncIterator[bytes]:
-    """Exactly the bytes [start, end) of the source."""
-    need = end - start
-    stream = source(start)
-    try:
-        async for chunk in stream:
-            if len(chunk) >= need:
-                yield chunk[:need]
-                need = 0
-                break
-            need -= len(chunk)
-            yield chunk
-    finally:
-        await stream.aclose()
-    if need:
-        raise SizeMismatch(f"{what}: source ended {need} bytes early")
+class _Reader:
+    """The source read once, in order, across the chunks of an upload: what one chunk's slice
+    reads past its end is kept for the next, so no byte is fetched (or counted) twice. The
+    source is opened again, at the offset asked, only after a failure or a jump."""
+
+    def __init__(self, source: BlobSource) -> None:
+        self.source = source
+        self.stream: AsyncGenerator[bytes, None] | None = None
+        self.position = 0  # the offset of the next byte a slice hands out
+        self.left = b""  # read from the stream, not yet handed out
+
+    async def slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
+        """Exactly the bytes [start, end) of the source."""
+        if self.stream is None or self.position != start:
+            await self.close()
+            self.stream, self.position = self.source(start), start
+        need = end - start
+        try:
+            while need:
+                if not self.left:
+                    self.left = await anext(self.stream, b"")
+                    if not self.left:
+                        raise SizeMismatch(f"{what}: source ended {need} bytes early")
+                piece, self.left = self.left[:need], self.left[need:]
+                need -= len(piece)
+                self.position += len(piece)
+                yield piece
+        except BaseException:
+            await self.close()  # a slice not sent whole: start afresh where the upload stands
+            raise
+
+    async def close(self) -> None:
+        """Close the source stream, if open."""
+        if self.stream is not None:
+            stream, self.stream, self.left = self.stream, None, b""
+            await stream.aclose()
 
 
 async def _status(repo: Repository, location: str) -> tuple[str, int] | None:

@@ -159,3 +159,24 @@ async def test_into_a_repository_seen_empty_only_large_blobs_are_asked_first(
     assert heads == [f"/v2/fresh/app/blobs/{big.digest}"]  # the small config is not asked
     assert result.blobs_copied == 2
     assert _skopeo_digest(f"docker://{registry.host}/fresh/app:v1") == result.digest
+
+
+async def test_a_chunked_registry_copy_reports_the_bytes_it_moved(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Issue 13: each PATCH read past its slice of the source, so the count (and the bytes
+    fetched) exceeded the image; a chunked stream now reads every byte once."""
+    source_dir = tmp_path / "src"
+    make_big_image(source_dir, "big", layers=1, layer_size=5 * 1024 * 1024 + 12345, seed=13)
+    src = f"docker://{registry.host}/chunked/src:v1"
+    await mirror.copy(f"oci:{source_dir}:big", src)
+    options = RegistryOptions(
+        use_docker_config=False, chunk_size=1024 * 1024, chunked_upload_threshold=2 * 1024 * 1024
+    )
+    dst = f"docker://{second_registry.host}/chunked/dst:v1"
+    result = await mirror.copy(src, dst, options=options)
+    async with await Layout.open(source_dir) as layout:
+        manifest = await layout.manifest_get("big")
+    assert isinstance(manifest, Manifest)
+    assert result.bytes_copied == sum(b.size for b in manifest.blobs())
+    assert _skopeo_digest(dst) == str(manifest.digest)

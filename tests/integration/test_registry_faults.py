@@ -12,6 +12,7 @@ from mirror import mediatypes as mt
 from mirror.auth import Credentials
 from mirror.errors import DigestMismatch, ManifestInvalid
 from mirror.registry import RegistryOptions
+from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry
 from tests.support.scripted import ScriptedProxy, StorageServer, address, serve
 from tests.support.tools import FIXTURES, amirror
@@ -170,3 +171,19 @@ async def test_chunked_upload_honours_the_minimum_chunk_length(
             f"oci:{tmp_path / 'img'}:img", f"docker://{host}/minchunk/app:v1", options=options
         )
     assert proxy.patch_sizes == [3 * mib, 3 * mib, mib]
+
+
+async def test_a_connection_cut_after_the_last_byte_needs_no_range(tmp_path: Path) -> None:
+    """Issue 13: a chunked body cut right after its last byte has every byte: no `Range:
+    bytes=SIZE-` (which the registry answers 416), the digest decides."""
+    registry = HostileRegistry(cut_after_last_byte=True)
+    image(registry, "v1", layer=b"every byte arrived " * 1000)
+    runner = await serve(registry.app())
+    try:
+        out = tmp_path / "out"
+        result = await amirror("copy", f"docker://{address(runner)}/app:v1", f"oci:{out}:v1")
+        assert result.returncode == 0, result.stderr
+        assert registry.ranges == []
+        assert run_mirror("layout", "verify", str(out)).returncode == 0
+    finally:
+        await runner.cleanup()

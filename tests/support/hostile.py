@@ -54,6 +54,10 @@ class HostileRegistry:
     bearer_realm: str | None = None
     #: what the token endpoint answers as the token
     token_value: str = "good-token"
+    #: send blobs chunked and drop the connection right after the last byte (no final chunk)
+    cut_after_last_byte: bool = False
+    #: every Range header received
+    ranges: list[str] = field(default_factory=list)
     #: every Authorization header received, by path
     authorizations: list[tuple[str, str]] = field(default_factory=list)
     requests: int = 0
@@ -172,6 +176,17 @@ class HostileRegistry:
         if digest not in self.blobs:
             return _error(404, "BLOB_UNKNOWN", "blob unknown to registry")
         headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
+        if "Range" in request.headers:
+            self.ranges.append(request.headers["Range"])
+        if self.cut_after_last_byte and request.method == "GET":
+            stream = web.StreamResponse(headers=headers)
+            stream.enable_chunked_encoding()
+            await stream.prepare(request)
+            await stream.write(self.blobs[digest])
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.close()  # the terminating chunk never comes
+            return stream
         return await self._send(request, self.blobs[digest], "blob", headers)
 
     async def tag_list(self, request: web.Request) -> web.Response:
