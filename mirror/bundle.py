@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from mirror import jsonutil
 from mirror.archive import pack_layout, read_record, unpack_layout
 from mirror.digest import Digest
-from mirror.engine import CopyResult, copy_image
+from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
@@ -157,8 +157,10 @@ async def create_bundle(
     since: Path | None = None,
     recompress: str | None = None,
     platforms: Sequence[Platform] = (),
+    progress: ProgressSink | None = None,
 ) -> tuple[BundleRecord, list[CopyResult]]:
     """Copy `images` (registry references) into one bundle file; a delta with `since`."""
+    sink = progress or Silent()
     if recompress not in (None, "zstd"):
         raise InvalidReference(f"--recompress takes zstd, not {recompress!r}")
     refs = [_image_ref(i) for i in images]
@@ -184,9 +186,11 @@ async def create_bundle(
                     platforms=platforms,
                     concurrency=opts.concurrency,
                     max_blob_size=opts.limits.max_blob_size,
+                    progress=sink,
                 )
                 desc = await layout.resolve(result.digest)
                 if recompress:
+                    sink.phase(f"recompressing {name} to zstd")
                     changed: Recompressed = await recompress_image(layout, desc)
                     if changed.changes:
                         await _drop_unnamed(layout, str(desc.digest))
@@ -206,6 +210,7 @@ async def create_bundle(
         record.omitted = sorted(d for d in record.blobs if d in carried and d not in manifests)
         record.since = since.name if since else None
         record.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        sink.phase(f"writing {out}")
         await asyncio.to_thread(
             pack_layout,
             work / "layout",
@@ -240,8 +245,10 @@ async def list_bundle(path: Path) -> BundleRecord:
     return BundleRecord.from_json(record, str(path))
 
 
-async def _unpacked(path: Path, work: Path) -> tuple[Layout, BundleRecord]:
+async def _unpacked(path: Path, work: Path, sink: ProgressSink) -> tuple[Layout, BundleRecord]:
+    sink.phase(f"unpacking {path}")
     await asyncio.to_thread(unpack_layout, path, work / "layout")
+    sink.phase(f"verifying {path}")
     layout = await Layout.open(work / "layout")
     record = await asyncio.to_thread(read_record, path)
     return layout, BundleRecord.from_json(record, str(path))
@@ -264,11 +271,11 @@ async def _problems(layout: Layout, record: BundleRecord) -> list[Problem]:
     return problems
 
 
-async def verify_bundle(path: Path) -> list[Problem]:
+async def verify_bundle(path: Path, *, progress: ProgressSink | None = None) -> list[Problem]:
     """Re-hash every blob of a bundle and check every reference (left-out blobs excepted)."""
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mirror-verify-"))
     try:
-        layout, record = await _unpacked(path, work)
+        layout, record = await _unpacked(path, work, progress or Silent())
         async with layout:
             return await _problems(layout, record)
     finally:
@@ -299,7 +306,7 @@ async def push_bundle(
     destination: str,
     *,
     options: RegistryOptions | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> list[PushedImage]:
     """Push every image of a bundle to `REGISTRY[/PREFIX]`.
 
@@ -309,8 +316,9 @@ async def push_bundle(
     """
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mirror-push-"))
     opts = options or RegistryOptions()
+    sink = progress or Silent()
     try:
-        layout, record = await _unpacked(path, work)
+        layout, record = await _unpacked(path, work, sink)
         async with layout, RegistryClient(opts) as client:
             problems = await _problems(layout, record)
             if problems:
@@ -326,10 +334,10 @@ async def push_bundle(
                     target.tag,
                     concurrency=opts.concurrency,
                     max_blob_size=opts.limits.max_blob_size,
+                    progress=sink,
                 )
                 pushed.append(PushedImage(image.name, str(target), result))
-                if progress:
-                    progress(f"pushed {image.name} to {target}")
+                sink.phase(f"pushed {image.name} to {target}")
             return pushed
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)

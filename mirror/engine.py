@@ -17,21 +17,29 @@ from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mirror import jsonutil
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
-from mirror.errors import ManifestNotFound
+from mirror.errors import ManifestNotFound, MirrorError
 from mirror.graph import ImageGraph, walk_image
 from mirror.limits import TIB
-from mirror.model import Descriptor, Index, ManifestLike, parse_manifest
+from mirror.mediatypes import DOCKER_CONFIG, MAX_MANIFEST_SIZE, OCI_CONFIG
+from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.platform import Platform
 from mirror.tasks import gather_or_cancel
 
 _log = logging.getLogger("mirror.engine")
 
-__all__ = ["CopyResult", "ProgressSink", "RangePolicy", "copy_image"]
+__all__ = ["CopyResult", "ProgressSink", "RangePolicy", "Silent", "copy_image"]
 
 
 class ProgressSink(Protocol):
     """Receives progress events; the CLI draws them, the library default ignores them."""
+
+    def phase(self, message: str) -> None:
+        """A stage of long work began (unpacking, verifying, packing): say so."""
+
+    def image_planned(self, blobs: int, size: int) -> None:
+        """A copy will see to `blobs` blobs of `size` bytes in all (some may be there)."""
 
     def blob_started(self, desc: Descriptor) -> None:
         """A blob transfer began."""
@@ -43,15 +51,23 @@ class ProgressSink(Protocol):
         """A blob is done: `copied`, `mounted` or `skipped`."""
 
 
-class _Silent:
+class Silent:
+    """The ProgressSink that shows nothing (the library's default)."""
+
+    def phase(self, message: str) -> None:
+        """Nothing."""
+
+    def image_planned(self, blobs: int, size: int) -> None:
+        """Nothing."""
+
     def blob_started(self, desc: Descriptor) -> None:
-        pass
+        """Nothing."""
 
     def blob_advanced(self, desc: Descriptor, size: int) -> None:
-        pass
+        """Nothing."""
 
     def blob_finished(self, desc: Descriptor, how: str) -> None:
-        pass
+        """Nothing."""
 
 
 @dataclass
@@ -125,7 +141,7 @@ async def copy_image(
     nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
     """
     started = time.monotonic()
-    sink = progress or _Silent()
+    sink = progress or Silent()
     original = await src.manifest_get(src_ref)
     top = await _select_platforms(src, original, platforms)
     result = CopyResult(
@@ -159,7 +175,13 @@ async def copy_image(
 async def _select_platforms(
     src: Endpoint, top: ManifestLike, platforms: Sequence[Platform]
 ) -> ManifestLike:
-    if not platforms or not isinstance(top, Index):
+    if not platforms:
+        return top
+    if isinstance(top, Manifest):
+        have = await _platform_of(src, top)
+        if have is None or not any(wanted.matches(have) for wanted in platforms):
+            names = ", ".join(map(str, platforms))
+            raise ManifestNotFound(f"image {top.digest} is {have or 'of no platform'}, not {names}")
         return top
     chosen: list[Descriptor] = []
     for wanted in platforms:
@@ -176,6 +198,19 @@ async def _select_platforms(
         "manifests": [c.to_json() for c in chosen],
     }
     return parse_manifest(json.dumps(body, separators=(",", ":")).encode(), top.media_type)
+
+
+async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
+    """The platform an image's config names (os, architecture, variant), if any."""
+    config = manifest.config
+    if config.size > MAX_MANIFEST_SIZE or config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
+        return None
+    raw = b"".join([chunk async for chunk in src.blob_open(config)])
+    try:
+        obj = jsonutil.loads(raw)
+        return Platform.from_json(obj) if isinstance(obj, dict) else None
+    except (ValueError, MirrorError):
+        return None
 
 
 async def _plan(
@@ -236,6 +271,7 @@ async def _copy_blobs(
         return "copied"
 
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
+    sink.image_planned(len(ordered), sum(d.size for d in ordered))
     await gather_or_cancel([one(desc) for desc in ordered])
 
 

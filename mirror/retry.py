@@ -69,7 +69,9 @@ class RetryPolicy:
         """
         if not self.allows(exc, failures):
             raise exc
-        await asyncio.sleep(self.delay(exc, failures + 1))
+        delay = self.delay(exc, failures + 1)
+        log_retry(delay, exc)
+        await asyncio.sleep(delay)
         return failures + 1
 
     def allows(self, exc: BaseException, failures: int) -> bool:
@@ -94,6 +96,11 @@ class RetryPolicy:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
+def log_retry(delay: float, exc: BaseException | None) -> None:
+    """Say (at -v, and on a progress line) that a retry comes, when, and why."""
+    _log.info("retrying in %.0f s: %s", delay, exc)
+
+
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    _log.info("retrying after: %s (attempt %d)", exc, state.attempt_number)
+    log_retry(state.next_action.sleep if state.next_action else 0.0, exc)

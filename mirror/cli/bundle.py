@@ -9,7 +9,14 @@ import click
 from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
-from mirror.cli.output import emit, json_option, run
+from mirror.cli.output import (
+    emit,
+    emit_report,
+    json_option,
+    parse_platforms,
+    progress_display,
+    run,
+)
 from mirror.platform import Platform
 from mirror.reference import parse_registry_reference
 from mirror.sync.config import load_config
@@ -40,7 +47,15 @@ def bundle_group() -> None:
 @click.option(
     "--recompress", type=click.Choice(["zstd"]), help="Recompress gzip layers (digests change)."
 )
-@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    callback=parse_platforms,
+    help="Take only this platform of each image (repeatable); an image of another platform "
+    "is an error.",
+)
 @json_option
 def create_command(
     out: Path,
@@ -48,7 +63,7 @@ def create_command(
     config_path: Path | None,
     since: Path | None,
     recompress: str | None,
-    platforms: tuple[str, ...],
+    platforms: tuple[Platform, ...],
     as_json: bool,
 ) -> None:
     """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
@@ -60,16 +75,18 @@ def create_command(
         options = options_for(config, registry_options([]))
         images = tuple(run(selected_images(config, options)))
     refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
-    record, _ = run(
-        create_bundle(
-            out,
-            images,
-            options=options or registry_options(refs),
-            since=since,
-            recompress=recompress,
-            platforms=[Platform.parse(p) for p in platforms],
+    with progress_display() as progress:
+        record, _ = run(
+            create_bundle(
+                out,
+                images,
+                options=options or registry_options(refs),
+                since=since,
+                recompress=recompress,
+                platforms=platforms,
+                progress=progress,
+            )
         )
-    )
     size = out.stat().st_size
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
     lines = [f"{out}: {len(record.images)} images, {size} bytes"]
@@ -78,7 +95,7 @@ def create_command(
         lines.append(f"  delta: {len(record.omitted)} blobs left out (carried by {record.since})")
     for change in record.recompressed:
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
-    emit(
+    emit_report(
         {"file": str(out), "bytes": size, "blobBytes": carried, **record.to_json()},
         "\n".join(lines),
     )
@@ -101,7 +118,9 @@ def ls_command(bundle: Path, as_json: bool) -> None:
 @json_option
 def verify_command(bundle: Path, as_json: bool) -> None:
     """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
-    report_problems(run(verify_bundle(bundle)), str(bundle))
+    with progress_display() as progress:
+        problems = run(verify_bundle(bundle, progress=progress))
+    report_problems(problems, str(bundle))
 
 
 @bundle_group.command("push")
@@ -111,8 +130,11 @@ def verify_command(bundle: Path, as_json: bool) -> None:
 def push_command(bundle: Path, destination: str, as_json: bool) -> None:
     """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
     host = destination.removeprefix("docker://").split("/", 1)[0]
-    pushed = run(push_bundle(bundle, destination, options=registry_options([host])))
-    emit(
+    with progress_display() as progress:
+        pushed = run(
+            push_bundle(bundle, destination, options=registry_options([host]), progress=progress)
+        )
+    emit_report(
         [{"name": p.name, "target": p.target, **p.result.to_json()} for p in pushed],
         lambda: "\n".join(f"{p.name} -> {p.target}  {p.result.digest}" for p in pushed),
     )

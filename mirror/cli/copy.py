@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import os
 
 import click
 
 from mirror.api import copy
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, options, run, wants_progress
+from mirror.cli.output import (
+    emit_report,
+    json_option,
+    parse_platforms,
+    progress_display,
+    run,
+)
 from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
+from mirror.platform import Platform
 from mirror.reference import LayoutReference, Reference, RegistryReference, parse_reference
 
 __all__ = ["copy_command", "pull_command", "push_command"]
@@ -20,7 +28,9 @@ _platform_option = click.option(
     "platforms",
     multiple=True,
     metavar="OS/ARCH[/VARIANT]",
-    help="Copy only this platform of an index (repeat for several: a new index is written).",
+    callback=parse_platforms,
+    help="Copy only this platform of an index (repeat for several: a new index is written); "
+    "an image of another platform is an error.",
 )
 _foreign_option = click.option(
     "--include-foreign", is_flag=True, help="Also copy non-distributable (foreign) layers."
@@ -28,15 +38,9 @@ _foreign_option = click.option(
 
 
 def _do_copy(
-    src: Reference, dst: Reference, platforms: tuple[str, ...], include_foreign: bool
+    src: Reference, dst: Reference, platforms: tuple[Platform, ...], include_foreign: bool
 ) -> None:
-    opts = options()
-    progress = None
-    if wants_progress(quiet=opts.quiet, as_json=opts.as_json):
-        from mirror.progress import RichProgress  # rich is imported only for a terminal
-
-        progress = RichProgress()
-    with progress if progress is not None else contextlib.nullcontext():
+    with progress_display() as progress:
         result = run(
             copy(
                 src,
@@ -47,7 +51,7 @@ def _do_copy(
                 progress=progress,
             )
         )
-    emit(
+    emit_report(
         {"source": str(src), "destination": str(dst), **result.to_json()},
         _summary(src, dst, result),
     )
@@ -70,7 +74,19 @@ def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
     return "\n".join(lines)
 
 
+def _looks_like_path(text: str) -> bool:
+    """A bare path where an endpoint belongs: `./dir`, `/abs`, `../up`, `~/x`, or a directory
+    that exists (never a `docker://` or `oci:` reference)."""
+    if "://" in text or text.startswith(("oci:", "oci-archive:")):
+        return False
+    return text.startswith(("./", "../", "/", "~")) or text in (".", "..") or os.path.isdir(text)
+
+
 def _parse(text: str, what: str) -> Reference:
+    if _looks_like_path(text):
+        raise click.BadParameter(
+            f"{text!r} is a path, not an endpoint: did you mean oci:{text}?", param_hint=what
+        )
     try:
         return parse_reference(text)
     except InvalidReference as exc:
@@ -84,9 +100,21 @@ def _parse(text: str, what: str) -> Reference:
 @_foreign_option
 @json_option
 def copy_command(
-    source: str, destination: str, platforms: tuple[str, ...], include_foreign: bool, as_json: bool
+    source: str,
+    destination: str,
+    platforms: tuple[Platform, ...],
+    include_foreign: bool,
+    as_json: bool,
 ) -> None:
-    """Copy an image: SOURCE and DESTINATION are docker://HOST/REPO[:TAG] or oci:DIR[:REF]."""
+    """Copy an image from SOURCE to DESTINATION.
+
+    \b
+    Each is one of:
+      docker://HOST[:PORT]/REPO[:TAG][@DIGEST]   an image in a registry
+      oci:DIR[:REF]                              an OCI image layout directory
+      oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
+    REF is an image name in the layout, or a digest (sha256:…).
+    """
     _do_copy(
         _parse(source, "SOURCE"), _parse(destination, "DESTINATION"), platforms, include_foreign
     )
@@ -99,14 +127,24 @@ def copy_command(
 @_foreign_option
 @json_option
 def pull_command(
-    image: str, directory: str, platforms: tuple[str, ...], include_foreign: bool, as_json: bool
+    image: str,
+    directory: str,
+    platforms: tuple[Platform, ...],
+    include_foreign: bool,
+    as_json: bool,
 ) -> None:
-    """Pull IMAGE (HOST/REPO[:TAG]) into the OCI layout DIRECTORY, named by its tag."""
+    """Pull IMAGE (HOST/REPO[:TAG][@DIGEST]) into the OCI layout DIRECTORY (also written
+    oci:DIR[:NAME] or oci-archive:FILE[:NAME]), named by its tag unless NAME is given."""
     src = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
     if not isinstance(src, RegistryReference):
         raise click.BadParameter("IMAGE must be a registry image", param_hint="IMAGE")
     name = src.tag or (None if src.digest else "latest")
-    _do_copy(src, LayoutReference(directory, name), platforms, include_foreign)
+    dst: Reference = LayoutReference(directory, name)
+    if directory.startswith(("oci:", "oci-archive:")):
+        dst = _parse(directory, "DIRECTORY")
+        assert isinstance(dst, LayoutReference)
+        dst = dataclasses.replace(dst, ref=dst.ref or name)
+    _do_copy(src, dst, platforms, include_foreign)
 
 
 @click.command("push")
@@ -116,10 +154,12 @@ def pull_command(
 @_foreign_option
 @json_option
 def push_command(
-    layout: str, image: str, platforms: tuple[str, ...], include_foreign: bool, as_json: bool
+    layout: str, image: str, platforms: tuple[Platform, ...], include_foreign: bool, as_json: bool
 ) -> None:
-    """Push an image of the OCI layout LAYOUT (DIR[:REF]) to IMAGE (HOST/REPO[:TAG])."""
-    src = _parse(layout if layout.startswith("oci:") else f"oci:{layout}", "LAYOUT")
+    """Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE
+    (HOST/REPO[:TAG][@DIGEST])."""
+    known = layout.startswith(("oci:", "oci-archive:"))
+    src = _parse(layout if known else f"oci:{layout}", "LAYOUT")
     dst = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
     if not isinstance(dst, RegistryReference):
         raise click.BadParameter("IMAGE must be a registry image", param_hint="IMAGE")

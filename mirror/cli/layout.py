@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mirror.cli.output import emit, json_option, options, run
+from mirror.cli.output import emit, emit_report, json_option, options, run
 from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
 
 __all__ = ["layout_group", "report_problems"]
@@ -50,7 +50,7 @@ def report_problems(problems: list[Problem], what: str) -> None:
         for problem in problems:
             click.echo(f"mirror: problem: {problem.message}", err=True)
         if not problems:
-            emit(None, f"{what}: ok")
+            emit_report(None, f"{what}: ok")
     if problems:
         sys.exit(1)
 
@@ -96,7 +96,7 @@ def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
 
     report = run(work())
     verb = "would remove" if dry_run else "removed"
-    emit(
+    emit_report(
         {
             "dryRun": dry_run,
             "removed": [str(d) for d in report.removed],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 import click
@@ -189,10 +190,79 @@ def cli(
     )
 
 
+_NOT_HOISTED = frozenset({"-h", "--help", "--version"})
+
+
+def _option_names(command: click.Command) -> dict[str, bool]:
+    """Each option name of `command`, and whether it takes a value."""
+    names: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                names[name] = not param.is_flag and not param.count
+    return names
+
+
+def _leaf(words: list[str]) -> click.Command | None:
+    """The command `words` (what follows the global options) runs, through groups."""
+    command: click.Command | None = cli
+    ctx = click.Context(cli)
+    for word in words:
+        if not isinstance(command, click.Group):
+            return command
+        if word.startswith("-"):
+            continue
+        command = command.get_command(ctx, word)
+    return command
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Global options given after the command moved before it, so that `mirror copy
+    --plain-http A B` means `mirror --plain-http copy A B` (skopeo and crane users put
+    options after the verb). A command's own option of the same name (`--json`) stays."""
+    globals_ = _option_names(cli)
+    start = 0
+    while start < len(argv) and argv[start].startswith("-"):
+        name = argv[start].split("=", 1)[0]
+        start += 2 if globals_.get(name) and "=" not in argv[start] else 1
+    if start >= len(argv):
+        return argv
+    leaf = _leaf(argv[start:])
+    own = _option_names(leaf) if leaf is not None else {}
+    moved: list[str] = []
+    kept: list[str] = []
+    words = argv[start:]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            kept.extend(words[i:])
+            break
+        name = word.split("=", 1)[0]
+        if re.fullmatch(r"-v+", word):
+            name = "-v"
+        if name in globals_ and name not in own and name not in _NOT_HOISTED:
+            takes = globals_[name] and "=" not in word
+            moved.extend(words[i : i + 2] if takes else [word])
+            i += 2 if takes else 1
+            continue
+        kept.append(word)
+        i += 1
+    return argv[:start] + moved + kept
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exit 0 on success, 1 on failure, 2 on bad usage, with one line per error."""
+    """Run the CLI; exit 0 on success, 1 on failure, 2 on bad usage, with one line per error.
+
+    Bare `mirror` (or a bare command group) prints its help; global options may come before
+    or after the command.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="mirror", standalone_mode=False)
+        cli.main(args=hoist_global_options(args), prog_name="mirror", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else cli.get_help(click.Context(cli)))
+        sys.exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, run
+from mirror.cli.output import emit, emit_report, json_option, run
 from mirror.errors import InvalidReference
 from mirror.manage import (
     ArtifactAttributes,
@@ -124,7 +124,18 @@ def props_command(
         return (await repo.update_properties(**setting)).to_json()
 
     props = _with_client(ref, work)
-    emit(props, lambda: "\n".join(f"{k:<14} {v}" for k, v in props.items()))
+    emit(props, lambda: "\n".join(f"{k:<14} {_shown(v)}" for k, v in props.items()))
+
+
+def _shown(value: object) -> str:
+    """A property value for people: no Python `None`/`True`, lists joined."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
 
 
 @click.command("delete")
@@ -146,7 +157,7 @@ def delete_command(reference: str, as_json: bool) -> None:
         return f"deleted tag {ref.tag}"
 
     done = _with_client(ref, work)
-    emit({"reference": reference, "result": done}, done)
+    emit_report({"reference": reference, "result": done}, done)
 
 
 @click.command("prune")
@@ -173,7 +184,7 @@ def prune_command(repository: str, keep: int, dry_run: bool, as_json: bool) -> N
 
     doomed = _with_client(ref, work)
     verb = "would delete" if dry_run else "deleted"
-    emit(
+    emit_report(
         {"dryRun": dry_run, "deleted": [m.to_json() for m in doomed]},
         lambda: (
             "\n".join(f"{verb} {_manifest_line(m)}" for m in doomed)

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.platform import Platform
 
-__all__ = ["Options", "emit", "json_option", "options", "parse_size", "run", "wants_progress"]
+if TYPE_CHECKING:
+    from mirror.progress import RichProgress
+
+__all__ = [
+    "Options",
+    "emit",
+    "emit_report",
+    "json_option",
+    "options",
+    "parse_platforms",
+    "parse_size",
+    "progress_display",
+    "run",
+    "wants_progress",
+]
 
 T = TypeVar("T")
 
@@ -53,9 +69,33 @@ def parse_size(ctx: click.Context, param: click.Parameter, value: str | int) -> 
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+def parse_platforms(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[Platform, ...]:
+    """Click callback: `--platform OS/ARCH[/VARIANT]` values, a usage error when malformed."""
+    try:
+        return tuple(Platform.parse(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 def wants_progress(*, quiet: bool, as_json: bool) -> bool:
     """Bars only for a person at a terminal: stderr is a TTY, not quiet, not JSON."""
     return not quiet and not as_json and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def progress_display(*, wanted: bool = True) -> Iterator[RichProgress | None]:
+    """Rich progress on stderr for a person at a terminal (None when piped, quiet, JSON, or
+    not `wanted`); rich is imported only then."""
+    opts = options()
+    if not wanted or not wants_progress(quiet=opts.quiet, as_json=opts.as_json):
+        yield None
+        return
+    from mirror.progress import RichProgress
+
+    with RichProgress() as progress:
+        yield progress
 
 
 def options() -> Options:
@@ -73,14 +113,20 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit(data: Any, text: Callable[[], str] | str) -> None:
-    """Print `data` as JSON when asked, else the human text; nothing when quiet."""
-    opts = options()
-    if opts.as_json:
+    """Print the data a command exists to print: JSON when asked, else the human text.
+    `-q` never silences it (it silences progress, logs and reports)."""
+    if options().as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False))
-    elif not opts.quiet:
-        out = text() if callable(text) else text
-        if out:
-            click.echo(out)
+        return
+    out = text() if callable(text) else text
+    if out:
+        click.echo(out)
+
+
+def emit_report(data: Any, text: Callable[[], str] | str) -> None:
+    """Print what a command did (JSON when asked); nothing in text when quiet."""
+    if options().as_json or not options().quiet:
+        emit(data, text)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

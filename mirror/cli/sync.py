@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, options, run, wants_progress
+from mirror.cli.output import emit_report, json_option, progress_display, run
 from mirror.sync.config import load_config
 from mirror.sync.run import SyncReport, run_sync
 
@@ -51,13 +50,7 @@ def _text(report: SyncReport) -> str:
 def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_json: bool) -> None:
     """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed."""
     parsed = load_config(config)
-    opts = options()
-    progress = None
-    if not dry_run and wants_progress(quiet=opts.quiet, as_json=opts.as_json):
-        from mirror.progress import RichProgress  # rich is imported only for a terminal
-
-        progress = RichProgress()
-    with progress if progress is not None else contextlib.nullcontext():
+    with progress_display(wanted=not dry_run) as progress:
         report = run(
             run_sync(
                 parsed,
@@ -67,7 +60,7 @@ def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_
                 progress=progress,
             )
         )
-    emit(report.to_json(), lambda: _text(report))
+    emit_report(report.to_json(), lambda: _text(report))
     for failure in report.failed:
         click.echo(
             f"mirror: failed: {failure.source} -> {failure.destination}: {failure.error}", err=True

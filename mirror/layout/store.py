@@ -113,30 +113,51 @@ class Layout(NamedImages):
         #: how transfers into this layout retry a failing source
         self.retry = RetryPolicy()
         self._dirty_dirs: set[Path] = set()
+        #: opened to be created, and nothing written yet: nothing exists on disk
+        self._pending = False
 
     # -- opening and closing ------------------------------------------------------------
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Layout:
-        """Open the layout at `path`; with `create`, make it (or an empty directory) one and
-        hold the shared writers' lock from now until `aclose`, so that `gc` never deletes a
-        blob this writer has found present but not yet named in `index.json`."""
+        """Open the layout at `path`; with `create`, make it (or an empty directory) one.
+
+        A new layout is made on disk only when the first blob is about to be written, so a
+        copy that fails before that leaves nothing behind. An existing layout opened with
+        `create` holds the shared writers' lock from now until `aclose`, so that `gc` never
+        deletes a blob this writer has found present but not yet named in `index.json`.
+        """
         layout = cls(Path(path))
         if create and not await asyncio.to_thread(os.path.lexists, layout.path / "oci-layout"):
-            await asyncio.to_thread(layout._prepare_new)
-            async with layout.index_lock().hold():
-                await asyncio.to_thread(layout._initialise)
+            await asyncio.to_thread(layout._check_new)
+            layout._pending = True
+            return layout
         await asyncio.to_thread(layout._check)
         if create:
             await layout._begin_writing()
         return layout
 
-    def _prepare_new(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+    def _check_new(self) -> None:
+        """Refuse a directory that holds anything but a (partly made) layout."""
         allowed = {STATE_DIR, "blobs", "index.json", "oci-layout"}
-        if any(p.name not in allowed for p in self.path.iterdir()):
+        if self.path.exists() and not self.path.is_dir():
+            raise LayoutError(f"{self.path} is not a directory")
+        if self.path.is_dir() and any(p.name not in allowed for p in self.path.iterdir()):
             raise LayoutError(f"{self.path} is not empty and not an OCI image layout")
+
+    def _prepare_new(self) -> None:
+        self._check_new()
+        self.path.mkdir(parents=True, exist_ok=True)
         self._ensure_state_dir()
+
+    async def _materialise(self) -> None:
+        """Make a layout opened for creation exist on disk (once)."""
+        if self._pending:
+            await asyncio.to_thread(self._prepare_new)
+            async with self.index_lock().hold():
+                await asyncio.to_thread(self._initialise)
+            await asyncio.to_thread(self._check)
+            self._pending = False
 
     def _initialise(self) -> None:
         # index.json first, the oci-layout marker last: a layout is complete once it is marked.
@@ -221,12 +242,15 @@ class Layout(NamedImages):
 
     async def prepare_writes(self) -> None:
         """Create the `.mirror/` state directory (lock files, temporary files)."""
+        async with self._writer_guard:
+            await self._materialise()
         await asyncio.to_thread(self._ensure_state_dir)
 
     async def _begin_writing(self) -> None:
         async with self._writer_guard:
+            await self._materialise()
             if self._writer_fd is None:
-                await self.prepare_writes()
+                await asyncio.to_thread(self._ensure_state_dir)
                 self._writer_fd = await self.writers_lock().acquire(shared=True)
 
     # -- blobs --------------------------------------------------------------------------
@@ -420,6 +444,8 @@ class Layout(NamedImages):
     async def read_index(self) -> dict[str, Any]:
         """The parsed `index.json` (raises LayoutError when it is damaged)."""
         where = f"{self.path}/index.json"
+        if self._pending:
+            return index_file.empty_index()
         try:
             raw = await asyncio.to_thread(read_capped, self.path / "index.json", MAX_INDEX_SIZE)
         except FileNotFoundError:
