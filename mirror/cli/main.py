@@ -106,6 +106,13 @@ class _LazyGroup(click.Group):
     "--anonymous", is_flag=True, help="No credentials, not even Azure AD for ACR registries."
 )
 @click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 86400),
+    default=None,
+    help="Seconds to wait for a connection or for a reply to move: sets both "
+    "--connect-timeout and --stall-timeout.",
+)
+@click.option(
     "--connect-timeout",
     type=click.FloatRange(0.1, 3600),
     default=DEFAULT_LIMITS.connect_timeout,
@@ -154,6 +161,7 @@ def cli(
     retries: int,
     chunk_size: int,
     anonymous: bool,
+    timeout: float | None,
     connect_timeout: float,
     stall_timeout: float,
     min_rate: int,
@@ -182,8 +190,8 @@ def cli(
         anonymous=anonymous,
         azure_cloud=azure_cloud,
         limits=Limits(
-            connect_timeout=connect_timeout,
-            stall_timeout=stall_timeout,
+            connect_timeout=timeout or connect_timeout,
+            stall_timeout=timeout or stall_timeout,
             min_rate=min_rate,
             max_blob_size=max_blob_size,
         ),

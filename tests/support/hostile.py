@@ -54,6 +54,8 @@ class HostileRegistry:
     bearer_realm: str | None = None
     #: what the token endpoint answers as the token
     token_value: str = "good-token"
+    #: answer the first N blob GETs 503 (a passing outage), then serve them
+    unavailable_first: int = 0
     #: send blobs chunked and drop the connection right after the last byte (no final chunk)
     cut_after_last_byte: bool = False
     #: every Range header received
@@ -178,6 +180,9 @@ class HostileRegistry:
         headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
         if "Range" in request.headers:
             self.ranges.append(request.headers["Range"])
+        if self.unavailable_first and request.method == "GET":
+            self.unavailable_first -= 1
+            return _error(503, "UNAVAILABLE", "service unavailable")
         if self.cut_after_last_byte and request.method == "GET":
             stream = web.StreamResponse(headers=headers)
             stream.enable_chunked_encoding()
