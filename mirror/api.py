@@ -16,6 +16,7 @@ from mirror.endpoint import Endpoint
 from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.errors import InvalidReference, ManifestInvalid
 from mirror.layout import Layout
+from mirror.mediatypes import MAX_MANIFEST_SIZE
 from mirror.model import Index, Manifest, ManifestLike
 from mirror.platform import Platform
 from mirror.reference import (
@@ -201,8 +202,12 @@ async def inspect(
 async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[str, Any]:
     assert isinstance(manifest, Manifest)
     desc = manifest.config
-    summary: dict[str, Any] = {"digest": str(desc.digest), "mediaType": desc.media_type}
-    if desc.size > 4 * 1024 * 1024 or "json" not in desc.media_type:
+    summary: dict[str, Any] = {
+        "digest": str(desc.digest),
+        "mediaType": desc.media_type,
+        "size": desc.size,
+    }
+    if desc.size > MAX_MANIFEST_SIZE or "json" not in desc.media_type:
         return summary
     raw = b"".join([c async for c in endpoint.blob_open(desc)])
     try:

@@ -25,6 +25,7 @@ from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
+from mirror.mediatypes import MAX_MANIFEST_SIZE
 from mirror.model import Descriptor
 from mirror.platform import Platform
 from mirror.recompress import Recompressed, recompress_image
@@ -138,7 +139,7 @@ def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:
     found = set()
     for digest in blobs:
         path = layout_dir / "blobs" / digest.replace(":", "/")
-        if path.stat().st_size > 4 * 1024 * 1024:
+        if path.stat().st_size > MAX_MANIFEST_SIZE:
             continue
         try:
             obj = jsonutil.loads(path.read_bytes())

@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 from mirror import jsonutil
+from mirror.auth import tokens
 from mirror.auth.tokens import Authenticator, Token
 from mirror.errors import MirrorError, Unauthorized
 from mirror.hosts import host_of
@@ -81,7 +82,7 @@ def _expires_at(token: str, default_seconds: float = 60.0) -> float:
     """A monotonic deadline a little before the token's `exp`."""
     exp = jwt_expiry(token)
     lifetime = (exp - time.time()) if exp is not None else default_seconds
-    return time.monotonic() + max(1.0, lifetime * 0.9 - 5)
+    return tokens.clock() + max(1.0, lifetime * 0.9 - 5)
 
 
 class AzureAuthenticator(Authenticator):
@@ -137,7 +138,7 @@ class AzureAuthenticator(Authenticator):
     async def _refresh_token_for(self, realm: str, service: str) -> str:
         async with self._refresh_lock:
             cached = self._acr_refresh
-            if cached is not None and cached.expires_at > time.monotonic():
+            if cached is not None and cached.expires_at > tokens.clock():
                 return cached.value
             aad = await self._aad_token()
             exchange = str(URL(realm).with_path("/oauth2/exchange").with_query(None))

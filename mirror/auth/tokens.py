@@ -6,6 +6,7 @@ import asyncio
 import base64
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Authenticator", "Token"]
+
+#: the monotonic clock tokens expire by; tests replace it to move time on without sleeping
+clock: Callable[[], float] = time.monotonic
 
 DEFAULT_EXPIRES_IN = 60
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
@@ -110,7 +114,7 @@ class Authenticator:
     async def _token(self, scopes: frozenset[str]) -> str:
         async with self._lock:
             cached = self._tokens.get(scopes)
-            if cached is not None and cached.expires_at > time.monotonic():
+            if cached is not None and cached.expires_at > clock():
                 return cached.value
             token = await self._fetch(scopes)
             self._tokens[scopes] = token
@@ -227,7 +231,7 @@ class Authenticator:
         if not isinstance(expires_in, int | float) or expires_in <= 0:
             expires_in = DEFAULT_EXPIRES_IN
         # renew a little early so a token never expires mid-request
-        return Token(value, time.monotonic() + max(1.0, float(expires_in) * 0.9 - 5))
+        return Token(value, clock() + max(1.0, float(expires_in) * 0.9 - 5))
 
 
 def _header_safe(token: str, registry: str) -> str:

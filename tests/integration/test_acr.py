@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from mirror.auth import tokens
 from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT
 from mirror.errors import Forbidden, ManifestNotFound
 from mirror.manage import (
@@ -80,10 +81,15 @@ async def test_aad_scope_follows_the_audience(
         assert [n async for n in client.list_repository_names()] == ["hello/world"]
     assert set(credential.scopes) == {f"{expected}/.default"}
     assert acr.server.exchanges[0]["grant_type"] == "access_token"
-    assert acr.server.exchanges[0]["access_token"].startswith("aad-")
+    # the exchange carries exactly the token the credential handed out
+    assert [e["access_token"] for e in acr.server.exchanges] == credential.issued
 
 
-async def test_tokens_are_reused_until_they_expire(acr: Acr) -> None:
+async def test_tokens_are_reused_until_they_expire(
+    acr: Acr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(tokens, "clock", lambda: now[0])  # time moves only when told
     acr.server.token_ttl = 7  # renewed about 1.3 s after issue
     credential = FakeCredential()
     async with _client(acr, credential) as client:
@@ -93,7 +99,11 @@ async def test_tokens_are_reused_until_they_expire(acr: Acr) -> None:
         assert len(acr.server.exchanges) == 1
         reads = [t for t in acr.server.token_requests if "metadata_read" in t["scope"]]
         assert len(reads) == 1
-        await asyncio.sleep(1.6)
+        now[0] += 0.9  # under the shortest renewal time (1 s)
+        await repo.get_properties()
+        reads = [t for t in acr.server.token_requests if "metadata_read" in t["scope"]]
+        assert len(reads) == 1  # not yet
+        now[0] += 0.5  # past the longest (1.3 s)
         await repo.get_properties()
         reads = [t for t in acr.server.token_requests if "metadata_read" in t["scope"]]
         assert len(reads) == 2
@@ -106,8 +116,17 @@ async def test_properties_order_and_patch_bodies(acr: Acr) -> None:
         repo = client.get_repository("hello/world")
         props = await repo.get_properties()
         assert (props.manifest_count, props.tag_count) == (5, 7)
-        assert props.created_on is not None
+        assert props.created_on == datetime.datetime(
+            2024, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.UTC
+        )  # ACR's seven fractional digits, parsed
         newest = [m async for m in repo.list_manifest_properties(order_by=ManifestOrder.NEWEST)]
+        # ACR orders (asked for below); the client parses each time, fractions included
+        day = datetime.timedelta(days=1)
+        start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+        assert {m.digest: m.last_updated_on for m in newest} == {
+            d: start + i * day + (datetime.timedelta(microseconds=123456) if i == 3 else 0 * day)
+            for i, d in enumerate(D)
+        }
         assert [m.digest for m in newest] == D[::-1]
         assert newest[0].tags == ("latest", "v5")
         oldest = [

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import mirror
+from mirror import archive as mirror_archive
 from mirror.errors import DigestMismatch
 from tests.support.registry import Registry
 from tests.support.scripted import ScriptedProxy, address, serve
@@ -43,14 +44,19 @@ async def test_wrong_bytes_leave_no_archive(registry: Registry, tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_a_plain_tar_is_read_in_place(tmp_path: Path) -> None:
+async def test_a_plain_tar_is_read_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = tmp_path / "in.tar"
     skopeo("copy", f"oci:{FIXTURES / 'oci-single'}:v1", f"oci-archive:{archive}:x")
-    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def never(path: Path, dest: Path) -> None:
+        raise AssertionError(f"{path} was unpacked to {dest}")
+
+    monkeypatch.setattr(mirror_archive, "unpack_layout", never)  # a plain tar is never unpacked
     info = await mirror.inspect(f"oci-archive:{archive}:x")
     copied = await mirror.copy(f"oci-archive:{archive}:x", f"oci:{tmp_path / 'l'}:x")
     assert copied.digest == info.digest
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "l"])
     # a flipped byte inside a blob is caught when the blob is read from its place
     with tarfile.open(archive) as tar:
         layer = max(

@@ -16,7 +16,7 @@ from mirror.errors import Unauthorized
 from mirror.registry import RegistryOptions
 from tests.support.registry import Registry, free_port, start_registry
 from tests.support.scripted import SigningKey, TokenServer, serve, token_auth_config
-from tests.support.tools import FIXTURES
+from tests.support.tools import FIXTURES, fixture_digest
 from tests.support.tools import mirror as run_mirror
 
 USER, PASSWORD = "alice", "s3cret:with-colon"
@@ -139,14 +139,22 @@ async def test_refresh_token_uses_post_and_falls_back_to_get(
     server.requests.clear()
     identity = _options(Credentials(identity_token="refresh-abc"))
     info = await mirror.inspect(target, options=identity)
-    assert info.layers
+    assert info.digest == fixture_digest("oci-single")
     assert [r["method"] for r in server.requests] == ["POST"]
     assert server.requests[0]["grant"] == "refresh_token"
+    assert server.requests[0]["refresh_token"] == "refresh-abc"  # the identity token is used
 
+    # a token server without POST: GET carries no password here, so it is anonymous...
     server.requests.clear()
     server.accept_post = False
+    with pytest.raises(Unauthorized):
+        await mirror.inspect(target, options=identity)
+    assert [(r["method"], r["basic"]) for r in server.requests] == [("POST", False), ("GET", False)]
+    # ...and works only where anonymous pull is allowed
+    server.requests.clear()
     server.anonymous_pull = True
     info = await mirror.inspect(target, options=identity)
+    assert info.digest == fixture_digest("oci-single")
     assert [r["method"] for r in server.requests] == ["POST", "GET"]
 
 

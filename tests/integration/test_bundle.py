@@ -16,7 +16,7 @@ from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.errors import LayoutError, NotFound
 from mirror.layout import Layout
 from tests.support.registry import Registry
-from tests.support.tools import FIXTURES, amirror, skopeo
+from tests.support.tools import FIXTURES, amirror, fixture_digest, skopeo
 
 
 async def _seed(registry: Registry, repo: str) -> list[str]:
@@ -46,7 +46,12 @@ async def test_registry_to_bundle_to_empty_registry(
         copy = await mirror.inspect(pushed_image.target)
         assert copy.digest == original.digest
         assert pushed_image.target.startswith(f"docker://{second_registry.host}/restored/air/")
-    assert record.blobs
+    fixture_blobs = {
+        f"sha256:{p.name}"
+        for kind in ("oci-single", "multi-arch")
+        for p in (FIXTURES / kind / "blobs" / "sha256").iterdir()
+    }
+    assert set(record.blobs) == fixture_blobs
     cli = await amirror("--json", "bundle", "ls", str(out))
     assert len(json.loads(cli.stdout)["images"]) == 2
 
@@ -77,19 +82,19 @@ async def test_delta_bundle_carries_only_what_changed(
         manifest = await layout.manifest_get("v")
     assert isinstance(manifest, mirror.Manifest)
     new_layer, new_config = str(manifest.layers[1].digest), str(manifest.config.digest)
-    unpacked = tmp_path / "delta-unpacked"
     with tarfile.open(delta) as tar:
-        tar.extractall(unpacked, filter="data")
-    carried_plain = set()
-    for blob in (unpacked / "blobs" / "sha256").iterdir():
-        try:
-            obj = json.loads(blob.read_bytes())
-        except (ValueError, UnicodeDecodeError):
-            obj = None
-        if not (isinstance(obj, dict) and ("layers" in obj or "manifests" in obj)):
-            carried_plain.add(f"sha256:{blob.name}")
-    # besides manifests, the delta holds just the changed layer and the new config
-    assert carried_plain == {new_layer, new_config}
+        carried = {"sha256:" + m.name.rsplit("/", 1)[1] for m in tar if m.name.startswith("blobs/")}
+    # the manifests of every image (known from the sources: the app's, oci-single's, and
+    # multi-arch's index and its two platform manifests), the changed layer, the new config
+    async with await Layout.open(FIXTURES / "multi-arch") as arch:
+        index = await arch.manifest_get("v1")
+    manifests = {
+        str(manifest.digest),
+        fixture_digest("oci-single"),
+        str(index.digest),
+        *(str(child.digest) for child in index.children),
+    }
+    assert carried == manifests | {new_layer, new_config}
     assert str(manifest.layers[0].digest) in record.omitted
 
     # on top of the first bundle's push the delta goes through; on an empty registry it

@@ -49,7 +49,10 @@ async def test_pull_and_push_survive_injected_faults(
         assert (await src.resolve("big")).digest == pushed.digest
     async with await Layout.open(tmp_path / "back") as back:
         assert await verify(back) == []
-    # what was sent twice is bounded: at most one extra copy of the data each way
-    assert total <= proxy.bytes_in <= 2 * total, proxy.bytes_in
+    # what was sent twice is bounded: at most one extra copy of the data each way, plus a
+    # layer for each PATCH that the registry took but whose answer was lost (after-500):
+    # distribution's next upload URL came in that answer, so the upload starts over
+    lost = proxy.injected_on.count(("PATCH", "after-500"))
+    assert total <= proxy.bytes_in <= 2 * total + lost * LAYER_SIZE, proxy.bytes_in
     assert total <= proxy.bytes_out <= 2 * total, proxy.bytes_out
     assert pushed.bytes_copied >= total

@@ -327,10 +327,12 @@ class FakeCredential:
     """A TokenCredential test double: records the scopes asked, hands out AAD tokens."""
 
     scopes: list[str] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         """azure.core.credentials.TokenCredential.get_token."""
         from azure.core.credentials import AccessToken
 
         self.scopes.extend(scopes)
-        return AccessToken(f"aad-{len(self.scopes)}", int(time.time()) + 3600)
+        self.issued.append(f"aad-{len(self.scopes)}-{secrets.token_hex(4)}")
+        return AccessToken(self.issued[-1], int(time.time()) + 3600)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import random
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -153,6 +155,7 @@ class TokenServer:
                     "method": "POST",
                     "scopes": scopes,
                     "grant": form.get("grant_type"),
+                    "refresh_token": form.get("refresh_token"),
                     "basic": False,
                 }
             )
@@ -354,6 +357,8 @@ class FaultProxy:
     bytes_out: int = 0
     bytes_in: int = 0
     injected: dict[str, int] = field(default_factory=dict)
+    #: each injected fault with the method it hit
+    injected_on: list[tuple[str, str]] = field(default_factory=list)
     requests: int = 0
     #: hold the first PATCH whose range starts at or after this offset before reading its
     #: body (as a buffering front end would), and set `held`: a test then cuts the client
@@ -363,9 +368,7 @@ class FaultProxy:
     seen: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        import random
-
-        self._rng = random.Random(self.seed)
+        self._seen_keys: dict[tuple[str, str, str], int] = {}
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -373,18 +376,26 @@ class FaultProxy:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    def _pick(self) -> str | None:
-        if self._rng.random() >= self.rate:
+    def _pick(self, request: web.Request) -> str | None:
+        """The fault for this request, drawn from the seed and what the request is (its
+        method, path less upload ids, range, and how often it came before), not from arrival
+        order: concurrent requests get the same faults in every run of a seed."""
+        path = re.sub(r"/uploads/[^/?]+", "/uploads/", request.path)
+        key = (request.method, path, request.headers.get("Content-Range", ""))
+        self._seen_keys[key] = self._seen_keys.get(key, 0) + 1
+        rng = random.Random(f"{self.seed}|{key}|{self._seen_keys[key]}")
+        if rng.random() >= self.rate:
             return None
-        fault = self._rng.choice(self.faults)
+        fault = rng.choice(self.faults)
         self.injected[fault] = self.injected.get(fault, 0) + 1
+        self.injected_on.append((request.method, fault))
         return fault
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Maybe fail, else forward (streaming reply bodies)."""
         self.requests += 1
         self.seen.append((request.method, request.path))
-        fault = self._pick()
+        fault = self._pick(request)
         start = request.headers.get("Content-Range", "").partition("-")[0]
         hold = self.hold_patch_at
         if (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "layouts"
+
+
+def fixture_digest(kind: str) -> str:
+    """The digest of the image a committed fixture layout holds."""
+    index = json.loads((FIXTURES / kind / "index.json").read_bytes())
+    return str(index["manifests"][0]["digest"])
 
 
 def require(binary: str) -> str:
