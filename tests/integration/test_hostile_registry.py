@@ -69,10 +69,14 @@ async def test_a_trickled_token_endpoint_ends_as_stalled(
 # 10. listings end
 
 
-async def test_an_endless_tag_listing_is_cut_off(hostile: tuple[HostileRegistry, str]) -> None:
+@pytest.mark.parametrize("listing", ["tags", "ls"])
+async def test_an_endless_listing_is_cut_off(
+    hostile: tuple[HostileRegistry, str], listing: str
+) -> None:
     registry, host = hostile
     registry.paging = "endless"
-    result = await abounded_mirror("tags", f"{host}/app", within=120)
+    target = f"{host}/app" if listing == "tags" else host
+    result = await abounded_mirror(listing, target, within=120)
     assert_refused(result, "more than 1000000 items")
 
 

@@ -68,6 +68,7 @@ class HostileRegistry:
         """The aiohttp application (registry API and a /token endpoint)."""
         app = web.Application()
         app.router.add_get("/v2/", self.ping)
+        app.router.add_get("/v2/_catalog", self.catalog)
         app.router.add_get("/token", self.token)
         app.router.add_route("*", "/v2/{name:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/v2/{name:.+}/blobs/{digest}", self.blob)
@@ -193,6 +194,16 @@ class HostileRegistry:
             request.transport.close()  # the terminating chunk never comes
             return stream
         return await self._send(request, self.blobs[digest], "blob", headers)
+
+    async def catalog(self, request: web.Request) -> web.Response:
+        """Repositories: with `paging = "endless"`, fresh pages forever."""
+        self.requests += 1
+        if self.paging != "endless":
+            return web.json_response({"repositories": ["app"]})
+        last = int(request.query.get("last", "0"))
+        page = [f"r/{last + i}" for i in range(1, 1001)]
+        link = f'</v2/_catalog?n=1000&last={last + 1000}>; rel="next"'
+        return web.json_response({"repositories": page}, headers={"Link": link})
 
     async def tag_list(self, request: web.Request) -> web.Response:
         """Tags, paged with `n` and `last` like distribution; or an endless or looping list."""
