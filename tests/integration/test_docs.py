@@ -1,0 +1,227 @@
+"""Every example in README.md and docs/air-gap.md, run as written (issue 13).
+
+The documented hosts stand for loopback services: `registry.example.com`, `a.example.com`,
+`docker.io` and `127.0.0.1:5000` for one real registry; `mirror.internal:5000`,
+`b.example.com` and `elsewhere` for another; `myreg.azurecr.io` for the scripted ACR. The
+blocks of one file run in order in one working directory, as a reader would type them; skopeo
+is told that the stand-ins speak plain HTTP, as a registries.conf would tell it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import datetime
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mirror
+from tests.support.acr import ScriptedAcr
+from tests.support.docs import Block, blocks, commands, matches
+from tests.support.registry import Registry
+from tests.support.scripted import StorageServer, address, serve
+from tests.support.tools import FIXTURES, REPO, require
+
+README = REPO / "README.md"
+AIR_GAP = REPO / "docs" / "air-gap.md"
+
+
+@pytest.fixture
+async def acr(registry: Registry) -> AsyncIterator[ScriptedAcr]:
+    """A scripted ACR whose repository `app` holds five dated manifests, anyone may manage."""
+    storage = StorageServer(registry.host)
+    storage_runner = await serve(storage.app(), host="127.0.0.2")
+    server = ScriptedAcr(registry.host, address(storage_runner))
+    day = datetime.date(2024, 1, 1)
+    server.add_repository(
+        "app",
+        [
+            (f"sha256:{str(i) * 64}", f"{day + datetime.timedelta(days=i)}T00:00:00Z", tags)
+            for i, tags in enumerate([["old"], ["1.0"], ["1.1"], ["1.2"], ["1.4", "latest"]])
+        ],
+    )
+    server.anonymous_actions = frozenset({"pull", "metadata_read", "metadata_write", "delete"})
+    runner = await serve(server.app())
+    server.host = address(runner)
+    yield server
+    await runner.cleanup()
+    await storage_runner.cleanup()
+
+
+class World:
+    """The documented hosts mapped to loopback services, and a place to run commands."""
+
+    def __init__(self, first: Registry, second: Registry, acr: ScriptedAcr, cwd: Path) -> None:
+        self.cwd = cwd
+        self.hosts = {
+            "https://myreg.azurecr.io": f"http://{acr.host}",
+            "myreg.azurecr.io": acr.host,
+            "mirror.internal:5000": second.host,
+            "registry.example.com": first.host,
+            "127.0.0.1:5000": first.host,
+            "a.example.com": first.host,
+            "b.example.com": second.host,
+            "docker.io": first.host,
+            "elsewhere": second.host,
+        }
+        self.env = dict(os.environ)
+
+    def local(self, text: str) -> str:
+        """The text with every documented host replaced by its loopback stand-in."""
+        for name, host in self.hosts.items():
+            text = text.replace(name, host)
+        return text
+
+    async def run(self, words: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run one documented command line (in a thread: the scripted services share our
+        event loop)."""
+        program = {"mirror": [sys.executable, "-m", "mirror"], "skopeo": [require("skopeo")]}
+        argv = [*program.get(words[0], [words[0]]), *words[1:]]
+        stdout, target = subprocess.PIPE, None
+        if ">" in argv:  # `cmd > file`
+            target = self.cwd / argv[argv.index(">") + 1]
+            argv = argv[: argv.index(">")]
+        result = await asyncio.to_thread(
+            subprocess.run, argv, cwd=self.cwd, env=self.env, stdout=stdout,
+            stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if target is not None:
+            target.write_text(result.stdout)
+        return result
+
+    async def shell(self, block: Block) -> None:
+        """Every command of a shell block succeeds."""
+        for words in commands(self.local(block.text)):
+            if words[0] == "skopeo":  # the stand-ins speak plain HTTP, as registries.conf says
+                flags = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+                if words[1] == "inspect":
+                    flags = ["--tls-verify=false"] if "docker://" in block.text else []
+                words = ["skopeo", "--insecure-policy", words[1], *flags, *words[2:]]
+            result = await self.run(words)
+            assert result.returncode == 0, (
+                f"{block.path.name}:{block.line}: {words}\n{result.stderr}"
+            )
+
+    async def transcript(self, block: Block) -> None:
+        """`$ command` lines followed by what it prints (`…` for any run of characters)."""
+        lines = self.local(block.text).splitlines()
+        for i, line in enumerate(lines):
+            if not line.startswith("$ "):
+                continue
+            expected = [e for e in lines[i + 1 :] if e][:1]
+            result = await self.run(commands(line[2:])[0])
+            shown = (result.stdout + result.stderr).strip().splitlines()
+            assert result.returncode != 0, line
+            assert len(shown) == 1, shown
+            assert matches(expected[0], shown[0]), (expected[0], shown[0])
+
+    async def python(self, block: Block, names: dict[str, Any]) -> None:
+        """A Python block runs (top-level `await` and `async with` allowed)."""
+        code = compile(
+            self.local(block.text), f"{block.path.name}:{block.line}", "exec",
+            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+        )  # fmt: skip
+        namespace: dict[str, Any] = {"__name__": "__doc_example__", **names}
+        # the README's asyncio.run(main()) would start a loop inside ours: run main() here
+        source = self.local(block.text)
+        if "asyncio.run(main())" in source:
+            code = compile(
+                source.replace("asyncio.run(main())", "await main()"),
+                f"{block.path.name}:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+            )  # fmt: skip
+        result = eval(code, namespace)  # noqa: S307 - the docs' own examples
+        if inspect.iscoroutine(result):
+            await result
+
+
+async def _seed(registry: Registry, images: dict[str, str]) -> None:
+    for target, fixture in images.items():
+        await mirror.copy(f"oci:{FIXTURES / fixture}:v1", f"docker://{registry.host}/{target}")
+
+
+async def _run_all(path: Path, world: World, names: dict[str, Any]) -> list[Block]:
+    done = []
+    for block in blocks(path):
+        if block.run_by:
+            assert (REPO / block.run_by).exists(), f"{path.name}:{block.line}: {block.run_by}"
+            continue
+        if block.lang == "sh":
+            await world.shell(block)
+        elif block.lang == "python":
+            cwd = Path.cwd()
+            os.chdir(world.cwd)
+            try:
+                await world.python(block, names)
+            finally:
+                os.chdir(cwd)
+        elif block.lang == "text":
+            await world.transcript(block)
+        elif block.lang == "toml":
+            (world.cwd / "bundle.toml").write_text(world.local(block.text))
+            await world.shell(Block(path, block.line, "sh", "mirror bundle create week3.tar.zst "
+                              "--config bundle.toml\n", None))  # fmt: skip
+        else:
+            pytest.fail(f"{path.name}:{block.line}: no way to run a {block.lang!r} block")
+        done.append(block)
+    return done
+
+
+async def test_every_readme_example_runs_as_written(
+    registry: Registry, second_registry: Registry, acr: ScriptedAcr, tmp_path: Path
+) -> None:
+    await _seed(
+        registry,
+        {
+            "app:1.4": "oci-single",
+            "multi:1.0": "multi-arch",
+            "api:1.4": "oci-single",
+            "api:1.5": "docker-v2",
+            "web:2.0": "multi-arch",
+        },
+    )
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    world = World(registry, second_registry, acr, cwd)
+    (cwd / "mirror.toml").write_text(
+        world.local(
+            '[[jobs]]\nsource = "registry.example.com/app"\n'
+            'destination = "mirror.internal:5000/synced"\n'
+        )
+    )
+    broken = cwd / "broken"
+    shutil.copytree(FIXTURES / "multi-arch", broken)
+    (broken / "blobs" / "sha256" / ("3c01" + _rest(broken, "3c01"))).unlink()
+    done = await _run_all(README, world, {"credential": None})
+    assert {b.lang for b in done} == {"sh", "python", "text"}
+
+
+def _rest(layout: Path, prefix: str) -> str:
+    [found] = [p.name for p in (layout / "blobs" / "sha256").iterdir() if p.name.startswith(prefix)]
+    return found[len(prefix) :]
+
+
+async def test_every_air_gap_example_runs_as_written(
+    registry: Registry, second_registry: Registry, acr: ScriptedAcr, tmp_path: Path
+) -> None:
+    await _seed(
+        registry,
+        {
+            "team/api:1.4": "oci-single",
+            "team/api:1.5": "docker-v2",
+            "team/web:2.0": "multi-arch",
+            "library/nginx:1.27": "oci-single",
+            "app:1.0": "oci-single",
+        },
+    )
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    done = await _run_all(AIR_GAP, World(registry, second_registry, acr, cwd), {})
+    assert {b.lang for b in done} == {"sh", "toml"}
