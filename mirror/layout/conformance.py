@@ -148,15 +148,20 @@ def _common(obj: dict[str, Any], media_types: frozenset[str], out: Problems) -> 
     _annotations(obj, "", out)
 
 
+def _descriptors(obj: dict[str, Any], key: str, out: Problems) -> None:
+    """A required array of descriptors under `key`."""
+    entries = obj.get(key)
+    if not isinstance(entries, list):
+        out.append(f"{key}: required, an array of descriptors")
+        return
+    for i, entry in enumerate(entries):
+        descriptor(entry, f"{key}[{i}]", out)
+
+
 def _index(obj: dict[str, Any], out: Problems) -> None:
     """image-index.md."""
     _common(obj, frozenset({mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST}), out)
-    manifests = obj.get("manifests")
-    if not isinstance(manifests, list):
-        out.append("manifests: required, an array of descriptors")
-        return
-    for i, entry in enumerate(manifests):
-        descriptor(entry, f"manifests[{i}]", out)
+    _descriptors(obj, "manifests", out)
 
 
 def _manifest(obj: dict[str, Any], out: Problems) -> None:
@@ -170,12 +175,7 @@ def _manifest(obj: dict[str, Any], out: Problems) -> None:
         empty = isinstance(config, dict) and config.get("mediaType") == mt.OCI_EMPTY
         if empty and "artifactType" not in obj:
             out.append("artifactType: required when config.mediaType is the empty type")
-    layers = obj.get("layers")
-    if not isinstance(layers, list):
-        out.append("layers: required, an array of descriptors")
-        return
-    for i, layer in enumerate(layers):
-        descriptor(layer, f"layers[{i}]", out)
+    _descriptors(obj, "layers", out)
 
 
 def _config(obj: dict[str, Any], out: Problems) -> None:

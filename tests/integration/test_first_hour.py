@@ -19,7 +19,7 @@ import pytest
 from tests.support.bounded import abounded_mirror, assert_refused, bounded_mirror
 from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry
-from tests.support.scripted import address, serve
+from tests.support.scripted import serving
 from tests.support.tools import FIXTURES, REPO, mirror
 
 SINGLE = f"oci:{FIXTURES / 'oci-single'}:v1"  # one linux/amd64 image
@@ -195,9 +195,8 @@ async def flaky() -> AsyncIterator[tuple[HostileRegistry, str]]:
     """A registry whose first blob downloads fail with 503."""
     registry = HostileRegistry(unavailable_first=2)
     image(registry, "v1", layer=b"x" * 300_000)
-    runner = await serve(registry.app())
-    yield registry, address(runner)
-    await runner.cleanup()
+    async with serving(registry.app()) as host:
+        yield registry, host
 
 
 async def test_a_terminal_shows_retries_and_an_overall_line(

@@ -17,7 +17,7 @@ from mirror.errors import Unauthorized
 from tests.support.bounded import abounded_mirror, bounded_mirror
 from tests.support.hostile import HostileRegistry, basic, image
 from tests.support.registry import Registry
-from tests.support.scripted import address, serve
+from tests.support.scripted import address, serve, serving
 
 
 @pytest.fixture
@@ -25,9 +25,8 @@ async def source() -> AsyncIterator[tuple[HostileRegistry, str]]:
     """A registry that asks for Basic credentials and records every Authorization header."""
     registry = HostileRegistry(basic_realm="source")
     image(registry, "v1")
-    runner = await serve(registry.app())
-    yield registry, address(runner)
-    await runner.cleanup()
+    async with serving(registry.app()) as host:
+        yield registry, host
 
 
 # 15. --creds reaches only the registry it names
@@ -82,9 +81,8 @@ def test_plain_creds_with_two_registries_are_a_usage_error() -> None:
 async def other_site() -> AsyncIterator[tuple[HostileRegistry, str]]:
     """A token endpoint on another loopback address (another site), recording what it gets."""
     token_server = HostileRegistry()
-    runner = await serve(token_server.app(), host="127.0.0.2")
-    yield token_server, address(runner)
-    await runner.cleanup()
+    async with serving(token_server.app(), host="127.0.0.2") as host:
+        yield token_server, host
 
 
 async def test_credentials_never_go_to_a_realm_on_another_site(
@@ -93,9 +91,7 @@ async def test_credentials_never_go_to_a_realm_on_another_site(
     token_server, token_host = other_site
     registry = HostileRegistry(bearer_realm=f"http://{token_host}/token")
     image(registry, "v1")
-    runner = await serve(registry.app())
-    host = address(runner)
-    try:
+    async with serving(registry.app()) as host:
         out = tmp_path / "out"
         args = ("copy", f"docker://{host}/app:v1", f"oci:{out}:v1")
         result = await abounded_mirror("--creds", f"{host}=alice:s3cret", *args)
@@ -109,8 +105,6 @@ async def test_credentials_never_go_to_a_realm_on_another_site(
         )
         assert result.returncode == 0, result.stderr
         assert {h for _, h in token_server.authorizations} == {basic("alice", "s3cret")}
-    finally:
-        await runner.cleanup()
 
 
 def _with_challenge(auth: Authenticator, header: str) -> Authenticator:

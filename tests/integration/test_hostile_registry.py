@@ -19,16 +19,15 @@ from tests.support.hostile import (
     digest_of,
     image,
 )
-from tests.support.scripted import address, serve
+from tests.support.scripted import serving
 
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[tuple[HostileRegistry, str]]:
     """A hostile registry on a free loopback port, and its host:port."""
     registry = HostileRegistry()
-    runner = await serve(registry.app())
-    yield registry, address(runner)
-    await runner.cleanup()
+    async with serving(registry.app()) as host:
+        yield registry, host
 
 
 FAST_STALL = ("--stall-timeout", "2", "--retries", "0")

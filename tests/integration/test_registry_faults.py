@@ -14,7 +14,7 @@ from mirror.errors import DigestMismatch, ManifestInvalid
 from mirror.registry import RegistryOptions
 from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry
-from tests.support.scripted import ScriptedProxy, StorageServer, address, serve
+from tests.support.scripted import ScriptedProxy, StorageServer, address, serve, serving
 from tests.support.tools import FIXTURES, amirror
 from tests.support.tools import mirror as run_mirror
 
@@ -175,12 +175,9 @@ async def test_a_connection_cut_after_the_last_byte_needs_no_range(tmp_path: Pat
     bytes=SIZE-` (which the registry answers 416), the digest decides."""
     registry = HostileRegistry(cut_after_last_byte=True)
     image(registry, "v1", layer=b"every byte arrived " * 1000)
-    runner = await serve(registry.app())
-    try:
+    async with serving(registry.app()) as host:
         out = tmp_path / "out"
-        result = await amirror("copy", f"docker://{address(runner)}/app:v1", f"oci:{out}:v1")
+        result = await amirror("copy", f"docker://{host}/app:v1", f"oci:{out}:v1")
         assert result.returncode == 0, result.stderr
         assert registry.ranges == []
         assert run_mirror("layout", "verify", str(out)).returncode == 0
-    finally:
-        await runner.cleanup()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import random
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,16 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
     site = web.TCPSite(runner, host, port or free_port(host))
     await site.start()
     return runner
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """`app` listening on a free port of `host` for the block; yields its host:port."""
+    runner = await serve(app, host)
+    try:
+        yield address(runner)
+    finally:
+        await runner.cleanup()
 
 
 def address(runner: web.AppRunner) -> str:
