@@ -94,6 +94,11 @@ class ArchiveReader(NamedImages):
             out.append(LayoutImage(desc.ref_name, desc))
         return out
 
+    def describe_blob(self, digest: Digest | str) -> str:
+        """Where the blob lives, for messages: its member in the archive."""
+        checked = Digest(digest)
+        return f"archive member {self.path}:blobs/{checked.algorithm}/{checked.encoded}"
+
     def _locate(self, desc: Descriptor) -> tuple[int, int]:
         key = f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}"
         found = self._members.get(key)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from mirror import jsonutil
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
-from mirror.errors import ManifestNotFound, MirrorError
+from mirror.errors import ContentError, ManifestNotFound, MirrorError
 from mirror.graph import ImageGraph, walk_image
 from mirror.limits import TIB
 from mirror.mediatypes import DOCKER_CONFIG, MAX_MANIFEST_SIZE, OCI_CONFIG
@@ -238,7 +238,11 @@ async def _copy_blobs(
 
     async def one(desc: Descriptor) -> None:
         async with gate:
-            how = await transfer(desc)
+            try:
+                how = await transfer(desc)
+            except ContentError as exc:
+                # the destination verifies what it stores: wrong bytes came from the source
+                raise type(exc)(f"{_where(src, desc)} is damaged: {exc}") from None
             _log.info("%s %s (%d bytes)", how, desc.digest, desc.size)
             sink.blob_finished(desc, how)
 
@@ -273,6 +277,12 @@ async def _copy_blobs(
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
     sink.image_planned(len(ordered), sum(d.size for d in ordered))
     await gather_or_cancel([one(desc) for desc in ordered])
+
+
+def _where(src: Endpoint, desc: Descriptor) -> str:
+    """Where a source keeps a blob (a layout's file, a registry's blob URL), for errors."""
+    describe = getattr(src, "describe_blob", None)
+    return str(describe(desc.digest)) if describe is not None else f"blob {desc.digest}"
 
 
 def _mount_source(src: Endpoint, dst: Endpoint) -> tuple[BlobMounter, str] | None:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from mirror.hosts import host_of, is_loopback, same_site
 from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["Authenticator", "Token"]
+__all__ = ["Authenticator", "Token", "normalize_scopes"]
 
 #: the monotonic clock tokens expire by; tests replace it to move time on without sleeping
 clock: Callable[[], float] = time.monotonic
@@ -84,7 +84,7 @@ class Authenticator:
             return None
         if self.credentials.registry_token:
             return f"Bearer {_header_safe(self.credentials.registry_token, self.registry)}"
-        return f"Bearer {await self._token(frozenset(scopes))}"
+        return f"Bearer {await self._token(normalize_scopes(scopes))}"
 
     async def unauthorized(self, www_authenticate: str, scopes: tuple[str, ...]) -> str | None:
         """Learn from a 401: return a fresh header to retry with, or None if nothing would help."""
@@ -99,7 +99,7 @@ class Authenticator:
             if not self.credentials.has_basic or (had is not None and had.scheme == "basic"):
                 return None
             return self._basic()
-        wanted = frozenset(scopes) | frozenset(chosen.scopes)
+        wanted = normalize_scopes([*scopes, *chosen.scopes])
         self._tokens.pop(wanted, None)
         if self.credentials.registry_token:
             if had is not None:
@@ -232,6 +232,23 @@ class Authenticator:
             expires_in = DEFAULT_EXPIRES_IN
         # renew a little early so a token never expires mid-request
         return Token(value, clock() + max(1.0, float(expires_in) * 0.9 - 5))
+
+
+def normalize_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """Scopes as one spelling: per resource (`type:name`, where a name may hold `host:port`)
+    the sorted, de-duplicated union of its actions, so `push,pull` and `pull,push` are one
+    token's scope."""
+    actions: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, sep, wanted = scope.rpartition(":")
+        if not sep or resource.count(":") < 1:
+            actions.setdefault(scope, set())
+            continue
+        actions.setdefault(resource, set()).update(a for a in wanted.split(",") if a)
+    return frozenset(
+        f"{resource}:{','.join(sorted(acts))}" if acts else resource
+        for resource, acts in actions.items()
+    )
 
 
 def _header_safe(token: str, registry: str) -> str:

@@ -219,6 +219,10 @@ class Layout(NamedImages):
         for directory in (self._state, self._tmp_dir, self._state / "partial"):
             real_dir(directory, create=True)
 
+    def describe_blob(self, digest: Digest | str) -> str:
+        """Where the blob lives, for messages: its file in the layout."""
+        return f"layout file {self.blob_path(digest)}"
+
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob with `digest` lives; the digest is validated before any path is made."""
         return Path(self._blob_file(digest))

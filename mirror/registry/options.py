@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -14,7 +15,16 @@ from mirror.hosts import is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
-__all__ = ["RegistryOptions", "is_loopback"]
+__all__ = ["RegistryOptions", "is_loopback", "trust_with"]
+
+
+@functools.cache
+def trust_with(ca_file: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts the system's CAs and those of `ca_file` too (made
+    once per file: loading a trust store costs tens of milliseconds)."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +91,7 @@ class RegistryOptions:
         if registry in self.insecure:
             return False
         if self.ca_file:
-            return ssl.create_default_context(cafile=self.ca_file)
+            return trust_with(self.ca_file)
         return True
 
     def credentials_for(self, registry: str) -> Credentials | None:

@@ -52,6 +52,10 @@ class Repository:
         """Token scopes for deleting."""
         return (f"repository:{self.name}:delete",)
 
+    def describe_blob(self, digest: Digest | str) -> str:
+        """Where the blob lives, for messages: `blob host/repo@digest`."""
+        return self.describe("blob", str(digest))
+
     def describe(self, kind: str, ref: str) -> str:
         """How messages name something in this repository, e.g. `blob host/repo@sha256:…`."""
         sep = "@" if ref.startswith(("sha256:", "sha512:")) else ":"

@@ -15,7 +15,7 @@ from yarl import URL
 from mirror import jsonutil
 from mirror.auth.azure import AzureAuthenticator
 from mirror.auth.tokens import Authenticator
-from mirror.errors import RegistryError, TransportError, Unauthorized
+from mirror.errors import MirrorError, RegistryError, TransportError, Unauthorized
 from mirror.hosts import is_loopback
 from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
@@ -145,6 +145,9 @@ class RegistryTransport:
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
+                ours = _raised_by_body(exc)
+                if ours is not None:  # the body we sent failed (bad content): not the network
+                    raise ours from None
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
@@ -321,6 +324,19 @@ def next_link(header: str | None) -> str | None:
         return None
     match = _LINK_RE.search(header)
     return match.group(1) if match else None
+
+
+def _raised_by_body(exc: BaseException) -> MirrorError | None:
+    """The error of ours (a request body's DigestMismatch, say) that aiohttp wrapped as a
+    failure to send, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, MirrorError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> TransportError:

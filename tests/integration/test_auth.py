@@ -7,15 +7,19 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import bcrypt
 import pytest
+from aiohttp import web
 
 import mirror
 from mirror.auth import Credentials
+from mirror.auth.challenge import parse_challenges
+from mirror.auth.tokens import Authenticator
 from mirror.errors import Unauthorized
 from mirror.registry import RegistryOptions
 from tests.support.registry import Registry, free_port, start_registry
-from tests.support.scripted import SigningKey, TokenServer, serve, token_auth_config
+from tests.support.scripted import SigningKey, TokenServer, serve, serving, token_auth_config
 from tests.support.tools import FIXTURES, fixture_digest
 from tests.support.tools import mirror as run_mirror
 
@@ -168,3 +172,28 @@ async def test_anonymous_pull_with_bearer(token_setup: tuple[Registry, TokenServ
     server.requests.clear()
     assert await mirror.list_tags(target, options=_options(None)) == ["v1"]
     assert server.requests[0]["basic"] is False
+
+
+async def test_a_scope_spelled_another_way_renews_the_same_cached_token() -> None:
+    """Issue 11: a challenge spelling `push,pull` renews the token cached for `pull,push`."""
+    issued: list[list[str]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        issued.append(request.query.getall("scope", []))
+        return web.json_response({"token": f"token-{len(issued)}", "expires_in": 300})
+
+    app = web.Application()
+    app.router.add_get("/token", token)
+    async with serving(app) as host, aiohttp.ClientSession() as session:
+        auth = Authenticator("127.0.0.1:1", None, session)
+        challenge = f'Bearer realm="http://{host}/token",service="registry"'
+        auth.challenge = parse_challenges(challenge)[0]
+        first = await auth.header(("repository:team/app:pull,push",))
+        fresh = await auth.unauthorized(
+            challenge + ',scope="repository:team/app:push,pull"',
+            ("repository:team/app:pull,push",),
+        )
+        assert fresh != first
+        assert await auth.header(("repository:team/app:pull,push",)) == fresh
+        assert await auth.header(("repository:team/app:push,pull",)) == fresh
+    assert issued == [["repository:team/app:pull,push"], ["repository:team/app:pull,push"]]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mirror import mediatypes as mt
+from mirror import model as mirror_model
 from mirror.digest import Digest
 from mirror.endpoint import BlobSource, bytes_source
 from mirror.errors import (
@@ -26,7 +27,9 @@ from mirror.layout import Layout, gc, verify
 from mirror.layout.conformance import check_document
 from mirror.model import Descriptor, parse_manifest
 from tests.support.layouts import copy_image
-from tests.support.tools import FIXTURES, mirror
+from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy
+from tests.support.tools import FIXTURES, amirror, mirror
 
 CopyFixture = Callable[[str], Path]
 
@@ -347,3 +350,25 @@ async def test_strict_verify_finds_what_the_spec_forbids(tmp_path: Path) -> None
     assert strict.returncode == 1
     assert f"{config.digest} (config): os: required" in strict.stderr
     assert f"{config.digest} (config): rootfs: required" in strict.stderr
+
+
+async def test_a_damaged_layout_blob_is_named_and_never_retried(
+    fixture_copy: CopyFixture, registry: Registry, counting_proxy: tuple[FaultProxy, str]
+) -> None:
+    """Issue 11: a layout blob that no longer matches its digest was reported as a connection
+    failure and sent five more times; it is one line naming the file, sent once."""
+    proxy, host = counting_proxy
+    root = fixture_copy("oci-single")
+    async with await Layout.open(root) as layout:
+        manifest = await layout.manifest_get("v1")
+    assert isinstance(manifest, mirror_model.Manifest)
+    layer = root / "blobs" / "sha256" / manifest.layers[0].digest.encoded
+    data = bytearray(layer.read_bytes())
+    data[10] ^= 0xFF
+    layer.write_bytes(bytes(data))
+    result = await amirror("push", f"{root}:v1", f"{host}/damaged/app:v1")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert f"layout file {layer} is damaged" in result.stderr
+    puts = [p for m, p in proxy.seen if m == "PUT" and "/blobs/uploads/" in p]
+    assert len(puts) <= len(list(manifest.blobs()))  # each blob at most once: no retry

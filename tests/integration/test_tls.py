@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +43,35 @@ def test_tls_is_verified_unless_told_otherwise(tls_registry: tuple[Registry, Pat
     # plain HTTP to a TLS port: the server's 400, in one line (never a downgrade that works)
     assert (plain.returncode, plain.stderr.count("\n")) == (1, 1)
     assert "answered 400" in plain.stderr
+
+
+def test_ca_file_adds_to_the_system_trust_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 11: registry A trusted by the system store (SSL_CERT_FILE), registry B by
+    --ca-file: a copy from A to B trusts both, as skopeo does."""
+    work = tmp_path_factory.mktemp("two-cas")
+    ca_a, cert_a, key_a = make_tls_files(work / "a")
+    ca_b, cert_b, key_b = make_tls_files(work / "b")
+    reg_a = start_registry(work / "reg-a", tls=(cert_a, key_a))
+    reg_b = start_registry(work / "reg-b", tls=(cert_b, key_b))
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_a)}  # the "system" store trusts A only
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mirror", *args], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    try:
+        seeded = run("copy", f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{reg_a.host}/app:v1")
+        assert seeded.returncode == 0, seeded.stderr
+        both = run(
+            "--ca-file", str(ca_b), "copy", f"docker://{reg_a.host}/app:v1",
+            f"docker://{reg_b.host}/app:v1",
+        )  # fmt: skip
+        assert both.returncode == 0, both.stderr
+        only_system = run("copy", f"docker://{reg_a.host}/app:v1", f"docker://{reg_b.host}/x:v1")
+        assert only_system.returncode == 1
+        assert f"TLS certificate of {reg_b.host} is not trusted" in only_system.stderr
+    finally:
+        reg_a.stop()
+        reg_b.stop()
