@@ -55,7 +55,7 @@ async def open_endpoint(
         async with await Layout.open(ref.path, create=write) as layout:
             yield layout, ref.ref
         return
-    repo: Endpoint = client.repository(ref)
+    repo: Endpoint = client.repository(ref, writing=write)
     if write:
         yield repo, ref.tag or (None if ref.digest else "latest")
     else:

@@ -331,7 +331,7 @@ async def push_bundle(
                 result = await copy_image(
                     layout,
                     image.digest,
-                    client.repository(target),
+                    client.repository(target, writing=True),
                     target.tag,
                     concurrency=opts.concurrency,
                     max_blob_size=opts.limits.max_blob_size,

@@ -69,9 +69,9 @@ class RegistryClient:
             )
         return self._transports[registry]
 
-    def repository(self, ref: RegistryReference) -> Repository:
-        """The repository a reference names."""
-        return Repository(self.transport(ref.registry), ref.repository)
+    def repository(self, ref: RegistryReference, *, writing: bool = False) -> Repository:
+        """The repository a reference names; `writing` for a copy's destination."""
+        return Repository(self.transport(ref.registry), ref.repository, writing=writing)
 
     async def ping(self, registry: str) -> None:
         """Check that `registry` speaks the v2 API (authentication challenges count as yes)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote
 
@@ -12,10 +13,13 @@ from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import (
     DigestMismatch,
+    Forbidden,
     InvalidDigest,
     ManifestInvalid,
+    NotFound,
     RegistryError,
     TransportError,
+    Unauthorized,
 )
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.reference import validate_tag
@@ -25,22 +29,27 @@ from mirror.registry.upload import upload_blob
 
 __all__ = ["Repository"]
 
+_log = logging.getLogger("mirror.registry")
+
 
 class Repository:
     """A repository (`name`) in the registry behind `transport`."""
 
-    def __init__(self, transport: RegistryTransport, name: str) -> None:
+    def __init__(self, transport: RegistryTransport, name: str, *, writing: bool = False) -> None:
         self.transport = transport
         self.name = name
         self.registry = transport.registry
+        #: a copy's destination: every request, reads included, goes with the push token,
+        #: so one token serves the whole copy (as skopeo asks)
+        self.writing = writing
 
     def __repr__(self) -> str:
         return f"Repository({self.registry}/{self.name})"
 
     @property
     def pull(self) -> tuple[str, ...]:
-        """Token scopes for reading."""
-        return (f"repository:{self.name}:pull",)
+        """Token scopes for reading (the push scope when this is a destination)."""
+        return self.push if self.writing else (f"repository:{self.name}:pull",)
 
     @property
     def push(self) -> tuple[str, ...]:
@@ -243,20 +252,28 @@ class Repository:
 
     @retried
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
-        """Ask the registry to mount the blob from another repository; False if it would not."""
-        resp = await self.transport.request(
-            "POST",
-            f"/v2/{self.name}/blobs/uploads/?mount={quote(str(desc.digest), safe='')}"
-            f"&from={quote(source_repository, safe='/')}",
-            scopes=(*self.push, f"repository:{source_repository}:pull"),
-            what=self.describe("blob mount", str(desc.digest)),
-            kind="blob",
-            ok=(201, 202),
-            headers={"Content-Length": "0"},
-        )
+        """Ask the registry to mount the blob from another repository; False (and an ordinary
+        upload follows) when it would not: refused (401, 403), unknown there (404), or an
+        upload session offered instead (202)."""
+        what = self.describe("blob mount", str(desc.digest))
+        try:
+            resp = await self.transport.request(
+                "POST",
+                f"/v2/{self.name}/blobs/uploads/?mount={quote(str(desc.digest), safe='')}"
+                f"&from={quote(source_repository, safe='/')}",
+                scopes=(*self.push, f"repository:{source_repository}:pull"),
+                what=what,
+                kind="blob",
+                ok=(201, 202),
+                headers={"Content-Length": "0"},
+            )
+        except (Unauthorized, Forbidden, NotFound) as exc:
+            _log.info("%s from %s declined (%s): uploading it", what, source_repository, exc)
+            return False
         resp.release()
         if resp.status == 201:
             return True
+        _log.info("%s from %s declined (202): uploading it", what, source_repository)
         location = resp.headers.get("Location")
         if location:
             await self._cancel_upload(location)

@@ -325,7 +325,7 @@ class _Endpoints:
         ref = parse_reference(text)
         if isinstance(ref, RegistryReference):
             name = str(ref.digest) if ref.digest else ref.tag
-            return self.client.repository(ref), name
+            return self.client.repository(ref, writing=write), name
         assert isinstance(ref, LayoutReference)
         async with self._lock:
             key = (ref.path, write)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -197,3 +198,32 @@ async def test_a_scope_spelled_another_way_renews_the_same_cached_token() -> Non
         assert await auth.header(("repository:team/app:pull,push",)) == fresh
         assert await auth.header(("repository:team/app:push,pull",)) == fresh
     assert issued == [["repository:team/app:pull,push"], ["repository:team/app:pull,push"]]
+
+
+async def test_a_refused_mount_becomes_an_upload_and_scopes_are_exact(
+    token_setup: tuple[Registry, TokenServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: a token service that keeps repositories apart refuses the mount (401); the
+    blob is uploaded instead. The scopes asked are exactly: pull on the source, pull and push
+    on the destination, and pull on the mount source together with push on the destination."""
+    reg, server = token_setup
+    opts = _options(Credentials(USER, PASSWORD))
+    source = f"docker://{reg.host}/team/src:v1"
+    await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", source, options=opts)
+    server.cross_repository_pull = False
+    server.requests.clear()
+    caplog.set_level(logging.INFO, logger="mirror")
+    result = await mirror.copy(source, f"docker://{reg.host}/team/dst:v1", options=opts)
+    assert (result.blobs_mounted, result.blobs_copied) == (0, 3)
+    assert (
+        sum("declined (" in r.getMessage() and "401" in r.getMessage() for r in caplog.records) == 3
+    )
+    asked = {frozenset(r["scopes"]) for r in server.requests}
+    assert asked == {
+        frozenset({"repository:team/src:pull"}),
+        frozenset({"repository:team/dst:pull,push"}),
+        frozenset({"repository:team/dst:pull,push", "repository:team/src:pull"}),
+    }
+    assert (await mirror.inspect(f"docker://{reg.host}/team/dst:v1", options=opts)).digest == (
+        fixture_digest("oci-single")
+    )

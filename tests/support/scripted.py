@@ -144,6 +144,9 @@ class TokenServer:
     denied_actions: set[str] = field(default_factory=set)
     accept_post: bool = True
     anonymous_pull: bool = False
+    #: False: a token that pushes to one repository gets no pull on another (a token service
+    #: that keeps projects apart; such a registry refuses cross-repository mounts with 401)
+    cross_repository_pull: bool = True
     expires_in: int = 300
     requests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -193,10 +196,13 @@ class TokenServer:
 
     def _grant(self, subject: str, scopes: list[str]) -> web.Response:
         access = []
+        pushing = {s.rpartition(":")[0] for s in scopes if "push" in s.rpartition(":")[2]}
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             allowed = [a for a in actions.split(",") if a and a not in self.denied_actions]
+            if not self.cross_repository_pull and pushing - {f"{kind}:{name}"}:
+                allowed = [a for a in allowed if a != "pull" or f"{kind}:{name}" in pushing]
             access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
         claims = {
