@@ -14,7 +14,7 @@ from yarl import URL
 
 from mirror import jsonutil
 from mirror.auth.azure import AzureAuthenticator
-from mirror.auth.tokens import Authenticator
+from mirror.auth.tokens import Authenticator, normalize_scopes
 from mirror.errors import MirrorError, RegistryError, TransportError, Unauthorized
 from mirror.hosts import is_loopback
 from mirror.httpbody import StallGuard, read_at_most
@@ -64,6 +64,8 @@ class RegistryTransport:
         rate = options.rate_limits.get(registry)
         self.pacer = Pacer(rate) if rate else None
         self.auth = _authenticator(registry, session, options)
+        #: tokens got in answer to a 401 and not yet accepted: a 401 for one is final
+        self._renewed: set[str] = set()
 
     async def base(self) -> URL:
         """The registry's base URL; loopback registries that do not speak TLS get HTTP."""
@@ -91,6 +93,15 @@ class RegistryTransport:
             return URL(f"http://{self.api_host}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"cannot reach registry {self.registry}: {exc}") from None
+
+    def _refused(self, what: str, method: str, url: URL, scopes: tuple[str, ...]) -> Unauthorized:
+        asked = " ".join(sorted(normalize_scopes(scopes))) or "no scope"
+        return Unauthorized(
+            f"{what}: {self.registry} refused the credentials (401) for {asked}",
+            status=401,
+            method=method,
+            url=str(url.with_query(None)),
+        )
 
     async def request(
         self,
@@ -151,19 +162,29 @@ class RegistryTransport:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
-            if resp.status == 401 and same_origin and not retried:
+            if resp.status == 401 and same_origin:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
+                refused = self._refused(what, method, url, scope_tuple)
+                if retried or (authorization is not None and authorization in self._renewed):
+                    raise refused  # a fresh token was refused too: a second 401 in a row
                 fresh = await self.auth.unauthorized(challenge, scope_tuple) if challenge else None
-                if fresh is None or not replayable:
-                    raise Unauthorized(
-                        f"{what}: authentication required or refused (401)",
+                if fresh is None:
+                    raise refused
+                self._renewed.add(fresh)
+                if not replayable:
+                    # a streamed body cannot be sent again here: the transfer's own loop
+                    # resumes it (asks where an upload stands, re-opens its source)
+                    raise _Renewed(
+                        f"{what}: the token expired during the transfer; renewed it",
                         status=401,
                         method=method,
                         url=str(url.with_query(None)),
+                        retryable=True,
                     )
                 authorization, retried = fresh, True
                 continue
+            self._renewed.discard(authorization or "")
             if resp.status in _REDIRECTS and resp.status not in expected:
                 location = resp.headers.get("Location")
                 resp.release()
@@ -180,6 +201,11 @@ class RegistryTransport:
                 finally:
                     resp.release()
             return resp
+
+
+class _Renewed(Unauthorized):
+    """A 401 answered by renewing the token, on a request that cannot be sent again as is
+    (raised retryable: the transfer's own loop sends it again with the fresh token)."""
 
 
 P = ParamSpec("P")

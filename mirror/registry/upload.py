@@ -94,6 +94,7 @@ async def _chunked(
             try:
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
+                failures = 0  # a chunk went through: what is counted is failures in a row
             except Exception as exc:
                 failures = await policy.backoff(exc, failures)
                 where = await policy.call(lambda: _status(repo, location))  # noqa: B023

@@ -14,16 +14,25 @@ import pytest
 from aiohttp import web
 
 import mirror
+from fixtures.generate import make_big_image
 from mirror.auth import Credentials
 from mirror.auth.challenge import parse_challenges
 from mirror.auth.tokens import Authenticator
 from mirror.errors import Unauthorized
 from mirror.registry import RegistryOptions
 from tests.support.registry import Registry, free_port, start_registry
-from tests.support.scripted import SigningKey, TokenServer, serve, serving, token_auth_config
+from tests.support.scripted import (
+    FaultProxy,
+    SigningKey,
+    TokenServer,
+    serve,
+    serving,
+    token_auth_config,
+)
 from tests.support.tools import FIXTURES, fixture_digest
 from tests.support.tools import mirror as run_mirror
 
+MiB = 1024 * 1024
 USER, PASSWORD = "alice", "s3cret:with-colon"
 
 
@@ -227,3 +236,49 @@ async def test_a_refused_mount_becomes_an_upload_and_scopes_are_exact(
     assert (await mirror.inspect(f"docker://{reg.host}/team/dst:v1", options=opts)).digest == (
         fixture_digest("oci-single")
     )
+
+
+async def test_a_token_that_dies_mid_upload_is_renewed_and_the_upload_goes_on(
+    token_setup: tuple[Registry, TokenServer], tmp_path: Path
+) -> None:
+    """Issue 11: a slow chunked push outlives several tokens; each 401 gets one fresh token
+    and the upload goes on from where the registry says it stands."""
+    reg, server = token_setup
+    server.lifetime = 1.5  # the reply still says expires_in=300: the client learns by a 401
+    source = tmp_path / "src"
+    make_big_image(source, "big", layers=1, layer_size=6 * MiB, seed=21)
+    proxy = FaultProxy(reg.host, rate=0.0, patch_delay=0.25, keep_authorization=True)
+    async with serving(proxy.app()) as host:
+        options = RegistryOptions(
+            use_docker_config=False,
+            credentials={host: Credentials(USER, PASSWORD)},
+            chunk_size=MiB,
+            chunked_upload_threshold=2 * MiB,
+            state_dir=tmp_path / "state",
+        )
+        target = f"docker://{host}/team/slow:v1"
+        result = await mirror.copy(f"oci:{source}:big", target, options=options)
+        info = await mirror.inspect(target, options=options)
+    assert result.blobs_copied == 2
+    assert info.digest == result.digest
+    renewals = [r for r in server.requests if "repository:team/slow:pull,push" in r["scopes"]]
+    assert len(renewals) >= 3  # the token was renewed at least twice along the way
+    # each renewal cost at most the one chunk that the registry refused
+    assert result.bytes_copied <= 6 * MiB + info.config["size"] + len(renewals) * MiB
+
+
+async def test_a_second_401_in_a_row_is_refused_naming_the_scope(
+    token_setup: tuple[Registry, TokenServer],
+) -> None:
+    reg, server = token_setup
+    server.denied_actions = {"push"}
+    with pytest.raises(Unauthorized) as refused:
+        await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1",
+            f"docker://{reg.host}/team/denied:v1",
+            options=_options(Credentials(USER, PASSWORD)),
+        )
+    message = str(refused.value)
+    assert reg.host in message
+    assert "repository:team/denied:pull,push" in message
+    assert "refused" in message

@@ -148,6 +148,10 @@ class TokenServer:
     #: that keeps projects apart; such a registry refuses cross-repository mounts with 401)
     cross_repository_pull: bool = True
     expires_in: int = 300
+    #: when set, tokens really die this many seconds after issue (distribution accepts a
+    #: token up to 60 s past its `exp`, so `exp` is set that much earlier), while the reply
+    #: still announces `expires_in`: clients meet expiry as a 401 mid-transfer
+    lifetime: float | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -209,7 +213,9 @@ class TokenServer:
             "iss": ISSUER,
             "sub": subject,
             "aud": SERVICE,
-            "exp": now + self.expires_in,
+            "exp": now + self.expires_in
+            if self.lifetime is None
+            else int(now + self.lifetime - 60),
             "nbf": now - 10,
             "iat": now,
             "jti": secrets.token_hex(8),
@@ -382,11 +388,16 @@ class FaultProxy:
     #: body (as a buffering front end would), and set `held`: a test then cuts the client
     hold_patch_at: int | None = None
     held: asyncio.Event = field(default_factory=asyncio.Event)
+    #: seconds each PATCH waits before it is forwarded (a slow link)
+    patch_delay: float = 0.0
+    #: forward the client's Authorization (for a registry that checks tokens itself)
+    keep_authorization: bool = False
     #: every (method, path) received
     seen: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._seen_keys: dict[tuple[str, str, str], int] = {}
+        self._dropped = set() if self.keep_authorization else {"authorization"}
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -426,6 +437,8 @@ class FaultProxy:
             self.held.set()
             await asyncio.sleep(2)
         body = await request.read()
+        if request.method == "PATCH" and self.patch_delay:
+            await asyncio.sleep(self.patch_delay)
         if request.method in ("PUT", "PATCH"):
             self.bytes_in += len(body)
         if fault in ("500", "502", "503"):
@@ -438,7 +451,7 @@ class FaultProxy:
             return web.Response(status=500)
         async with (
             aiohttp.ClientSession(auto_decompress=False) as session,
-            upstream_request(session, request, self.upstream, body, {"authorization"}) as reply,
+            upstream_request(session, request, self.upstream, body, self._dropped) as reply,
         ):
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
             if "Location" in out:
