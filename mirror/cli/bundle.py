@@ -72,7 +72,7 @@ def create_command(
     options = None
     if config_path is not None:
         config = load_config(config_path, need_destination=False)
-        options = options_for(config, registry_options([]))
+        options = options_for(config, registry_options(config.hosts()))
         images = tuple(run(selected_images(config, options)))
     refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
     with progress_display() as progress:

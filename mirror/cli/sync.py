@@ -54,7 +54,7 @@ def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_
         report = run(
             run_sync(
                 parsed,
-                options=registry_options([]),
+                options=registry_options(parsed.hosts()),
                 dry_run=dry_run,
                 shard=shard,
                 progress=progress,

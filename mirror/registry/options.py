@@ -42,7 +42,10 @@ class RegistryOptions:
     use_docker_config: bool = True
     plain_http: bool | frozenset[str] = False
     insecure: frozenset[str] = frozenset()
+    #: a CA bundle trusted, besides the system's, for every registry ...
     ca_file: str | None = None
+    #: ... or, for the registries named here, this one instead (host -> PEM file)
+    ca_files: dict[str, str] = field(default_factory=dict)
     concurrency: int = 16
     retries: int = DEFAULT_RETRIES
     chunk_size: int = 16 * 1024 * 1024
@@ -90,8 +93,9 @@ class RegistryOptions:
         """The `ssl` argument for aiohttp: verification on unless `registry` is named insecure."""
         if registry in self.insecure:
             return False
-        if self.ca_file:
-            return trust_with(self.ca_file)
+        ca_file = self.ca_files.get(registry, self.ca_file)
+        if ca_file:
+            return trust_with(ca_file)
         return True
 
     def credentials_for(self, registry: str) -> Credentials | None:

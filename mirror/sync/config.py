@@ -127,8 +127,9 @@ class RegistrySettings:
     """Per-registry settings."""
 
     credentials: Credentials | None = None
-    plain_http: bool = False
-    tls_verify: bool = True
+    #: None where the configuration does not say: the run's global setting applies
+    plain_http: bool | None = None
+    tls_verify: bool | None = None
     ca_file: str | None = None
     requests_per_second: float | None = None
 
@@ -164,6 +165,18 @@ class SyncConfig:
     retries: int = 5
     referrers: bool = False
     keep_going: bool = True
+
+    def hosts(self) -> frozenset[str]:
+        """Every registry the configuration names: job sources and destinations, and the
+        `[registries]` table (layouts excepted)."""
+        named = set(self.registries)
+        for job in self.jobs:
+            if job.registry:
+                named.add(job.registry)
+            for text in (*job.sources, job.destination):
+                if text and not text.startswith("oci:"):
+                    named.add(text.removeprefix("docker://").split("/", 1)[0])
+        return frozenset(named)
 
 
 def _check_keys(obj: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -276,8 +289,8 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
         raise ConfigError(f"{where}.requests_per_second: must be positive")
     return RegistrySettings(
         credentials=credentials,
-        plain_http=bool(_typed(obj, "plain_http", bool, where)),
-        tls_verify=_typed(obj, "tls_verify", bool, where) is not False,
+        plain_http=_typed(obj, "plain_http", bool, where),
+        tls_verify=_typed(obj, "tls_verify", bool, where),
         ca_file=_typed(obj, "ca_file", str, where),
         requests_per_second=float(rps) if rps is not None else None,
     )

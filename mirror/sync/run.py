@@ -119,33 +119,35 @@ class SyncReport:
 
 
 def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> RegistryOptions:
-    """Registry options carrying the config's per-registry settings."""
+    """Registry options for a run: the base (the global flags) for every registry, and what
+    the configuration says of one registry for that registry alone (it wins)."""
     base = base or RegistryOptions()
     settings = config.registries
+    hosts = config.hosts()
+    said_verify = {h: s.tls_verify for h, s in settings.items() if s.tls_verify is not None}
+    said_plain = {h: s.plain_http for h, s in settings.items() if s.plain_http is not None}
+    plain = {h for h in hosts if base.uses_plain_http(h)}
     return replace(
         base,
         credentials={
             **base.credentials,
             **{h: s.credentials for h, s in settings.items() if s.credentials},
         },
-        plain_http=_plain_http(base, config),
-        insecure=base.insecure | frozenset(h for h, s in settings.items() if not s.tls_verify),
+        plain_http=frozenset(
+            {h for h in plain if said_plain.get(h, True)} | {h for h, p in said_plain.items() if p}
+        ),
+        insecure=frozenset(
+            {h for h in base.insecure if said_verify.get(h, False) is False}
+            | {h for h, verify in said_verify.items() if not verify}
+        ),
+        ca_files={**base.ca_files, **{h: s.ca_file for h, s in settings.items() if s.ca_file}},
         rate_limits={
             **base.rate_limits,
             **{h: s.requests_per_second for h, s in settings.items() if s.requests_per_second},
         },
-        ca_file=next((s.ca_file for s in settings.values() if s.ca_file), base.ca_file),
         concurrency=config.concurrency,
         retries=config.retries,
     )
-
-
-def _plain_http(base: RegistryOptions, config: SyncConfig) -> bool | frozenset[str]:
-    """Plain HTTP for every registry when the base says so, else the named ones."""
-    if base.plain_http is True:
-        return True
-    named = frozenset(h for h, s in config.registries.items() if s.plain_http)
-    return named | (base.plain_http or frozenset())
 
 
 def shard_of(repository_key: str, shards: int) -> int:

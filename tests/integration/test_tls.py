@@ -75,3 +75,40 @@ def test_ca_file_adds_to_the_system_trust_store(tmp_path_factory: pytest.TempPat
     finally:
         reg_a.stop()
         reg_b.stop()
+
+
+def test_sync_trusts_each_registry_by_its_own_ca_and_the_global_flags(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 11: a sync from a registry with CA A to one with CA B trusts each by the
+    `ca_file` its table names (the first one no longer goes to every registry); global flags
+    reach a sync's registries unless its configuration says otherwise for one."""
+    work = tmp_path_factory.mktemp("sync-cas")
+    ca_a, cert_a, key_a = make_tls_files(work / "a")
+    ca_b, cert_b, key_b = make_tls_files(work / "b")
+    reg_a = start_registry(work / "reg-a", tls=(cert_a, key_a))
+    reg_b = start_registry(work / "reg-b", tls=(cert_b, key_b))
+    job = f'[[jobs]]\nsource = "{reg_a.host}/app"\ndestination = "{reg_b.host}/copy"\n'
+    per_registry = work / "per-registry.toml"
+    per_registry.write_text(
+        f'[registries."{reg_a.host}"]\nca_file = "{ca_a}"\n'
+        f'[registries."{reg_b.host}"]\nca_file = "{ca_b}"\n' + job
+    )
+    global_b = work / "global-b.toml"
+    global_b.write_text(f'[registries."{reg_a.host}"]\nca_file = "{ca_a}"\n' + job)
+    bare = work / "bare.toml"
+    bare.write_text(job)
+    try:
+        seeded = mirror("--ca-file", str(ca_a), "copy", f"oci:{FIXTURES / 'oci-single'}:v1",
+                        f"docker://{reg_a.host}/app:v1")  # fmt: skip
+        assert seeded.returncode == 0, seeded.stderr
+        first = mirror("sync", str(per_registry))
+        assert first.returncode == 0, first.stderr
+        assert mirror("sync", str(global_b)).returncode == 1  # B is trusted by nothing
+        with_flag = mirror("--ca-file", str(ca_b), "sync", str(global_b))
+        assert with_flag.returncode == 0, with_flag.stderr
+        unverified = mirror("--no-tls-verify", "sync", str(bare))
+        assert unverified.returncode == 0, unverified.stderr
+    finally:
+        reg_a.stop()
+        reg_b.stop()
