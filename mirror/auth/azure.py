@@ -67,6 +67,15 @@ def default_audience(registry: str) -> str:
     return AZURE_PUBLIC
 
 
+#: the API version the ACR token endpoints are asked for, as the SDKs ask
+OAUTH_API_VERSION: Final = "2021-07-01"
+
+
+def _versioned(url: str) -> str:
+    """`url` with `api-version` in its query."""
+    return str(URL(url).update_query({"api-version": OAUTH_API_VERSION}))
+
+
 def jwt_expiry(token: str) -> float | None:
     """The `exp` claim (Unix time) of a JWT, read without verifying it; None if absent."""
     try:
@@ -129,7 +138,7 @@ class AzureAuthenticator(Authenticator):
             form["grant_type"] = "refresh_token"
             form["refresh_token"] = await self._refresh_token_for(realm, service)
         self.token_requests += 1
-        reply = await self._call("POST", realm, data=form)
+        reply = await self._call("POST", _versioned(realm), data=form)
         access = reply.get("access_token")
         if not isinstance(access, str) or not access:
             raise Unauthorized(f"{self.registry}: /oauth2/token sent no access_token")
@@ -141,7 +150,7 @@ class AzureAuthenticator(Authenticator):
             if cached is not None and cached.expires_at > tokens.clock():
                 return cached.value
             aad = await self._aad_token()
-            exchange = str(URL(realm).with_path("/oauth2/exchange").with_query(None))
+            exchange = _versioned(str(URL(realm).with_path("/oauth2/exchange").with_query(None)))
             self.exchanges += 1
             reply = await self._call(
                 "POST",

@@ -31,6 +31,7 @@ from mirror.registry.transport import paged_items
 __all__ = ["API_VERSION", "AcrBackend"]
 
 API_VERSION = "2021-07-01"
+_JSON = {"Accept": "application/json"}
 _ORDER = {ManifestOrder.NEWEST: "timedesc", ManifestOrder.OLDEST: "timeasc"}
 
 
@@ -48,8 +49,10 @@ class AcrBackend:
 
     @staticmethod
     def _path(name: str, *parts: str) -> str:
+        # the repository name is one path segment: `library/hello-world` goes as
+        # `library%2Fhello-world`, as the service and its SDKs spell it
         tail = "".join(f"/{quote(p, safe='')}" for p in parts)
-        return f"/acr/v1/{name}{tail}"
+        return f"/acr/v1/{quote(name, safe='')}{tail}"
 
     async def _call(
         self,
@@ -62,7 +65,9 @@ class AcrBackend:
         kind: str = "manifest",
     ) -> dict[str, Any]:
         sep = "&" if "?" in path else "?"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
 
         async def once() -> dict[str, Any]:
             resp = await self.transport.request(
@@ -98,6 +103,7 @@ class AcrBackend:
             key,
             scopes=self._scopes(name, "metadata_read"),
             what=what,
+            headers=_JSON,
         )
 
     async def repository_names(self) -> AsyncIterator[str]:
@@ -108,6 +114,7 @@ class AcrBackend:
             "repositories",
             scopes=("registry:catalog:*",),
             what=f"catalog of {self.registry}",
+            headers=_JSON,
         ):
             yield str(name)
 

@@ -300,7 +300,13 @@ async def paged_names(
 
 
 async def paged_items(
-    transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
+    transport: RegistryTransport,
+    first: str,
+    key: str,
+    *,
+    scopes: Iterable[str],
+    what: str,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Any]:
     """The items under `key` in every page of a list API, following `Link: rel="next"`.
 
@@ -314,7 +320,9 @@ async def paged_items(
     items = 0
 
     async def page(at: str | URL) -> tuple[Any, str | None, URL]:
-        resp = await transport.request("GET", at, scopes=scope_tuple, what=what, kind="manifest")
+        resp = await transport.request(
+            "GET", at, scopes=scope_tuple, what=what, kind="manifest", headers=headers
+        )
         try:
             raw = await read_body(resp, 64 * 1024 * 1024, what, transport.options.limits)
             return jsonutil.loads(raw or b"{}"), next_link(resp.headers.get("Link")), resp.url

@@ -215,3 +215,22 @@ async def test_delete_repository_uses_the_metadata_api(acr: Acr) -> None:
     async with _client(acr, FakeCredential()) as client:
         await client.delete_repository("hello/world")
         assert [n async for n in client.list_repository_names()] == []
+
+
+async def test_requests_are_spelled_as_the_service_and_its_sdks_spell_them(acr: Acr) -> None:
+    """Issue 11: `api-version` on the token endpoints, repository names as one
+    percent-encoded path segment, and `Accept: application/json` on the metadata API."""
+    async with _client(acr, FakeCredential()) as client:
+        repo = client.get_repository("hello/world")
+        await repo.get_properties()
+        assert [
+            t.name async for t in client.get_artifact("hello/world", "v1").list_tag_properties()
+        ]
+    oauth = [(m, p) for m, p, _ in acr.server.calls if p.startswith("/oauth2/")]
+    assert {p.split("?")[0] for _, p in oauth} == {"/oauth2/exchange", "/oauth2/token"}
+    assert all("api-version=2021-07-01" in p for _, p in oauth)
+    metadata = [(p, accept) for _, p, accept in acr.server.calls if p.startswith("/acr/v1/")]
+    named = [p for p, _ in metadata if "_catalog" not in p]
+    assert named
+    assert all(p.startswith("/acr/v1/hello%2Fworld") for p in named)
+    assert all(accept == "application/json" for _, accept in metadata)

@@ -67,6 +67,8 @@ class ScriptedAcr:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    #: every token and metadata request: (method, raw path and query, Accept header)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
     _refresh: set[str] = field(default_factory=set)
     _access: dict[str, tuple[set[str], float]] = field(default_factory=dict)
 
@@ -81,7 +83,7 @@ class ScriptedAcr:
 
     def app(self) -> web.Application:
         """The aiohttp application."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._record])
         app.router.add_post("/oauth2/exchange", self.exchange)
         app.router.add_route("*", "/oauth2/token", self.token)
         app.router.add_route("*", "/{tail:.*}", self.guarded)
@@ -89,6 +91,14 @@ class ScriptedAcr:
             self.upstream, redirect_blobs_to=self.storage, relative_locations=True
         )
         return app
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith(("/oauth2/", "/acr/v1/")):
+            raw = request.raw_path
+            self.calls.append((request.method, raw, request.headers.get("Accept", "")))
+        response: web.StreamResponse = await handler(request)
+        return response
 
     # -- tokens -------------------------------------------------------------------------------
 
