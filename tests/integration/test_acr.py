@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -234,3 +235,77 @@ async def test_requests_are_spelled_as_the_service_and_its_sdks_spell_them(acr: 
     assert named
     assert all(p.startswith("/acr/v1/hello%2Fworld") for p in named)
     assert all(accept == "application/json" for _, accept in metadata)
+
+
+async def test_listings_page_like_the_service(acr: Acr) -> None:
+    """Issue 11: the service pages with `n` and `last` and a relative `Link`; every page is
+    followed (250 tags, 150 repositories: three and two pages of 100)."""
+    many = [
+        (f"sha256:{i:064x}", f"2024-02-01T00:00:{i % 60:02d}Z", [f"t{i:03d}"]) for i in range(250)
+    ]
+    acr.server.add_repository("paged/app", many)
+    for i in range(149):
+        acr.server.add_repository(f"repo{i:03d}", [])
+    async with _client(acr, FakeCredential()) as client:
+        names = [n async for n in client.list_repository_names()]
+        assert len(names) == 151
+        repo = client.get_repository("paged/app")
+        manifests = [m async for m in repo.list_manifest_properties()]
+        assert len({m.digest for m in manifests}) == 250
+        tags = [
+            t.name async for t in client.get_artifact("paged/app", "t007").list_tag_properties()
+        ]
+        assert tags == ["t007"]
+    pages = [q for q in acr.server.queries if q.startswith("/acr/v1/paged%2Fapp/_manifests?")]
+    assert len(pages) == 3
+    assert sum("last=" in q for q in pages) == 2
+
+
+async def test_a_custom_domain_is_recognised_as_acr_by_its_answers(acr: Acr) -> None:
+    """No `*.azurecr.io` name and no option: the `/acr/v1` probe (answered with ACR's token
+    challenge) picks the ACR backend, anonymously here."""
+    acr.server.anonymous_actions = frozenset({"pull", "metadata_read"})
+    options = RegistryOptions(use_docker_config=False)
+    async with ContainerRegistryClient(f"http://{acr.host}", options=options) as client:
+        assert await client.is_acr()
+        props = await client.get_repository("hello/world").get_properties()
+        assert (props.manifest_count, props.tag_count) == (5, 7)
+
+
+async def test_writes_move_last_update_and_locks_are_enforced(acr: Acr) -> None:
+    async with _client(acr, FakeCredential()) as client:
+        artifact = client.get_artifact("hello/world", "v1")
+        before = await artifact.get_tag_properties("v1")
+        assert before.last_updated_on == before.created_on
+        locked = await artifact.update_tag_properties("v1", can_write=False)
+        assert locked.attributes.can_write is False
+        assert locked.last_updated_on is not None
+        assert before.created_on is not None
+        assert locked.last_updated_on > before.created_on  # lastUpdateTime moved on the write
+        with pytest.raises(Forbidden):  # a write-locked tag takes no other change...
+            await artifact.update_tag_properties("v1", can_delete=False)
+        unlocked = await artifact.update_tag_properties("v1", can_write=True)  # ...but this
+        assert unlocked.attributes.can_write is True
+        manifest = await artifact.update_manifest_properties(can_write=False)
+        assert manifest.attributes.can_write is False
+        with pytest.raises(Forbidden):
+            await artifact.update_manifest_properties(can_list=False)
+
+
+async def test_prune_on_acr_keeps_the_newest(acr: Acr) -> None:
+    acr.server.anonymous_actions = frozenset({"pull", "metadata_read", "delete"})
+    dry = await amirror("--plain-http", "--json", "prune", f"{acr.host}/hello/world", "--keep", "3",
+                        "--dry-run")  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert [m["digest"] for m in json.loads(dry.stdout)["deleted"]] == [D[1], D[0]]
+    assert set(acr.server.repositories["hello/world"]["manifests"]) == set(D)
+    pruned = await amirror("--plain-http", "prune", f"{acr.host}/hello/world", "--keep", "3")
+    assert pruned.returncode == 0, pruned.stderr
+    assert set(acr.server.repositories["hello/world"]["manifests"]) == set(D[2:])
+    assert set(acr.server.repositories["hello/world"]["tags"]) == {
+        "v3",
+        "stable",
+        "v4",
+        "v5",
+        "latest",
+    }

@@ -9,11 +9,14 @@ Every request but the token endpoints needs a bearer token granting the right ac
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -41,6 +44,8 @@ class AcrTag:
     digest: str
     created: str
     attrs: dict[str, bool] = field(default_factory=_all_enabled)
+    #: set when a write moves `lastUpdateTime` on
+    updated: str | None = None
 
 
 @dataclass
@@ -51,6 +56,7 @@ class AcrManifest:
     created: str
     size: int = 1234
     attrs: dict[str, bool] = field(default_factory=_all_enabled)
+    updated: str | None = None
 
 
 @dataclass
@@ -180,14 +186,15 @@ class ScriptedAcr:
 
     async def guarded(self, request: web.Request) -> web.StreamResponse:
         """Demand a token with the right action, then serve /acr/v1 or forward /v2/."""
-        if request.path in ("/v2", "/v2/"):
-            return web.Response(status=200)
         needed = self._needed(request)
-        if not self._granted(request, needed):
-            challenge = (
-                f'Bearer realm="http://{self.host}/oauth2/token",service="{self.host}",'
-                f'scope="{needed}"'
-            )
+        if request.path in ("/v2", "/v2/"):
+            needed = ""  # the service answers the ping with its challenge, no scope
+        if needed == "" or not self._granted(request, needed):
+            if needed == "" and request.headers.get("Authorization", "").startswith("Bearer "):
+                return web.Response(status=200)
+            challenge = f'Bearer realm="http://{self.host}/oauth2/token",service="{self.host}"'
+            if needed:
+                challenge += f',scope="{needed}"'
             return web.json_response(
                 {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
                 status=401,
@@ -211,7 +218,8 @@ class ScriptedAcr:
         self.queries.append(request.path_qs)
         path = request.path.removeprefix("/acr/v1/")
         if path == "_catalog":
-            return web.json_response({"repositories": sorted(self.repositories)})
+            names, link = _page(request, sorted(self.repositories), lambda n: n)
+            return web.json_response({"repositories": names}, headers=link)
         name, _, rest = path.partition("/_")
         repo = self.repositories.get(name)
         if repo is None:
@@ -219,6 +227,12 @@ class ScriptedAcr:
         body = await request.json() if request.method == "PATCH" else None
         if body is not None:
             self.patches.append((request.path, body))
+            unknown = set(body) - set(_all_enabled())
+            if unknown or not all(isinstance(v, bool) for v in body.values()):
+                return web.json_response(
+                    {"errors": [{"code": "UNSUPPORTED", "message": f"unknown keys {unknown}"}]},
+                    status=400,
+                )
         if rest == "":
             return self._repository_reply(request, name, repo, body)
         kind, _, item = rest.partition("/")
@@ -226,7 +240,7 @@ class ScriptedAcr:
         if kind == "tags":
             return self._tags_reply(request, name, repo, item, body, order)
         if kind == "manifests":
-            return self._manifests_reply(name, repo, item, body, order)
+            return self._manifests_reply(request, name, repo, item, body, order)
         return _unknown("UNSUPPORTED")
 
     def _repository_reply(
@@ -263,7 +277,7 @@ class ScriptedAcr:
                 "name": tag.name,
                 "digest": tag.digest,
                 "createdTime": tag.created,
-                "lastUpdateTime": tag.created,
+                "lastUpdateTime": tag.updated or tag.created,
                 "changeableAttributes": tag.attrs,
             }
 
@@ -273,25 +287,34 @@ class ScriptedAcr:
             )
             digest = request.query.get("digest")
             tags = [t for t in tags if digest is None or t.digest == digest]
+            page, link = _page(request, tags, lambda t: t.name)
             return web.json_response(
-                {"registry": self.host, "imageName": name, "tags": [tag_json(t) for t in tags]}
+                {"registry": self.host, "imageName": name, "tags": [tag_json(t) for t in page]},
+                headers=link,
             )
         tag = repo["tags"].get(item)
         if tag is None:
             return _unknown("TAG_UNKNOWN")
         if request.method == "DELETE":
             if not tag.attrs["deleteEnabled"]:
-                return web.json_response(
-                    {"errors": [{"code": "DENIED", "message": "the tag is locked"}]}, status=403
-                )
+                return _denied("the tag is locked")
             del repo["tags"][item]
             return web.Response(status=202)
         if body:
+            if not tag.attrs["writeEnabled"] and body.get("writeEnabled") is not True:
+                return _denied("the tag is locked against writes")
             tag.attrs.update(body)
+            tag.updated = _now()
         return web.json_response({"registry": self.host, "imageName": name, "tag": tag_json(tag)})
 
     def _manifests_reply(
-        self, name: str, repo: dict[str, Any], item: str, body: Any, order: str
+        self,
+        request: web.Request,
+        name: str,
+        repo: dict[str, Any],
+        item: str,
+        body: Any,
+        order: str,
     ) -> web.Response:
         def manifest_json(m: AcrManifest) -> dict[str, Any]:
             tags = sorted(t.name for t in repo["tags"].values() if t.digest == m.digest)
@@ -299,7 +322,7 @@ class ScriptedAcr:
                 "digest": m.digest,
                 "imageSize": m.size,
                 "createdTime": m.created,
-                "lastUpdateTime": m.created,
+                "lastUpdateTime": m.updated or m.created,
                 "architecture": "amd64",
                 "os": "linux",
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -311,21 +334,54 @@ class ScriptedAcr:
             found = sorted(
                 repo["manifests"].values(), key=lambda m: m.created, reverse=order == "timedesc"
             )
+            page, link = _page(request, found, lambda m: m.digest)
             return web.json_response(
                 {
                     "registry": self.host,
                     "imageName": name,
-                    "manifests": [manifest_json(m) for m in found],
-                }
+                    "manifests": [manifest_json(m) for m in page],
+                },
+                headers=link,
             )
         manifest = repo["manifests"].get(item)
         if manifest is None:
             return _unknown("MANIFEST_UNKNOWN")
         if body:
+            if not manifest.attrs["writeEnabled"] and body.get("writeEnabled") is not True:
+                return _denied("the manifest is locked against writes")
             manifest.attrs.update(body)
+            manifest.updated = _now()
         return web.json_response(
             {"registry": self.host, "imageName": name, "manifest": manifest_json(manifest)}
         )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def _denied(message: str) -> web.Response:
+    return web.json_response({"errors": [{"code": "DENIED", "message": message}]}, status=403)
+
+
+T = TypeVar("T")
+
+
+def _page(
+    request: web.Request, items: list[T], key: Callable[[T], str]
+) -> tuple[list[T], dict[str, str]]:
+    """One page as the service pages: `n` items (100 when not asked) after the one named by
+    `last`, and a relative `Link: <…>; rel="next"` while more remain."""
+    n = int(request.query.get("n", "100"))
+    last = request.query.get("last")
+    start = next((i + 1 for i, item in enumerate(items) if key(item) == last), 0) if last else 0
+    page = items[start : start + n]
+    if start + n >= len(items):
+        return page, {}
+    query = {**request.query, "last": key(page[-1]), "n": str(n)}
+    path = request.raw_path.partition("?")[0]  # as asked: a name stays one encoded segment
+    link = f'<{path}?{urlencode(query)}>; rel="next"'
+    return page, {"Link": link}
 
 
 def _unknown(code: str) -> web.Response:
