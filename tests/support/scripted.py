@@ -13,6 +13,8 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import fnmatch
+import math
 import random
 import re
 import secrets
@@ -144,6 +146,8 @@ class TokenServer:
     denied_actions: set[str] = field(default_factory=set)
     accept_post: bool = True
     anonymous_pull: bool = False
+    #: per user, repository globs and the actions granted there (None: every action asked)
+    access: dict[str, dict[str, set[str]]] | None = None
     #: False: a token that pushes to one repository gets no pull on another (a token service
     #: that keeps projects apart; such a registry refuses cross-repository mounts with 401)
     cross_repository_pull: bool = True
@@ -153,6 +157,7 @@ class TokenServer:
     #: still announces `expires_in`: clients meet expiry as a 401 mid-transfer
     lifetime: float | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    _refresh_owners: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         """The aiohttp application serving /token."""
@@ -182,7 +187,8 @@ class TokenServer:
                 return web.Response(status=404)
             if form.get("refresh_token") not in self.refresh_tokens:
                 return web.Response(status=401)
-            return self._grant("refresh-user", scopes)
+            owner = self._refresh_owners.get(str(form.get("refresh_token")), "refresh-user")
+            return self._grant(owner, scopes)
         scopes = request.query.getall("scope", [])
         user = self._basic_user(request.headers.get("Authorization"))
         self.requests.append({"method": "GET", "scopes": scopes, "basic": user is not None})
@@ -205,6 +211,12 @@ class TokenServer:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             allowed = [a for a in actions.split(",") if a and a not in self.denied_actions]
+            if self.access is not None:
+                rules = self.access.get(subject, {})
+                granted = set().union(
+                    *(acts for glob, acts in rules.items() if fnmatch.fnmatchcase(name, glob))
+                )
+                allowed = [a for a in allowed if a in granted or "*" in granted]
             if not self.cross_repository_pull and pushing - {f"{kind}:{name}"}:
                 allowed = [a for a in allowed if a != "pull" or f"{kind}:{name}" in pushing]
             access.append({"type": kind, "name": name, "actions": allowed})
@@ -215,7 +227,7 @@ class TokenServer:
             "aud": SERVICE,
             "exp": now + self.expires_in
             if self.lifetime is None
-            else int(now + self.lifetime - 60),
+            else math.ceil(now + self.lifetime - 60),
             "nbf": now - 10,
             "iat": now,
             "jti": secrets.token_hex(8),
@@ -224,6 +236,7 @@ class TokenServer:
         token = self.key.sign(claims)
         refresh = f"refresh-{secrets.token_hex(4)}"
         self.refresh_tokens.add(refresh)
+        self._refresh_owners[refresh] = subject
         return web.json_response(
             {"token": token, "expires_in": self.expires_in, "refresh_token": refresh}
         )
