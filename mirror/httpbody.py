@@ -79,6 +79,9 @@ class StallGuard:
         """Await the peer; a window that ends without enough progress raises TransportError."""
         if self._expired:
             raise self._error()
+        # the task waiting now is the one to stop: a body may be read by several tasks in
+        # turn (each request of a chunked upload sends its slice from its own writer task)
+        self._task = asyncio.current_task()
         self._waiting = True
         try:
             return await awaitable
