@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 import mirror
-from tests.support.acr import ScriptedAcr
+from tests.support.acr import FakeCredential, ScriptedAcr
 from tests.support.docs import Block, blocks, commands, matches
 from tests.support.registry import Registry
 from tests.support.scripted import StorageServer, address, serve
-from tests.support.tools import FIXTURES, REPO, require
+from tests.support.tools import FIXTURES, REPO, fixture_digest, require
 
 README = REPO / "README.md"
 AIR_GAP = REPO / "docs" / "air-gap.md"
@@ -123,14 +123,14 @@ class World:
             assert len(shown) == 1, shown
             assert matches(expected[0], shown[0]), (expected[0], shown[0])
 
-    async def python(self, block: Block, names: dict[str, Any]) -> None:
-        """A Python block runs (top-level `await` and `async with` allowed)."""
+    async def python(self, block: Block, namespace: dict[str, Any]) -> None:
+        """A Python block runs (top-level `await` and `async with` allowed), in the one
+        namespace of its page: a sample may use what an earlier one imported."""
         # the README's asyncio.run(main()) would start a loop inside ours: await main() here
         source = self.local(block.text).replace("asyncio.run(main())", "await main()")
         code = compile(
             source, f"{block.path.name}:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         )
-        namespace: dict[str, Any] = {"__name__": "__doc_example__", **names}
         result = eval(code, namespace)  # noqa: S307 - the docs' own examples
         if inspect.iscoroutine(result):
             await result
@@ -143,6 +143,7 @@ async def _seed(registry: Registry, images: dict[str, str]) -> None:
 
 async def _run_all(path: Path, world: World, names: dict[str, Any]) -> list[Block]:
     done = []
+    namespace: dict[str, Any] = {"__name__": "__doc_example__", **names}
     for block in blocks(path):
         if block.run_by:
             assert (REPO / block.run_by).exists(), f"{path.name}:{block.line}: {block.run_by}"
@@ -153,7 +154,7 @@ async def _run_all(path: Path, world: World, names: dict[str, Any]) -> list[Bloc
             cwd = Path.cwd()
             os.chdir(world.cwd)
             try:
-                await world.python(block, names)
+                await world.python(block, namespace)
             finally:
                 os.chdir(cwd)
         elif block.lang == "text":
@@ -214,3 +215,41 @@ async def test_every_air_gap_example_runs_as_written(
     cwd.mkdir()
     done = await _run_all(AIR_GAP, World(registry, second_registry, acr, cwd), {})
     assert {b.lang for b in done} == {"sh", "toml"}
+
+
+async def test_every_acr_example_runs_as_written(
+    registry: Registry,
+    second_registry: Registry,
+    acr: ScriptedAcr,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/acr.md against the scripted ACR: `DefaultAzureCredential` and `credential` stand
+    for an Azure AD credential the scripted service accepts; `sha256:…` for the digest of
+    `hello-world:v1` there."""
+    import azure.identity.aio
+
+    await _seed(
+        registry,
+        {"hello-world:latest": "oci-single", "hello-world:v1": "docker-v2",
+         "library/hello-world:latest": "oci-single", "library/hello-world:v1": "oci-single"},
+    )  # fmt: skip
+    latest = fixture_digest("oci-single")
+    v1 = fixture_digest("docker-v2")
+    for name, tags in (("hello-world", {"latest": latest, "v1": v1}),
+                       ("library/hello-world", {"latest": latest, "v1": latest})):  # fmt: skip
+        acr.add_repository(
+            name,
+            [(digest, f"2024-03-0{i + 1}T00:00:00Z", [t for t, d in tags.items() if d == digest])
+             for i, digest in enumerate(dict.fromkeys(tags.values()))],
+        )  # fmt: skip
+    acr.anonymous_actions = acr.anonymous_actions | {"*"}
+    monkeypatch.setattr(azure.identity.aio, "DefaultAzureCredential", FakeCredential)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "layer.tar").write_bytes(b"a layer's bytes\n" * 64)
+    world = World(registry, second_registry, acr, cwd)
+    world.hosts["sha256:…"] = v1
+    done = await _run_all(REPO / "docs" / "acr.md", world, {"credential": FakeCredential()})
+    assert {b.lang for b in done} == {"sh", "python"}
+    assert (cwd / "manifest.json").exists()  # the download example wrote what it fetched
