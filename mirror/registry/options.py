@@ -11,6 +11,7 @@ from typing import Any
 
 from mirror.auth.azure import is_acr_host
 from mirror.auth.credentials import Credentials, DockerConfig
+from mirror.errors import MirrorError
 from mirror.hosts import is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
@@ -23,7 +24,11 @@ def trust_with(ca_file: str) -> ssl.SSLContext:
     """A verifying TLS context that trusts the system's CAs and those of `ca_file` too (made
     once per file: loading a trust store costs tens of milliseconds)."""
     context = ssl.create_default_context()
-    context.load_verify_locations(cafile=ca_file)
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise MirrorError(f"cannot use CA file {ca_file}: {reason}") from None
     return context
 
 

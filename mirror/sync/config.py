@@ -291,9 +291,16 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
         credentials=credentials,
         plain_http=_typed(obj, "plain_http", bool, where),
         tls_verify=_typed(obj, "tls_verify", bool, where),
-        ca_file=_typed(obj, "ca_file", str, where),
+        ca_file=_existing_file(_typed(obj, "ca_file", str, where), f"{where}.ca_file"),
         requests_per_second=float(rps) if rps is not None else None,
     )
+
+
+def _existing_file(path: str | None, where: str) -> str | None:
+    """`path` when it names a readable file (or None); ConfigError naming `where` if not."""
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(f"{where}: cannot read {path}")
+    return path
 
 
 def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:

@@ -1,8 +1,9 @@
 """The examples of README.md and docs/: fenced blocks, read as a person would copy them.
 
-A block may be preceded by an HTML comment `<!-- run by: PATH ... -->` naming the test (or
-script) that runs it instead of the docs test; `tests/integration/test_docs.py` checks that
-the named file exists and runs every other block.
+A block may be preceded by an HTML comment: `<!-- run by: PATH ... -->` names the test (or
+script) that runs it instead of the docs test; `<!-- file: NAME -->` says the block is the
+file NAME that the page's commands read. `tests/integration/test_docs.py` writes the files,
+checks that named tests exist, and runs every other block.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class Block:
     lang: str
     text: str
     note: str | None
+
+    @property
+    def file(self) -> str | None:
+        """The file name a `<!-- file: NAME -->` note gives the block (a configuration the
+        page's commands read)."""
+        if self.note and self.note.startswith("file:"):
+            return self.note.removeprefix("file:").strip()
+        return None
 
     @property
     def run_by(self) -> str | None:
