@@ -11,6 +11,7 @@ import pytest
 import mirror
 from mirror import archive as mirror_archive
 from mirror.errors import DigestMismatch
+from tests.support.layouts import archive_problems
 from tests.support.registry import Registry
 from tests.support.scripted import ScriptedProxy, address, serve
 from tests.support.tools import FIXTURES, skopeo
@@ -29,6 +30,7 @@ async def test_a_copy_into_an_archive_is_streamed(registry: Registry, tmp_path: 
     assert sorted(p.name for p in out.iterdir()) == ["m.tar"]  # no temporary layout left
     raw = skopeo("inspect", "--raw", f"oci-archive:{out / 'm.tar'}:app").stdout.encode()
     assert str(mirror.Digest.of(raw)) == result.digest
+    assert await archive_problems(out / "m.tar", tmp_path / "check") == []
 
 
 async def test_wrong_bytes_leave_no_archive(registry: Registry, tmp_path: Path) -> None:

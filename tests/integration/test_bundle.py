@@ -15,6 +15,7 @@ from fixtures.generate import LayoutWriter, image
 from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.errors import LayoutError, NotFound
 from mirror.layout import Layout
+from tests.support.layouts import archive_problems
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, amirror, fixture_digest, skopeo
 
@@ -40,6 +41,7 @@ async def test_registry_to_bundle_to_empty_registry(
     record, _ = await create_bundle(out, names)
     assert [i.name for i in (await list_bundle(out)).images] == names
     assert await verify_bundle(out) == []
+    assert await archive_problems(out, tmp_path / "check") == []
     pushed = await push_bundle(out, f"{second_registry.host}/restored")
     for name, pushed_image in zip(names, pushed, strict=True):
         original = await mirror.inspect(f"docker://{name}")
@@ -171,6 +173,7 @@ async def test_recompressed_layers_hold_the_same_tar_bytes(
     record, _ = await create_bundle(bundle, names, recompress="zstd")
     assert record.recompressed
     assert await verify_bundle(bundle) == []
+    assert await archive_problems(bundle, tmp_path / "check") == []  # the new manifests too
     changed = {c["from"]: c["to"] for c in record.recompressed}
     blobs = tmp_path / "unpacked"
     with tarfile.open(bundle) as tar:

@@ -114,6 +114,8 @@ async def test_one_platform_is_copied_alone_and_several_make_a_new_index(
     )
     assert both.digest_changed
     assert both.digest != index.digest
+    async with await Layout.open(tmp_path / "l") as written:
+        assert await verify(written, strict=True) == []  # the new index mirror wrote
     result = run_mirror("--json", "inspect", f"oci:{tmp_path / 'l'}:both")
     platforms = [p["platform"] for p in json.loads(result.stdout)["platforms"]]
     assert platforms == ["linux/arm64/v8", "linux/amd64"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from mirror.endpoint import source_of
@@ -26,3 +27,14 @@ async def copy_image(src_dir: Path, ref: str, dst_dir: Path, name: str | None) -
         await copy_tree(src, manifest, dst)
         await dst.add_image(manifest.descriptor(), name)
         return manifest
+
+
+async def archive_problems(archive: Path, work: Path) -> list[str]:
+    """Every way an archive mirror wrote fails `layout verify --strict` (the image spec's
+    requirements and every byte), unpacked into `work`."""
+    from mirror.archive import unpack_layout
+    from mirror.layout import verify
+
+    await asyncio.to_thread(unpack_layout, archive, work)
+    async with await Layout.open(work) as layout:
+        return [str(p) for p in await verify(layout, strict=True)]
