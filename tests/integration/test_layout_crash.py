@@ -99,7 +99,7 @@ def test_sigkill_while_writing_a_256_mib_blob_leaves_a_consistent_layout(tmp_pat
 
 @pytest.mark.slow
 def test_two_processes_adding_50_tags_each_lose_nothing(tmp_path: Path) -> None:
-    root = tmp_path / "shared"
+    root = tmp_path / "one-layout"
     procs = [_writer("tags", str(root), name, "50") for name in ("left", "right")]
     for proc in procs:
         assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""

@@ -312,7 +312,7 @@ destination = "{registry.host}/sharded"
 async def test_two_sync_processes_into_one_layout_lose_nothing(
     registry: Registry, seeded: dict[str, str], tmp_path: Path
 ) -> None:
-    layout = tmp_path / "shared"
+    layout = tmp_path / "one-layout"
     configs = []
     for side, tags in (("left", '["^v1"]'), ("right", '["^v2", "^dev$", "^latest$"]')):
         (tmp_path / side).mkdir()
