@@ -134,16 +134,19 @@ async def copy_image(
     blob_gate: asyncio.Semaphore | None = None,
     fresh_destination: bool = False,
     max_blob_size: int = TIB,
+    single_must_match: bool = True,
 ) -> CopyResult:
     """Copy one image (manifest, index and everything below) from `src` to `dst`.
 
     `fresh_destination`: the caller has just seen that the destination repository holds
     nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
+    `single_must_match`: an image that is not an index must be of one of `platforms` (an
+    error naming its platform otherwise); False copies it as it is (a filter for indexes).
     """
     started = time.monotonic()
     sink = progress or Silent()
     original = await src.manifest_get(src_ref)
-    top = await _select_platforms(src, original, platforms)
+    top = await _select_platforms(src, original, platforms, single_must_match)
     result = CopyResult(
         digest=str(top.digest),
         media_type=top.media_type,
@@ -173,11 +176,13 @@ async def copy_image(
 
 
 async def _select_platforms(
-    src: Endpoint, top: ManifestLike, platforms: Sequence[Platform]
+    src: Endpoint, top: ManifestLike, platforms: Sequence[Platform], single_must_match: bool
 ) -> ManifestLike:
     if not platforms:
         return top
     if isinstance(top, Manifest):
+        if not single_must_match:
+            return top  # a filter for the platforms of indexes (sync's `platforms`)
         have = await _platform_of(src, top)
         if have is None or not any(wanted.matches(have) for wanted in platforms):
             names = ", ".join(map(str, platforms))

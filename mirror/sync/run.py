@@ -457,6 +457,7 @@ async def _run_task(
                 blob_gate=endpoints.blob_gate,
                 fresh_destination=held is not None and not held,
                 max_blob_size=endpoints.client.options.limits.max_blob_size,
+                single_must_match=False,
             )
             report.status, report.digest, report.bytes = (
                 "copied",

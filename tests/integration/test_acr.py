@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
+import mirror
 from mirror.auth import tokens
 from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT
 from mirror.errors import Forbidden, ManifestNotFound
@@ -22,7 +23,7 @@ from mirror.registry import RegistryOptions
 from tests.support.acr import FakeCredential, ScriptedAcr
 from tests.support.registry import Registry
 from tests.support.scripted import StorageServer, address, serve
-from tests.support.tools import amirror
+from tests.support.tools import FIXTURES, amirror, fixture_digest
 
 D = [f"sha256:{str(i) * 64}" for i in range(1, 6)]
 
@@ -272,24 +273,55 @@ async def test_a_custom_domain_is_recognised_as_acr_by_its_answers(acr: Acr) -> 
         assert (props.manifest_count, props.tag_count) == (5, 7)
 
 
-async def test_writes_move_last_update_and_locks_are_enforced(acr: Acr) -> None:
-    async with _client(acr, FakeCredential()) as client:
-        artifact = client.get_artifact("hello/world", "v1")
-        before = await artifact.get_tag_properties("v1")
-        assert before.last_updated_on == before.created_on
-        locked = await artifact.update_tag_properties("v1", can_write=False)
+async def test_metadata_describes_what_was_pushed_and_locks_hold(acr: Acr) -> None:
+    """As the service (and its SDKs' recorded sessions) behave: the metadata API describes
+    what was pushed (digest, size, media type, platform); a push moves its tag's
+    `lastUpdateTime`; attribute PATCHes do not (and are not blocked by `writeEnabled`); a
+    write-locked tag refuses a push, a delete-locked manifest a delete."""
+    options = RegistryOptions(use_docker_config=False, acr=frozenset({acr.host}))
+    target = f"docker://{acr.host}/pushed/app:v1"
+    credential = FakeCredential()
+    await mirror.copy(
+        f"oci:{FIXTURES / 'docker-v2'}:v1",
+        target,
+        options=replace(options, azure_credential=credential),
+    )
+    async with _client(acr, credential) as client:
+        artifact = client.get_artifact("pushed/app", "v1")
+        props = await artifact.get_manifest_properties()
+        assert props.digest == fixture_digest("docker-v2")
+        assert (
+            props.size
+            == (FIXTURES / "docker-v2" / "blobs" / "sha256" / props.digest[7:]).stat().st_size
+        )
+        assert (props.architecture, props.operating_system) == ("amd64", "linux")
+        tag = await artifact.get_tag_properties("v1")
+        assert tag.last_updated_on == tag.created_on
+        locked = await artifact.update_tag_properties("v1", can_write=False, can_delete=False)
         assert locked.attributes.can_write is False
-        assert locked.last_updated_on is not None
-        assert before.created_on is not None
-        assert locked.last_updated_on > before.created_on  # lastUpdateTime moved on the write
-        with pytest.raises(Forbidden):  # a write-locked tag takes no other change...
-            await artifact.update_tag_properties("v1", can_delete=False)
-        unlocked = await artifact.update_tag_properties("v1", can_write=True)  # ...but this
-        assert unlocked.attributes.can_write is True
-        manifest = await artifact.update_manifest_properties(can_write=False)
-        assert manifest.attributes.can_write is False
+        assert locked.last_updated_on == tag.last_updated_on  # a PATCH is no write
+    with pytest.raises(Forbidden):  # the write-locked tag refuses a push
+        await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1",
+            target,
+            options=replace(options, azure_credential=credential),
+        )
+    async with _client(acr, credential) as client:
+        artifact = client.get_artifact("pushed/app", "v1")
+        await artifact.update_tag_properties("v1", can_write=True)
+        await artifact.update_manifest_properties(can_delete=False)
+        moved = await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1",
+            target,
+            options=replace(options, azure_credential=credential),
+        )
+        tag = await artifact.get_tag_properties("v1")
+        assert tag.digest == moved.digest
+        assert tag.last_updated_on is not None
+        assert tag.created_on is not None
+        assert tag.last_updated_on > tag.created_on  # the push moved it
         with pytest.raises(Forbidden):
-            await artifact.update_manifest_properties(can_list=False)
+            await client.get_artifact("pushed/app", fixture_digest("docker-v2")).delete()
 
 
 async def test_prune_on_acr_keeps_the_newest(acr: Acr) -> None:

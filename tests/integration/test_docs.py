@@ -264,8 +264,8 @@ async def test_every_sync_example_runs_as_written(
         {
             "team/api:v1.4.0": "oci-single",
             "team/api:v1.5.0": "docker-v2",
-            "team/api:v2.0.0-rc1": "oci-single",
-            "team/api:v3.0.0": "oci-single",
+            "team/api:v2.0.0-rc1": "multi-arch",
+            "team/api:v3.0.0": "artifact",
             "team/scratch-x:v1": "oci-single",
         },
     )

@@ -17,7 +17,7 @@ from mirror.sync.config import load_config
 from mirror.sync.run import run_sync
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy
-from tests.support.tools import REPO, amirror
+from tests.support.tools import FIXTURES, REPO, amirror, fixture_digest
 
 TAGS = {  # tag -> day it was built
     "v1.0.0": 1,
@@ -450,3 +450,23 @@ def config_text(registry: Registry, target: Path) -> str:
         f'[[jobs]]\nsource = "{registry.host}/sync/app"\ndestination = "oci:{target}"\n'
         '[jobs.tags]\ninclude = ["^v1.0.0$"]\n'
     )
+
+
+async def test_a_platform_filter_applies_to_indexes_and_leaves_single_images_whole(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """`platforms` in a sync configuration picks platforms of multi-arch images; an image of
+    one platform is copied as it is (the CLI's --platform, by contrast, refuses it)."""
+    await mirror.copy(
+        f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{registry.host}/sync/single:v1"
+    )
+    target = tmp_path / "out"
+    text = (
+        '[defaults]\nplatforms = ["linux/arm64"]\n'
+        f'[[jobs]]\nsource = "{registry.host}/sync/single"\ndestination = "oci:{target}"\n'
+    )
+    result = await amirror("--json", "sync", str(_config(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    [image] = json.loads(result.stdout)["images"]
+    assert image["status"] == "copied"
+    assert image["digest"] == fixture_digest("oci-single")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 from tests.support.scripted import ScriptedProxy
@@ -57,6 +58,9 @@ class AcrManifest:
     size: int = 1234
     attrs: dict[str, bool] = field(default_factory=_all_enabled)
     updated: str | None = None
+    media_type: str = "application/vnd.oci.image.manifest.v1+json"
+    architecture: str = "amd64"
+    os: str = "linux"
 
 
 @dataclass
@@ -206,10 +210,56 @@ class ScriptedAcr:
             name, _, ref = request.path.removeprefix("/v2/").partition("/manifests/")
             repo = self.repositories.get(name)
             if repo and ref in repo["manifests"]:
+                if not repo["manifests"][ref].attrs["deleteEnabled"]:
+                    return _denied("the manifest is locked against deletes")
                 del repo["manifests"][ref]
                 repo["tags"] = {t: v for t, v in repo["tags"].items() if v.digest != ref}
                 return web.Response(status=202)
+        if request.method == "PUT" and "/manifests/" in request.path:
+            return await self._push(request)
         return await self._proxy.handle(request)
+
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        """A manifest PUT: refused onto a write-locked tag; otherwise forwarded, and the
+        metadata API then describes what was pushed (digest, size, media type, platform,
+        times: the tag's `lastUpdateTime` moves, its `createdTime` stays)."""
+        name, _, ref = request.path.removeprefix("/v2/").partition("/manifests/")
+        repo = self.repositories.setdefault(
+            name, {"manifests": {}, "tags": {}, "attrs": _all_enabled()}
+        )
+        tag = repo["tags"].get(ref)
+        if tag is not None and not tag.attrs["writeEnabled"]:
+            return _denied("the tag is locked against writes")
+        body = await request.read()
+        response = await self._proxy.handle(request)  # aiohttp keeps the body read
+        if response.status != 201:
+            return response
+        digest = response.headers.get("Docker-Content-Digest", "")
+        manifest = json.loads(body)
+        now = _now()
+        entry = repo["manifests"].setdefault(digest, AcrManifest(digest, now))
+        entry.size = len(body)
+        entry.media_type = str(manifest.get("mediaType") or request.content_type)
+        entry.architecture, entry.os = await self._platform(name, manifest)
+        if not ref.startswith("sha256:"):
+            if tag is None:
+                repo["tags"][ref] = AcrTag(ref, digest, now)
+            else:
+                tag.digest, tag.updated = digest, now
+        return response
+
+    async def _platform(self, name: str, manifest: dict[str, Any]) -> tuple[str, str]:
+        config = manifest.get("config") or {}
+        if "image.config" not in str(config.get("mediaType", "")) and "container.image" not in str(
+            config.get("mediaType", "")
+        ):
+            return "", ""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{self.upstream}/v2/{name}/blobs/{config['digest']}") as reply,
+        ):
+            obj = json.loads(await reply.read())
+        return str(obj.get("architecture", "")), str(obj.get("os", ""))
 
     # -- /acr/v1 ----------------------------------------------------------------------------
 
@@ -301,10 +351,7 @@ class ScriptedAcr:
             del repo["tags"][item]
             return web.Response(status=202)
         if body:
-            if not tag.attrs["writeEnabled"] and body.get("writeEnabled") is not True:
-                return _denied("the tag is locked against writes")
-            tag.attrs.update(body)
-            tag.updated = _now()
+            tag.attrs.update(body)  # as the service does: lastUpdateTime stays
         return web.json_response({"registry": self.host, "imageName": name, "tag": tag_json(tag)})
 
     def _manifests_reply(
@@ -323,9 +370,9 @@ class ScriptedAcr:
                 "imageSize": m.size,
                 "createdTime": m.created,
                 "lastUpdateTime": m.updated or m.created,
-                "architecture": "amd64",
-                "os": "linux",
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "architecture": m.architecture,
+                "os": m.os,
+                "mediaType": m.media_type,
                 "tags": tags,
                 "changeableAttributes": m.attrs,
             }
@@ -347,10 +394,7 @@ class ScriptedAcr:
         if manifest is None:
             return _unknown("MANIFEST_UNKNOWN")
         if body:
-            if not manifest.attrs["writeEnabled"] and body.get("writeEnabled") is not True:
-                return _denied("the manifest is locked against writes")
-            manifest.attrs.update(body)
-            manifest.updated = _now()
+            manifest.attrs.update(body)  # as the service does: lastUpdateTime stays
         return web.json_response(
             {"registry": self.host, "imageName": name, "manifest": manifest_json(manifest)}
         )
