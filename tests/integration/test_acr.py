@@ -341,3 +341,15 @@ async def test_prune_on_acr_keeps_the_newest(acr: Acr) -> None:
         "v5",
         "latest",
     }
+
+
+async def test_a_custom_domain_with_a_credential_uses_the_acr_token_flow(acr: Acr) -> None:
+    """Not `*.azurecr.io`, no `acr` option: handing the client an Azure AD credential for the
+    endpoint is what says it is ACR, and the token flow is ACR's (AAD token, exchange, POST)."""
+    credential = FakeCredential()
+    options = RegistryOptions(use_docker_config=False)
+    async with ContainerRegistryClient(f"http://{acr.host}", credential, options=options) as c:
+        assert await c.is_acr()
+        assert [n async for n in c.list_repository_names()] == ["hello/world"]
+    assert [e["access_token"] for e in acr.server.exchanges] == credential.issued
+    assert {t["grant_type"] for t in acr.server.token_requests} == {"refresh_token"}
