@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 
@@ -278,13 +278,15 @@ async def test_metadata_describes_what_was_pushed_and_locks_hold(acr: Acr) -> No
     what was pushed (digest, size, media type, platform); a push moves its tag's
     `lastUpdateTime`; attribute PATCHes do not (and are not blocked by `writeEnabled`); a
     write-locked tag refuses a push, a delete-locked manifest a delete."""
-    options = RegistryOptions(use_docker_config=False, acr=frozenset({acr.host}))
-    target = f"docker://{acr.host}/pushed/app:v1"
     credential = FakeCredential()
+    options = RegistryOptions(
+        use_docker_config=False, acr=frozenset({acr.host}), azure_credential=credential
+    )
+    target = f"docker://{acr.host}/pushed/app:v1"
     await mirror.copy(
         f"oci:{FIXTURES / 'docker-v2'}:v1",
         target,
-        options=replace(options, azure_credential=credential),
+        options=options,
     )
     async with _client(acr, credential) as client:
         artifact = client.get_artifact("pushed/app", "v1")
@@ -304,7 +306,7 @@ async def test_metadata_describes_what_was_pushed_and_locks_hold(acr: Acr) -> No
         await mirror.copy(
             f"oci:{FIXTURES / 'oci-single'}:v1",
             target,
-            options=replace(options, azure_credential=credential),
+            options=options,
         )
     async with _client(acr, credential) as client:
         artifact = client.get_artifact("pushed/app", "v1")
@@ -313,7 +315,7 @@ async def test_metadata_describes_what_was_pushed_and_locks_hold(acr: Acr) -> No
         moved = await mirror.copy(
             f"oci:{FIXTURES / 'oci-single'}:v1",
             target,
-            options=replace(options, azure_credential=credential),
+            options=options,
         )
         tag = await artifact.get_tag_properties("v1")
         assert tag.digest == moved.digest
