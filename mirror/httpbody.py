@@ -27,9 +27,10 @@ T = TypeVar("T")
 class StallGuard:
     """Ends a transfer that moves fewer than `min_rate` bytes a second over a whole window.
 
-    Use `async with guard.watching():` around the work; inside, `await guard.wait(aw)` for
-    each await on the peer, `guard.advance(n)` for bytes moved (or `guard.counted(chunks)`
-    for a request body). A stall raises a retryable TransportError naming `what`.
+    `guard.send(request)` watches a request until its reply's headers; around a body, `async
+    with guard.watching():` and `guard.read(resp, n)` for each chunk (or `guard.wait(aw)` and
+    `guard.advance(n)`; `guard.counted(chunks)` for a request body). A stall raises a
+    retryable TransportError naming `what`.
     """
 
     def __init__(self, what: str, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -94,6 +95,17 @@ class StallGuard:
         finally:
             self._waiting = False
 
+    async def read(self, resp: aiohttp.ClientResponse, size: int) -> bytes:
+        """Up to `size` bytes of a reply body (b"" at its end), counted as progress."""
+        chunk = await self.wait(resp.content.read(size))
+        self.advance(len(chunk))
+        return chunk
+
+    async def send(self, request: Awaitable[aiohttp.ClientResponse]) -> aiohttp.ClientResponse:
+        """Send a request and wait for its reply's headers, all under one watch."""
+        async with self.watching():
+            return await self.wait(request)
+
     async def counted(self, chunks: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
         """A request body that counts what it hands to the connection."""
         async for chunk in chunks:
@@ -115,10 +127,9 @@ async def read_at_most(
     guard = StallGuard(what or f"reply from {resp.url.host}", limits)
     async with guard.watching():
         while total <= limit:
-            chunk = await guard.wait(resp.content.read(limit + 1 - total))
+            chunk = await guard.read(resp, limit + 1 - total)
             if not chunk:
                 break
-            guard.advance(len(chunk))
             parts.append(chunk)
             total += len(chunk)
     return b"".join(parts)

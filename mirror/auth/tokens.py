@@ -186,12 +186,9 @@ class Authenticator:
     async def _call(self, method: str, realm: str, **kwargs: Any) -> dict[str, Any]:
         guard = StallGuard(f"token server for {self.registry}", self.limits)
         try:
-            async with guard.watching():
-                resp = await guard.wait(
-                    self.session.request(
-                        method, realm, ssl=self.ssl, allow_redirects=False, **kwargs
-                    )
-                )
+            resp = await guard.send(
+                self.session.request(method, realm, ssl=self.ssl, allow_redirects=False, **kwargs)
+            )
             async with resp:
                 body = await read_at_most(resp, 1024 * 1024, self.limits, guard.what)
                 if method == "POST" and resp.status in (404, 405):

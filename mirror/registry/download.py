@@ -114,8 +114,7 @@ async def _body(
     guard = StallGuard(what, limits)
     try:
         async with guard.watching():
-            while chunk := await guard.wait(resp.content.read(CHUNK_SIZE)):
-                guard.advance(len(chunk))
+            while chunk := await guard.read(resp, CHUNK_SIZE):
                 yield chunk
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise TransportError(f"{what}: download interrupted: {exc}") from None

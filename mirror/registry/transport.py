@@ -140,19 +140,16 @@ class RegistryTransport:
             guard = StallGuard(what, self.options.limits)
             body = guard.counted(data) if isinstance(data, AsyncIterable) else data
             try:
-                async with guard.watching():
-                    resp = await guard.wait(
-                        self.session.request(
-                            method,
-                            url,
-                            headers=sent,
-                            data=body,
-                            allow_redirects=False,
-                            ssl=self.options.ssl_for(
-                                self.registry if same_origin else url.host or ""
-                            ),
-                        )
+                resp = await guard.send(
+                    self.session.request(
+                        method,
+                        url,
+                        headers=sent,
+                        data=body,
+                        allow_redirects=False,
+                        ssl=self.options.ssl_for(self.registry if same_origin else url.host or ""),
                     )
+                )
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _untrusted(url.host or self.registry, exc) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
