@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from mirror import jsonutil
-from mirror.archive import archive_layout, is_zstd
-from mirror.archive_io import ArchiveReader, ArchiveWriter
+from mirror.archive.reader import ArchiveReader
+from mirror.archive.tarfiles import is_zstd
+from mirror.archive.unpack import unpacked
+from mirror.archive.writer import ArchiveWriter
 from mirror.endpoint import Endpoint
 from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.errors import InvalidReference, ManifestInvalid
@@ -78,8 +80,8 @@ async def _archive_endpoint(path: Path, *, write: bool) -> AsyncIterator[Endpoin
     if not await asyncio.to_thread(is_zstd, path):
         yield await ArchiveReader.open(path)
         return
-    async with archive_layout(path, write=False) as unpacked:
-        yield unpacked
+    async with unpacked(path) as unpacked_layout:
+        yield unpacked_layout
 
 
 async def copy(

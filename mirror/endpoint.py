@@ -17,7 +17,6 @@ __all__ = [
     "RangedSink",
     "RangedSource",
     "bytes_source",
-    "source_of",
 ]
 
 #: Opens a blob's bytes from an offset; a transfer that fails re-opens where it stopped.
@@ -29,15 +28,6 @@ RangeFetcher = Callable[[int, int], AsyncGenerator[bytes, None]]
 
 class RangeNotHonoured(MirrorError):
     """The server answered a ranged request with the whole blob: use a single stream."""
-
-
-def source_of(endpoint: Endpoint, desc: Descriptor) -> BlobSource:
-    """The BlobSource reading `desc` from `endpoint`."""
-
-    def read(offset: int) -> AsyncGenerator[bytes, None]:
-        return endpoint.blob_open(desc, offset)  # verified: the caller may not re-check
-
-    return read
 
 
 def bytes_source(data: bytes) -> BlobSource:

@@ -20,7 +20,7 @@ from typing import Protocol
 from mirror import jsonutil
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
 from mirror.errors import ContentError, ManifestNotFound, MirrorError
-from mirror.graph import ImageGraph, walk_image
+from mirror.graph import ImageGraph, fetch_from, walk_image
 from mirror.limits import TIB
 from mirror.mediatypes import DOCKER_CONFIG, MAX_MANIFEST_SIZE, OCI_CONFIG
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
@@ -221,11 +221,8 @@ async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
 async def _plan(
     src: Endpoint, top: ManifestLike, include_foreign: bool, max_blob_size: int
 ) -> ImageGraph:
-    async def fetch(desc: Descriptor) -> ManifestLike:
-        return await src.manifest_get(str(desc.digest))
-
     return await walk_image(
-        top, fetch, include_foreign=include_foreign, max_blob_size=max_blob_size
+        top, fetch_from(src), include_foreign=include_foreign, max_blob_size=max_blob_size
     )
 
 

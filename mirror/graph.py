@@ -1,49 +1,157 @@
-"""The walk of an image graph: an index's child manifests, a manifest's config and layers.
+"""The one walk of image graphs: an index's child manifests, a manifest's config and layers,
+and (when asked) each manifest's referrers.
 
 Registries, layouts and archives from elsewhere shape the graph, so the walk is bounded: each
-manifest is visited once (a visited set, so cycles and diamonds cost nothing twice), nesting
-deeper than `MAX_DEPTH` indexes is refused (the image spec's nesting is shallow: an index of
-manifests, at most an index of indexes), and so is a graph of more than `MAX_MANIFESTS`
-manifests. The walk is iterative, never recursive.
+descriptor is visited once (a visited set, so cycles and diamonds cost nothing twice), a
+manifest deeper than `MAX_DEPTH` levels below a root is refused (the image spec's nesting is
+shallow: an index of manifests, at most an index of indexes, and a few referrers on top), and
+so is a graph of more than `MAX_MANIFESTS` manifests. The walk is iterative, never recursive.
+
+`walk` is the walk itself; what a visit does (fetch and parse, check a file, record a blob) is
+the caller's. `walk_image` is the walk a copy needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mirror.digest import Digest
+from mirror.endpoint import Endpoint
 from mirror.errors import ManifestInvalid
 from mirror.limits import TIB
 from mirror.model import Descriptor, Index, Manifest, ManifestLike
 
-__all__ = ["MAX_DEPTH", "MAX_MANIFESTS", "ImageGraph", "walk_image"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_MANIFESTS",
+    "GraphTooLarge",
+    "ImageGraph",
+    "Node",
+    "Walked",
+    "fetch_from",
+    "walk",
+    "walk_image",
+]
 
-#: the deepest nesting of indexes below the top manifest that a walk follows
+#: the deepest a manifest may sit below the root of a walk (index children and referrers)
 MAX_DEPTH = 8
-#: the most manifests one image's graph may hold
+#: the most manifests one walk may reach
 MAX_MANIFESTS = 10_000
 
-Fetch = Callable[[Descriptor], Awaitable[ManifestLike]]
+
+class GraphTooLarge(ManifestInvalid):
+    """A graph nests deeper or holds more manifests than a walk follows."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A descriptor met on a walk, where it was met (for messages), and how deep."""
+
+    desc: Descriptor
+    where: str
+    depth: int = 0
+    #: False for a blob a manifest names (config, layer); True for what an index lists
+    is_manifest: bool = True
+
+
+#: reads a node: the manifest to walk below it, or None (a blob, or nothing to follow)
+Visit = Callable[[Node], Awaitable[ManifestLike | None]]
+#: the referrers of a manifest (signatures, SBOMs, attestations whose subject it is)
+Referrers = Callable[[ManifestLike], Awaitable[Sequence[Descriptor]]]
+
+
+@dataclass
+class Walked:
+    """What a walk reached: every digest once, and the manifests in write order (a manifest's
+    children before it, its referrers after it)."""
+
+    seen: set[Digest] = field(default_factory=set)
+    manifests: list[ManifestLike] = field(default_factory=list)
+
+
+def _children(manifest: ManifestLike, depth: int) -> Iterator[Node]:
+    for i, child in enumerate(manifest.children):
+        where = f"child {i} of {manifest.digest}"
+        yield Node(child, where, depth + 1, is_manifest=isinstance(manifest, Index))
+
+
+def _referrer_nodes(
+    subject: ManifestLike, found: Sequence[Descriptor], depth: int
+) -> Iterator[Node]:
+    for desc in found:
+        yield Node(desc, f"referrer of {subject.digest}", depth + 1)
+
+
+async def walk(
+    roots: Iterable[Node],
+    visit: Visit,
+    *,
+    referrers: Referrers | None = None,
+    max_depth: int = MAX_DEPTH,
+    max_manifests: int = MAX_MANIFESTS,
+) -> Walked:
+    """Visit every descriptor reachable from `roots` once, depth first; `visit` reads each.
+
+    Raises GraphTooLarge (before visiting it) for a manifest deeper than `max_depth`, or when
+    more than `max_manifests` manifests are reached.
+    """
+    walked, reached = Walked(), 0
+    # a frame: the manifest whose children are pending (None for a list of roots or
+    # referrers, which is not itself written), its depth, and the nodes still to visit
+    stack: list[tuple[ManifestLike | None, int, Iterator[Node]]] = [(None, -1, iter(roots))]
+    while stack:
+        owner, depth, pending = stack[-1]
+        node = next(pending, None)
+        if node is None:
+            stack.pop()
+            if owner is not None:
+                walked.manifests.append(owner)
+                if referrers is not None and (found := await referrers(owner)):
+                    stack.append((None, depth, _referrer_nodes(owner, found, depth)))
+            continue
+        if node.desc.digest in walked.seen:
+            continue
+        if node.is_manifest and node.depth > max_depth:
+            raise GraphTooLarge(f"{node.where}: manifests nest deeper than {max_depth} levels")
+        walked.seen.add(node.desc.digest)
+        manifest = await visit(node)
+        if manifest is None:
+            continue
+        reached += 1
+        if reached > max_manifests:
+            raise GraphTooLarge(
+                f"{node.where}: the graph holds more than {max_manifests} manifests"
+            )
+        stack.append((manifest, node.depth, _children(manifest, node.depth)))
+    return walked
 
 
 @dataclass
 class ImageGraph:
-    """An image as a copy needs it: the top manifest, every manifest below it once, children
-    before their parents (the order they must be written in), and the blobs they name."""
+    """An image as a copy needs it: the top manifest, every manifest below it (and its
+    referrers, when asked) once in the order they must be written, and the blobs they name."""
 
     top: ManifestLike
-    children: list[ManifestLike] = field(default_factory=list)
+    manifests: list[ManifestLike] = field(default_factory=list)
     blobs: dict[Digest, Descriptor] = field(default_factory=dict)
 
     @property
-    def manifests(self) -> list[ManifestLike]:
-        """Every manifest of the graph, the top one last."""
-        return [*self.children, self.top]
+    def children(self) -> list[ManifestLike]:
+        """Every manifest of the graph but the top one, in write order."""
+        return [m for m in self.manifests if m is not self.top]
 
 
-def _child_manifests(manifest: ManifestLike) -> Iterator[Descriptor]:
-    return iter(manifest.manifests if isinstance(manifest, Index) else ())
+Fetch = Callable[[Descriptor], Awaitable[ManifestLike]]
+
+
+def fetch_from(endpoint: Endpoint) -> Fetch:
+    """The Fetch that reads manifests by digest from `endpoint`."""
+
+    async def fetch(desc: Descriptor) -> ManifestLike:
+        return await endpoint.manifest_get(str(desc.digest))
+
+    return fetch
 
 
 async def walk_image(
@@ -51,51 +159,50 @@ async def walk_image(
     fetch: Fetch,
     *,
     include_foreign: bool = True,
+    referrers: Referrers | None = None,
     max_depth: int = MAX_DEPTH,
     max_manifests: int = MAX_MANIFESTS,
     max_blob_size: int = TIB,
 ) -> ImageGraph:
-    """Every manifest and blob below `top`, each once; `fetch` reads a child manifest.
+    """Every manifest and blob below `top` (and its referrers' graphs), each once; `fetch`
+    reads a manifest.
 
     Foreign layers (non-distributable, with URLs) are left out unless `include_foreign`.
     Raises ManifestInvalid when the graph nests too deep, holds too many manifests, or names
     a blob larger than `max_blob_size` (refused before anything is fetched or allocated).
     """
     graph = ImageGraph(top)
-    seen: set[Digest] = {top.digest}
+    sizes_checked: set[Digest] = set()
 
-    def add_blobs(manifest: ManifestLike) -> None:
-        if not isinstance(manifest, Manifest):
-            return
-        for blob in manifest.blobs():
-            if blob.size > max_blob_size:
-                raise ManifestInvalid(
-                    f"manifest {manifest.digest} names blob {blob.digest} of {blob.size} "
-                    f"bytes, over the {max_blob_size} byte limit"
-                )
-            if include_foreign or not blob.is_foreign:
-                graph.blobs.setdefault(blob.digest, blob)
+    def check_sizes(manifest: ManifestLike) -> None:
+        # all of a manifest's blobs at once, before any of them is visited
+        if isinstance(manifest, Manifest) and manifest.digest not in sizes_checked:
+            sizes_checked.add(manifest.digest)
+            for blob in manifest.blobs():
+                if blob.size > max_blob_size:
+                    raise ManifestInvalid(
+                        f"manifest {manifest.digest} names blob {blob.digest} of {blob.size} "
+                        f"bytes, over the {max_blob_size} byte limit"
+                    )
 
-    add_blobs(top)
-    stack: list[tuple[ManifestLike, Iterator[Descriptor]]] = [(top, _child_manifests(top))]
-    while stack:
-        node, pending = stack[-1]
-        desc = next(pending, None)
-        if desc is None:
-            stack.pop()
-            if stack:
-                graph.children.append(node)
-            continue
-        if desc.digest in seen:
-            continue
-        seen.add(desc.digest)
-        if len(stack) > max_depth:
-            raise ManifestInvalid(
-                f"index {node.digest} nests manifests deeper than {max_depth} levels"
-            )
-        if len(seen) > max_manifests:
-            raise ManifestInvalid(f"image {top.digest} holds more than {max_manifests} manifests")
-        child = await fetch(desc)
-        add_blobs(child)
-        stack.append((child, _child_manifests(child)))
+    async def visit(node: Node) -> ManifestLike | None:
+        if node.depth == 0:
+            manifest = top
+        elif not node.is_manifest:
+            if include_foreign or not node.desc.is_foreign:
+                graph.blobs.setdefault(node.desc.digest, node.desc)
+            return None
+        else:
+            manifest = await fetch(node.desc)
+        check_sizes(manifest)
+        return manifest
+
+    walked = await walk(
+        [Node(top.descriptor(), f"image {top.digest}")],
+        visit,
+        referrers=referrers,
+        max_depth=max_depth,
+        max_manifests=max_manifests,
+    )
+    graph.manifests = walked.manifests
     return graph

@@ -44,11 +44,6 @@ MANIFEST_ACCEPT: Final = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_
 MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
 
 
-def is_index(media_type: str) -> bool:
-    """True for an OCI image index or a Docker manifest list."""
-    return media_type in INDEXES
-
-
 def is_manifest(media_type: str) -> bool:
     """True for any manifest kind mirror handles (image manifest or index)."""
     return media_type in MANIFESTS

@@ -100,34 +100,16 @@ class Descriptor:
             out["artifactType"] = self.artifact_type
         return out
 
-    def with_annotations(self, annotations: Mapping[str, str]) -> Descriptor:
-        """A copy with `annotations` replacing the current ones."""
-        return Descriptor(
-            self.media_type,
-            self.digest,
-            self.size,
-            self.urls,
-            annotations,
-            self.platform,
-            self.artifact_type,
-            self.data,
-        )
-
     @property
     def ref_name(self) -> str | None:
         """The `org.opencontainers.image.ref.name` annotation, if any."""
         return self.annotations.get("org.opencontainers.image.ref.name")
 
     @property
-    def is_non_distributable(self) -> bool:
-        """True for foreign / non-distributable layers, which are not pushed by default."""
-        return self.media_type in mt.NON_DISTRIBUTABLE
-
-    @property
     def is_foreign(self) -> bool:
         """True for a non-distributable layer that names where to fetch it (`urls`): such a
         layer is not copied unless asked for, and may be absent from a layout."""
-        return bool(self.urls) and self.is_non_distributable
+        return bool(self.urls) and self.media_type in mt.NON_DISTRIBUTABLE
 
 
 def _decode_data(data: Any, where: str) -> bytes:

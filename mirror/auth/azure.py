@@ -112,9 +112,6 @@ class AzureAuthenticator(Authenticator):
         self.audience = (audience or default_audience(registry)).rstrip("/")
         self._acr_refresh: Token | None = None
         self._refresh_lock = asyncio.Lock()
-        #: counts for tests: AAD tokens asked for, exchanges made
-        self.aad_requests = 0
-        self.exchanges = 0
 
     @property
     def aad_scope(self) -> str:
@@ -137,7 +134,6 @@ class AzureAuthenticator(Authenticator):
         else:
             form["grant_type"] = "refresh_token"
             form["refresh_token"] = await self._refresh_token_for(realm, service)
-        self.token_requests += 1
         reply = await self._call("POST", _versioned(realm), data=form)
         access = reply.get("access_token")
         if not isinstance(access, str) or not access:
@@ -151,7 +147,6 @@ class AzureAuthenticator(Authenticator):
                 return cached.value
             aad = await self._aad_token()
             exchange = _versioned(str(URL(realm).with_path("/oauth2/exchange").with_query(None)))
-            self.exchanges += 1
             reply = await self._call(
                 "POST",
                 exchange,
@@ -164,7 +159,6 @@ class AzureAuthenticator(Authenticator):
             return refresh
 
     async def _aad_token(self) -> str:
-        self.aad_requests += 1
         get_token = self.credential.get_token
         try:
             if inspect.iscoroutinefunction(get_token):

@@ -72,7 +72,6 @@ class Authenticator:
         self._refresh_token: str | None = self.credentials.identity_token
         self._lock = asyncio.Lock()
         #: number of token requests made (tests read it to prove tokens are reused)
-        self.token_requests = 0
 
     async def header(self, scopes: tuple[str, ...]) -> str | None:
         """The Authorization header to send up front, or None before any challenge."""
@@ -148,7 +147,6 @@ class Authenticator:
 
     async def _fetch(self, scopes: frozenset[str]) -> Token:
         realm = self.checked_realm(secret=self.credentials.has_basic or bool(self._refresh_token))
-        self.token_requests += 1
         if self._refresh_token:
             try:
                 reply = await self._post_refresh(realm, scopes)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
+from mirror.archive.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
 from mirror.cli.output import (

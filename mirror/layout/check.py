@@ -17,10 +17,11 @@ from mirror.errors import (
     MirrorError,
 )
 from mirror.fsutil import read_capped, real_dir, regular_size
-from mirror.graph import MAX_DEPTH
+from mirror.graph import GraphTooLarge, Node
+from mirror.graph import walk as graph_walk
 from mirror.layout.conformance import check_document, kind_of
 from mirror.layout.store import MAX_INDEX_SIZE, Layout, check_file
-from mirror.model import Descriptor
+from mirror.model import Descriptor, ManifestLike
 
 __all__ = ["GcReport", "Problem", "gc", "verify"]
 
@@ -65,25 +66,26 @@ async def _walk(layout: Layout, *, strict: bool = False) -> _Walk:
         for name, kind in (("oci-layout", "layout"), ("index.json", "layout-index")):
             raw = await asyncio.to_thread(read_capped, layout.path / name, MAX_INDEX_SIZE)
             _conform(walk, kind, raw, name)
+    roots = []
     for i, entry in enumerate(index["manifests"]):
         where = f"index.json manifests[{i}]"
         try:
-            desc = Descriptor.from_json(entry, where)
+            roots.append(Node(Descriptor.from_json(entry, where), where))
         except (InvalidDigest, ContentError) as exc:
             walk.add(Problem("invalid", where, str(exc)), blocking=True)
-            continue
-        await _visit(layout, desc, where, walk)
+
+    async def visit(node: Node) -> ManifestLike | None:
+        return await _visit(layout, node.desc, node.where, walk)
+
+    try:
+        walk.reachable = (await graph_walk(roots, visit)).seen
+    except GraphTooLarge as exc:
+        walk.add(Problem("manifest", "index.json", str(exc)), blocking=True)
     return walk
 
 
-async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk, depth: int = 0) -> None:
-    if desc.digest in walk.reachable:
-        return
-    walk.reachable.add(desc.digest)
-    if depth > MAX_DEPTH:
-        message = f"{where}: manifests nest deeper than {MAX_DEPTH} levels"
-        walk.add(Problem("manifest", str(desc.digest), message), blocking=True)
-        return
+async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> ManifestLike | None:
+    """Check one descriptor's file; the manifest to walk below it, if it is a sound one."""
     path = layout.blob_path(desc.digest)
     size = regular_size(path)
     if size is None:
@@ -92,13 +94,13 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk, dept
                 Problem("invalid", str(desc.digest), f"{path} is not a regular file ({where})"),
                 blocking=True,
             )
-            return
-        if not (desc.is_foreign):
+            return None
+        if not desc.is_foreign:
             walk.add(
                 Problem("missing", str(desc.digest), f"missing blob {desc.digest} ({where})"),
                 blocking=mt.is_manifest(desc.media_type),
             )
-        return
+        return None
     if size != desc.size:
         walk.add(
             Problem(
@@ -108,20 +110,19 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk, dept
             ),
             blocking=mt.is_manifest(desc.media_type),
         )
-        return
+        return None
     if not mt.is_manifest(desc.media_type):
         if walk.strict and kind_of(desc.media_type) == "config":
             await _conform_config(layout, desc, walk)
-        return
+        return None
     try:
         manifest = await layout.manifest_by_descriptor(desc)
     except (MirrorError, ValueError) as exc:
         walk.add(Problem("manifest", str(desc.digest), f"{where}: {exc}"), blocking=True)
-        return
+        return None
     if walk.strict and (kind := kind_of(manifest.media_type)) is not None:
         _conform(walk, kind, manifest.raw, str(desc.digest))
-    for i, child in enumerate(manifest.children):
-        await _visit(layout, child, f"child {i} of {desc.digest}", walk, depth + 1)
+    return manifest
 
 
 def _conform(walk: _Walk, kind: str, raw: bytes, subject: str) -> None:

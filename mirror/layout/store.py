@@ -12,23 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiofiles
-
 from mirror import jsonutil
-from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content, verify_whole
+from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource, RangeFetcher, RangeNotHonoured, bytes_source
 from mirror.errors import (
     BlobNotFound,
-    InvalidReference,
     LayoutError,
-    ManifestInvalid,
     ManifestNotFound,
     SizeMismatch,
 )
@@ -46,19 +40,12 @@ from mirror.fsutil import (
 from mirror.layout import index_file
 from mirror.layout.partial import fill_partial, lock_partial, read_small
 from mirror.layout.ranged import fill_ranged
-from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.layout.reading import CHUNK_SIZE, BlobSpan, LayoutReader, close_on_error
+from mirror.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
 
-__all__ = [
-    "CHUNK_SIZE",
-    "Layout",
-    "LayoutImage",
-    "NamedImages",
-    "check_file",
-    "resolve_among",
-]
+__all__ = ["Layout", "check_file"]
 
-CHUNK_SIZE = 1024 * 1024
 _log = logging.getLogger("mirror.layout")
 #: blobs up to this size are written in one go, without a resumable partial file
 SMALL_BLOB = 1024 * 1024
@@ -68,44 +55,12 @@ STATE_DIR = ".mirror"
 MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class LayoutImage:
-    """One entry of `index.json`: its name (if any) and what it points at."""
-
-    name: str | None
-    descriptor: Descriptor
-
-
-class NamedImages:
-    """Endpoint methods shared by everything with an `index.json`: head by name, list names."""
-
-    async def images(self) -> list[LayoutImage]:
-        """Every entry of `index.json`."""
-        raise NotImplementedError
-
-    async def resolve(self, ref: str | None = None) -> Descriptor:
-        """The descriptor a name or digest resolves to."""
-        raise NotImplementedError
-
-    async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """The descriptor an image name or digest resolves to, or None."""
-        try:
-            return await self.resolve(ref)
-        except ManifestNotFound:
-            return None
-
-    async def tags(self) -> AsyncIterator[str]:
-        """The image names in `index.json`, in order."""
-        for image in await self.images():
-            if image.name is not None:
-                yield image.name
-
-
-class Layout(NamedImages):
+class Layout(LayoutReader):
     """An OCI image layout on disk. Open with `await Layout.open(path, create=...)`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = f"layout {path}"
         self._blobs = os.fspath(path / "blobs")
         self._state = path / STATE_DIR
         self._writer_fd: int | None = None
@@ -259,57 +214,27 @@ class Layout(NamedImages):
 
     # -- blobs --------------------------------------------------------------------------
 
-    async def blob_exists(self, desc: Descriptor) -> bool:
-        """True when the blob is stored with the descriptor's size (content verified on write)."""
-        # one lstat of a local path: cheaper inline than a trip to a worker thread; a link
-        # or anything but a regular file is not a stored blob
-        return regular_size(self._blob_file(desc.digest)) == desc.size
+    def stored_size(self, digest: Digest) -> int | None:
+        """The size of the regular file `blobs/<alg>/<hex>` (a link or anything else: None)."""
+        # one lstat of a local path: cheaper inline than a trip to a worker thread
+        return regular_size(self._blob_file(digest))
 
-    async def blob_open(
-        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
-    ) -> AsyncGenerator[bytes, None]:
-        """Stream the blob from `offset`; never more than `desc.size` bytes; verified when whole.
-
-        Raises BlobNotFound, SizeMismatch, or DigestMismatch (at the end of a whole read).
-        """
+    async def open_span(self, desc: Descriptor) -> BlobSpan:
+        """Open the blob's file (never through a link); its size must be the descriptor's."""
         path = self.blob_path(desc.digest)
         try:
             fd = await asyncio.to_thread(open_regular, path)
         except FileNotFoundError:
             raise BlobNotFound(f"blob {desc.digest} is not in layout {self.path}") from None
-        try:
+
+        def check() -> None:
             size = os.fstat(fd).st_size
             if size != desc.size:
                 raise SizeMismatch(
                     f"blob {desc.digest} in {self.path} has {size} bytes, expected {desc.size}"
                 )
-        except BaseException:
-            os.close(fd)
-            raise
-        raw = self._read_file(fd, offset, desc.size)
-        async for chunk in verify_whole(raw, desc, offset) if verify else raw:
-            yield chunk
 
-    @staticmethod
-    async def _read_file(fd: int, offset: int, size: int) -> AsyncIterator[bytes]:
-        """Up to `size - offset` bytes of the open file `fd` (closed at the end)."""
-        async with aiofiles.open(fd, "rb") as f:
-            await f.seek(offset)
-            left = size - offset
-            while left > 0:
-                chunk = await f.read(min(CHUNK_SIZE, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                yield chunk
-
-    async def blob_read(self, desc: Descriptor) -> bytes:
-        """The whole verified blob in memory; only for small blobs (manifests, configs)."""
-        if desc.size > mt.MAX_MANIFEST_SIZE:
-            raise ManifestInvalid(
-                f"{desc.digest} is {desc.size} bytes, over the {mt.MAX_MANIFEST_SIZE} byte limit"
-            )
-        return b"".join([chunk async for chunk in self.blob_open(desc)])
+        return BlobSpan(close_on_error(fd, check), 0)
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Store a blob; it becomes visible under `blobs/` only once digest and size match.
@@ -425,26 +350,6 @@ class Layout(NamedImages):
         """Store in-memory content under an expected descriptor (verified)."""
         await self.blob_put(desc, bytes_source(data))
 
-    async def manifest_get(self, ref: str | None = None) -> ManifestLike:
-        """The manifest or index named `ref` (a name, a digest, or None for the only image)."""
-        desc = await self.resolve(ref)
-        return await self.manifest_by_descriptor(desc)
-
-    async def manifest_by_descriptor(self, desc: Descriptor) -> ManifestLike:
-        """Read, verify and parse the manifest a descriptor points at."""
-        if desc.size > mt.MAX_MANIFEST_SIZE:
-            raise ManifestInvalid(
-                f"manifest {desc.digest} is {desc.size} bytes, "
-                f"over the {mt.MAX_MANIFEST_SIZE} byte limit"
-            )
-        try:
-            raw = await self.blob_read(desc)
-        except BlobNotFound:
-            raise ManifestNotFound(
-                f"manifest {desc.digest} is listed but its blob is missing from {self.path}"
-            ) from None
-        return parse_manifest(raw, desc.media_type, digest=desc.digest)
-
     async def read_index(self) -> dict[str, Any]:
         """The parsed `index.json` (raises LayoutError when it is damaged)."""
         where = f"{self.path}/index.json"
@@ -455,27 +360,6 @@ class Layout(NamedImages):
         except FileNotFoundError:
             raise LayoutError(f"{where} is missing") from None
         return index_file.parse_index(raw, where)
-
-    async def images(self) -> list[LayoutImage]:
-        """Every entry of `index.json`, in order, with its name."""
-        index = await self.read_index()
-        out = []
-        for i, entry in enumerate(index["manifests"]):
-            desc = Descriptor.from_json(entry, f"{self.path}/index.json manifests[{i}]")
-            out.append(LayoutImage(desc.ref_name, desc))
-        return out
-
-    async def resolve(self, ref: str | None = None) -> Descriptor:
-        """The descriptor for an image name, a digest, or (None) the layout's only image."""
-        return await resolve_among(await self.images(), ref, str(self.path), self._sniff)
-
-    async def _sniff(self, digest: Digest) -> Descriptor:
-        size = regular_size(self.blob_path(digest))
-        if size is None:
-            raise ManifestNotFound(f"no manifest {digest} in layout {self.path}")
-        probe = Descriptor("application/json", digest, size)
-        manifest = parse_manifest(await self.blob_read(probe), None, digest=digest)
-        return manifest.descriptor()
 
     async def add_image(
         self, desc: Descriptor, name: str | None = None, annotations: dict[str, str] | None = None
@@ -527,33 +411,6 @@ class Layout(NamedImages):
         desc = await self.manifest_put(manifest)
         await self.add_image(desc, tag)
         return desc
-
-
-async def resolve_among(
-    images: list[LayoutImage],
-    ref: str | None,
-    where: str,
-    sniff: Callable[[Digest], Awaitable[Descriptor]],
-) -> Descriptor:
-    """Find an image by name, by digest (`sniff` reads an unlisted manifest), or the only one."""
-    if ref is None:
-        if len(images) == 1:
-            return images[0].descriptor
-        if not images:
-            raise ManifestNotFound(f"layout {where} holds no image")
-        raise InvalidReference(
-            f"layout {where} holds {len(images)} images: name one as oci:PATH:REF"
-        )
-    if ref.startswith(("sha256:", "sha512:")):
-        digest = Digest(ref)
-        for image in images:
-            if image.descriptor.digest == digest:
-                return image.descriptor
-        return await sniff(digest)
-    for image in images:
-        if image.name == ref:
-            return image.descriptor
-    raise ManifestNotFound(f"no image named {ref!r} in layout {where}")
 
 
 def _hash_file(path: Path, algorithm: str, size: int) -> DigestHasher:

@@ -73,14 +73,6 @@ class RegistryClient:
         """The repository a reference names; `writing` for a copy's destination."""
         return Repository(self.transport(ref.registry), ref.repository, writing=writing)
 
-    async def ping(self, registry: str) -> None:
-        """Check that `registry` speaks the v2 API (authentication challenges count as yes)."""
-        transport = self.transport(registry)
-        resp = await transport.request(
-            "GET", "/v2/", scopes=(), what=f"registry {registry}", ok=(200, 401)
-        )
-        resp.release()
-
     async def catalog(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
         """Every repository name in `registry` (the Docker catalog API), following pages."""
         async for name in paged_names(

@@ -23,6 +23,7 @@ from mirror import jsonutil
 from mirror.endpoint import Endpoint
 from mirror.engine import ProgressSink, copy_image
 from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
+from mirror.graph import fetch_from, walk_image
 from mirror.layout import Layout
 from mirror.manage.generic import GenericBackend
 from mirror.manage.properties import parse_time
@@ -340,11 +341,8 @@ class _Endpoints:
 async def _image_bytes(src: Endpoint, name: str | None) -> tuple[str, int]:
     """The image's digest and the bytes of its distinct blobs (what a copy may move)."""
     top = await src.manifest_get(name)
-    manifests = [top]
-    if isinstance(top, Index):
-        manifests += [await src.manifest_get(str(c.digest)) for c in top.manifests]
-    sizes = {str(b.digest): b.size for m in manifests if isinstance(m, Manifest) for b in m.blobs()}
-    return str(top.digest), sum(sizes.values())
+    graph = await walk_image(top, fetch_from(src), include_foreign=False)
+    return str(top.digest), sum(b.size for b in graph.blobs.values())
 
 
 def _repository_of(task: ImageTask) -> str | None:

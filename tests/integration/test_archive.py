@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mirror
-from mirror import archive as mirror_archive
+from mirror.archive import unpack as mirror_archive
 from mirror.errors import DigestMismatch
 from tests.support.layouts import archive_problems
 from tests.support.registry import Registry

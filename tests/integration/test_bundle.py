@@ -12,7 +12,7 @@ import zstandard
 
 import mirror
 from fixtures.generate import LayoutWriter, image
-from mirror.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
+from mirror.archive.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
 from mirror.errors import LayoutError, NotFound
 from mirror.layout import Layout
 from tests.support.layouts import archive_problems

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 
-from mirror.endpoint import source_of
+from mirror.graph import walk_image
 from mirror.layout import Layout
-from mirror.model import Index, ManifestLike
+from mirror.model import ManifestLike
 
 
 async def copy_tree(src: Layout, manifest: ManifestLike, dst: Layout) -> None:
-    """Copy every blob and child manifest under `manifest` from `src` into `dst`, depth first."""
-    for child in manifest.children:
-        if isinstance(manifest, Index):
-            await copy_tree(src, await src.manifest_by_descriptor(child), dst)
-        else:
-            await dst.blob_put(child, source_of(src, child))
-    await dst.manifest_put(manifest)
+    """Copy every blob and manifest of the graph of `manifest` from `src` into `dst`: blobs
+    first, then the manifests children first (mirror's graph walk, without its copy engine)."""
+    graph = await walk_image(manifest, src.manifest_by_descriptor)
+    for blob in graph.blobs.values():
+        await dst.blob_put(blob, partial(src.blob_open, blob))
+    for each in graph.manifests:
+        await dst.manifest_put(each)
 
 
 async def copy_image(src_dir: Path, ref: str, dst_dir: Path, name: str | None) -> ManifestLike:
@@ -32,7 +33,7 @@ async def copy_image(src_dir: Path, ref: str, dst_dir: Path, name: str | None) -
 async def archive_problems(archive: Path, work: Path) -> list[str]:
     """Every way an archive mirror wrote fails `layout verify --strict` (the image spec's
     requirements and every byte), unpacked into `work`."""
-    from mirror.archive import unpack_layout
+    from mirror.archive.unpack import unpack_layout
     from mirror.layout import verify
 
     await asyncio.to_thread(unpack_layout, archive, work)

@@ -84,7 +84,7 @@ def test_foreign_layers_are_non_distributable() -> None:
     d = Descriptor.from_json(
         {"mediaType": mt.DOCKER_LAYER_FOREIGN, "digest": D1, "size": 5, "urls": ["https://x"]}
     )
-    assert d.is_non_distributable
+    assert d.is_foreign
     assert d.urls == ("https://x",)
 
 

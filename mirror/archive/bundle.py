@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mirror import jsonutil
-from mirror.archive import pack_layout, read_record, unpack_layout
+from mirror.archive.pack import pack_layout
+from mirror.archive.recompress import Recompressed, recompress_image
+from mirror.archive.unpack import read_record, unpack_layout
 from mirror.digest import Digest
 from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
@@ -28,7 +30,6 @@ from mirror.layout import Layout, Problem, gc, verify
 from mirror.mediatypes import MAX_MANIFEST_SIZE
 from mirror.model import Descriptor
 from mirror.platform import Platform
-from mirror.recompress import Recompressed, recompress_image
 from mirror.reference import RegistryReference, parse_registry_reference, validate_ref_name
 from mirror.registry import RegistryClient, RegistryOptions
 

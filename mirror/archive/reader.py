@@ -1,0 +1,104 @@
+"""A plain `.tar` layout archive read in place, as a read-only endpoint: members are found by
+their offsets, and every read goes through the layout's read path (`LayoutReader`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from mirror.archive.tarfiles import MAX_TOP_FILE, SafeTarInfo, named_members
+from mirror.digest import Digest
+from mirror.endpoint import BlobSource
+from mirror.errors import BlobNotFound, LayoutError, SizeMismatch, UnsupportedOperation
+from mirror.layout import index_file
+from mirror.layout.reading import BlobSpan, LayoutReader
+from mirror.model import Descriptor, ManifestLike
+
+__all__ = ["ArchiveReader"]
+
+
+def _member(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.encoded}"
+
+
+class ArchiveReader(LayoutReader):
+    """A plain `.tar` layout archive read in place (read-only endpoint)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = f"archive {path}"
+        self._members: dict[str, tuple[int, int]] = {}
+        self._index: dict[str, Any] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> ArchiveReader:
+        """Index the archive's members (headers only) and read its `index.json`."""
+        reader = cls(path)
+        await asyncio.to_thread(reader._scan)
+        return reader
+
+    def _scan(self) -> None:
+        try:
+            with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
+                for member, target in named_members(tar):
+                    self._members[target] = (member.offset_data, member.size)
+        except tarfile.TarError as exc:
+            raise LayoutError(f"archive {self.path} is truncated or not a tar: {exc}") from None
+        end = max((o + s for o, s in self._members.values()), default=0)
+        if end > self.path.stat().st_size:
+            raise LayoutError(f"archive {self.path} is truncated")
+        if "index.json" not in self._members or "oci-layout" not in self._members:
+            raise LayoutError(f"archive {self.path} holds no OCI image layout")
+        offset, size = self._members["index.json"]
+        if size > MAX_TOP_FILE:
+            raise LayoutError(
+                f"archive {self.path}: index.json is {size} bytes, over the {MAX_TOP_FILE} limit"
+            )
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            raw = f.read(size)
+        self._index = index_file.parse_index(raw, f"{self.path}:index.json")
+
+    async def read_index(self) -> dict[str, Any]:
+        """The archive's `index.json`, read when it was opened."""
+        return self._index
+
+    def describe_blob(self, digest: Digest | str) -> str:
+        """Where the blob lives, for messages: its member in the archive."""
+        return f"archive member {self.path}:{_member(Digest(digest))}"
+
+    def stored_size(self, digest: Digest) -> int | None:
+        """The size of the member `blobs/<alg>/<hex>`, or None."""
+        found = self._members.get(_member(digest))
+        return None if found is None else found[1]
+
+    async def open_span(self, desc: Descriptor) -> BlobSpan:
+        """The archive opened at the blob's member; its size must be the descriptor's."""
+        found = self._members.get(_member(desc.digest))
+        if found is None:
+            raise BlobNotFound(f"blob {desc.digest} is not in archive {self.path}")
+        if found[1] != desc.size:
+            raise SizeMismatch(
+                f"blob {desc.digest} in {self.path} has {found[1]} bytes, expected {desc.size}"
+            )
+        fd = await asyncio.to_thread(os.open, self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return BlobSpan(fd, found[0])
+
+    def _read_only(self) -> UnsupportedOperation:
+        return UnsupportedOperation(f"archive {self.path} is opened for reading")
+
+    async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
+        """Read-only."""
+        raise self._read_only()
+
+    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
+        """Read-only."""
+        raise self._read_only()
+
+    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
+        """Read-only."""
+        raise self._read_only()

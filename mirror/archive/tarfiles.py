@@ -1,0 +1,159 @@
+"""Reading tar archives from elsewhere with bounds: every header checked (no links, sparse
+members, oversized header extensions, absolute paths or `..`), only the members that stand for
+layout files, the top files (`oci-layout`, `index.json`, the bundle record) read capped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import zstandard
+
+from mirror.digest import Digest
+from mirror.errors import InvalidDigest, LayoutError
+from mirror.fsutil import create_new
+
+__all__ = [
+    "MAX_TOP_FILE",
+    "RECORD",
+    "SafeTarInfo",
+    "copy_member",
+    "is_zstd",
+    "member_target",
+    "named_members",
+    "open_stream",
+    "read_top",
+]
+
+#: The bundle record, written first in archives mirror makes.
+RECORD = "mirror-bundle.json"
+#: the largest `index.json`, `oci-layout` or bundle record read from an archive
+MAX_TOP_FILE = 64 * 1024 * 1024
+#: the largest pax or GNU long-name header extension of a member
+MAX_HEADER_EXTENSION = 1024 * 1024
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_TOP_FILES = ("oci-layout", "index.json", RECORD)
+_COPY_BUFFER = 1024 * 1024
+
+
+def is_zstd(path: Path) -> bool:
+    """True when the file starts with the zstd frame magic."""
+    with open(path, "rb") as f:
+        return f.read(4) == _ZSTD_MAGIC
+
+
+class SafeTarInfo(tarfile.TarInfo):
+    """Tar headers read with bounds: a pax or GNU long-name extension larger than
+    MAX_HEADER_EXTENSION and any GNU sparse member are refused before their data is read
+    (tarfile would read a whole extension into memory, and expand a sparse member)."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENSIONS and self.size > MAX_HEADER_EXTENSION:
+            raise LayoutError(
+                f"archive member {self.name[:100]!r} has a {self.size} byte header extension, "
+                f"over the {MAX_HEADER_EXTENSION} byte limit"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise LayoutError(f"archive member {self.name[:100]!r} is sparse; refused")
+        checked: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return checked
+
+
+_EXTENSIONS = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+
+
+@contextlib.contextmanager
+def open_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise LayoutError(f"cannot open archive {path}: {exc.strerror}") from None
+    try:
+        stream: IO[bytes] = raw
+        if raw.read(4) == _ZSTD_MAGIC:
+            raw.seek(0)
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)
+        else:
+            raw.seek(0)
+        with tarfile.open(
+            fileobj=stream, mode="r|", tarinfo=SafeTarInfo, bufsize=_COPY_BUFFER
+        ) as tar:
+            yield tar
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        raise LayoutError(f"archive {path} is truncated or not a tar: {exc}") from None
+    finally:
+        raw.close()
+
+
+def member_target(name: str) -> str | None:
+    """The layout path for a tar member name, None to skip it; LayoutError when hostile."""
+    clean = name.removeprefix("./")
+    if clean.startswith("/") or ".." in clean.split("/"):
+        raise LayoutError(f"archive member {name[:200]!r} points outside the layout")
+    if clean in _TOP_FILES:
+        return clean
+    parts = clean.split("/")
+    if len(parts) == 3 and parts[0] == "blobs":
+        try:
+            Digest(f"{parts[1]}:{parts[2]}")
+        except InvalidDigest:
+            raise LayoutError(
+                f"archive member {name[:200]!r} is not named by a valid digest"
+            ) from None
+        return clean
+    return None
+
+
+def named_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """The members that stand for a layout file, each a plain regular file (no link, no
+    sparse member), with their layout paths."""
+    for member in tar:
+        if member.isdir():
+            continue
+        target = member_target(member.name)
+        if target is None:
+            continue
+        if not member.isfile() or member.issparse():
+            raise LayoutError(f"archive member {member.name!r} is not a plain regular file")
+        yield member, target
+
+
+def copy_member(source: IO[bytes], out: Path, size: int) -> int:
+    """Copy exactly up to `size` bytes into a new file; the bytes written."""
+    written = 0
+    with os.fdopen(create_new(out), "wb") as f:
+        while written < size and (chunk := source.read(min(_COPY_BUFFER, size - written))):
+            f.write(chunk)
+            written += len(chunk)
+    return written
+
+
+def read_top(path: Path) -> dict[str, bytes]:
+    """Pass one: every header checked, and `oci-layout`, `index.json` and the bundle
+    record read (each capped); no blob is unpacked."""
+    top: dict[str, bytes] = {}
+    with open_stream(path) as tar:
+        for member, target in named_members(tar):
+            if target not in _TOP_FILES or target in top:
+                continue
+            if member.size > MAX_TOP_FILE:
+                raise LayoutError(
+                    f"archive {path}: {target} is {member.size} bytes, "
+                    f"over the {MAX_TOP_FILE} byte limit"
+                )
+            data = tar.extractfile(member)
+            top[target] = data.read(member.size) if data is not None else b""
+    return top
