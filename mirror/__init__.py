@@ -24,12 +24,14 @@ from mirror.errors import (
     NotFound,
     RateLimited,
     RegistryError,
+    RepositoryNotFound,
     ServerError,
     SizeMismatch,
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
     UnsupportedOperation,
+    UntrustedCertificate,
 )
 
 if TYPE_CHECKING:
@@ -168,6 +170,7 @@ __all__ = [
     "RegistryOptions",
     "RegistryReference",
     "Repository",
+    "RepositoryNotFound",
     "RepositoryProperties",
     "ServerError",
     "SizeMismatch",
@@ -176,6 +179,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "UnsupportedOperation",
+    "UntrustedCertificate",
     "copy",
     "copy_image",
     "gc",

@@ -7,13 +7,15 @@
     ├─ InvalidDigest (also ValueError)          a digest that is not <alg>:<lower-case hex>
     ├─ NotFound (also LookupError)              raised alike by every endpoint
     │   ├─ ManifestNotFound
-    │   └─ BlobNotFound
+    │   ├─ BlobNotFound
+    │   └─ RepositoryNotFound
     ├─ RegistryError (.status .method .url .codes .retryable)
     │   ├─ Unauthorized
     │   ├─ Forbidden
     │   ├─ RateLimited (.retry_after)
     │   └─ ServerError
     ├─ TransportError                           connection reset, timeout (retryable)
+    │   └─ UntrustedCertificate                 a TLS certificate no trusted CA signed
     ├─ ContentError (also ValueError)           bytes that are not what they claim
     │   ├─ DigestMismatch
     │   ├─ SizeMismatch
@@ -44,12 +46,14 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "RegistryError",
+    "RepositoryNotFound",
     "ServerError",
     "SizeMismatch",
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
     "UnsupportedOperation",
+    "UntrustedCertificate",
 ]
 
 
@@ -77,6 +81,10 @@ class ManifestNotFound(NotFound):
 
 class BlobNotFound(NotFound):
     """No blob with that digest."""
+
+
+class RepositoryNotFound(NotFound):
+    """A repository the registry does not know (a listing of its tags answered 404)."""
 
 
 class RegistryError(MirrorError):
@@ -134,6 +142,12 @@ class TransportError(MirrorError):
     """The connection failed: reset, refused, timed out. Worth a retry."""
 
     retryable = True
+
+
+class UntrustedCertificate(TransportError):
+    """A registry's TLS certificate that no trusted CA signed (never retried)."""
+
+    retryable = False
 
 
 class ContentError(MirrorError, ValueError):

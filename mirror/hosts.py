@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["host_of", "is_loopback", "same_site"]
+__all__ = ["ACR_SUFFIXES", "host_of", "is_acr_host", "is_loopback", "same_site"]
+
+#: the login-server suffixes of Azure Container Registries in the public and national clouds
+ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
 
 
 def host_of(registry: str) -> str:
@@ -15,6 +18,11 @@ def host_of(registry: str) -> str:
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.lower().rstrip(".")
+
+
+def is_acr_host(registry: str) -> bool:
+    """True for ACR login servers of the public and national clouds."""
+    return host_of(registry).endswith(ACR_SUFFIXES)
 
 
 def is_loopback(registry: str) -> bool:

@@ -164,7 +164,7 @@ async def create_bundle(
     """Copy `images` (registry references) into one bundle file; a delta with `since`."""
     sink = progress or Silent()
     if recompress not in (None, "zstd"):
-        raise InvalidReference(f"--recompress takes zstd, not {recompress!r}")
+        raise InvalidReference(f"recompression takes zstd, not {recompress!r}")
     refs = [_image_ref(i) for i in images]
     previous = await asyncio.to_thread(read_record, since) if since else None
     if since is not None and previous is None:
@@ -366,6 +366,6 @@ async def _check_left_out(
     if missing:
         raise NotFound(
             f"the target lacks {len(missing)} blob(s) this delta bundle leaves out "
-            f"(push the bundle it was made --since first): {', '.join(missing[:5])}"
+            f"(push the bundle it is a delta of first): {', '.join(missing[:5])}"
             + (" …" if len(missing) > 5 else "")
         )

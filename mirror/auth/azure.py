@@ -26,7 +26,7 @@ from mirror import jsonutil
 from mirror.auth import tokens
 from mirror.auth.tokens import Authenticator, Token
 from mirror.errors import MirrorError, Unauthorized
-from mirror.hosts import host_of
+from mirror.hosts import host_of, is_acr_host
 from mirror.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -50,12 +50,6 @@ _SUFFIX_AUDIENCE: Final = {
     ".azurecr.cn": AZURE_CHINA,
     ".azurecr.us": AZURE_US_GOVERNMENT,
 }
-
-
-def is_acr_host(registry: str) -> bool:
-    """True for ACR login servers of the public and national clouds."""
-    host = registry.split(":")[0].lower()
-    return any(host.endswith(suffix) for suffix in _SUFFIX_AUDIENCE)
 
 
 def default_audience(registry: str) -> str:

@@ -35,10 +35,10 @@ class Credentials:
 
 
 def parse_creds(text: str) -> Credentials:
-    """Parse `--creds USER[:PASSWORD]` (the password may contain ':')."""
+    """Parse `USER[:PASSWORD]` (the password may contain ':')."""
     user, sep, password = text.partition(":")
     if not user:
-        raise MirrorError("--creds needs USER:PASSWORD")
+        raise MirrorError("credentials need a user name: USER:PASSWORD")
     return Credentials(user, password if sep else "")
 
 

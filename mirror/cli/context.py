@@ -10,7 +10,9 @@ import click
 
 from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT, is_acr_host
 from mirror.auth.credentials import Credentials, DockerConfig, parse_creds
+from mirror.auth.sources import AzureAD
 from mirror.cli.output import options
+from mirror.errors import MirrorError
 from mirror.reference import Reference, RegistryReference
 from mirror.registry import RegistryOptions
 
@@ -48,15 +50,22 @@ def credentials_by_host(given: Iterable[str], hosts: frozenset[str]) -> dict[str
     for text in given:
         host, sep, pair = text.partition("=")
         if sep and _HOST_RE.fullmatch(host) and ":" in pair:
-            out[host] = parse_creds(pair)
+            out[host] = _creds(pair)
             continue
         if len(hosts) != 1:
             raise click.UsageError(
                 f"--creds USER:PASSWORD needs exactly one registry, and this command names "
                 f"{len(hosts)}: give --creds HOST=USER:PASSWORD for each"
             )
-        out[next(iter(hosts))] = parse_creds(text)
+        out[next(iter(hosts))] = _creds(text)
     return out
+
+
+def _creds(text: str) -> Credentials:
+    try:
+        return parse_creds(text)
+    except MirrorError as exc:
+        raise click.UsageError(f"--creds: {exc}") from None
 
 
 def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
@@ -77,8 +86,7 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
             azure, audience = azure_credential(opts.azure_cloud)
     return RegistryOptions(
         use_docker_config=not opts.anonymous,
-        azure_credential=azure,
-        azure_audience=audience,
+        sign_in=(AzureAD(azure, audience),) if azure is not None else (),
         credentials=creds,
         token_hosts=frozenset(opts.token_hosts),
         limits=opts.limits,

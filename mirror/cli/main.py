@@ -11,7 +11,7 @@ import click
 
 from mirror._version import __version__
 from mirror.cli.output import Options, parse_size
-from mirror.errors import MirrorError
+from mirror.errors import MirrorError, UntrustedCertificate
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES
 
@@ -285,12 +285,26 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         _fail("aborted", 130)
     except MirrorError as exc:
-        _fail(str(exc), EXIT_FAILURE)
+        _fail(f"{exc}{_flag_hint(exc)}", EXIT_FAILURE)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+
+
+#: the flags that answer an error of the library, added to its message
+_FLAG_HINTS: tuple[tuple[type[MirrorError], str], ...] = (
+    (UntrustedCertificate, "use --ca-file, or --no-tls-verify to skip verification for it"),
+)
+
+
+def _flag_hint(error: MirrorError) -> str:
+    """`; use --flag` for an error a flag answers, else nothing."""
+    for kind, hint in _FLAG_HINTS:
+        if isinstance(error, kind):
+            return f"; {hint}"
+    return ""
 
 
 def _fail(message: str, code: int) -> None:

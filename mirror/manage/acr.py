@@ -26,7 +26,8 @@ from mirror.manage.properties import (
 )
 from mirror.reference import RegistryReference, validate_tag
 from mirror.registry import RegistryClient, Repository
-from mirror.registry.transport import paged_items
+from mirror.registry.errors import Missing
+from mirror.registry.paging import paged_items
 
 __all__ = ["API_VERSION", "AcrBackend"]
 
@@ -62,7 +63,7 @@ class AcrBackend:
         scopes: tuple[str, ...],
         what: str,
         body: dict[str, Any] | None = None,
-        kind: str = "manifest",
+        missing: Missing = Missing.MANIFEST,
     ) -> dict[str, Any]:
         sep = "&" if "?" in path else "?"
         headers = {"Accept": "application/json"}
@@ -75,7 +76,7 @@ class AcrBackend:
                 f"{path}{sep}api-version={API_VERSION}",
                 scopes=scopes,
                 what=what,
-                kind=kind,
+                missing=missing,
                 ok=(200, 202, 204),
                 headers=headers,
                 data=json.dumps(body).encode() if body is not None else None,

@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self
 
 from yarl import URL
 
+from mirror.auth.sources import AzureAD
 from mirror.digest import Digest
 from mirror.errors import Forbidden, InvalidReference, ManifestNotFound, MirrorError, Unauthorized
 from mirror.manage.acr import API_VERSION, AcrBackend
@@ -78,10 +79,8 @@ def endpoint_options(
             plain if plain is True else frozenset({host}) | (plain or frozenset())
         )
     if credential is not None:
-        changes["azure_credential"] = credential
+        changes["sign_in"] = (AzureAD(credential, audience, frozenset({host})), *base.sign_in)
         changes["acr"] = base.acr | {host}
-    if audience is not None:
-        changes["azure_audience"] = audience
     if changes:
         base = replace(base, **changes)
     return host, base

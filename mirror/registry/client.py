@@ -9,8 +9,9 @@ import aiohttp
 
 from mirror.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
 from mirror.registry.options import RegistryOptions
+from mirror.registry.paging import paged_names
 from mirror.registry.repository import Repository
-from mirror.registry.transport import RegistryTransport, paged_names
+from mirror.registry.transport import RegistryTransport
 
 __all__ = ["RegistryClient"]
 

@@ -13,6 +13,7 @@ from mirror.errors import SizeMismatch, TransportError
 from mirror.httpbody import StallGuard
 from mirror.limits import Limits
 from mirror.model import Descriptor
+from mirror.registry.errors import Missing
 
 if TYPE_CHECKING:
     from mirror.registry.repository import Repository
@@ -100,7 +101,7 @@ async def _get(
         f"/v2/{repo.name}/blobs/{desc.digest}",
         scopes=repo.pull,
         what=what,
-        kind="blob",
+        missing=Missing.BLOB,
         ok=(200, 206),
         headers={"Range": byte_range} if byte_range else {},
     )

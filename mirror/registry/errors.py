@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import enum
 import time
 from typing import NoReturn
 
@@ -16,6 +17,7 @@ from mirror.errors import (
     NotFound,
     RateLimited,
     RegistryError,
+    RepositoryNotFound,
     ServerError,
     TransportError,
     Unauthorized,
@@ -57,13 +59,25 @@ def _codes_and_message(body: bytes) -> tuple[list[str], str]:
     return codes, "; ".join(messages)
 
 
+class Missing(enum.Enum):
+    """What a request asks for, which decides the NotFound its 404 raises."""
+
+    ANYTHING = NotFound
+    MANIFEST = ManifestNotFound
+    BLOB = BlobNotFound
+    REPOSITORY = RepositoryNotFound
+
+
 async def raise_for_status(
-    resp: aiohttp.ClientResponse, what: str, kind: str = "", limits: Limits = DEFAULT_LIMITS
+    resp: aiohttp.ClientResponse,
+    what: str,
+    missing: Missing = Missing.ANYTHING,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> NoReturn:
     """Read a bounded error body and raise the matching RegistryError or NotFound.
 
-    `what` names the thing asked for (e.g. "manifest app:v1 on host"); `kind` is
-    "manifest", "blob" or "" and picks the NotFound subclass.
+    `what` names the thing asked for (e.g. "manifest app:v1 on host"); `missing` picks the
+    NotFound a 404 raises.
     """
     try:
         body = await read_at_most(resp, _MAX_ERROR_BODY, limits)
@@ -74,8 +88,7 @@ async def raise_for_status(
     detail = f": {' '.join(message.split())[:300]}" if message else ""
     unknown = {"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"} & set(codes)
     if status == 404 or (status == 400 and unknown):
-        cls = {"manifest": ManifestNotFound, "blob": BlobNotFound}.get(kind, NotFound)
-        raise cls(f"{what} not found{detail}")
+        raise missing.value(f"{what} not found{detail}")
     retryable = status in RETRYABLE_STATUS or bool(RETRYABLE_CODES & set(codes))
     url = str(resp.url.with_query(None))
     if status == 429 or (status == 503 and resp.headers.get("Retry-After")):

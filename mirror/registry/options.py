@@ -7,12 +7,17 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from mirror.auth.azure import is_acr_host
-from mirror.auth.credentials import Credentials, DockerConfig
+from mirror.auth.credentials import Credentials
+from mirror.auth.sources import (
+    Anonymous,
+    AzureAD,
+    CredentialSource,
+    DockerConfigFile,
+    GivenCredentials,
+)
 from mirror.errors import MirrorError
-from mirror.hosts import is_loopback
+from mirror.hosts import is_acr_host, is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
@@ -58,10 +63,9 @@ class RegistryOptions:
     ranged_download_threshold: int = 256 * 1024 * 1024
     ranged_parallel: int = 4
     state_dir: Path | None = None
-    #: an azure-identity credential (sync or async) for Azure Container Registries
-    azure_credential: Any = field(default=None, repr=False)
-    #: the AAD audience; by default the one of the login server's cloud
-    azure_audience: str | None = None
+    #: sign-in sources asked first, in order (e.g. `AzureAD(credential)` for ACR); then the
+    #: credentials above, the Docker config, ACR's anonymous grant, anonymous tokens
+    sign_in: tuple[CredentialSource, ...] = ()
     #: registries to treat as ACR besides the *.azurecr.io/.cn/.us login servers
     acr: frozenset[str] = frozenset()
     #: requests per second allowed per registry (host -> rate)
@@ -103,12 +107,14 @@ class RegistryOptions:
             return trust_with(ca_file)
         return True
 
-    def credentials_for(self, registry: str) -> Credentials | None:
-        """Explicit credentials for `registry`, else the default ones, else the Docker config."""
-        if registry in self.credentials:
-            return self.credentials[registry]
-        if self.default_credentials is not None:
-            return self.default_credentials
-        if self.use_docker_config:
-            return DockerConfig.load(self.docker_config).lookup(registry)
-        return None
+    def credential_sources(self) -> tuple[CredentialSource, ...]:
+        """Where sign-ins come from, first match wins: the sources given in `sign_in`, the
+        credentials given, the Docker config, ACR's anonymous grant, anonymous."""
+        docker = (DockerConfigFile(self.docker_config),) if self.use_docker_config else ()
+        return (
+            *self.sign_in,
+            GivenCredentials(self.credentials, self.default_credentials),
+            *docker,
+            AzureAD(registries=self.acr),
+            Anonymous(),
+        )

@@ -24,7 +24,9 @@ from mirror.errors import (
 from mirror.model import Descriptor, ManifestLike, parse_manifest
 from mirror.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
-from mirror.registry.transport import RegistryTransport, paged_names, read_body, retried
+from mirror.registry.errors import Missing
+from mirror.registry.paging import paged_names
+from mirror.registry.transport import RegistryTransport, read_body, retried
 from mirror.registry.upload import upload_blob
 
 __all__ = ["Repository"]
@@ -82,7 +84,7 @@ class Repository:
             f"/v2/{self.name}/manifests/{ref}",
             scopes=self.pull,
             what=what,
-            kind="manifest",
+            missing=Missing.MANIFEST,
             headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)},
         )
         try:
@@ -113,7 +115,7 @@ class Repository:
             f"/v2/{self.name}/manifests/{ref}",
             scopes=self.pull,
             what=self.describe("manifest", ref),
-            kind="manifest",
+            missing=Missing.MANIFEST,
             ok=(200, 404),
             headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)},
         )
@@ -139,7 +141,7 @@ class Repository:
             f"/v2/{self.name}/manifests/{ref}",
             scopes=self.push,
             what=self.describe("manifest", ref),
-            kind="manifest",
+            missing=Missing.MANIFEST,
             ok=(200, 201, 202),
             headers={"Content-Type": manifest.media_type},
             data=manifest.raw,
@@ -159,20 +161,20 @@ class Repository:
 
     async def manifest_delete(self, digest: Digest) -> None:
         """Delete a manifest by digest (its tags go with it)."""
-        await self._delete_request("manifests", "manifest", Digest(digest))
+        await self._delete_request("manifests", Missing.MANIFEST, Digest(digest))
 
     async def tag_delete(self, tag: str) -> None:
         """Delete a tag alone (distribution-spec 1.1; many registries answer 400 or 405)."""
-        await self._delete_request("manifests", "manifest", validate_tag(tag))
+        await self._delete_request("manifests", Missing.MANIFEST, validate_tag(tag))
 
     @retried
-    async def _delete_request(self, collection: str, kind: str, reference: str) -> None:
+    async def _delete_request(self, collection: str, missing: Missing, reference: str) -> None:
         resp = await self.transport.request(
             "DELETE",
             f"/v2/{self.name}/{collection}/{reference}",
             scopes=self.delete_scope,
-            what=self.describe(kind, reference),
-            kind=kind,
+            what=self.describe(missing.name.lower(), reference),
+            missing=missing,
             ok=(200, 202),
         )
         resp.release()
@@ -187,7 +189,7 @@ class Repository:
             f"/v2/{self.name}/blobs/{Digest(digest)}",
             scopes=self.pull,
             what=self.describe("blob", str(digest)),
-            kind="blob",
+            missing=Missing.BLOB,
             ok=(200, 404),
         )
         resp.release()
@@ -207,7 +209,7 @@ class Repository:
             f"/v2/{self.name}/blobs/{desc.digest}",
             scopes=self.pull,
             what=self.describe("blob", str(desc.digest)),
-            kind="blob",
+            missing=Missing.BLOB,
             ok=(200, 404),
         )
         resp.release()
@@ -263,7 +265,7 @@ class Repository:
                 f"&from={quote(source_repository, safe='/')}",
                 scopes=(*self.push, f"repository:{source_repository}:pull"),
                 what=what,
-                kind="blob",
+                missing=Missing.BLOB,
                 ok=(201, 202),
                 headers={"Content-Length": "0"},
             )
@@ -294,7 +296,7 @@ class Repository:
 
     async def blob_delete(self, digest: Digest) -> None:
         """Delete a blob by digest."""
-        await self._delete_request("blobs", "blob", Digest(digest))
+        await self._delete_request("blobs", Missing.BLOB, Digest(digest))
 
     # -- listing --------------------------------------------------------------------------
 

@@ -5,33 +5,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiohttp
 from yarl import URL
 
-from mirror import jsonutil
-from mirror.auth.azure import AzureAuthenticator
-from mirror.auth.tokens import Authenticator, normalize_scopes
-from mirror.errors import MirrorError, RegistryError, TransportError, Unauthorized
+from mirror.auth.sources import SignInContext, sign_in
+from mirror.auth.tokens import normalize_scopes
+from mirror.errors import MirrorError, TransportError, Unauthorized, UntrustedCertificate
 from mirror.hosts import is_loopback
 from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
-from mirror.registry.errors import raise_for_status
+from mirror.registry.errors import Missing, raise_for_status
 from mirror.registry.options import RegistryOptions
+from mirror.registry.pacing import Pacer
 from mirror.retry import RetryPolicy
 
-__all__ = [
-    "Pacer",
-    "RegistryTransport",
-    "next_link",
-    "paged_items",
-    "paged_names",
-    "read_body",
-    "retried",
-]
+__all__ = ["RegistryTransport", "read_body", "retried"]
 
 _log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -63,7 +54,16 @@ class RegistryTransport:
         self.retry = options.retry
         rate = options.rate_limits.get(registry)
         self.pacer = Pacer(rate) if rate else None
-        self.auth = _authenticator(registry, session, options)
+        self.auth = sign_in(
+            registry,
+            options.credential_sources(),
+            SignInContext(
+                session,
+                options.ssl_for(registry),
+                limits=options.limits,
+                trusted_hosts=options.token_hosts,
+            ),
+        )
         #: tokens got in answer to a 401 and not yet accepted: a 401 for one is final
         self._renewed: set[str] = set()
 
@@ -110,7 +110,7 @@ class RegistryTransport:
         *,
         scopes: Iterable[str],
         what: str,
-        kind: str = "",
+        missing: Missing = Missing.ANYTHING,
         ok: Iterable[int] = (200,),
         headers: dict[str, str] | None = None,
         data: Any = None,
@@ -194,7 +194,7 @@ class RegistryTransport:
                 continue
             if resp.status not in expected:
                 try:
-                    await raise_for_status(resp, what, kind, self.options.limits)
+                    await raise_for_status(resp, what, missing, self.options.limits)
                 finally:
                     resp.release()
             return resp
@@ -236,127 +236,6 @@ async def read_body(
         raise TransportError(f"{what}: reading the reply failed: {exc}") from None
 
 
-class Pacer:
-    """At most `rate` requests per second, spaced evenly (`clock` and `sleep`: the event
-    loop's by default)."""
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.interval = 1.0 / rate
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-        self._clock = clock
-        self._sleep = sleep
-
-    async def wait(self) -> None:
-        """Sleep until this request's turn."""
-        async with self._lock:
-            now = self._clock() if self._clock else asyncio.get_running_loop().time()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            await self._sleep(start - now)
-
-
-def _authenticator(
-    registry: str, session: aiohttp.ClientSession, options: RegistryOptions
-) -> Authenticator:
-    """Azure AD for ACR when a credential is given (or anonymous ACR); otherwise the usual."""
-    ssl = options.ssl_for(registry)
-    if options.is_acr(registry):
-        credentials = options.credentials_for(registry)
-        if options.azure_credential is not None or credentials is None:
-            return AzureAuthenticator(
-                registry,
-                options.azure_credential,
-                session,
-                ssl,
-                audience=options.azure_audience,
-                limits=options.limits,
-            )
-    return Authenticator(
-        registry,
-        options.credentials_for(registry),
-        session,
-        ssl,
-        limits=options.limits,
-        trusted_hosts=options.token_hosts,
-    )
-
-
-async def paged_names(
-    transport: RegistryTransport, first: str, key: str, *, scopes: Iterable[str], what: str
-) -> AsyncIterator[str]:
-    """The strings under `key` in every page of a list API, following `Link: rel="next"`."""
-    async for item in paged_items(transport, first, key, scopes=scopes, what=what):
-        yield str(item)
-
-
-async def paged_items(
-    transport: RegistryTransport,
-    first: str,
-    key: str,
-    *,
-    scopes: Iterable[str],
-    what: str,
-    headers: dict[str, str] | None = None,
-) -> AsyncIterator[Any]:
-    """The items under `key` in every page of a list API, following `Link: rel="next"`.
-
-    Bounded: a `Link` that names a page already read, or a listing longer than the limits
-    allow (pages, items), is an error rather than a run that never ends.
-    """
-    target: str | URL = first
-    scope_tuple = tuple(scopes)
-    limits = transport.options.limits
-    visited: set[str] = set()
-    items = 0
-
-    async def page(at: str | URL) -> tuple[Any, str | None, URL]:
-        resp = await transport.request(
-            "GET", at, scopes=scope_tuple, what=what, kind="manifest", headers=headers
-        )
-        try:
-            raw = await read_body(resp, 64 * 1024 * 1024, what, transport.options.limits)
-            return jsonutil.loads(raw or b"{}"), next_link(resp.headers.get("Link")), resp.url
-        except ValueError:
-            raise RegistryError(f"{what}: the registry sent no JSON") from None
-        finally:
-            resp.release()
-
-    while True:
-        body, link, url = await transport.retry.call(lambda: page(target))  # noqa: B023
-        visited.add(str(url))
-        found = (body if isinstance(body, dict) else {}).get(key) or []
-        items += len(found) if isinstance(found, list) else 0
-        if items > limits.max_list_items:
-            raise RegistryError(f"{what}: more than {limits.max_list_items} items; stopped")
-        for item in found if isinstance(found, list) else ():
-            yield item
-        if not link:
-            return
-        target = url.join(URL(link, encoded=True))
-        if str(target) in visited:
-            raise RegistryError(f"{what}: the registry links back to a page already read")
-        if len(visited) >= limits.max_list_pages:
-            raise RegistryError(f"{what}: more than {limits.max_list_pages} pages; stopped")
-
-
-_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-
-
-def next_link(header: str | None) -> str | None:
-    """The `rel="next"` target of a Link header, if any."""
-    if not header:
-        return None
-    match = _LINK_RE.search(header)
-    return match.group(1) if match else None
-
-
 def _raised_by_body(exc: BaseException) -> MirrorError | None:
     """The error of ours (a request body's DigestMismatch, say) that aiohttp wrapped as a
     failure to send, if any."""
@@ -370,13 +249,10 @@ def _raised_by_body(exc: BaseException) -> MirrorError | None:
     return None
 
 
-def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> TransportError:
-    error = TransportError(
-        f"TLS certificate of {host} is not trusted ({exc.certificate_error}); "
-        "use --ca-file, or --no-tls-verify to skip verification for it"
+def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> UntrustedCertificate:
+    return UntrustedCertificate(
+        f"TLS certificate of {host} is not trusted ({exc.certificate_error})"
     )
-    error.retryable = False
-    return error
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:

@@ -18,6 +18,7 @@ from mirror.digest import verify_stream
 from mirror.endpoint import BlobSource
 from mirror.errors import SizeMismatch, TransportError
 from mirror.model import Descriptor
+from mirror.registry.errors import Missing
 from mirror.registry.sessions import UploadSession, UploadSessions
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ async def _finish(
         url,
         scopes=repo.push,
         what=repo.describe("blob upload", str(desc.digest)),
-        kind="blob",
+        missing=Missing.BLOB,
         ok=(201, 204),
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
         data=body,
@@ -119,7 +120,7 @@ async def _patch(
         await repo.absolute(location),
         scopes=repo.push,
         what=what,
-        kind="blob",
+        missing=Missing.BLOB,
         ok=(202, 204),
         headers={
             "Content-Type": "application/octet-stream",

@@ -13,6 +13,7 @@ import pytest
 import mirror
 from mirror.auth import tokens
 from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT
+from mirror.auth.sources import AzureAD
 from mirror.errors import Forbidden, ManifestNotFound
 from mirror.manage import (
     ContainerRegistryClient,
@@ -280,7 +281,9 @@ async def test_metadata_describes_what_was_pushed_and_locks_hold(acr: Acr) -> No
     write-locked tag refuses a push, a delete-locked manifest a delete."""
     credential = FakeCredential()
     options = RegistryOptions(
-        use_docker_config=False, acr=frozenset({acr.host}), azure_credential=credential
+        use_docker_config=False,
+        acr=frozenset({acr.host}),
+        sign_in=(AzureAD(credential, registries=frozenset({acr.host})),),
     )
     target = f"docker://{acr.host}/pushed/app:v1"
     await mirror.copy(

@@ -33,6 +33,9 @@ def test_tls_is_verified_unless_told_otherwise(tls_registry: tuple[Registry, Pat
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1
     assert "certificate" in refused.stderr.lower()
+    assert refused.stderr.rstrip().endswith(
+        "use --ca-file, or --no-tls-verify to skip verification for it"
+    )
     with_ca = mirror("--ca-file", str(ca), "copy", source, target)
     assert with_ca.returncode == 0, with_ca.stderr
     unverified = mirror("--no-tls-verify", "--json", "tags", f"{reg.host}/tls/app")

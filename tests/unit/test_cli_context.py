@@ -9,6 +9,7 @@ import pytest
 from azure.identity import DefaultAzureCredential
 
 from mirror.auth.azure import AZURE_CHINA, default_audience, is_acr_host
+from mirror.auth.sources import AzureAD
 from mirror.cli.context import registry_options
 from mirror.cli.output import Options
 from mirror.reference import parse_reference
@@ -30,18 +31,20 @@ def test_acr_login_servers_and_audiences() -> None:
 
 
 def test_acr_gets_default_azure_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    opts = _options(tmp_path, monkeypatch)
-    assert isinstance(opts.azure_credential, DefaultAzureCredential)
-    assert opts.azure_audience is None
-    china = _options(tmp_path, monkeypatch, azure_cloud="china")
-    assert china.azure_audience == AZURE_CHINA
+    (azure,) = _options(tmp_path, monkeypatch).sign_in
+    assert isinstance(azure, AzureAD)
+    assert isinstance(azure.credential, DefaultAzureCredential)
+    assert azure.audience is None
+    (china,) = _options(tmp_path, monkeypatch, azure_cloud="china").sign_in
+    assert isinstance(china, AzureAD)
+    assert china.audience == AZURE_CHINA
 
 
 def test_anonymous_and_explicit_creds_skip_azure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     anonymous = _options(tmp_path, monkeypatch, anonymous=True)
-    assert anonymous.azure_credential is None
+    assert anonymous.sign_in == ()
     assert anonymous.use_docker_config is False
     with_creds = _options(tmp_path, monkeypatch, creds=("admin:pw",))
-    assert with_creds.azure_credential is None
+    assert with_creds.sign_in == ()

@@ -13,7 +13,8 @@ from mirror.reference import RegistryReference
 from mirror.registry import RegistryClient
 from mirror.registry.errors import parse_retry_after
 from mirror.registry.options import RegistryOptions, is_loopback
-from mirror.registry.transport import Pacer, next_link
+from mirror.registry.pacing import Pacer
+from mirror.registry.paging import next_link
 from mirror.sync.config import load_config
 from mirror.sync.run import options_for
 
