@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
+from mirror.digest import Digest
 from mirror.errors import MirrorError
 from mirror.model import Descriptor, ManifestLike
 
@@ -88,6 +89,20 @@ class Endpoint(Protocol):
 
     def tags(self) -> AsyncIterator[str]:
         """The tags (registry) or image names (layout)."""
+        ...
+
+    async def tag_delete(self, tag: str) -> None:
+        """Remove a tag (a layout: an image name); the manifest stays where the endpoint can
+        remove a tag alone. Raises ManifestNotFound, or UnsupportedOperation (read-only)."""
+        ...
+
+    async def manifest_delete(self, digest: Digest) -> None:
+        """Remove a manifest and every tag pointing at it."""
+        ...
+
+    async def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The manifests whose subject is `subject` (signatures, SBOMs, attestations): by the
+        referrers API, else by the fallback tag `<alg>-<hex>`; empty when there are none."""
         ...
 
 

@@ -263,3 +263,10 @@ def _decide_kind(obj: dict[str, Any], body_type: str | None, declared: str | Non
     if kind not in mt.MANIFESTS:
         raise UnsupportedMediaType(f"unsupported manifest media type {kind!r}")
     return kind
+
+
+def fallback_tag(subject: Digest | str) -> str:
+    """The tag that lists the referrers of `subject` where a registry lacks the referrers
+    API (distribution spec 1.1): `<alg>-<hex>`."""
+    checked = Digest(subject)
+    return f"{checked.algorithm}-{checked.encoded}"

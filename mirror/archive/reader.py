@@ -102,3 +102,11 @@ class ArchiveReader(LayoutReader):
     async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
         """Read-only."""
         raise self._read_only()
+
+    async def tag_delete(self, tag: str) -> None:
+        """Read-only."""
+        raise self._read_only()
+
+    async def manifest_delete(self, digest: Digest) -> None:
+        """Read-only."""
+        raise self._read_only()

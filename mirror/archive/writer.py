@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import zstandard
 
-from mirror.digest import DigestHasher, check_content
+from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import BlobNotFound, SizeMismatch, UnsupportedOperation
 from mirror.fsutil import fsync_dir, temp_name
@@ -136,6 +136,18 @@ class ArchiveWriter:
     ) -> AsyncGenerator[bytes, None]:
         """Write-only."""
         raise UnsupportedOperation(f"archive {self.path} is being written")
+
+    async def tag_delete(self, tag: str) -> None:
+        """Write-only: an archive being written only grows."""
+        raise UnsupportedOperation(f"archive {self.path} is being written")
+
+    async def manifest_delete(self, digest: Digest) -> None:
+        """Write-only: an archive being written only grows."""
+        raise UnsupportedOperation(f"archive {self.path} is being written")
+
+    async def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The referrers written so far: those in fallback-tag indexes are not read back."""
+        return []
 
     async def tags(self) -> AsyncIterator[str]:
         """The names written so far."""

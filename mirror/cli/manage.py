@@ -170,17 +170,7 @@ def prune_command(repository: str, keep: int, dry_run: bool, as_json: bool) -> N
     ref = _ref(repository)
 
     async def work(client: ContainerRegistryClient) -> list[ManifestProperties]:
-        repo = client.get_repository(ref.repository)
-        manifests = [m async for m in repo.list_manifest_properties(order_by=ManifestOrder.NEWEST)]
-        doomed = manifests[keep:]
-        if not dry_run:
-            for manifest in doomed:
-                artifact = repo.get_artifact(manifest.digest)
-                if await client.is_acr():
-                    for tag in manifest.tags:
-                        await artifact.delete_tag(tag)
-                await artifact.delete()
-        return doomed
+        return await client.get_repository(ref.repository).prune(keep, dry_run=dry_run)
 
     doomed = _with_client(ref, work)
     verb = "would delete" if dry_run else "deleted"

@@ -11,7 +11,8 @@ import click
 from mirror.cli.context import registry_options
 from mirror.cli.output import emit_report, json_option, progress_display, run
 from mirror.sync.config import load_config
-from mirror.sync.run import SyncReport, run_sync
+from mirror.sync.report import SyncReport
+from mirror.sync.run import run_sync
 
 __all__ = ["sync_command"]
 

@@ -21,7 +21,7 @@ from mirror.errors import (
     ManifestInvalid,
     ManifestNotFound,
 )
-from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
 
 __all__ = [
     "CHUNK_SIZE",
@@ -134,6 +134,20 @@ class LayoutReader:
         for image in await self.images():
             if image.name is not None:
                 yield image.name
+
+    async def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The manifests the fallback-tag indexes of `subject` list: images named
+        `<alg>-<hex>`, or `<repository>:<alg>-<hex>` in a layout holding many repositories
+        (each referrer once)."""
+        tag = fallback_tag(subject)
+        found: dict[Digest, Descriptor] = {}
+        for image in await self.images():
+            if image.name is None or image.name.rsplit(":", 1)[-1] != tag:
+                continue
+            index = await self.manifest_by_descriptor(image.descriptor)
+            for desc in index.manifests if isinstance(index, Index) else ():
+                found.setdefault(desc.digest, desc)
+        return list(found.values())
 
     async def resolve(self, ref: str | None = None) -> Descriptor:
         """The descriptor for an image name, a digest, or (None) the only image."""

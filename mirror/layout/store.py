@@ -394,6 +394,24 @@ class Layout(LayoutReader):
         if not removed:
             raise ManifestNotFound(f"no image named {name!r} in layout {self.path}")
 
+    async def tag_delete(self, tag: str) -> None:
+        """Drop the image named `tag` (the endpoint verb; see `remove_image`)."""
+        await self.remove_image(tag)
+
+    async def manifest_delete(self, digest: Digest) -> None:
+        """Drop every `index.json` entry that points at `digest` (its blobs stay until `gc`)."""
+        removed = 0
+
+        def edit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            nonlocal removed
+            kept = [e for e in entries if e.get("digest") != str(digest)]
+            removed = len(entries) - len(kept)
+            return kept
+
+        await self.update_index(edit)
+        if not removed:
+            raise ManifestNotFound(f"no image {digest} in layout {self.path}")
+
     async def update_index(
         self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     ) -> None:

@@ -207,6 +207,27 @@ class ContainerRepository:
         for manifest in await (await self.client.backend()).manifests(self.name, order_by):
             yield manifest
 
+    async def prune(self, keep: int, *, dry_run: bool = False) -> list[ManifestProperties]:
+        """Keep the newest `keep` manifests, delete the others with their tags; the deleted
+        (with `dry_run`, the doomed) ones, newest first.
+
+        Newest by the registry's last-update time on ACR, by the image's creation time
+        elsewhere (the v2 API records no push time). On ACR a manifest's tags go first, so a
+        write-locked tag stops the deletion before its manifest is touched.
+        """
+        if keep < 0:
+            raise InvalidReference(f"keep takes 0 or more manifests, not {keep}")
+        manifests = [m async for m in self.list_manifest_properties(order_by=ManifestOrder.NEWEST)]
+        doomed = manifests[keep:]
+        if not dry_run:
+            acr = await self.client.is_acr()
+            for manifest in doomed:
+                artifact = self.get_artifact(manifest.digest)
+                for tag in manifest.tags if acr else ():
+                    await artifact.delete_tag(tag)
+                await artifact.delete()
+        return doomed
+
     def get_artifact(self, tag_or_digest: str) -> RegistryArtifact:
         """One artifact by tag or digest (validated)."""
         if tag_or_digest.startswith(("sha256:", "sha512:")):

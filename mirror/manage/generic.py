@@ -17,7 +17,6 @@ from mirror import mediatypes as mt
 from mirror.digest import Digest
 from mirror.errors import (
     ManifestNotFound,
-    RegistryError,
     UnsupportedOperation,
 )
 from mirror.manage.properties import (
@@ -61,20 +60,7 @@ class GenericBackend:
 
     async def tagged(self, name: str) -> dict[str, list[str]]:
         """Digest -> the tags pointing at it, for every tag of `name`."""
-        repo = self.repository(name)
-        tags = [tag async for tag in repo.tags()]
-        gate = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
-
-        async def resolve(tag: str) -> tuple[str, str | None]:
-            async with gate:
-                head = await repo.manifest_head(tag)
-            return tag, str(head.digest) if head else None
-
-        by_digest: dict[str, list[str]] = {}
-        for tag, digest in await asyncio.gather(*(resolve(t) for t in tags)):
-            if digest is not None:
-                by_digest.setdefault(digest, []).append(tag)
-        return by_digest
+        return await self.repository(name).tags_by_digest()
 
     async def describe(self, name: str, digest: str, tags: list[str]) -> ManifestProperties:
         """Properties of one manifest, read from it and its image config."""
@@ -207,25 +193,9 @@ class GenericBackend:
         raise self.unsupported("tag")
 
     async def delete_tag(self, name: str, tag: str) -> None:
-        """Delete a tag; where the registry cannot delete a tag alone, delete its manifest
-        when no other tag points at it, and refuse otherwise."""
-        repo = self.repository(name)
-        head = await repo.manifest_head(tag)
-        if head is None:
-            raise ManifestNotFound(f"tag {self.registry}/{name}:{tag} not found")
-        try:
-            await repo.tag_delete(tag)
-            return
-        except RegistryError as exc:
-            if exc.status not in (400, 405) and "UNSUPPORTED" not in exc.codes:
-                raise
-        others = [t for t in (await self.tagged(name)).get(str(head.digest), []) if t != tag]
-        if others:
-            raise UnsupportedOperation(
-                f"{self.registry} cannot delete tag {tag!r} alone and its manifest "
-                f"{head.digest} also carries {', '.join(sorted(others))}"
-            )
-        await repo.manifest_delete(head.digest)
+        """Delete a tag (its manifest too where the registry cannot delete a tag alone and
+        no other tag points at it)."""
+        await self.repository(name).tag_delete(tag)
 
     async def delete_repository(self, name: str) -> None:
         """Delete every tagged manifest of `name` (the v2 API has no repository delete)."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mirror.timestamps import parse_time
+
 __all__ = [
     "ArtifactAttributes",
     "ManifestOrder",
@@ -69,24 +71,6 @@ class ArtifactAttributes:
             "canList": self.can_list,
             "canRead": self.can_read,
         }
-
-
-def parse_time(value: Any) -> datetime.datetime | None:
-    """An RFC 3339 time (ACR and image configs write them) as an aware datetime, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    # Python before 3.11 rejects 7+ fractional digits; ACR writes them
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _iso(value: datetime.datetime | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote
@@ -16,12 +17,14 @@ from mirror.errors import (
     Forbidden,
     InvalidDigest,
     ManifestInvalid,
+    ManifestNotFound,
     NotFound,
     RegistryError,
     TransportError,
     Unauthorized,
+    UnsupportedOperation,
 )
-from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
 from mirror.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
 from mirror.registry.errors import Missing
@@ -32,6 +35,8 @@ from mirror.registry.upload import upload_blob
 __all__ = ["Repository"]
 
 _log = logging.getLogger("mirror.registry")
+#: HEAD requests at once when tags are resolved to digests
+_LOOKUPS_AT_ONCE = 8
 
 
 class Repository:
@@ -164,8 +169,25 @@ class Repository:
         await self._delete_request("manifests", Missing.MANIFEST, Digest(digest))
 
     async def tag_delete(self, tag: str) -> None:
-        """Delete a tag alone (distribution-spec 1.1; many registries answer 400 or 405)."""
-        await self._delete_request("manifests", Missing.MANIFEST, validate_tag(tag))
+        """Delete a tag. Where the registry cannot delete a tag alone (the distribution spec
+        lets it answer 400 or 405), delete its manifest when no other tag points at it, and
+        refuse otherwise."""
+        head = await self.manifest_head(validate_tag(tag))
+        if head is None:
+            raise ManifestNotFound(f"tag {self.registry}/{self.name}:{tag} not found")
+        try:
+            await self._delete_request("manifests", Missing.MANIFEST, tag)
+            return
+        except RegistryError as exc:
+            if exc.status not in (400, 405) and "UNSUPPORTED" not in exc.codes:
+                raise
+        others = [t for t in (await self.tags_by_digest()).get(str(head.digest), []) if t != tag]
+        if others:
+            raise UnsupportedOperation(
+                f"{self.registry} cannot delete tag {tag!r} alone and its manifest "
+                f"{head.digest} also carries {', '.join(sorted(others))}"
+            )
+        await self.manifest_delete(head.digest)
 
     @retried
     async def _delete_request(self, collection: str, missing: Missing, reference: str) -> None:
@@ -299,6 +321,57 @@ class Repository:
         await self._delete_request("blobs", Missing.BLOB, Digest(digest))
 
     # -- listing --------------------------------------------------------------------------
+
+    async def tags_by_digest(self) -> dict[str, list[str]]:
+        """Digest -> the tags pointing at it, for every tag (a HEAD per tag, a few at once)."""
+        tags = [tag async for tag in self.tags()]
+        gate = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
+
+        async def resolve(tag: str) -> tuple[str, str | None]:
+            async with gate:
+                head = await self.manifest_head(tag)
+            return tag, str(head.digest) if head else None
+
+        by_digest: dict[str, list[str]] = {}
+        for tag, digest in await asyncio.gather(*(resolve(t) for t in tags)):
+            if digest is not None:
+                by_digest.setdefault(digest, []).append(tag)
+        return by_digest
+
+    async def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The manifests whose subject is `subject`: the referrers API where the registry
+        has it, else the index under the fallback tag `<alg>-<hex>` (empty when neither)."""
+        found = await self._referrers_api(Digest(subject))
+        if found is not None:
+            return found
+        try:
+            index = await self.manifest_get(fallback_tag(subject))
+        except NotFound:
+            return []
+        return list(index.manifests) if isinstance(index, Index) else []
+
+    @retried
+    async def _referrers_api(self, subject: Digest) -> list[Descriptor] | None:
+        """The referrers API's listing, or None where the registry lacks the API."""
+        what = f"referrers of {self.registry}/{self.name}@{subject}"
+        resp = await self.transport.request(
+            "GET",
+            f"/v2/{self.name}/referrers/{subject}",
+            scopes=self.pull,
+            what=what,
+            ok=(200, 400, 404, 405, 406),
+            headers={"Accept": mt.OCI_INDEX},
+        )
+        try:
+            if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith(
+                mt.OCI_INDEX
+            ):
+                return None
+            raw = await read_body(resp, mt.MAX_MANIFEST_SIZE, what, self.transport.options.limits)
+        finally:
+            resp.release()
+        index = parse_manifest(raw, mt.OCI_INDEX)
+        return list(index.manifests) if isinstance(index, Index) else None
 
     async def tags(self, page_size: int = 1000) -> AsyncIterator[str]:
         """Every tag of the repository, following `Link` pages."""

@@ -12,7 +12,7 @@ import pytest
 import mirror
 from fixtures.generate import LayoutWriter, image
 from mirror.digest import Digest
-from mirror.errors import ManifestNotFound, UnsupportedOperation
+from mirror.errors import InvalidReference, ManifestNotFound, UnsupportedOperation
 from mirror.manage import ContainerRegistryClient, ContainerRegistryContentClient, ManifestOrder
 from tests.support.registry import Registry
 from tests.support.tools import amirror
@@ -100,6 +100,23 @@ async def test_delete_tag_manifest_and_prune(registry: Registry, tmp_path: Path)
             m.digest async for m in client.get_repository("manage/prune").list_manifest_properties()
         ]
     assert left == [digests[5], digests[4], digests[3]]
+
+
+async def test_the_library_prunes_by_creation_time(registry: Registry, tmp_path: Path) -> None:
+    """`ContainerRepository.prune` is the policy the CLI calls: newest N kept, by the
+    image's creation time on a registry without a metadata API."""
+    digests = await _push_dated(registry, tmp_path, "manage/lib-prune", 4)
+    async with _client(registry) as client:
+        repo = client.get_repository("manage/lib-prune")
+        doomed = await repo.prune(2, dry_run=True)
+        assert [m.digest for m in doomed] == [digests[1], digests[0]]
+        assert len([m async for m in repo.list_manifest_properties()]) == 4
+        deleted = await repo.prune(2)
+        assert [m.digest for m in deleted] == [digests[1], digests[0]]
+        left = [m.digest async for m in repo.list_manifest_properties()]
+        assert left == [digests[3], digests[2]]
+        with pytest.raises(InvalidReference, match="keep takes 0 or more"):
+            await repo.prune(-1)
 
 
 async def test_bad_names_are_one_line(registry: Registry) -> None:

@@ -1,0 +1,68 @@
+"""What a sync did, or (dry run) would do, per image: the statuses and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Status", "SyncReport", "TaskReport"]
+
+
+class Status(StrEnum):
+    """The outcome of one image or deletion (the text is what reports print)."""
+
+    COPIED = "copied"
+    UP_TO_DATE = "up-to-date"
+    FAILED = "failed"
+    DELETED = "deleted"
+    PLANNED = "planned"
+    WOULD_DELETE = "would-delete"
+
+
+@dataclass
+class TaskReport:
+    """What happened to one image."""
+
+    job: str
+    source: str
+    destination: str
+    status: Status
+    digest: str = ""
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        out: dict[str, Any] = {
+            "job": self.job,
+            "source": self.source,
+            "destination": self.destination,
+            "status": str(self.status),
+            "digest": self.digest,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class SyncReport:
+    """Every image's outcome, in plan order."""
+
+    images: list[TaskReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TaskReport]:
+        """The failures."""
+        return [i for i in self.images if i.status is Status.FAILED]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        counts: dict[str, int] = {}
+        for image in self.images:
+            counts[str(image.status)] = counts.get(str(image.status), 0) + 1
+        return {"summary": counts, "images": [i.to_json() for i in self.images]}

@@ -1,0 +1,284 @@
+"""The sync survey: everything a plan is decided on, asked once. Per job, the source
+repositories and the tags their filters select; per destination repository, the tags it holds
+(one listing instead of a HEAD per tag); for a selected tag the destination holds, the digest
+on each side (a HEAD there, and at the source only when the destination has something).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from mirror import jsonutil
+from mirror.endpoint import Endpoint
+from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
+from mirror.layout import Layout
+from mirror.model import Index, Manifest
+from mirror.reference import RegistryReference, is_valid_tag, parse_reference
+from mirror.registry import RegistryClient
+from mirror.sync.config import Job, SyncConfig, TagFilter
+from mirror.sync.endpoints import Endpoints
+from mirror.timestamps import parse_time
+
+__all__ = ["ImageTask", "Repo", "RepositorySurvey", "Survey", "shard_of", "survey"]
+
+_log = logging.getLogger("mirror.sync")
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A repository of a sync: `docker://host/path`, or the images named `path:…` in the
+    layout `oci:DIR`."""
+
+    base: str  # docker://host[/prefix] or oci:DIR
+    path: str
+
+    @property
+    def is_layout(self) -> bool:
+        """True for the images of one name in a layout."""
+        return self.base.startswith("oci:")
+
+    def image(self, tag: str | None = None, digest: str | None = None) -> str:
+        """The reference string of one image in it, by tag or by digest."""
+        return f"{self}:{tag}" if tag else f"{self}@{digest}"
+
+    def __str__(self) -> str:
+        return f"{self.base}:{self.path}" if self.is_layout else f"{self.base}/{self.path}"
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """Copy one tag (or pinned digest) of a source repository to its destination."""
+
+    job: str
+    source: Repo
+    destination: Repo
+    tag: str | None
+    digest: str | None = None
+
+    @property
+    def source_text(self) -> str:
+        """The source image's reference string."""
+        return self.source.image(self.tag, self.digest)
+
+    @property
+    def destination_text(self) -> str:
+        """The destination image's reference string."""
+        return self.destination.image(self.tag, self.digest)
+
+
+@dataclass(frozen=True)
+class RepositorySurvey:
+    """One source repository of a job, its destination, and the tags its filters chose."""
+
+    job: Job
+    source: Repo
+    destination: Repo | None
+    chosen: tuple[str, ...]
+
+
+@dataclass
+class Survey:
+    """What the plan is decided on."""
+
+    repositories: list[RepositorySurvey] = field(default_factory=list)
+    #: destination repository -> the tags it holds (absent: it could not be listed)
+    present: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: destination image -> (digest there, digest at the source), for tags held on both sides
+    heads: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> list[ImageTask]:
+        """Every image to consider, job by job, tags then pinned digests."""
+        out = []
+        for found in self.repositories:
+            if found.destination is None:
+                continue
+            name = found.job.name
+            out += [ImageTask(name, found.source, found.destination, t) for t in found.chosen]
+            out += [
+                ImageTask(name, found.source, found.destination, None, str(d))
+                for d in found.job.tags.digests
+            ]
+        return out
+
+    def selected(self) -> list[str]:
+        """Every source image the jobs select (reference strings)."""
+        out = []
+        for found in self.repositories:
+            out += [found.source.image(tag) for tag in found.chosen]
+            out += [found.source.image(digest=str(d)) for d in found.job.tags.digests]
+        return out
+
+
+def shard_of(repository_key: str, shards: int) -> int:
+    """A stable shard number for a source repository."""
+    return int(hashlib.sha256(repository_key.encode()).hexdigest(), 16) % shards
+
+
+def _destination(job: Job, repository: str) -> Repo | None:
+    if not job.destination:
+        return None
+    if job.destination.startswith("oci:"):
+        return Repo(job.destination.rstrip("/"), repository)
+    return Repo(f"docker://{job.destination.removeprefix('docker://').rstrip('/')}", repository)
+
+
+async def _sources(job: Job, client: RegistryClient) -> AsyncIterator[Repo]:
+    if job.registry:
+        async for name in client.catalog(job.registry):
+            if job.wants_repository(name):
+                yield Repo(f"docker://{job.registry}", name)
+        return
+    for text in job.sources:
+        ref = parse_reference(
+            text if text.startswith(("oci:", "docker://")) else f"docker://{text}"
+        )
+        if isinstance(ref, RegistryReference):
+            if ref.tag or ref.digest:
+                raise InvalidReference(
+                    f"job {job.name}: source {text!r} names a tag; use [jobs.tags]"
+                )
+            yield Repo(f"docker://{ref.registry}", ref.repository)
+        else:
+            async with await Layout.open(ref.path) as layout:
+                names = {n.rsplit(":", 1)[0] async for n in layout.tags() if ":" in n}
+            for name in sorted(names):
+                yield Repo(f"oci:{ref.path}", name)
+
+
+def valid_tags(tags: list[str], where: str) -> list[str]:
+    """The tags that follow the distribution tag grammar; the others are left out, with one
+    warning (a registry's tags meet the user's filters only once they are known to be sane)."""
+    valid = [t for t in tags if is_valid_tag(t)]
+    if len(valid) < len(tags):
+        bad = next(t for t in tags if not is_valid_tag(t))
+        _log.warning(
+            "%s: left out %d tags that break the tag grammar (such as %r)",
+            where,
+            len(tags) - len(valid),
+            bad[:150],
+        )
+    return valid
+
+
+async def _created(endpoint: Endpoint, ref: str) -> float:
+    """When the image was made, by its config's `created` (0 when it does not say)."""
+    manifest = await endpoint.manifest_get(ref)
+    if isinstance(manifest, Index) and manifest.manifests:
+        manifest = await endpoint.manifest_get(str(manifest.manifests[0].digest))
+    if isinstance(manifest, Manifest):
+        raw = b"".join([c async for c in endpoint.blob_open(manifest.config)])
+        try:
+            created = jsonutil.loads(raw).get("created")
+        except (ValueError, AttributeError):
+            return 0.0
+        when = parse_time(created)
+        return when.timestamp() if when else 0.0
+    return 0.0
+
+
+async def _select(
+    tags: list[str], tags_filter: TagFilter, endpoint: Endpoint, name_of: str
+) -> list[str]:
+    chosen = [t for t in tags if tags_filter.wants(t)]
+    if tags_filter.newest is None:
+        return sorted(chosen)
+    if tags_filter.newest_by == "semver":
+        versions = [(TagFilter.semver_key(t), t) for t in chosen]
+        ranked = sorted((v, t) for v, t in versions if v is not None)
+        return sorted(t for _, t in ranked[-tags_filter.newest :])
+    times = [(await _created(endpoint, f"{name_of}{t}"), t) for t in chosen]
+    return sorted(t for _, t in sorted(times)[-tags_filter.newest :])
+
+
+async def _names_in(endpoint: Endpoint, repo: Repo) -> list[str]:
+    """The tags of a repository: a registry's tag list, or a layout's names `path:tag`."""
+    if not repo.is_layout:
+        return [t async for t in endpoint.tags()]
+    prefix = f"{repo.path}:"
+    return [n[len(prefix) :] async for n in endpoint.tags() if n.startswith(prefix)]
+
+
+async def _chosen(job: Job, source: Repo, endpoints: Endpoints) -> tuple[str, ...]:
+    endpoint, _ = await endpoints.get(source.image("latest"))
+    tags = valid_tags(await _names_in(endpoint, source), str(source))
+    prefix = f"{source.path}:" if source.is_layout else ""
+    return tuple(await _select(tags, job.tags, endpoint, prefix))
+
+
+async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
+    """The tags a destination holds before the run (empty when it does not exist yet); None
+    when it cannot be listed (its tags are then asked one by one)."""
+    try:
+        endpoint, _ = await endpoints.get(repo.image("latest"))
+        return frozenset(await _names_in(endpoint, repo))
+    except (NotFound, LayoutError):
+        return frozenset()
+    except MirrorError as exc:
+        _log.info("cannot list %s (%s): asking tag by tag", repo, exc)
+        return None
+
+
+async def _heads(task: ImageTask, endpoints: Endpoints) -> tuple[str | None, str | None]:
+    """The digest the destination holds for a task and, when it holds one, the source's."""
+    try:
+        dst, dst_name = await endpoints.get(task.destination_text)
+        have = await dst.manifest_head(dst_name)
+    except LayoutError:
+        return None, None  # the layout does not exist yet
+    if have is None:
+        return None, None
+    src, src_name = await endpoints.get(task.source_text)
+    want = await src.manifest_head(src_name)
+    return str(have.digest), str(want.digest) if want else None
+
+
+async def survey(
+    config: SyncConfig,
+    endpoints: Endpoints,
+    shard: tuple[int, int] | None = None,
+    *,
+    destinations: bool = True,
+) -> Survey:
+    """Ask what the plan needs: sources and chosen tags, then (with `destinations`) what
+    the destinations hold, `concurrency` requests at a time."""
+    found = Survey()
+    for job in config.jobs:
+        async for source in _sources(job, endpoints.client):
+            if shard is not None and shard_of(str(source), shard[1]) != shard[0] - 1:
+                continue
+            chosen = await _chosen(job, source, endpoints)
+            found.repositories.append(
+                RepositorySurvey(job, source, _destination(job, source.path), chosen)
+            )
+    if not destinations:
+        return found
+    gate = asyncio.Semaphore(max(2, config.concurrency))
+
+    async def listed(repo: Repo) -> tuple[str, frozenset[str] | None]:
+        async with gate:
+            return str(repo), await _listing(repo, endpoints)
+
+    repos = {str(r.destination): r.destination for r in found.repositories if r.destination}
+    for text, tags in await asyncio.gather(*(listed(r) for r in repos.values())):
+        if tags is not None:
+            found.present[text] = tags
+    if config.platforms:
+        return found  # the copy decides whether a platform-filtered image changed
+
+    async def asked(task: ImageTask) -> None:
+        held = found.present.get(str(task.destination))
+        if held is not None and task.tag not in held:
+            return  # a tag the destination lacks is copied without asking
+        async with gate:
+            try:
+                found.heads[task.destination_text] = await _heads(task, endpoints)
+            except MirrorError as exc:
+                _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
+
+    await asyncio.gather(*(asked(t) for t in found.tasks))
+    return found
