@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := docker-registry skopeo umoci
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv lint test demo bench fixtures clean
+.PHONY: all deps venv lint test demo bench bench-compare fixtures clean
 
 all: test
 
@@ -45,6 +45,11 @@ demo: deps venv
 
 bench: deps venv
 	$(BIN)/python -m tests.bench --write
+
+# mirror at BASE (a git revision) against the working tree, same run: `make bench-compare BASE=HEAD~1`
+BASE ?= HEAD
+bench-compare: deps venv
+	$(BIN)/python -m tests.bench_compare $(BASE) --write
 
 fixtures: venv
 	$(BIN)/python fixtures/generate.py

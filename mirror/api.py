@@ -29,6 +29,7 @@ from mirror.reference import (
     parse_reference,
 )
 from mirror.registry import RegistryClient, RegistryOptions
+from mirror.retry import RetryPolicy
 
 __all__ = [
     "ImageInfo",
@@ -50,11 +51,11 @@ async def open_endpoint(
 ) -> AsyncIterator[tuple[Endpoint, str | None]]:
     """The endpoint a reference names, and the tag/name/digest within it to read or write."""
     if isinstance(ref, ArchiveReference):
-        async with _archive_endpoint(Path(ref.path), write=write) as archived:
+        async with _archive_endpoint(Path(ref.path), client.options.retry, write=write) as archived:
             yield archived, ref.ref
         return
     if isinstance(ref, LayoutReference):
-        async with await Layout.open(ref.path, create=write) as layout:
+        async with await Layout.open(ref.path, create=write, retry=client.options.retry) as layout:
             yield layout, ref.ref
         return
     repo: Endpoint = client.repository(ref, writing=write)
@@ -65,10 +66,12 @@ async def open_endpoint(
 
 
 @contextlib.asynccontextmanager
-async def _archive_endpoint(path: Path, *, write: bool) -> AsyncIterator[Endpoint]:
+async def _archive_endpoint(
+    path: Path, retry: RetryPolicy, *, write: bool
+) -> AsyncIterator[Endpoint]:
     """Write straight into the tar stream; read a plain tar in place; unpack a zstd one."""
     if write:
-        writer = ArchiveWriter(path)
+        writer = ArchiveWriter(path, retry)
         await writer.start()
         try:
             yield writer

@@ -74,8 +74,9 @@ class Endpoint(Protocol):
     ) -> AsyncGenerator[bytes, None]:
         """Stream a blob's bytes from `offset`; verified when read from the start.
 
-        `verify=False` is for a caller that verifies the bytes itself (a copy, whose
-        destination hashes everything it stores), so the content is hashed once.
+        `verify=False` is for a caller that verifies the bytes itself and resumes a failed
+        read itself (a copy, whose destination hashes everything it stores and re-opens the
+        source where it stopped), so the content is hashed once and retries are counted once.
         """
         ...
 

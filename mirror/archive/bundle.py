@@ -176,7 +176,7 @@ async def create_bundle(
         results, record = [], BundleRecord(images=[], blobs={})
         async with (
             RegistryClient(opts) as client,
-            await Layout.open(work / "layout", create=True) as layout,
+            await Layout.open(work / "layout", create=True, retry=opts.retry) as layout,
         ):
             for ref in refs:
                 name = _bundle_name(ref)

@@ -5,6 +5,10 @@ size, fsynced and renamed into `blobs/<alg>/<hex>`. `index.json` is changed only
 exclusive lock on `.mirror/index.lock` and replaced atomically. A process that writes holds
 `.mirror/writers.lock` shared until it closes the layout, so that `gc` (which takes it
 exclusively) never deletes blobs that a running writer has not yet referenced.
+
+Over 400 lines on purpose: the write path (opening and creating, blobs, manifests, the index
+under its lock) is one protocol whose steps depend on each other's order; it reads best whole.
+The read path is `mirror/layout/reading.py`, resumable writes `partial.py` and `ranged.py`.
 """
 
 from __future__ import annotations
@@ -58,15 +62,15 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 class Layout(LayoutReader):
     """An OCI image layout on disk. Open with `await Layout.open(path, create=...)`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:
         self.path = path
         self.where = f"layout {path}"
         self._blobs = os.fspath(path / "blobs")
         self._state = path / STATE_DIR
         self._writer_fd: int | None = None
         self._writer_guard = asyncio.Lock()
-        #: how transfers into this layout retry a failing source
-        self.retry = RetryPolicy()
+        #: how transfers into this layout retry a failing source (the run's policy)
+        self.retry = retry or RetryPolicy()
         self._dirty_dirs: set[Path] = set()
         #: opened to be created, and nothing written yet: nothing exists on disk
         self._pending = False
@@ -74,15 +78,22 @@ class Layout(LayoutReader):
     # -- opening and closing ------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Layout:
-        """Open the layout at `path`; with `create`, make it (or an empty directory) one.
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> Layout:
+        """Open the layout at `path`; with `create`, make it (or an empty directory) one;
+        `retry` is how writes into it retry a failing source (the run's policy).
 
         A new layout is made on disk only when the first blob is about to be written, so a
         copy that fails before that leaves nothing behind. An existing layout opened with
         `create` holds the shared writers' lock from now until `aclose`, so that `gc` never
         deletes a blob this writer has found present but not yet named in `index.json`.
         """
-        layout = cls(Path(path))
+        layout = cls(Path(path), retry)
         if create and not await asyncio.to_thread(os.path.lexists, layout.path / "oci-layout"):
             await asyncio.to_thread(layout._check_new)
             layout._pending = True

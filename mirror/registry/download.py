@@ -30,7 +30,9 @@ async def open_blob(
 
     After a reset or a 5xx the rest is asked for with `Range: bytes=N-`; a server that
     ignores the range is read from the start with the first N bytes dropped, so no byte is
-    yielded twice or skipped.
+    yielded twice or skipped. With `verify=False` the caller verifies and resumes (a copy's
+    destination re-opens its source where it stopped): one attempt, and its error raised,
+    so that retries are counted in one place.
     """
     policy = repo.transport.retry
     hasher = DigestHasher(desc.digest.algorithm) if offset == 0 and verify else None
@@ -51,6 +53,8 @@ async def open_blob(
         except Exception as exc:
             if position == desc.size and isinstance(exc, TransportError):
                 break  # cut after the last byte: every byte is here, the digest decides
+            if not verify:
+                raise
             failures = await policy.backoff(exc, failures)
     if hasher is not None:
         check_content(hasher, desc.digest, desc.size, "blob")

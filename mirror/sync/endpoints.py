@@ -35,6 +35,6 @@ class Endpoints:
         async with self._lock:
             key = (ref.path, write)
             if key not in self.layouts:
-                layout = await Layout.open(ref.path, create=write)
+                layout = await Layout.open(ref.path, create=write, retry=self.client.options.retry)
                 self.layouts[key] = await self.stack.enter_async_context(layout)
         return self.layouts[key], ref.ref

@@ -407,6 +407,8 @@ class FaultProxy:
     keep_authorization: bool = False
     #: every (method, path) received
     seen: list[tuple[str, str]] = field(default_factory=list)
+    #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
+    fault_on: str = ""
 
     def __post_init__(self) -> None:
         self._seen_keys: dict[tuple[str, str, str], int] = {}
@@ -422,6 +424,8 @@ class FaultProxy:
         """The fault for this request, drawn from the seed and what the request is (its
         method, path less upload ids, range, and how often it came before), not from arrival
         order: concurrent requests get the same faults in every run of a seed."""
+        if self.fault_on and not re.search(self.fault_on, f"{request.method} {request.path}"):
+            return None
         path = re.sub(r"/uploads/[^/?]+", "/uploads/", request.path)
         key = (request.method, path, request.headers.get("Content-Range", ""))
         self._seen_keys[key] = self._seen_keys.get(key, 0) + 1
