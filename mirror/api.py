@@ -9,16 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror import jsonutil
 from mirror.archive.reader import ArchiveReader
 from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
 from mirror.archive.writer import ArchiveWriter
 from mirror.endpoint import Endpoint
 from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
-from mirror.errors import InvalidReference, ManifestInvalid
+from mirror.errors import InvalidReference
+from mirror.imageconfig import read_config
 from mirror.layout import Layout
-from mirror.mediatypes import MAX_MANIFEST_SIZE
 from mirror.model import Index, Manifest, ManifestLike
 from mirror.platform import Platform
 from mirror.reference import (
@@ -212,14 +211,8 @@ async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[st
         "mediaType": desc.media_type,
         "size": desc.size,
     }
-    if desc.size > MAX_MANIFEST_SIZE or "json" not in desc.media_type:
-        return summary
-    raw = b"".join([c async for c in endpoint.blob_open(desc)])
-    try:
-        config = jsonutil.loads(raw)
-    except ValueError:
-        raise ManifestInvalid(f"config {desc.digest} is not JSON") from None
-    if isinstance(config, dict):
+    config = await read_config(endpoint, manifest)
+    if config is not None:
         for key in ("os", "architecture", "variant", "created"):
             if isinstance(config.get(key), str):
                 summary[key] = config[key]

@@ -17,12 +17,12 @@ from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mirror import jsonutil
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
 from mirror.errors import ContentError, ManifestNotFound, MirrorError
 from mirror.graph import ImageGraph, fetch_from, walk_image
+from mirror.imageconfig import read_config
 from mirror.limits import TIB
-from mirror.mediatypes import DOCKER_CONFIG, MAX_MANIFEST_SIZE, OCI_CONFIG
+from mirror.mediatypes import DOCKER_CONFIG, OCI_CONFIG
 from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.platform import Platform
 from mirror.tasks import gather_or_cancel
@@ -207,13 +207,11 @@ async def _select_platforms(
 
 async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
     """The platform an image's config names (os, architecture, variant), if any."""
-    config = manifest.config
-    if config.size > MAX_MANIFEST_SIZE or config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
+    if manifest.config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
         return None
-    raw = b"".join([chunk async for chunk in src.blob_open(config)])
     try:
-        obj = jsonutil.loads(raw)
-        return Platform.from_json(obj) if isinstance(obj, dict) else None
+        obj = await read_config(src, manifest)
+        return Platform.from_json(obj) if obj is not None else None
     except (ValueError, MirrorError):
         return None
 

@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--only", default="", help="run only the cases whose title has this")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mirror-bench-compare-"))
     compileall.compile_dir(REPO / "mirror", quiet=1)
@@ -148,6 +149,8 @@ def main() -> None:
         ]
         rows: list[tuple[str, Run, Run]] = []
         for titles, case in cases:
+            if not any(args.only in title for title in titles):
+                continue
             runs: dict[str, list[list[Run]]] = {before.label: [], after.label: []}
             for _ in range(args.repeat):
                 for version in (before, after):

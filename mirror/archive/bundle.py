@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror import jsonutil
 from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
@@ -27,7 +26,6 @@ from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
-from mirror.mediatypes import MAX_MANIFEST_SIZE
 from mirror.model import Descriptor
 from mirror.platform import Platform
 from mirror.reference import RegistryReference, parse_registry_reference, validate_ref_name
@@ -122,8 +120,11 @@ def _bundle_name(ref: RegistryReference) -> str:
     return name
 
 
-async def _blobs_of(layout: Layout, desc: Descriptor, out: dict[str, int]) -> None:
-    """Record the digest and size of every manifest and blob of the image at `desc`."""
+async def _blobs_of(
+    layout: Layout, desc: Descriptor, out: dict[str, int], manifests: set[str] | None = None
+) -> None:
+    """Record the digest and size of every manifest and blob of the image at `desc` (and,
+    in `manifests`, which of them are manifests)."""
     graph = await walk_image(
         await layout.manifest_by_descriptor(desc),
         layout.manifest_by_descriptor,
@@ -131,24 +132,10 @@ async def _blobs_of(layout: Layout, desc: Descriptor, out: dict[str, int]) -> No
     )
     for manifest in graph.manifests:
         out[str(manifest.digest)] = manifest.size
+        if manifests is not None:
+            manifests.add(str(manifest.digest))
     for blob in graph.blobs.values():
         out[str(blob.digest)] = blob.size
-
-
-def _manifests_of(blobs: dict[str, int], layout_dir: Path) -> set[str]:
-    """Digests among `blobs` that are manifests or indexes (always kept in a delta)."""
-    found = set()
-    for digest in blobs:
-        path = layout_dir / "blobs" / digest.replace(":", "/")
-        if path.stat().st_size > MAX_MANIFEST_SIZE:
-            continue
-        try:
-            obj = jsonutil.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if isinstance(obj, dict) and ("manifests" in obj or "layers" in obj):
-            found.add(digest)
-    return found
 
 
 async def create_bundle(
@@ -174,6 +161,7 @@ async def create_bundle(
     opts = options or RegistryOptions()
     try:
         results, record = [], BundleRecord(images=[], blobs={})
+        manifests: set[str] = set()  # always kept in a delta: they are small
         async with (
             RegistryClient(opts) as client,
             await Layout.open(work / "layout", create=True, retry=opts.retry) as layout,
@@ -200,7 +188,7 @@ async def create_bundle(
                     record.recompressed.extend(changed.changes)
                     result.digest, result.digest_changed = str(desc.digest), bool(changed.changes)
                 await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
-                await _blobs_of(layout, desc, record.blobs)
+                await _blobs_of(layout, desc, record.blobs, manifests)
                 record.images.append(
                     BundleImage(name, str(desc.digest), desc.media_type, desc.size)
                 )
@@ -208,7 +196,6 @@ async def create_bundle(
         if recompress:  # the gzip originals are no longer referenced
             async with await Layout.open(work / "layout") as finished:
                 await gc(finished)
-        manifests = await asyncio.to_thread(_manifests_of, record.blobs, work / "layout")
         record.omitted = sorted(d for d in record.blobs if d in carried and d not in manifests)
         record.since = since.name if since else None
         record.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

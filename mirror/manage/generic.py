@@ -12,13 +12,13 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
 from mirror.digest import Digest
 from mirror.errors import (
+    ManifestInvalid,
     ManifestNotFound,
     UnsupportedOperation,
 )
+from mirror.imageconfig import read_config
 from mirror.manage.properties import (
     ArtifactAttributes,
     ManifestOrder,
@@ -89,15 +89,11 @@ class GenericBackend:
         created = parse_time(manifest.annotations.get("org.opencontainers.image.created"))
         if not isinstance(manifest, Manifest):
             return created, None, None
-        config = manifest.config
-        if config.size > mt.MAX_MANIFEST_SIZE or "json" not in config.media_type:
-            return created, None, None
-        raw = b"".join([chunk async for chunk in repo.blob_open(config)])
         try:
-            obj = jsonutil.loads(raw)
-        except ValueError:
-            return created, None, None
-        if not isinstance(obj, dict):
+            obj = await read_config(repo, manifest)
+        except ManifestInvalid:
+            obj = None
+        if obj is None:
             return created, None, None
         arch, os_name = obj.get("architecture"), obj.get("os")
         return (

@@ -12,9 +12,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from mirror import jsonutil
 from mirror.endpoint import Endpoint
-from mirror.errors import InvalidReference, LayoutError, MirrorError, NotFound
+from mirror.errors import InvalidReference, LayoutError, ManifestInvalid, MirrorError, NotFound
+from mirror.imageconfig import read_config
 from mirror.layout import Layout
 from mirror.model import Index, Manifest
 from mirror.reference import RegistryReference, is_valid_tag, parse_reference
@@ -170,15 +170,14 @@ async def _created(endpoint: Endpoint, ref: str) -> float:
     manifest = await endpoint.manifest_get(ref)
     if isinstance(manifest, Index) and manifest.manifests:
         manifest = await endpoint.manifest_get(str(manifest.manifests[0].digest))
-    if isinstance(manifest, Manifest):
-        raw = b"".join([c async for c in endpoint.blob_open(manifest.config)])
-        try:
-            created = jsonutil.loads(raw).get("created")
-        except (ValueError, AttributeError):
-            return 0.0
-        when = parse_time(created)
-        return when.timestamp() if when else 0.0
-    return 0.0
+    if not isinstance(manifest, Manifest):
+        return 0.0
+    try:
+        config = await read_config(endpoint, manifest)
+    except ManifestInvalid:
+        return 0.0
+    when = parse_time(config.get("created")) if config else None
+    return when.timestamp() if when else 0.0
 
 
 async def _select(
