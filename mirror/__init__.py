@@ -37,7 +37,6 @@ from mirror.errors import (
 if TYPE_CHECKING:
     from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
     from mirror.auth import Credentials
-    from mirror.digest import Digest, DigestHasher, verify_stream
     from mirror.endpoint import Endpoint
     from mirror.engine import CopyResult, ProgressSink, copy_image
     from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
@@ -52,9 +51,10 @@ if TYPE_CHECKING:
         RepositoryProperties,
         TagProperties,
     )
-    from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
-    from mirror.platform import Platform
-    from mirror.reference import (
+    from mirror.oci.digest import Digest, DigestHasher, verify_stream
+    from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+    from mirror.oci.platform import Platform
+    from mirror.oci.reference import (
         ArchiveReference,
         LayoutReference,
         Reference,
@@ -73,7 +73,7 @@ _SOURCES = {
         "list_tags",
     ),
     "mirror.auth": ("Credentials",),
-    "mirror.digest": (
+    "mirror.oci.digest": (
         "Digest",
         "DigestHasher",
         "verify_stream",
@@ -103,15 +103,15 @@ _SOURCES = {
         "RepositoryProperties",
         "TagProperties",
     ),
-    "mirror.model": (
+    "mirror.oci.model": (
         "Descriptor",
         "Index",
         "Manifest",
         "ManifestLike",
         "parse_manifest",
     ),
-    "mirror.platform": ("Platform",),
-    "mirror.reference": (
+    "mirror.oci.platform": ("Platform",),
+    "mirror.oci.reference": (
         "ArchiveReference",
         "LayoutReference",
         "Reference",

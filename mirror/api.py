@@ -18,9 +18,9 @@ from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
 from mirror.errors import InvalidReference
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
-from mirror.model import Index, Manifest, ManifestLike
-from mirror.platform import Platform
-from mirror.reference import (
+from mirror.oci.model import Index, Manifest, ManifestLike
+from mirror.oci.platform import Platform
+from mirror.oci.reference import (
     ArchiveReference,
     LayoutReference,
     Reference,

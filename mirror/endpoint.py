@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
-from mirror.digest import Digest
 from mirror.errors import MirrorError
-from mirror.model import Descriptor, ManifestLike
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, ManifestLike
 
 __all__ = [
     "BlobMounter",

@@ -22,10 +22,10 @@ from mirror.errors import ContentError, ManifestNotFound, MirrorError
 from mirror.graph import ImageGraph, fetch_from, walk_image
 from mirror.imageconfig import read_config
 from mirror.limits import TIB
-from mirror.mediatypes import DOCKER_CONFIG, OCI_CONFIG
-from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
-from mirror.platform import Platform
-from mirror.tasks import gather_or_cancel
+from mirror.oci.mediatypes import DOCKER_CONFIG, OCI_CONFIG
+from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.oci.platform import Platform
+from mirror.support.tasks import gather_or_cancel
 
 _log = logging.getLogger("mirror.engine")
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from mirror.digest import Digest
 from mirror.endpoint import Endpoint
 from mirror.errors import ManifestInvalid
 from mirror.limits import TIB
-from mirror.model import Descriptor, Index, Manifest, ManifestLike
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
 
 __all__ = [
     "MAX_DEPTH",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
 from mirror.endpoint import Endpoint
 from mirror.errors import ManifestInvalid
-from mirror.model import Manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.model import Manifest
+from mirror.support import jsonutil
 
 __all__ = ["read_config"]
 

@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mirror.model import Descriptor
+from mirror.oci.model import Descriptor
 
 __all__ = ["RichProgress"]
 

@@ -21,14 +21,14 @@ from typing import Any
 from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
-from mirror.digest import Digest
 from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
-from mirror.model import Descriptor
-from mirror.platform import Platform
-from mirror.reference import RegistryReference, parse_registry_reference, validate_ref_name
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor
+from mirror.oci.platform import Platform
+from mirror.oci.reference import RegistryReference, parse_registry_reference, validate_ref_name
 from mirror.registry import RegistryClient, RegistryOptions
 
 __all__ = [

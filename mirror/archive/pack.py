@@ -14,7 +14,7 @@ from typing import IO, Any
 import zstandard
 
 from mirror.archive.tarfiles import RECORD
-from mirror.fsutil import fsync_dir, temp_name
+from mirror.support.fsutil import fsync_dir, temp_name
 
 __all__ = ["pack_layout"]
 

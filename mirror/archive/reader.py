@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from mirror.archive.tarfiles import MAX_TOP_FILE, SafeTarInfo, named_members
-from mirror.digest import Digest
 from mirror.endpoint import BlobSource
 from mirror.errors import BlobNotFound, LayoutError, SizeMismatch, UnsupportedOperation
 from mirror.layout import index_file
 from mirror.layout.reading import BlobSpan, LayoutReader
-from mirror.model import Descriptor, ManifestLike
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, ManifestLike
 
 __all__ = ["ArchiveReader"]
 

@@ -20,12 +20,12 @@ from typing import Any
 import aiofiles
 import zstandard
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher
-from mirror.fsutil import temp_name
 from mirror.graph import walk_image
 from mirror.layout import Layout
-from mirror.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest, DigestHasher
+from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.support.fsutil import temp_name
 
 __all__ = ["Recompressed", "recompress_image"]
 

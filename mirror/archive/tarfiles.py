@@ -14,9 +14,9 @@ from typing import IO
 
 import zstandard
 
-from mirror.digest import Digest
 from mirror.errors import InvalidDigest, LayoutError
-from mirror.fsutil import create_new
+from mirror.oci.digest import Digest
+from mirror.support.fsutil import create_new
 
 __all__ = [
     "MAX_TOP_FILE",

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
 from mirror.archive.tarfiles import (
     MAX_TOP_FILE,
     RECORD,
@@ -24,12 +22,14 @@ from mirror.archive.tarfiles import (
     open_stream,
     read_top,
 )
-from mirror.digest import Digest
 from mirror.errors import ContentError, InvalidDigest, LayoutError, MirrorError
-from mirror.fsutil import read_capped
 from mirror.graph import MAX_DEPTH
 from mirror.layout import Layout, index_file
-from mirror.model import MAX_SIZE, Descriptor, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import MAX_SIZE, Descriptor, parse_manifest
+from mirror.support import jsonutil
+from mirror.support.fsutil import read_capped
 
 __all__ = ["read_record", "unpack_layout", "unpacked"]
 

@@ -17,14 +17,14 @@ from typing import IO, Any
 
 import zstandard
 
-from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import BlobNotFound, SizeMismatch, UnsupportedOperation
-from mirror.fsutil import fsync_dir, temp_name
 from mirror.layout import index_file
 from mirror.layout.store import OCI_LAYOUT_BYTES
-from mirror.model import Descriptor, ManifestLike
+from mirror.oci.digest import Digest, DigestHasher, check_content
+from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
+from mirror.support.fsutil import fsync_dir, temp_name
 
 __all__ = ["ArchiveWriter"]
 

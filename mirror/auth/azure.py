@@ -22,12 +22,12 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
-from mirror import jsonutil
 from mirror.auth import tokens
 from mirror.auth.tokens import Authenticator, Token
 from mirror.errors import MirrorError, Unauthorized
 from mirror.hosts import host_of, is_acr_host
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.support import jsonutil
 
 __all__ = [
     "AZURE_CHINA",

@@ -13,13 +13,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from mirror import jsonutil
 from mirror.auth.challenge import Challenge, parse_challenges
 from mirror.auth.credentials import Credentials
 from mirror.errors import MirrorError, TransportError, Unauthorized
 from mirror.hosts import host_of, is_loopback, same_site
-from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.support import jsonutil
+from mirror.support.httpbody import StallGuard, read_at_most
 
 __all__ = ["Authenticator", "Token", "normalize_scopes"]
 

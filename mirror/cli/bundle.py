@@ -17,8 +17,8 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
-from mirror.platform import Platform
-from mirror.reference import parse_registry_reference
+from mirror.oci.platform import Platform
+from mirror.oci.reference import parse_registry_reference
 from mirror.sync.config import load_config
 from mirror.sync.run import options_for, selected_images
 

@@ -13,7 +13,7 @@ from mirror.auth.credentials import Credentials, DockerConfig, parse_creds
 from mirror.auth.sources import AzureAD
 from mirror.cli.output import options
 from mirror.errors import MirrorError
-from mirror.reference import Reference, RegistryReference
+from mirror.oci.reference import Reference, RegistryReference
 from mirror.registry import RegistryOptions
 
 __all__ = ["AZURE_CLOUDS", "azure_credential", "registry_options"]

@@ -18,8 +18,8 @@ from mirror.cli.output import (
 )
 from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
-from mirror.platform import Platform
-from mirror.reference import LayoutReference, Reference, RegistryReference, parse_reference
+from mirror.oci.platform import Platform
+from mirror.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 
 __all__ = ["copy_command", "pull_command", "push_command"]
 

@@ -10,7 +10,7 @@ from mirror.api import ImageInfo, inspect, list_repositories, list_tags
 from mirror.cli.context import registry_options
 from mirror.cli.output import emit, json_option, run
 from mirror.errors import InvalidReference
-from mirror.reference import Reference, parse_reference
+from mirror.oci.reference import Reference, parse_reference
 
 __all__ = ["inspect_command", "ls_command", "tags_command"]
 

@@ -16,7 +16,7 @@ from mirror.manage import (
     ManifestOrder,
     ManifestProperties,
 )
-from mirror.reference import RegistryReference, parse_registry_reference
+from mirror.oci.reference import RegistryReference, parse_registry_reference
 
 __all__ = ["delete_command", "manifests_command", "props_command", "prune_command", "tag_table"]
 

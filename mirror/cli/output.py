@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mirror.limits import DEFAULT_LIMITS, Limits
-from mirror.platform import Platform
+from mirror.oci.platform import Platform
 
 if TYPE_CHECKING:
     from mirror.progress import RichProgress

@@ -7,21 +7,21 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
-from mirror.digest import ALGORITHMS, Digest
 from mirror.errors import (
     ContentError,
     InvalidDigest,
     LayoutError,
     MirrorError,
 )
-from mirror.fsutil import read_capped, real_dir, regular_size
 from mirror.graph import GraphTooLarge, Node
 from mirror.graph import walk as graph_walk
 from mirror.layout.conformance import check_document, kind_of
 from mirror.layout.store import MAX_INDEX_SIZE, Layout, check_file
-from mirror.model import Descriptor, ManifestLike
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import ALGORITHMS, Digest
+from mirror.oci.model import Descriptor, ManifestLike
+from mirror.support import jsonutil
+from mirror.support.fsutil import read_capped, real_dir, regular_size
 
 __all__ = ["GcReport", "Problem", "gc", "verify"]
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from mirror import mediatypes as mt
+from mirror.oci import mediatypes as mt
 
 __all__ = ["KINDS", "check_document", "kind_of"]
 

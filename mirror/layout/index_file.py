@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
 from mirror.errors import LayoutError
+from mirror.oci import mediatypes as mt
+from mirror.support import jsonutil
 
 __all__ = ["REF_NAME", "add_entry", "empty_index", "parse_index", "remove_named", "serialize"]
 

@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import ContentError, SizeMismatch
-from mirror.fsutil import open_locked
-from mirror.model import Descriptor
+from mirror.oci.digest import DigestHasher, check_content
+from mirror.oci.model import Descriptor
 from mirror.retry import RetryPolicy
-from mirror.tasks import finish_in_thread
+from mirror.support.fsutil import open_locked
+from mirror.support.tasks import finish_in_thread
 
 __all__ = ["fill_partial", "lock_partial", "read_small"]
 

@@ -15,14 +15,14 @@ import logging
 import os
 from pathlib import Path
 
-from mirror import jsonutil
-from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import RangeFetcher, RangeNotHonoured
 from mirror.errors import ContentError, LayoutError, SizeMismatch
-from mirror.fsutil import read_capped, write_atomic
-from mirror.model import Descriptor
+from mirror.oci.digest import DigestHasher, check_content
+from mirror.oci.model import Descriptor
 from mirror.retry import RetryPolicy
-from mirror.tasks import finish_in_thread, gather_all
+from mirror.support import jsonutil
+from mirror.support.fsutil import read_capped, write_atomic
+from mirror.support.tasks import finish_in_thread, gather_all
 
 __all__ = ["fill_ranged"]
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import aiofiles
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest, verify_whole
 from mirror.errors import (
     BlobNotFound,
     InvalidReference,
     ManifestInvalid,
     ManifestNotFound,
 )
-from mirror.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest, verify_whole
+from mirror.oci.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
 
 __all__ = [
     "CHUNK_SIZE",

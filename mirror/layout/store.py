@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mirror import jsonutil
-from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource, RangeFetcher, RangeNotHonoured, bytes_source
 from mirror.errors import (
     BlobNotFound,
@@ -30,7 +28,15 @@ from mirror.errors import (
     ManifestNotFound,
     SizeMismatch,
 )
-from mirror.fsutil import (
+from mirror.layout import index_file
+from mirror.layout.partial import fill_partial, lock_partial, read_small
+from mirror.layout.ranged import fill_ranged
+from mirror.layout.reading import CHUNK_SIZE, BlobSpan, LayoutReader, close_on_error
+from mirror.oci.digest import Digest, DigestHasher, check_content
+from mirror.oci.model import Descriptor, ManifestLike
+from mirror.retry import RetryPolicy
+from mirror.support import jsonutil
+from mirror.support.fsutil import (
     FileLock,
     create_new,
     fsync_dir,
@@ -41,12 +47,6 @@ from mirror.fsutil import (
     temp_name,
     write_atomic,
 )
-from mirror.layout import index_file
-from mirror.layout.partial import fill_partial, lock_partial, read_small
-from mirror.layout.ranged import fill_ranged
-from mirror.layout.reading import CHUNK_SIZE, BlobSpan, LayoutReader, close_on_error
-from mirror.model import Descriptor, ManifestLike
-from mirror.retry import RetryPolicy
 
 __all__ = ["Layout", "check_file"]
 

@@ -12,10 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from mirror import jsonutil
-from mirror.digest import Digest
 from mirror.errors import ManifestNotFound, RegistryError
-from mirror.httpbody import read_at_most
 from mirror.manage.properties import (
     ArtifactAttributes,
     ManifestOrder,
@@ -24,10 +21,13 @@ from mirror.manage.properties import (
     TagProperties,
     parse_time,
 )
-from mirror.reference import RegistryReference, validate_tag
+from mirror.oci.digest import Digest
+from mirror.oci.reference import RegistryReference, validate_tag
 from mirror.registry import RegistryClient, Repository
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_items
+from mirror.support import jsonutil
+from mirror.support.httpbody import read_at_most
 
 __all__ = ["API_VERSION", "AcrBackend"]
 

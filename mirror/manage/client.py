@@ -19,7 +19,6 @@ from typing import Any, Protocol, Self
 from yarl import URL
 
 from mirror.auth.sources import AzureAD
-from mirror.digest import Digest
 from mirror.errors import Forbidden, InvalidReference, ManifestNotFound, MirrorError, Unauthorized
 from mirror.manage.acr import API_VERSION, AcrBackend
 from mirror.manage.generic import GenericBackend
@@ -30,7 +29,8 @@ from mirror.manage.properties import (
     RepositoryProperties,
     TagProperties,
 )
-from mirror.reference import RegistryReference, parse_registry_reference, validate_tag
+from mirror.oci.digest import Digest
+from mirror.oci.reference import RegistryReference, parse_registry_reference, validate_tag
 from mirror.registry import RegistryClient, RegistryOptions
 
 __all__ = ["ContainerRegistryClient", "ContainerRepository", "RegistryArtifact", "endpoint_options"]

@@ -12,12 +12,12 @@ from typing import Any, BinaryIO
 
 import aiofiles
 
-from mirror.digest import Digest, DigestHasher
 from mirror.endpoint import bytes_source
 from mirror.errors import BlobNotFound, ManifestInvalid
 from mirror.manage.client import _checked_name, _OwnsConnections, endpoint_options
-from mirror.model import Descriptor, ManifestLike, parse_manifest
-from mirror.reference import RegistryReference
+from mirror.oci.digest import Digest, DigestHasher
+from mirror.oci.model import Descriptor, ManifestLike, parse_manifest
+from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient, RegistryOptions
 
 __all__ = ["ContainerRegistryContentClient", "DownloadedBlob", "FetchedManifest", "UploadedBlob"]

@@ -12,7 +12,6 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator
 
-from mirror.digest import Digest
 from mirror.errors import (
     ManifestInvalid,
     ManifestNotFound,
@@ -27,8 +26,9 @@ from mirror.manage.properties import (
     TagProperties,
     parse_time,
 )
-from mirror.model import Manifest, ManifestLike
-from mirror.reference import RegistryReference
+from mirror.oci.digest import Digest
+from mirror.oci.model import Manifest, ManifestLike
+from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient, Repository
 
 __all__ = ["GenericBackend", "sort_by_time"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mirror.timestamps import parse_time
+from mirror.support.timestamps import parse_time
 
 __all__ = [
     "ArtifactAttributes",

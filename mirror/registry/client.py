@@ -7,7 +7,7 @@ from types import TracebackType
 
 import aiohttp
 
-from mirror.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
+from mirror.oci.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
 from mirror.registry.options import RegistryOptions
 from mirror.registry.paging import paged_names
 from mirror.registry.repository import Repository

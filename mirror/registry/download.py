@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from mirror.digest import DigestHasher, check_content
 from mirror.endpoint import RangeNotHonoured
 from mirror.errors import SizeMismatch, TransportError
-from mirror.httpbody import StallGuard
 from mirror.limits import Limits
-from mirror.model import Descriptor
+from mirror.oci.digest import DigestHasher, check_content
+from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
+from mirror.support.httpbody import StallGuard
 
 if TYPE_CHECKING:
     from mirror.registry.repository import Repository

@@ -9,7 +9,6 @@ from typing import NoReturn
 
 import aiohttp
 
-from mirror import jsonutil
 from mirror.errors import (
     BlobNotFound,
     Forbidden,
@@ -22,8 +21,9 @@ from mirror.errors import (
     TransportError,
     Unauthorized,
 )
-from mirror.httpbody import read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.support import jsonutil
+from mirror.support.httpbody import read_at_most
 
 __all__ = ["RETRYABLE_CODES", "RETRYABLE_STATUS", "parse_retry_after", "raise_for_status"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from yarl import URL
 
-from mirror import jsonutil
 from mirror.errors import RegistryError
 from mirror.registry.errors import Missing
 from mirror.registry.transport import RegistryTransport, read_body
+from mirror.support import jsonutil
 
 __all__ = ["MAX_PAGE", "next_link", "paged_items", "paged_names"]
 

@@ -9,8 +9,6 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest, DigestHasher, check_content
 from mirror.endpoint import BlobSource
 from mirror.errors import (
     DigestMismatch,
@@ -24,8 +22,10 @@ from mirror.errors import (
     Unauthorized,
     UnsupportedOperation,
 )
-from mirror.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
-from mirror.reference import validate_tag
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest, DigestHasher, check_content
+from mirror.oci.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
+from mirror.oci.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_names

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mirror.fsutil import write_atomic
+from mirror.support.fsutil import write_atomic
 
 __all__ = ["UploadSession", "UploadSessions"]
 

@@ -15,12 +15,12 @@ from mirror.auth.sources import SignInContext, sign_in
 from mirror.auth.tokens import normalize_scopes
 from mirror.errors import MirrorError, TransportError, Unauthorized, UntrustedCertificate
 from mirror.hosts import is_loopback
-from mirror.httpbody import StallGuard, read_at_most
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.errors import Missing, raise_for_status
 from mirror.registry.options import RegistryOptions
 from mirror.registry.pacing import Pacer
 from mirror.retry import RetryPolicy
+from mirror.support.httpbody import StallGuard, read_at_most
 
 __all__ = ["RegistryTransport", "read_body", "retried"]
 

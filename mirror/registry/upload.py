@@ -14,10 +14,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from mirror.digest import verify_stream
 from mirror.endpoint import BlobSource
 from mirror.errors import SizeMismatch, TransportError
-from mirror.model import Descriptor
+from mirror.oci.digest import verify_stream
+from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
 from mirror.registry.sessions import UploadSession, UploadSessions
 

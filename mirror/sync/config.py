@@ -48,9 +48,9 @@ import regex
 import semver
 
 from mirror.auth.credentials import Credentials
-from mirror.digest import Digest
 from mirror.errors import InvalidDigest, MirrorError
-from mirror.platform import Platform
+from mirror.oci.digest import Digest
+from mirror.oci.platform import Platform
 
 __all__ = ["ConfigError", "Job", "RegistrySettings", "SyncConfig", "TagFilter", "load_config"]
 

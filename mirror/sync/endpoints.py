@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from mirror.endpoint import Endpoint
 from mirror.layout import Layout
-from mirror.reference import LayoutReference, RegistryReference, parse_reference
+from mirror.oci.reference import LayoutReference, RegistryReference, parse_reference
 from mirror.registry import RegistryClient
 
 __all__ = ["Endpoints"]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mirror.digest import Digest
 from mirror.engine import ProgressSink, copy_image
 from mirror.errors import MirrorError
 from mirror.graph import fetch_from, walk_image
+from mirror.oci.digest import Digest
 from mirror.registry import Repository
 from mirror.sync.config import SyncConfig
 from mirror.sync.endpoints import Endpoints

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.endpoint import Endpoint
 from mirror.engine import copy_image
-from mirror.model import Descriptor, fallback_tag, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, fallback_tag, parse_manifest
 
 __all__ = ["copy_referrers", "fallback_name"]
 

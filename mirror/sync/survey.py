@@ -16,12 +16,12 @@ from mirror.endpoint import Endpoint
 from mirror.errors import InvalidReference, LayoutError, ManifestInvalid, MirrorError, NotFound
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
-from mirror.model import Index, Manifest
-from mirror.reference import RegistryReference, is_valid_tag, parse_reference
+from mirror.oci.model import Index, Manifest
+from mirror.oci.reference import RegistryReference, is_valid_tag, parse_reference
 from mirror.registry import RegistryClient
+from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
-from mirror.timestamps import parse_time
 
 __all__ = ["ImageTask", "Repo", "RepositorySurvey", "Survey", "shard_of", "survey"]
 

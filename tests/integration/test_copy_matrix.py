@@ -9,12 +9,12 @@ import pytest
 
 import mirror
 from fixtures.generate import make_big_image
-from mirror.digest import Digest
 from mirror.engine import UNASKED_UPLOAD_LIMIT, copy_image
 from mirror.errors import RegistryError
 from mirror.layout import Layout, verify
-from mirror.model import Manifest
-from mirror.reference import RegistryReference, parse_reference
+from mirror.oci.digest import Digest
+from mirror.oci.model import Manifest
+from mirror.oci.reference import RegistryReference, parse_reference
 from mirror.registry import RegistryClient, RegistryOptions
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy

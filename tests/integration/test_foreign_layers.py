@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import mirror
-from mirror import mediatypes as mt
 from mirror.layout import Layout
-from mirror.model import parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.model import parse_manifest
 from tests.support.registry import start_registry
 
 # distribution refuses manifests naming foreign URLs unless told which are allowed

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mirror import mediatypes as mt
 from mirror.layout import Layout, verify
 from mirror.layout.conformance import check_document
-from mirror.model import Manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.model import Manifest
 from tests.support.layouts import copy_image
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, mirror, skopeo, umoci
@@ -55,7 +55,7 @@ def mt_ref() -> str:
 
 
 def mt_digest(raw: bytes) -> str:
-    from mirror.digest import Digest
+    from mirror.oci.digest import Digest
 
     return str(Digest.of(raw))
 

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from mirror import mediatypes as mt
-from mirror import model as mirror_model
-from mirror.digest import Digest
 from mirror.endpoint import BlobSource, bytes_source
 from mirror.errors import (
     BlobNotFound,
@@ -25,7 +22,10 @@ from mirror.errors import (
 )
 from mirror.layout import Layout, gc, verify
 from mirror.layout.conformance import check_document
-from mirror.model import Descriptor, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci import model as mirror_model
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, parse_manifest
 from tests.support.layouts import copy_image
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mirror
-from mirror.reference import parse_reference
+from mirror.oci.reference import parse_reference
 from mirror.registry import RegistryClient
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES

@@ -11,9 +11,9 @@ import pytest
 
 import mirror
 from fixtures.generate import LayoutWriter, image
-from mirror.digest import Digest
 from mirror.errors import InvalidReference, ManifestNotFound, UnsupportedOperation
 from mirror.manage import ContainerRegistryClient, ContainerRegistryContentClient, ManifestOrder
+from mirror.oci.digest import Digest
 from tests.support.registry import Registry
 from tests.support.tools import amirror
 

@@ -11,11 +11,11 @@ import pytest
 
 import mirror
 from fixtures.generate import make_big_image
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.endpoint import RangeFetcher, bytes_source
 from mirror.layout import Layout, verify
-from mirror.model import Descriptor
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor
 from mirror.registry import RegistryOptions
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy, ScriptedProxy, address, serve

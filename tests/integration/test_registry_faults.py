@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import mirror
-from mirror import mediatypes as mt
 from mirror.auth import Credentials
 from mirror.errors import DigestMismatch, ManifestInvalid
+from mirror.oci import mediatypes as mt
 from mirror.registry import RegistryOptions
 from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mirror.graph import walk_image
 from mirror.layout import Layout
-from mirror.model import ManifestLike
+from mirror.oci.model import ManifestLike
 
 
 async def copy_tree(src: Layout, manifest: ManifestLike, dst: Layout) -> None:

@@ -13,11 +13,11 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from fixtures.generate import random_chunks
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.endpoint import BlobSource
 from mirror.layout import Layout
-from mirror.model import Descriptor, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, parse_manifest
 from tests.support.layouts import copy_tree
 from tests.support.tools import FIXTURES
 

@@ -12,7 +12,7 @@ from mirror.auth.azure import AZURE_CHINA, default_audience, is_acr_host
 from mirror.auth.sources import AzureAD
 from mirror.cli.context import registry_options
 from mirror.cli.output import Options
-from mirror.reference import parse_reference
+from mirror.oci.reference import parse_reference
 from mirror.registry import RegistryOptions
 
 

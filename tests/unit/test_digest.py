@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mirror.digest import Digest, DigestHasher, verify_stream
 from mirror.errors import DigestMismatch, InvalidDigest, MirrorError, SizeMismatch
+from mirror.oci.digest import Digest, DigestHasher, verify_stream
 
 HELLO = b"hello"
 HELLO_256 = "sha256:" + hashlib.sha256(HELLO).hexdigest()

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.graph import GraphTooLarge, Node, walk, walk_image
-from mirror.model import Descriptor, ManifestLike, parse_manifest
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, ManifestLike, parse_manifest
 
 LAYER = Descriptor(mt.OCI_LAYER_GZIP, Digest.of(b"layer"), 5)
 CONFIG = Descriptor(mt.OCI_CONFIG, Digest.of(b"{}"), 2)

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.errors import InvalidDigest, ManifestInvalid, UnsupportedMediaType
-from mirror.model import Descriptor, Index, Manifest, parse_manifest
-from mirror.platform import Platform
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor, Index, Manifest, parse_manifest
+from mirror.oci.platform import Platform
 from tests.support.tools import FIXTURES
 
 D1 = "sha256:" + "1" * 64

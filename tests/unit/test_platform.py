@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.platform import Platform
+from mirror.oci.platform import Platform
 
 
 def test_parse_and_print() -> None:

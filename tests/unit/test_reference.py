@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.errors import InvalidReference
-from mirror.reference import (
+from mirror.oci.reference import (
     ArchiveReference,
     LayoutReference,
     RegistryReference,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.reference import RegistryReference
+from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient
 from mirror.registry.errors import parse_retry_after
 from mirror.registry.options import RegistryOptions, is_loopback

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from mirror.digest import Digest
 from mirror.errors import InvalidDigest, InvalidReference
+from mirror.oci.digest import Digest
 
 __all__ = [
     "DOCKER_HUB",

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from mirror import jsonutil
-from mirror import mediatypes as mt
-from mirror.digest import Digest
 from mirror.errors import InvalidDigest, ManifestInvalid, UnsupportedMediaType
-from mirror.platform import Platform
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest
+from mirror.oci.platform import Platform
+from mirror.support import jsonutil
 
 __all__ = ["Descriptor", "Index", "Manifest", "ManifestLike", "parse_manifest"]
 
