@@ -25,6 +25,7 @@ from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
+from mirror.layout.check import Flaw
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor
 from mirror.oci.platform import Platform
@@ -246,7 +247,7 @@ async def _unpacked(path: Path, work: Path, sink: ProgressSink) -> tuple[Layout,
 async def _problems(layout: Layout, record: BundleRecord) -> list[Problem]:
     omitted = set(record.omitted)
     problems = [
-        p for p in await verify(layout) if not (p.kind == "missing" and p.subject in omitted)
+        p for p in await verify(layout) if not (p.kind is Flaw.MISSING and p.subject in omitted)
     ]
     listed = {(i.name, str(i.digest)) for i in record.images}
     present = {
@@ -255,7 +256,7 @@ async def _problems(layout: Layout, record: BundleRecord) -> list[Problem]:
     }
     for name, digest in sorted(listed - present):
         problems.append(
-            Problem("record", name, f"{name} ({digest}) is in the record, not the index")
+            Problem(Flaw.RECORD, name, f"{name} ({digest}) is in the record, not the index")
         )
     return problems
 

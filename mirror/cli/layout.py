@@ -44,7 +44,7 @@ def ls_command(path: str, as_json: bool) -> None:
 def report_problems(problems: list[Problem], what: str) -> None:
     """Print verification problems (one line each, or JSON) and exit 1 if there are any."""
     if options().as_json:
-        rows = [{"kind": p.kind, "subject": p.subject, "message": p.message} for p in problems]
+        rows = [{"kind": str(p.kind), "subject": p.subject, "message": p.message} for p in problems]
         emit({"ok": not problems, "problems": rows}, "")
     else:
         for problem in problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from mirror.errors import (
@@ -23,16 +24,29 @@ from mirror.oci.model import Descriptor, ManifestLike
 from mirror.support import jsonutil
 from mirror.support.fsutil import read_capped, real_dir, regular_size
 
-__all__ = ["GcReport", "Problem", "gc", "verify"]
+__all__ = ["Flaw", "GcReport", "Problem", "gc", "verify"]
 
 _HASH_WORKERS = max(2, os.cpu_count() or 2)
+
+
+class Flaw(StrEnum):
+    """The kinds of things wrong with a layout (the text is what reports print)."""
+
+    INDEX = "index"  # index.json unusable
+    INVALID = "invalid"  # an entry or file that cannot be what it claims
+    MISSING = "missing"  # a blob something names is not there
+    CORRUPT = "corrupt"  # a blob whose bytes do not hash to its digest
+    SIZE = "size"  # a blob of another size than its descriptor says
+    MANIFEST = "manifest"  # a manifest that cannot be read or nests too deep
+    SPEC = "spec"  # a document that breaks the image spec (strict verify)
+    RECORD = "record"  # a bundle record that names what the bundle lacks
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a layout: what kind, about what, in one line."""
 
-    kind: str  # index | invalid | missing | corrupt | size | manifest
+    kind: Flaw
     subject: str
     message: str
 
@@ -60,7 +74,7 @@ async def _walk(layout: Layout, *, strict: bool = False) -> _Walk:
     try:
         index = await layout.read_index()
     except LayoutError as exc:
-        walk.add(Problem("index", "index.json", str(exc)), blocking=True)
+        walk.add(Problem(Flaw.INDEX, "index.json", str(exc)), blocking=True)
         return walk
     if strict:
         for name, kind in (("oci-layout", "layout"), ("index.json", "layout-index")):
@@ -72,7 +86,7 @@ async def _walk(layout: Layout, *, strict: bool = False) -> _Walk:
         try:
             roots.append(Node(Descriptor.from_json(entry, where), where))
         except (InvalidDigest, ContentError) as exc:
-            walk.add(Problem("invalid", where, str(exc)), blocking=True)
+            walk.add(Problem(Flaw.INVALID, where, str(exc)), blocking=True)
 
     async def visit(node: Node) -> ManifestLike | None:
         return await _visit(layout, node.desc, node.where, walk)
@@ -80,7 +94,7 @@ async def _walk(layout: Layout, *, strict: bool = False) -> _Walk:
     try:
         walk.reachable = (await graph_walk(roots, visit)).seen
     except GraphTooLarge as exc:
-        walk.add(Problem("manifest", "index.json", str(exc)), blocking=True)
+        walk.add(Problem(Flaw.MANIFEST, "index.json", str(exc)), blocking=True)
     return walk
 
 
@@ -91,20 +105,20 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> M
     if size is None:
         if await asyncio.to_thread(os.path.lexists, path):
             walk.add(
-                Problem("invalid", str(desc.digest), f"{path} is not a regular file ({where})"),
+                Problem(Flaw.INVALID, str(desc.digest), f"{path} is not a regular file ({where})"),
                 blocking=True,
             )
             return None
         if not desc.is_foreign:
             walk.add(
-                Problem("missing", str(desc.digest), f"missing blob {desc.digest} ({where})"),
+                Problem(Flaw.MISSING, str(desc.digest), f"missing blob {desc.digest} ({where})"),
                 blocking=mt.is_manifest(desc.media_type),
             )
         return None
     if size != desc.size:
         walk.add(
             Problem(
-                "size",
+                Flaw.SIZE,
                 str(desc.digest),
                 f"blob {desc.digest} has {size} bytes, {where} says {desc.size}",
             ),
@@ -118,7 +132,7 @@ async def _visit(layout: Layout, desc: Descriptor, where: str, walk: _Walk) -> M
     try:
         manifest = await layout.manifest_by_descriptor(desc)
     except (MirrorError, ValueError) as exc:
-        walk.add(Problem("manifest", str(desc.digest), f"{where}: {exc}"), blocking=True)
+        walk.add(Problem(Flaw.MANIFEST, str(desc.digest), f"{where}: {exc}"), blocking=True)
         return None
     if walk.strict and (kind := kind_of(manifest.media_type)) is not None:
         _conform(walk, kind, manifest.raw, str(desc.digest))
@@ -130,15 +144,15 @@ def _conform(walk: _Walk, kind: str, raw: bytes, subject: str) -> None:
     try:
         obj = jsonutil.loads(raw)
     except ValueError as exc:
-        walk.add(Problem("spec", subject, f"{subject}: not JSON ({exc})"))
+        walk.add(Problem(Flaw.SPEC, subject, f"{subject}: not JSON ({exc})"))
         return
     for flaw in check_document(kind, obj):
-        walk.add(Problem("spec", subject, f"{subject} ({kind}): {flaw}"))
+        walk.add(Problem(Flaw.SPEC, subject, f"{subject} ({kind}): {flaw}"))
 
 
 async def _conform_config(layout: Layout, desc: Descriptor, walk: _Walk) -> None:
     if desc.size > mt.MAX_MANIFEST_SIZE:
-        walk.add(Problem("spec", str(desc.digest), f"config {desc.digest} is over 4 MiB"))
+        walk.add(Problem(Flaw.SPEC, str(desc.digest), f"config {desc.digest} is over 4 MiB"))
         return
     try:
         raw = await layout.blob_read(desc)
@@ -189,19 +203,19 @@ async def verify(layout: Layout, *, strict: bool = False) -> list[Problem]:
     async def rehash(path: Path, digest: Digest | None, regular: bool) -> Problem | None:
         rel = path.relative_to(layout.path)
         if not regular:
-            return Problem("invalid", str(rel), f"{rel} is not a regular file")
+            return Problem(Flaw.INVALID, str(rel), f"{rel} is not a regular file")
         if digest is None:
-            return Problem("invalid", str(rel), f"{rel} is not named by a valid digest")
+            return Problem(Flaw.INVALID, str(rel), f"{rel} is not named by a valid digest")
         async with gate:
             try:
                 size = regular_size(path)
                 if size is None:
-                    return Problem("invalid", str(rel), f"{rel} is not a regular file")
+                    return Problem(Flaw.INVALID, str(rel), f"{rel} is not a regular file")
                 await asyncio.to_thread(check_file, path, digest, size)
             except (ContentError, LayoutError) as exc:
-                return Problem("corrupt", str(digest), f"{rel}: {exc}")
+                return Problem(Flaw.CORRUPT, str(digest), f"{rel}: {exc}")
             except OSError as exc:
-                return Problem("corrupt", str(digest), f"{rel}: cannot read ({exc.strerror})")
+                return Problem(Flaw.CORRUPT, str(digest), f"{rel}: cannot read ({exc.strerror})")
         return None
 
     found = await asyncio.gather(*(rehash(p, d, r) for p, d, r in files))
