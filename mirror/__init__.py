@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         parse_reference,
     )
     from mirror.registry import RegistryClient, RegistryOptions, Repository
+    from mirror.sync.run import SyncReport, load_sync_config, sync_run
 
 #: every other public name, by the module that defines it
 _SOURCES = {
@@ -123,6 +124,11 @@ _SOURCES = {
         "RegistryOptions",
         "Repository",
     ),
+    "mirror.sync.run": (
+        "SyncReport",
+        "load_sync_config",
+        "sync_run",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -174,6 +180,7 @@ __all__ = [
     "RepositoryProperties",
     "ServerError",
     "SizeMismatch",
+    "SyncReport",
     "TagProperties",
     "TransportError",
     "Unauthorized",
@@ -186,8 +193,10 @@ __all__ = [
     "inspect",
     "list_repositories",
     "list_tags",
+    "load_sync_config",
     "parse_manifest",
     "parse_reference",
+    "sync_run",
     "verify",
     "verify_stream",
 ]

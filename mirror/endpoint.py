@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mirror.errors import MirrorError
 from mirror.oci.digest import Digest
-from mirror.oci.model import Descriptor, ManifestLike
+from mirror.oci.model import Descriptor, Index, ManifestLike
 
 __all__ = [
     "BlobMounter",
@@ -17,6 +18,7 @@ __all__ = [
     "RangeNotHonoured",
     "RangedSink",
     "RangedSource",
+    "Referrers",
     "bytes_source",
 ]
 
@@ -25,6 +27,23 @@ BlobSource = Callable[[int], AsyncGenerator[bytes, None]]
 
 #: fetch(start, end) streams bytes [start, end) of a blob, unverified
 RangeFetcher = Callable[[int, int], AsyncGenerator[bytes, None]]
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """The referrers of a subject, and the fallback tag's index they were read from (its
+    exact bytes, so a copy can keep its digest), when that is where they came from."""
+
+    descriptors: tuple[Descriptor, ...] = ()
+    fallback: Index | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.descriptors)
+
+    @property
+    def digests(self) -> set[Digest]:
+        """The referrers' digests."""
+        return {d.digest for d in self.descriptors}
 
 
 class RangeNotHonoured(MirrorError):
@@ -101,7 +120,7 @@ class Endpoint(Protocol):
         """Remove a manifest and every tag pointing at it."""
         ...
 
-    async def referrers(self, subject: Digest) -> list[Descriptor]:
+    async def referrers(self, subject: Digest) -> Referrers:
         """The manifests whose subject is `subject` (signatures, SBOMs, attestations): by the
         referrers API, else by the fallback tag `<alg>-<hex>`; empty when there are none."""
         ...

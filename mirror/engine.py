@@ -17,11 +17,13 @@ from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource
+from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
 from mirror.errors import ContentError, ManifestNotFound, MirrorError
 from mirror.graph import ImageGraph, fetch_from, walk_image
 from mirror.imageconfig import read_config
 from mirror.limits import TIB
+from mirror.oci.attached import fallback_name, listing_index
+from mirror.oci.digest import Digest
 from mirror.oci.mediatypes import DOCKER_CONFIG, OCI_CONFIG
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.oci.platform import Platform
@@ -86,6 +88,12 @@ class CopyResult:
     manifests_written: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
+    #: referrers listed at the destination (copied, or already there)
+    referrers: int = 0
+    #: every manifest of the graph walked (children, the top, referrers), in write order
+    manifests: list[str] = field(default_factory=list)
+    #: digest tags copied along (`sha256-<hex>.sig`, …)
+    attached: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready report."""
@@ -102,6 +110,8 @@ class CopyResult:
             "manifestsWritten": self.manifests_written,
             "seconds": round(self.seconds, 3),
             "platforms": self.platforms,
+            "referrers": self.referrers,
+            "digestTags": self.attached,
         }
 
 
@@ -135,8 +145,12 @@ async def copy_image(
     fresh_destination: bool = False,
     max_blob_size: int = TIB,
     single_must_match: bool = True,
+    referrers: bool = False,
 ) -> CopyResult:
-    """Copy one image (manifest, index and everything below) from `src` to `dst`.
+    """Copy one image (manifest, index and everything below) from `src` to `dst`; with
+    `referrers`, also what refers to any manifest of it, to any depth (signatures on SBOMs),
+    listed at `dst` (its referrers API, or the fallback tag beside `dst_tag`) — for an image
+    already up to date, only its referrers are walked.
 
     `fresh_destination`: the caller has just seen that the destination repository holds
     nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
@@ -155,24 +169,66 @@ async def copy_image(
     )
     # a caller that has just looked (sync) says so, saving a request per image
     existing = await dst.manifest_head(dst_tag) if dst_tag and check_destination else None
-    if existing is not None and existing.digest == top.digest:
-        result.up_to_date = True
+    result.up_to_date = existing is not None and existing.digest == top.digest
+    if result.up_to_date and not referrers:
         result.seconds = time.monotonic() - started
         return result
-    plan = await _plan(src, top, include_foreign, max_blob_size)
+    found: dict[Digest, Referrers] = {}
+
+    async def referrers_of(manifest: ManifestLike) -> Sequence[Descriptor]:
+        listed = await src.referrers(manifest.digest)
+        if listed:
+            found[manifest.digest] = listed
+        return listed.descriptors
+
+    plan = await walk_image(
+        top,
+        fetch_from(src),
+        include_foreign=include_foreign,
+        max_blob_size=max_blob_size,
+        referrers=referrers_of if referrers else None,
+        only_referrers=result.up_to_date,
+    )
+    result.manifests = [str(m.digest) for m in plan.manifests]
     result.platforms = [
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
     gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
     unasked = UNASKED_UPLOAD_LIMIT if fresh_destination else -1
     await _copy_blobs(src, dst, plan, result, sink, gate, ranges, unasked)
-    for child in plan.children:
-        await dst.manifest_put(child)
+    for manifest in plan.manifests:  # children first, referrers after their subjects
+        if manifest is top:
+            await dst.image_put(top, dst_tag)
+        else:
+            await dst.manifest_put(manifest)
         result.manifests_written += 1
-    await dst.image_put(top, dst_tag)
-    result.manifests_written += 1
+    for subject, listed in found.items():
+        await list_referrers(dst, subject, listed, dst_tag)
+        result.referrers += len(listed.descriptors)
     result.seconds = time.monotonic() - started
     return result
+
+
+async def list_referrers(
+    dst: Endpoint, subject: Digest, listed: Referrers, name: str | None = None
+) -> bool:
+    """Make `dst` list `listed` as referrers of `subject` (beside the image `name`), never
+    dropping one it listed; True when its fallback tag was written.
+
+    Nothing is written when `dst` lists them already (a registry with the referrers API
+    indexes what was pushed). The source's own fallback index is written as it is (its
+    digest kept, so a re-run compares digests) unless `dst` lists more, which is kept.
+    """
+    have = await dst.referrers(subject)
+    if listed.digests <= have.digests:
+        return False
+    if listed.fallback is not None and have.digests <= listed.digests:
+        index = listed.fallback
+    else:
+        extra = [d for d in listed.descriptors if d.digest not in have.digests]
+        index = listing_index([*have.descriptors, *extra])
+    await dst.image_put(index, fallback_name(name, subject))
+    return True
 
 
 async def _select_platforms(
@@ -188,21 +244,33 @@ async def _select_platforms(
             names = ", ".join(map(str, platforms))
             raise ManifestNotFound(f"image {top.digest} is {have or 'of no platform'}, not {names}")
         return top
+    chosen = choose_platforms(top, platforms)
+    if isinstance(chosen, Descriptor):
+        return await src.manifest_get(str(chosen.digest))
+    return chosen
+
+
+def choose_platforms(index: Index, platforms: Sequence[Platform]) -> Descriptor | Index:
+    """What a copy of `index` filtered to `platforms` writes as its top: the one platform's
+    manifest (its descriptor), or a new index of the chosen entries (always the same bytes
+    for the same index and platforms, so a re-run can tell it is up to date)."""
     chosen: list[Descriptor] = []
     for wanted in platforms:
-        found = top.find(wanted)
+        found = index.find(wanted)
         if found is None:
-            raise ManifestNotFound(f"no {wanted} image in index {top.digest}")
+            raise ManifestNotFound(f"no {wanted} image in index {index.digest}")
         if found not in chosen:
             chosen.append(found)
     if len(platforms) == 1:
-        return await src.manifest_get(str(chosen[0].digest))
+        return chosen[0]
     body = {
         "schemaVersion": 2,
-        "mediaType": top.media_type,
+        "mediaType": index.media_type,
         "manifests": [c.to_json() for c in chosen],
     }
-    return parse_manifest(json.dumps(body, separators=(",", ":")).encode(), top.media_type)
+    made = parse_manifest(json.dumps(body, separators=(",", ":")).encode(), index.media_type)
+    assert isinstance(made, Index)
+    return made
 
 
 async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
@@ -214,14 +282,6 @@ async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
         return Platform.from_json(obj) if obj is not None else None
     except (ValueError, MirrorError):
         return None
-
-
-async def _plan(
-    src: Endpoint, top: ManifestLike, include_foreign: bool, max_blob_size: int
-) -> ImageGraph:
-    return await walk_image(
-        top, fetch_from(src), include_foreign=include_foreign, max_blob_size=max_blob_size
-    )
 
 
 async def _copy_blobs(

@@ -163,9 +163,11 @@ async def walk_image(
     max_depth: int = MAX_DEPTH,
     max_manifests: int = MAX_MANIFESTS,
     max_blob_size: int = TIB,
+    only_referrers: bool = False,
 ) -> ImageGraph:
     """Every manifest and blob below `top` (and its referrers' graphs), each once; `fetch`
-    reads a manifest.
+    reads a manifest. `only_referrers`: the graphs of top's referrers alone (top is known to
+    be in place), so `manifests` does not hold top.
 
     Foreign layers (non-distributable, with URLs) are left out unless `include_foreign`.
     Raises ManifestInvalid when the graph nests too deep, holds too many manifests, or names
@@ -197,8 +199,13 @@ async def walk_image(
         check_sizes(manifest)
         return manifest
 
+    roots = [Node(top.descriptor(), f"image {top.digest}")]
+    if only_referrers:
+        listed = await referrers(top) if referrers is not None else ()
+        roots = [Node(d, f"referrer of {top.digest}", 1) for d in listed]
+        check_sizes(top)
     walked = await walk(
-        [Node(top.descriptor(), f"image {top.digest}")],
+        roots,
         visit,
         referrers=referrers,
         max_depth=max_depth,

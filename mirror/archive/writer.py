@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import zstandard
 
-from mirror.endpoint import BlobSource
+from mirror.endpoint import BlobSource, Referrers
 from mirror.errors import BlobNotFound, SizeMismatch, UnsupportedOperation
 from mirror.layout import index_file
 from mirror.layout.store import OCI_LAYOUT_BYTES
@@ -145,9 +145,10 @@ class ArchiveWriter:
         """Write-only: an archive being written only grows."""
         raise UnsupportedOperation(f"archive {self.path} is being written")
 
-    async def referrers(self, subject: Digest) -> list[Descriptor]:
-        """The referrers written so far: those in fallback-tag indexes are not read back."""
-        return []
+    async def referrers(self, subject: Digest) -> Referrers:
+        """None: a new archive holds nothing before this copy (its listings are written by
+        this copy and not read back)."""
+        return Referrers()
 
     async def tags(self) -> AsyncIterator[str]:
         """The names written so far."""

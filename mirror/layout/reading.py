@@ -13,6 +13,7 @@ from typing import Any
 
 import aiofiles
 
+from mirror.endpoint import Referrers
 from mirror.errors import (
     BlobNotFound,
     InvalidReference,
@@ -135,19 +136,22 @@ class LayoutReader:
             if image.name is not None:
                 yield image.name
 
-    async def referrers(self, subject: Digest) -> list[Descriptor]:
+    async def referrers(self, subject: Digest) -> Referrers:
         """The manifests the fallback-tag indexes of `subject` list: images named
         `<alg>-<hex>`, or `<repository>:<alg>-<hex>` in a layout holding many repositories
-        (each referrer once)."""
+        (each referrer once; the index itself when there is just one)."""
         tag = fallback_tag(subject)
         found: dict[Digest, Descriptor] = {}
+        indexes: list[Index] = []
         for image in await self.images():
             if image.name is None or image.name.rsplit(":", 1)[-1] != tag:
                 continue
             index = await self.manifest_by_descriptor(image.descriptor)
-            for desc in index.manifests if isinstance(index, Index) else ():
-                found.setdefault(desc.digest, desc)
-        return list(found.values())
+            if isinstance(index, Index) and index.digest not in {i.digest for i in indexes}:
+                indexes.append(index)
+                for desc in index.manifests:
+                    found.setdefault(desc.digest, desc)
+        return Referrers(tuple(found.values()), indexes[0] if len(indexes) == 1 else None)
 
     async def resolve(self, ref: str | None = None) -> Descriptor:
         """The descriptor for an image name, a digest, or (None) the only image."""

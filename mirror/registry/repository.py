@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from mirror.endpoint import BlobSource
+from mirror.endpoint import BlobSource, Referrers
 from mirror.errors import (
     DigestMismatch,
     Forbidden,
@@ -338,21 +338,28 @@ class Repository:
                 by_digest.setdefault(digest, []).append(tag)
         return by_digest
 
-    async def referrers(self, subject: Digest) -> list[Descriptor]:
+    async def referrers(self, subject: Digest) -> Referrers:
         """The manifests whose subject is `subject`: the referrers API where the registry
         has it, else the index under the fallback tag `<alg>-<hex>` (empty when neither)."""
-        found = await self._referrers_api(Digest(subject))
+        found = await self.referrers_api(Digest(subject))
         if found is not None:
-            return found
+            return Referrers(tuple(found))
+        return await self.referrers_by_tag(Digest(subject))
+
+    async def referrers_by_tag(self, subject: Digest) -> Referrers:
+        """The referrers the fallback tag's index lists (empty when there is none)."""
         try:
             index = await self.manifest_get(fallback_tag(subject))
         except NotFound:
-            return []
-        return list(index.manifests) if isinstance(index, Index) else []
+            return Referrers()
+        if not isinstance(index, Index):
+            return Referrers()
+        return Referrers(index.manifests, index)
 
     @retried
-    async def _referrers_api(self, subject: Digest) -> list[Descriptor] | None:
-        """The referrers API's listing, or None where the registry lacks the API."""
+    async def referrers_api(self, subject: Digest) -> list[Descriptor] | None:
+        """The referrers API's listing, or None where the registry lacks the API (it may not
+        answer 404 when it has it: distribution spec 1.1)."""
         what = f"referrers of {self.registry}/{self.name}@{subject}"
         resp = await self.transport.request(
             "GET",

@@ -5,7 +5,8 @@ range or a missing credentials variable is one error naming the key, before anyt
     concurrency = 16
     platforms = ["linux/amd64"]
     retries = 5
-    referrers = false
+    referrers = false              # also signatures, SBOMs, attestations (to any depth)
+    digest_tags = true             # with referrers: cosign's sha256-<hex>.sig/.att/.sbom tags
     keep_going = true
 
     [registries."registry.example.com"]
@@ -147,6 +148,10 @@ class Job:
     delete: bool = False
     tags: TagFilter = field(default_factory=TagFilter)
 
+    def describe_source(self) -> str:
+        """The job's source as its configuration names it."""
+        return self.registry or ", ".join(self.sources)
+
     def wants_repository(self, name: str) -> bool:
         """Catalog globs of a whole-registry job."""
         if self.include and not any(fnmatch.fnmatchcase(name, g) for g in self.include):
@@ -164,6 +169,8 @@ class SyncConfig:
     platforms: tuple[Platform, ...] = ()
     retries: int = 5
     referrers: bool = False
+    #: with referrers: also cosign-style digest tags (`sha256-<hex>.sig`, `.att`, `.sbom`)
+    digest_tags: bool = True
     keep_going: bool = True
 
     def hosts(self) -> frozenset[str]:
@@ -358,7 +365,9 @@ def parse_config(
     if not isinstance(defaults, dict):
         raise ConfigError("defaults: expected a table")
     _check_keys(
-        defaults, {"concurrency", "platforms", "retries", "referrers", "keep_going"}, "defaults"
+        defaults,
+        {"concurrency", "platforms", "retries", "referrers", "digest_tags", "keep_going"},
+        "defaults",
     )
     platforms = []
     for text in _strings(defaults, "platforms", "defaults"):
@@ -382,14 +391,19 @@ def parse_config(
         platforms=tuple(platforms),
         retries=5 if retries is None else retries,
         referrers=bool(_typed(defaults, "referrers", bool, "defaults")),
+        digest_tags=_typed(defaults, "digest_tags", bool, "defaults") is not False,
         keep_going=keep_going is not False,
     )
 
 
 def load_config(
-    path: Path, env: dict[str, str] | None = None, *, need_destination: bool = True
+    path: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    *,
+    need_destination: bool = True,
 ) -> SyncConfig:
     """Read and validate a TOML sync configuration file."""
+    path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:

@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mirror.engine import ProgressSink, copy_image
+from mirror.attached import copy_attached
+from mirror.engine import ProgressSink
 from mirror.errors import MirrorError
 from mirror.graph import fetch_from, walk_image
+from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
 from mirror.registry import Repository
 from mirror.sync.config import SyncConfig
 from mirror.sync.endpoints import Endpoints
 from mirror.sync.plan import Action, PlannedDeletion, PlannedImage, SyncPlan
-from mirror.sync.referrers import copy_referrers
+from mirror.sync.referrers import attachments_changed
 from mirror.sync.report import Status, TaskReport
-from mirror.sync.survey import ImageTask, Survey
+from mirror.sync.survey import ImageTask, Survey, SyncStopped
 
 __all__ = ["execute"]
 
@@ -35,34 +37,59 @@ async def _copy(
     task: ImageTask,
     endpoints: Endpoints,
     config: SyncConfig,
-    held: frozenset[str] | None,
+    survey: Survey,
     progress: ProgressSink | None,
+    *,
+    attached_only: bool = False,
 ) -> TaskReport:
+    """Copy an image (with what is attached to it, when the job asks); `attached_only`: the
+    image is up to date, only what is attached to it changed."""
     report = TaskReport(task.job, task.source_text, task.destination_text, Status.FAILED)
     src, src_name = await endpoints.get(task.source_text)
     dst, dst_name = await endpoints.get(task.destination_text, write=True)
     dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
-    result = await copy_image(
+    held = survey.present.get(str(task.destination))
+    result = await copy_attached(
         src,
         src_name,
         dst,
         dst_tag,
+        referrers=config.referrers,
+        with_digest_tags=config.referrers and config.digest_tags,
+        source_tags=survey.source_tags(task.source),
         platforms=config.platforms,
         concurrency=config.concurrency,
-        check_destination=bool(config.platforms),
+        check_destination=attached_only or bool(config.platforms),
         progress=progress,
         blob_gate=endpoints.blob_gate,
         fresh_destination=held is not None and not held,
         max_blob_size=endpoints.client.options.limits.max_blob_size,
         single_must_match=False,
     )
-    report.status, report.digest, report.bytes = Status.COPIED, result.digest, result.bytes_copied
-    if result.up_to_date:
-        report.status = Status.UP_TO_DATE
-    if config.referrers:
-        in_layout = task.destination.path if task.destination.is_layout else None
-        report.bytes += await copy_referrers(src, dst, Digest(result.source_digest), in_layout)
+    report.status = Status.UP_TO_DATE if result.up_to_date else Status.COPIED
+    report.digest, report.bytes = result.digest, result.bytes_copied
     return report
+
+
+async def _skip(
+    item: PlannedImage, endpoints: Endpoints, config: SyncConfig, survey: Survey
+) -> bool:
+    """For an up-to-date image, whether what is attached to it changed (referrers jobs)."""
+    if not config.referrers:
+        return False
+    task = item.task
+    src, src_name = await endpoints.get(task.source_text)
+    dst, dst_name = await endpoints.get(task.destination_text)
+    return await attachments_changed(
+        src,
+        src_name,
+        dst,
+        dst_name,
+        Digest(item.digest),
+        survey.source_tags(task.source),
+        survey.present.get(str(task.destination)),
+        with_digest_tags=config.digest_tags,
+    )
 
 
 async def _image(
@@ -75,24 +102,30 @@ async def _image(
     progress: ProgressSink | None,
 ) -> TaskReport:
     task = item.task
-    if item.action is Action.SKIP:
-        return TaskReport(
-            task.job, task.source_text, task.destination_text, Status.UP_TO_DATE, item.digest
-        )
     started = time.monotonic()
     async with gate:
         try:
-            if dry_run:
+            if item.action is Action.SKIP:
+                report = TaskReport(
+                    task.job, task.source_text, task.destination_text, Status.UP_TO_DATE
+                )
+                report.digest = item.digest
+                if not dry_run and await _skip(item, endpoints, config, survey):
+                    report = await _copy(
+                        task, endpoints, config, survey, progress, attached_only=True
+                    )
+            elif dry_run:
                 report = TaskReport(
                     task.job, task.source_text, task.destination_text, Status.PLANNED
                 )
                 report.digest, report.bytes = await _image_bytes(task, endpoints)
             else:
-                held = survey.present.get(str(task.destination))
-                report = await _copy(task, endpoints, config, held, progress)
+                report = await _copy(task, endpoints, config, survey, progress)
         except MirrorError as exc:
             if not config.keep_going and not dry_run:
-                raise
+                raise SyncStopped(
+                    f"job {task.job}: {exc}; stopped at the first failure (keep_going = false)"
+                ) from None
             report = TaskReport(
                 task.job, task.source_text, task.destination_text, Status.FAILED, error=str(exc)
             )
@@ -100,18 +133,44 @@ async def _image(
     return report
 
 
-async def _delete(deletion: PlannedDeletion, endpoints: Endpoints, dry_run: bool) -> TaskReport:
+async def _delete(
+    deletion: PlannedDeletion,
+    endpoints: Endpoints,
+    survey: Survey,
+    kept: set[str],
+    dry_run: bool,
+) -> list[TaskReport]:
+    """Delete a tag that left the source, and the fallback and digest tags of its manifest
+    when no tag the job keeps points at it (they go with their subject)."""
     target = deletion.repository.image(deletion.tag)
-    if dry_run:
-        return TaskReport(deletion.job.name, "", target, Status.WOULD_DELETE)
-    report = TaskReport(deletion.job.name, "", target, Status.DELETED)
+    status = Status.WOULD_DELETE if dry_run else Status.DELETED
+    reports = [TaskReport(deletion.job.name, "", target, status)]
     try:
-        endpoint, name = await endpoints.get(target, write=True)
+        endpoint, name = await endpoints.get(target, write=not dry_run)
         assert name is not None
-        await endpoint.tag_delete(name)
+        head = await endpoint.manifest_head(name)
+        if not dry_run:
+            await endpoint.tag_delete(name)
     except MirrorError as exc:
-        report.status, report.error = Status.FAILED, str(exc)
-    return report
+        reports[0].status, reports[0].error = Status.FAILED, str(exc)
+        return reports
+    if head is None or str(head.digest) in kept:
+        return reports
+    present = survey.present.get(str(deletion.repository), frozenset())
+    for tag in sorted(present):
+        if subject_of_tag(tag) != head.digest:
+            continue
+        attached = deletion.repository.image(tag)
+        reports.append(TaskReport(deletion.job.name, "", attached, status))
+        if dry_run:
+            continue
+        try:
+            found, attached_name = await endpoints.get(attached, write=True)
+            assert attached_name is not None
+            await found.tag_delete(attached_name)
+        except MirrorError as exc:
+            reports[-1].status, reports[-1].error = Status.FAILED, str(exc)
+    return reports
 
 
 async def execute(
@@ -125,7 +184,11 @@ async def execute(
 ) -> list[TaskReport]:
     """Carry out `plan` (a dry run writes nothing); every image's and deletion's report."""
     gate = asyncio.Semaphore(max(2, config.concurrency))
-    reports = list(
+    reports = [
+        TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
+        for failure in survey.failures
+    ]
+    reports += list(
         await asyncio.gather(
             *(
                 _image(item, endpoints, config, survey, gate, dry_run, progress)
@@ -133,6 +196,7 @@ async def execute(
             )
         )
     )
+    kept = {r.digest for r in reports if r.digest and r.status is not Status.FAILED}
     for deletion in plan.deletions:
-        reports.append(await _delete(deletion, endpoints, dry_run))
+        reports += await _delete(deletion, endpoints, survey, kept, dry_run)
     return reports

@@ -1,6 +1,7 @@
 """The sync planner: from what the survey found, decide per image copy or skip, and which
-tags to delete. Pure: no I/O, so every decision is testable without a registry, and the dry
-run prints exactly the plan the real run executes.
+tags to delete (never a fallback or digest tag on its own: those go with their subject).
+Pure: no I/O, so every decision is testable without a registry, and the dry run prints
+exactly the plan the real run executes.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from mirror.oci.attached import is_attached_tag
 from mirror.sync.config import Job, SyncConfig
 from mirror.sync.survey import ImageTask, Repo, Survey
 
@@ -47,11 +49,9 @@ class SyncPlan:
     deletions: tuple[PlannedDeletion, ...]
 
 
-def _decide(task: ImageTask, survey: Survey, config: SyncConfig) -> PlannedImage:
-    """Skip an image whose destination already holds the source's digest; with platforms
-    chosen the copy decides (it may write a new index), so it is always planned."""
-    if config.platforms:
-        return PlannedImage(task, Action.COPY)
+def _decide(task: ImageTask, survey: Survey) -> PlannedImage:
+    """Skip an image whose destination already holds what a copy would write (the source's
+    digest, or with platforms that of the filtered image)."""
     have, want = survey.heads.get(task.destination_text, (None, None))
     if have is not None and have == want:
         return PlannedImage(task, Action.SKIP, have)
@@ -60,7 +60,7 @@ def _decide(task: ImageTask, survey: Survey, config: SyncConfig) -> PlannedImage
 
 def make_plan(config: SyncConfig, survey: Survey) -> SyncPlan:
     """What a run does: copy or skip each selected image, delete what left the source."""
-    images = tuple(_decide(task, survey, config) for task in survey.tasks)
+    images = tuple(_decide(task, survey) for task in survey.tasks)
     deletions: list[PlannedDeletion] = []
     for found in survey.repositories:
         if not found.job.delete or found.destination is None:
@@ -69,5 +69,6 @@ def make_plan(config: SyncConfig, survey: Survey) -> SyncPlan:
         if present is None:
             continue  # not listed: nothing is deleted that is not known to be there
         for tag in sorted(present - set(found.chosen)):
-            deletions.append(PlannedDeletion(found.job, found.destination, tag))
+            if not is_attached_tag(tag):  # fallback and digest tags go with their subjects
+                deletions.append(PlannedDeletion(found.job, found.destination, tag))
     return SyncPlan(images, tuple(deletions))

@@ -1,50 +1,75 @@
-"""Copying an image's referrers (signatures, SBOMs, attestations) along with it.
+"""What is attached to an image a re-run finds up to date: has it changed since?
 
-The source's referrers come from its endpoint (the referrers API, or the fallback tag
-`<alg>-<hex>` whose index lists them). At the destination each referrer is stored by digest
-and the fallback tag's index is written, listing what it listed before and what was copied.
+Asked for one request per image when nothing changed: the source's fallback tag `<alg>-<hex>`
+by HEAD when the source lists it, else the source's referrers API; its digest is compared
+with the destination's fallback tag (a HEAD there; a copy writes the source's index as it is,
+or the same canonical index for an API's listing). Digest tags the source lists
+(`<alg>-<hex>.sig`, `.att`, `.sbom`) are compared by HEAD on both sides. Referrers deeper in
+the graph (a new signature on an SBOM) come along when the image's own listing changes.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 
 from mirror.endpoint import Endpoint
-from mirror.engine import copy_image
-from mirror.oci import mediatypes as mt
+from mirror.oci.attached import digest_tags, fallback_name, listing_index, prefix_of
 from mirror.oci.digest import Digest
-from mirror.oci.model import Descriptor, fallback_tag, parse_manifest
+from mirror.registry import Repository
 
-__all__ = ["copy_referrers", "fallback_name"]
-
-
-def fallback_name(repository: str | None, subject: Digest) -> str:
-    """The name of the fallback tag at an endpoint: the tag itself in a registry repository,
-    `<repository>:<tag>` in a layout that holds many repositories."""
-    tag = fallback_tag(subject)
-    return f"{repository}:{tag}" if repository else tag
+__all__ = ["attachments_changed"]
 
 
-async def copy_referrers(
-    src: Endpoint, dst: Endpoint, subject: Digest, dst_repository: str | None = None
-) -> int:
-    """Copy the referrers of `subject` and list them under the destination's fallback tag
-    (`dst_repository` names it in a layout); return the bytes moved."""
-    referrers = await src.referrers(subject)
-    if not referrers:
-        return 0
-    moved = 0
-    for desc in referrers:
-        result = await copy_image(src, str(desc.digest), dst, None)
-        moved += result.bytes_copied
-    listed: dict[Digest, Descriptor] = {d.digest: d for d in await dst.referrers(subject)}
-    for desc in referrers:
-        listed.setdefault(desc.digest, desc)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [d.to_json() for d in listed.values()],
-    }
-    listing = parse_manifest(json.dumps(index, separators=(",", ":")).encode(), mt.OCI_INDEX)
-    await dst.image_put(listing, fallback_name(dst_repository, subject))
-    return moved
+async def _source_listing(
+    src: Endpoint, src_name: str | None, subject: Digest, source_tags: Collection[str]
+) -> str | None:
+    """The digest the destination's fallback tag should have, or None (nothing attached)."""
+    fallback = fallback_name(src_name, subject)
+    if fallback in source_tags:
+        head = await src.manifest_head(fallback)
+        return str(head.digest) if head else None
+    if isinstance(src, Repository):
+        found = await src.referrers_api(subject)
+        return str(listing_index(found).digest) if found else None
+    return None
+
+
+async def attachments_changed(
+    src: Endpoint,
+    src_name: str | None,
+    dst: Endpoint,
+    dst_name: str | None,
+    subject: Digest,
+    source_tags: Collection[str],
+    destination_tags: Collection[str] | None,
+    *,
+    with_digest_tags: bool,
+) -> bool:
+    """True when the source lists referrers or digest tags of `subject` that the
+    destination's do not match (a copy of what is attached is then due)."""
+    wanted = await _source_listing(src, src_name, subject, source_tags)
+    if wanted is not None and await _differs(dst, fallback_name(dst_name, subject), wanted,
+                                             destination_tags):  # fmt: skip
+        return True
+    if not with_digest_tags:
+        return False
+    for tag in digest_tags(subject):
+        name = f"{prefix_of(src_name)}{tag}"
+        if name not in source_tags:
+            continue
+        head = await src.manifest_head(name)
+        if head and await _differs(
+            dst, f"{prefix_of(dst_name)}{tag}", str(head.digest), destination_tags
+        ):
+            return True
+    return False
+
+
+async def _differs(
+    dst: Endpoint, name: str, digest: str, destination_tags: Collection[str] | None
+) -> bool:
+    """True when the destination's `name` does not point at `digest`."""
+    if destination_tags is not None and name.rsplit(":", 1)[-1] not in destination_tags:
+        return True
+    head = await dst.manifest_head(name)
+    return head is None or str(head.digest) != digest

@@ -20,14 +20,22 @@ from dataclasses import replace
 from mirror.engine import ProgressSink
 from mirror.errors import InvalidReference
 from mirror.registry import RegistryClient, RegistryOptions
-from mirror.sync.config import SyncConfig
+from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.endpoints import Endpoints
 from mirror.sync.execute import execute
 from mirror.sync.plan import SyncPlan, make_plan
 from mirror.sync.report import SyncReport
 from mirror.sync.survey import survey
 
-__all__ = ["options_for", "plan_sync", "run_sync", "selected_images"]
+__all__ = [
+    "SyncReport",
+    "load_sync_config",
+    "options_for",
+    "plan_sync",
+    "run_sync",
+    "selected_images",
+    "sync_run",
+]
 
 
 def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> RegistryOptions:
@@ -100,3 +108,8 @@ async def run_sync(
         plan = make_plan(config, found)
         images = await execute(plan, found, config, endpoints, dry_run=dry_run, progress=progress)
     return SyncReport(images)
+
+
+#: the library's names for a sync: `mirror.load_sync_config(path)`, `mirror.sync_run(config)`
+load_sync_config = load_config
+sync_run = run_sync

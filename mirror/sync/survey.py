@@ -13,17 +13,29 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mirror.endpoint import Endpoint
+from mirror.engine import choose_platforms
 from mirror.errors import InvalidReference, LayoutError, ManifestInvalid, MirrorError, NotFound
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
+from mirror.oci.attached import is_attached_tag
 from mirror.oci.model import Index, Manifest
+from mirror.oci.platform import Platform
 from mirror.oci.reference import RegistryReference, is_valid_tag, parse_reference
 from mirror.registry import RegistryClient
 from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
 
-__all__ = ["ImageTask", "Repo", "RepositorySurvey", "Survey", "shard_of", "survey"]
+__all__ = [
+    "ImageTask",
+    "JobFailure",
+    "Repo",
+    "RepositorySurvey",
+    "Survey",
+    "SyncStopped",
+    "shard_of",
+    "survey",
+]
 
 _log = logging.getLogger("mirror.sync")
 
@@ -78,6 +90,21 @@ class RepositorySurvey:
     source: Repo
     destination: Repo | None
     chosen: tuple[str, ...]
+    #: every name the source has (a registry's tags, a layout's `path:tag` names)
+    source_tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """A job (or one source repository of it) that could not be surveyed."""
+
+    job: str
+    source: str
+    error: str
+
+
+class SyncStopped(MirrorError):
+    """A failure with `keep_going = false`: the run stops there."""
 
 
 @dataclass
@@ -89,6 +116,24 @@ class Survey:
     present: dict[str, frozenset[str]] = field(default_factory=dict)
     #: destination image -> (digest there, digest at the source), for tags held on both sides
     heads: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: jobs or source repositories that could not be surveyed
+    failures: list[JobFailure] = field(default_factory=list)
+
+    def fail(self, job: Job, source: str, error: MirrorError, keep_going: bool) -> None:
+        """Record a job's failure; without `keep_going`, stop the run here."""
+        if not keep_going:
+            raise SyncStopped(
+                f"job {job.name}: {error}; stopped at the first failure (keep_going = false)"
+            )
+        _log.warning("job %s: %s", job.name, error)
+        self.failures.append(JobFailure(job.name, source, str(error)))
+
+    def source_tags(self, repository: Repo) -> frozenset[str]:
+        """Every name the source repository has (empty when it was not listed)."""
+        for found in self.repositories:
+            if found.source == repository:
+                return found.source_tags
+        return frozenset()
 
     @property
     def tasks(self) -> list[ImageTask]:
@@ -202,11 +247,18 @@ async def _names_in(endpoint: Endpoint, repo: Repo) -> list[str]:
     return [n[len(prefix) :] async for n in endpoint.tags() if n.startswith(prefix)]
 
 
-async def _chosen(job: Job, source: Repo, endpoints: Endpoints) -> tuple[str, ...]:
+async def _chosen(
+    job: Job, source: Repo, endpoints: Endpoints, config: SyncConfig
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The tags the job's filters choose, and every tag the source has. With referrers,
+    fallback and digest tags are not chosen on their own: they go with their subjects."""
     endpoint, _ = await endpoints.get(source.image("latest"))
-    tags = valid_tags(await _names_in(endpoint, source), str(source))
+    names = await _names_in(endpoint, source)
+    tags = valid_tags(names, str(source))
+    if config.referrers:
+        tags = [t for t in tags if not is_attached_tag(t)]
     prefix = f"{source.path}:" if source.is_layout else ""
-    return tuple(await _select(tags, job.tags, endpoint, prefix))
+    return tuple(await _select(tags, job.tags, endpoint, prefix)), frozenset(names)
 
 
 async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
@@ -222,8 +274,12 @@ async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
         return None
 
 
-async def _heads(task: ImageTask, endpoints: Endpoints) -> tuple[str | None, str | None]:
-    """The digest the destination holds for a task and, when it holds one, the source's."""
+async def _heads(
+    task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...]
+) -> tuple[str | None, str | None]:
+    """The digest the destination holds for a task and, when it holds one, the one a copy
+    would write: the source's (a HEAD), or with `platforms` that of the filtered image (the
+    source index is read: a platform's manifest, or the index of the chosen ones)."""
     try:
         dst, dst_name = await endpoints.get(task.destination_text)
         have = await dst.manifest_head(dst_name)
@@ -232,6 +288,10 @@ async def _heads(task: ImageTask, endpoints: Endpoints) -> tuple[str | None, str
     if have is None:
         return None, None
     src, src_name = await endpoints.get(task.source_text)
+    if platforms:
+        top = await src.manifest_get(src_name)
+        written = choose_platforms(top, platforms) if isinstance(top, Index) else top
+        return str(have.digest), str(written.digest)
     want = await src.manifest_head(src_name)
     return str(have.digest), str(want.digest) if want else None
 
@@ -247,13 +307,19 @@ async def survey(
     the destinations hold, `concurrency` requests at a time."""
     found = Survey()
     for job in config.jobs:
-        async for source in _sources(job, endpoints.client):
-            if shard is not None and shard_of(str(source), shard[1]) != shard[0] - 1:
-                continue
-            chosen = await _chosen(job, source, endpoints)
-            found.repositories.append(
-                RepositorySurvey(job, source, _destination(job, source.path), chosen)
-            )
+        try:
+            async for source in _sources(job, endpoints.client):
+                if shard is not None and shard_of(str(source), shard[1]) != shard[0] - 1:
+                    continue
+                try:
+                    chosen, names = await _chosen(job, source, endpoints, config)
+                except MirrorError as exc:
+                    found.fail(job, str(source), exc, config.keep_going)
+                    continue
+                destination = _destination(job, source.path)
+                found.repositories.append(RepositorySurvey(job, source, destination, chosen, names))
+        except MirrorError as exc:
+            found.fail(job, job.describe_source(), exc, config.keep_going)
     if not destinations:
         return found
     gate = asyncio.Semaphore(max(2, config.concurrency))
@@ -266,8 +332,6 @@ async def survey(
     for text, tags in await asyncio.gather(*(listed(r) for r in repos.values())):
         if tags is not None:
             found.present[text] = tags
-    if config.platforms:
-        return found  # the copy decides whether a platform-filtered image changed
 
     async def asked(task: ImageTask) -> None:
         held = found.present.get(str(task.destination))
@@ -275,7 +339,7 @@ async def survey(
             return  # a tag the destination lacks is copied without asking
         async with gate:
             try:
-                found.heads[task.destination_text] = await _heads(task, endpoints)
+                found.heads[task.destination_text] = await _heads(task, endpoints, config.platforms)
             except MirrorError as exc:
                 _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
 

@@ -56,10 +56,21 @@ def test_an_image_both_sides_hold_at_one_digest_is_skipped_and_others_copied() -
     assert plan.deletions == ()
 
 
-def test_with_platforms_chosen_the_copy_decides() -> None:
+def test_with_platforms_the_filtered_digest_decides_like_any_other() -> None:
+    """The survey compares what a filtered copy writes (not the source index's digest)."""
     cfg = config('[defaults]\nplatforms = ["linux/amd64"]')
-    found = survey_of(cfg, ("v1",), heads={DESTINATION.image("v1"): (D1, D1)})
-    assert [i.action for i in make_plan(cfg, found).images] == [Action.COPY]
+    same = survey_of(cfg, ("v1",), heads={DESTINATION.image("v1"): (D1, D1)})
+    assert [i.action for i in make_plan(cfg, same).images] == [Action.SKIP]
+    other = survey_of(cfg, ("v1",), heads={DESTINATION.image("v1"): (D1, D2)})
+    assert [i.action for i in make_plan(cfg, other).images] == [Action.COPY]
+
+
+def test_fallback_and_digest_tags_are_never_deleted_on_their_own() -> None:
+    cfg = config(job="delete = true")
+    fallback = "sha256-" + "1" * 64
+    present = frozenset({"v1", "old", fallback, f"{fallback}.sig"})
+    found = survey_of(cfg, ("v1",), present={str(DESTINATION): present})
+    assert [d.tag for d in make_plan(cfg, found).deletions] == ["old"]
 
 
 def test_deletions_are_the_listed_tags_the_job_no_longer_chooses() -> None:

@@ -1,0 +1,270 @@
+"""Referrers as a graph (issue 12): artifacts made as the ORAS client and cosign make them, a
+three-level graph (a signature on an SBOM on an image) plus a cosign `.sig` tag, copied whole
+and byte for byte by `copy --referrers`, through a layout, through a bundle and by sync;
+re-runs that bring what was attached since for one request per image."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mirror.endpoint import Endpoint
+from mirror.layout import Layout
+from mirror.oci.model import ManifestLike, fallback_tag
+from mirror.oci.reference import RegistryReference
+from mirror.registry import RegistryClient, RegistryOptions, Repository
+from mirror.sync.config import load_config
+from mirror.sync.run import run_sync
+from tests.support.artifacts import (
+    ATTESTATION,
+    SBOM,
+    SIGNATURE,
+    Pushed,
+    attach,
+    cosign_signature,
+    list_by_fallback,
+)
+from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy
+from tests.support.tools import amirror
+
+OPTIONS = RegistryOptions(use_docker_config=False)
+
+
+@asynccontextmanager
+async def repository(host: str, name: str) -> AsyncIterator[Repository]:
+    """A repository of a registry as an endpoint (for pushing and reading back)."""
+    async with RegistryClient(OPTIONS) as client:
+        yield client.repository(RegistryReference(host, name), writing=True)
+
+
+@dataclass
+class Graph:
+    """An image with a signature on its SBOM, and a cosign signature tag."""
+
+    subject: ManifestLike
+    sbom: Pushed
+    signature: Pushed
+    cosign: ManifestLike
+
+
+async def make_graph(registry: Registry, name: str) -> Graph:
+    """Push the oci-single fixture as `name:v1` and attach the graph to it."""
+    registry.push_fixture("oci-single", name)
+    async with repository(registry.host, name) as repo:
+        subject = await repo.manifest_get("v1")
+        sbom = await attach(repo, subject, b'{"spdxVersion":"SPDX-2.3"}', artifact_type=SBOM)
+        signature = await attach(
+            repo, sbom.manifest, b"signature of the sbom", artifact_type=SIGNATURE, oras_1_0=True
+        )
+        await list_by_fallback(repo, subject, [sbom])
+        await list_by_fallback(repo, sbom.manifest, [signature])
+        cosign = await cosign_signature(repo, subject, b'"v1"')
+    return Graph(subject, sbom, signature, cosign)
+
+
+async def assert_whole(dst: Endpoint, graph: Graph) -> None:
+    """Every node of the graph is at `dst`, byte for byte, and listed as a referrer."""
+    listed = (await dst.referrers(graph.subject.digest)).digests
+    assert graph.sbom.manifest.digest in listed
+    below = (await dst.referrers(graph.sbom.manifest.digest)).digests
+    assert graph.signature.manifest.digest in below
+    for manifest in (graph.subject, graph.sbom.manifest, graph.signature.manifest):
+        assert (await dst.manifest_get(str(manifest.digest))).raw == manifest.raw
+
+
+def _config(tmp_path: Path, text: str, name: str = "sync.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+async def test_sync_copies_a_referrer_of_a_referrer(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Observation 1: copying went one level deep."""
+    graph = await make_graph(registry, "ref1/app")
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[defaults]
+referrers = true
+[[jobs]]
+source = "{registry.host}/ref1/app"
+destination = "{second_registry.host}/r1"
+[jobs.tags]
+include = ["^v1$"]
+""",
+        )
+    )
+    report = await run_sync(config, options=OPTIONS)
+    assert not report.failed, report.to_json()
+    async with repository(second_registry.host, "r1/ref1/app") as dst:
+        await assert_whole(dst, graph)
+
+
+async def test_a_late_referrer_arrives_on_the_rerun_for_one_request(
+    registry: Registry,
+    second_registry: Registry,
+    counting_proxy: tuple[FaultProxy, str],
+    tmp_path: Path,
+) -> None:
+    """Observation 2: a re-run found the image up to date and never looked again. Now it
+    asks one referrers request per up-to-date image, and no manifest GET."""
+    proxy, host = counting_proxy
+    graph = await make_graph(registry, "ref2/app")
+    text = f"""
+[defaults]
+referrers = true
+[registries."{host}"]
+plain_http = true
+[[jobs]]
+source = "{host}/ref2/app"
+destination = "{second_registry.host}/r2"
+[jobs.tags]
+include = ["^v1$"]
+"""
+    config = load_config(_config(tmp_path, text))
+    assert not (await run_sync(config, options=OPTIONS)).failed
+    async with repository(registry.host, "ref2/app") as src:
+        late = await attach(src, graph.subject, b"{}", artifact_type=ATTESTATION)
+        await list_by_fallback(src, graph.subject, [graph.sbom, late])
+    proxy.seen.clear()
+    again = await run_sync(config, options=OPTIONS)
+    assert [str(i.status) for i in again.images] == ["up-to-date"], again.to_json()
+    async with repository(second_registry.host, "r2/ref2/app") as dst:
+        listed = (await dst.referrers(graph.subject.digest)).digests
+        assert {late.manifest.digest, graph.sbom.manifest.digest} <= listed
+    # nothing changed since: one referrers request for the image, no manifest GET
+    proxy.seen.clear()
+    third = await run_sync(config, options=OPTIONS)
+    assert [str(i.status) for i in third.images] == ["up-to-date"]
+    manifest_gets = [p for m, p in proxy.seen if m == "GET" and "/manifests/" in p]
+    assert manifest_gets == []
+    tag = fallback_tag(graph.subject.digest)
+    asked = [(m, p) for m, p in proxy.seen if "/referrers/" in p or p.endswith(f"/manifests/{tag}")]
+    assert len(asked) == 1, proxy.seen
+
+
+async def test_deleting_tags_keeps_the_fallback_and_digest_tags_of_kept_images(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Observation 3: `delete = true` with a tag filter deleted the `sha256-<hex>` tag the
+    same run wrote, and with it every referrer listing of the image."""
+    graph = await make_graph(registry, "ref3/app")
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[defaults]
+referrers = true
+[[jobs]]
+source = "{registry.host}/ref3/app"
+destination = "{second_registry.host}/r3"
+delete = true
+[jobs.tags]
+include = ["^v1$"]
+""",
+        )
+    )
+    first = await run_sync(config, options=OPTIONS)
+    assert not first.failed, first.to_json()
+    second = await run_sync(config, options=OPTIONS)
+    assert not [i for i in second.images if str(i.status) == "deleted"], second.to_json()
+    async with repository(second_registry.host, "r3/ref3/app") as dst:
+        tags = {t async for t in dst.tags()}
+        subject_tag = fallback_tag(graph.subject.digest)
+        assert {subject_tag, f"{subject_tag}.sig", "v1"} <= tags
+        await assert_whole(dst, graph)
+
+
+@pytest.mark.parametrize("to_layout", [False, True])
+async def test_a_platform_filtered_image_is_up_to_date_on_the_rerun(
+    registry: Registry, second_registry: Registry, tmp_path: Path, to_layout: bool
+) -> None:
+    """Observation 4: with `platforms`, every re-run copied every image again and the dry
+    run planned them all."""
+    registry.push_fixture("multi-arch", f"ref4/app{int(to_layout)}")
+    destination = f"oci:{tmp_path / 'backup'}" if to_layout else f"{second_registry.host}/r4"
+    config = load_config(
+        _config(
+            tmp_path,
+            f"""
+[defaults]
+platforms = ["linux/amd64"]
+[[jobs]]
+source = "{registry.host}/ref4/app{int(to_layout)}"
+destination = "{destination}"
+""",
+        )
+    )
+    assert [str(i.status) for i in (await run_sync(config, options=OPTIONS)).images] == ["copied"]
+    again = await run_sync(config, options=OPTIONS)
+    assert [str(i.status) for i in again.images] == ["up-to-date"], again.to_json()
+    dry = await run_sync(config, options=OPTIONS, dry_run=True)
+    assert [str(i.status) for i in dry.images] == ["up-to-date"], dry.to_json()
+
+
+async def test_a_missing_source_repository_fails_only_its_job(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Observation 5: one job whose source repository does not exist stopped the run at
+    planning, although keep_going is the default."""
+    registry.push_fixture("oci-single", "ref5/app")
+    text = f"""
+[[jobs]]
+name = "gone"
+source = "{registry.host}/ref5/never-pushed"
+destination = "{second_registry.host}/r5"
+[[jobs]]
+name = "here"
+source = "{registry.host}/ref5/app"
+destination = "{second_registry.host}/r5"
+"""
+    path = _config(tmp_path, text)
+    report = await run_sync(load_config(path), options=OPTIONS)
+    by_job = {i.job: i for i in report.images}
+    assert str(by_job["here"].status) == "copied"
+    assert str(by_job["gone"].status) == "failed"
+    assert "ref5/never-pushed" in by_job["gone"].error
+    cli = await amirror("--json", "sync", str(path))
+    assert cli.returncode == 1
+    failed = [i for i in json.loads(cli.stdout)["images"] if i["status"] == "failed"]
+    assert [i["job"] for i in failed] == ["gone"]
+    strict = _config(tmp_path, "[defaults]\nkeep_going = false\n" + text, "strict.toml")
+    stopped = await amirror("sync", str(strict))
+    assert stopped.returncode == 1
+    assert stopped.stderr.count("\n") == 1
+    assert "gone" in stopped.stderr
+    assert "keep_going" in stopped.stderr
+
+
+async def test_the_sync_library_entry_points_are_public(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Observation 6: `mirror.sync` was not reachable from `import mirror`, and the config
+    loader refused a str."""
+    import mirror
+
+    registry.push_fixture("oci-single", "ref6/app")
+    path = _config(
+        tmp_path,
+        f'[[jobs]]\nsource = "{registry.host}/ref6/app"\n'
+        f'destination = "{second_registry.host}/r6"\n',
+    )
+    config = mirror.load_sync_config(str(path))
+    report = await mirror.sync_run(config, options=OPTIONS)
+    assert [str(i.status) for i in report.images] == ["copied"]
+    assert {"load_sync_config", "sync_run"} <= set(mirror.__all__)
+
+
+async def assert_layout_whole(layout_dir: Path, graph: Graph) -> None:
+    """The layout holds the whole graph."""
+    async with await Layout.open(layout_dir) as layout:
+        await assert_whole(layout, graph)
