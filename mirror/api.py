@@ -13,8 +13,9 @@ from mirror.archive.reader import ArchiveReader
 from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
 from mirror.archive.writer import ArchiveWriter
+from mirror.attached import copy_attached
 from mirror.endpoint import Endpoint
-from mirror.engine import CopyResult, ProgressSink, RangePolicy, copy_image
+from mirror.engine import CopyResult, ProgressSink, RangePolicy
 from mirror.errors import InvalidReference
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
@@ -93,12 +94,16 @@ async def copy(
     options: RegistryOptions | None = None,
     platforms: Sequence[str | Platform] = (),
     include_foreign: bool = False,
+    referrers: bool = False,
+    digest_tags: bool = True,
     progress: ProgressSink | None = None,
 ) -> CopyResult:
     """Copy one image between any two endpoints (`docker://`, `oci:`); return what was done.
 
     All platforms of an index are copied unless `platforms` names some: one platform copies
     that image alone under the tag; several write a new index of just those (a new digest).
+    `referrers`: also what refers to it, to any depth, and (with `digest_tags`) cosign's
+    `sha256-<hex>.sig/.att/.sbom` tags beside any of its manifests.
     """
     src_ref, dst_ref = _parse(source), _parse(destination)
     wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
@@ -108,11 +113,13 @@ async def copy(
         open_endpoint(src_ref, client) as (src, src_tag),
         open_endpoint(dst_ref, client, write=True) as (dst, dst_tag),
     ):
-        result = await copy_image(
+        result = await copy_attached(
             src,
             src_tag,
             dst,
             dst_tag,
+            referrers=referrers,
+            with_digest_tags=referrers and digest_tags,
             platforms=wanted,
             include_foreign=include_foreign,
             concurrency=opts.concurrency,

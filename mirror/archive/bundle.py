@@ -21,7 +21,8 @@ from typing import Any
 from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
-from mirror.engine import CopyResult, ProgressSink, Silent, copy_image
+from mirror.attached import copy_attached
+from mirror.engine import CopyResult, ProgressSink, Silent
 from mirror.errors import InvalidReference, LayoutError, NotFound
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
@@ -66,6 +67,9 @@ class BundleRecord:
     since: str | None = None
     recompressed: list[dict[str, str]] = field(default_factory=list)
     created: str = ""
+    #: the images' referrers are in the bundle, and their digest tags (pushed with them)
+    referrers: bool = False
+    digest_tags: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The record as written into the bundle."""
@@ -80,6 +84,8 @@ class BundleRecord:
             "omitted": sorted(self.omitted),
             "since": self.since,
             "recompressed": self.recompressed,
+            "referrers": self.referrers,
+            "digestTags": self.digest_tags,
         }
 
     @classmethod
@@ -102,6 +108,8 @@ class BundleRecord:
             since=obj.get("since"),
             recompressed=list(obj.get("recompressed", [])),
             created=str(obj.get("created", "")),
+            referrers=obj.get("referrers") is True,
+            digest_tags=obj.get("digestTags") is True,
         )
 
 
@@ -147,12 +155,19 @@ async def create_bundle(
     since: Path | None = None,
     recompress: str | None = None,
     platforms: Sequence[Platform] = (),
+    referrers: bool = False,
+    digest_tags: bool = True,
     progress: ProgressSink | None = None,
 ) -> tuple[BundleRecord, list[CopyResult]]:
     """Copy `images` (registry references) into one bundle file; a delta with `since`."""
     sink = progress or Silent()
     if recompress not in (None, "zstd"):
         raise InvalidReference(f"recompression takes zstd, not {recompress!r}")
+    if recompress and referrers:
+        raise InvalidReference(
+            "recompression changes the images' digests, so their referrers would name "
+            "subjects that are not in the bundle: choose one of them"
+        )
     refs = [_image_ref(i) for i in images]
     previous = await asyncio.to_thread(read_record, since) if since else None
     if since is not None and previous is None:
@@ -162,6 +177,7 @@ async def create_bundle(
     opts = options or RegistryOptions()
     try:
         results, record = [], BundleRecord(images=[], blobs={})
+        record.referrers, record.digest_tags = referrers, referrers and digest_tags
         manifests: set[str] = set()  # always kept in a delta: they are small
         async with (
             RegistryClient(opts) as client,
@@ -169,11 +185,13 @@ async def create_bundle(
         ):
             for ref in refs:
                 name = _bundle_name(ref)
-                result = await copy_image(
+                result = await copy_attached(
                     client.repository(ref),
                     ref.reference,
                     layout,
                     None,
+                    referrers=referrers,
+                    with_digest_tags=referrers and digest_tags,
                     platforms=platforms,
                     concurrency=opts.concurrency,
                     max_blob_size=opts.limits.max_blob_size,
@@ -317,11 +335,13 @@ async def push_bundle(
             await _check_left_out(layout, record, targets, client)
             pushed = []
             for image, target in targets:
-                result = await copy_image(
+                result = await copy_attached(
                     layout,
                     image.digest,
                     client.repository(target, writing=True),
                     target.tag,
+                    referrers=record.referrers,
+                    with_digest_tags=record.digest_tags,
                     concurrency=opts.concurrency,
                     max_blob_size=opts.limits.max_blob_size,
                     progress=sink,

@@ -56,6 +56,18 @@ def bundle_group() -> None:
     help="Take only this platform of each image (repeatable); an image of another platform "
     "is an error.",
 )
+@click.option(
+    "--referrers",
+    is_flag=True,
+    help="Also carry what refers to each image (signatures, SBOMs, attestations); "
+    "bundle push pushes them too.",
+)
+@click.option(
+    "--digest-tags/--no-digest-tags",
+    default=True,
+    show_default=True,
+    help="With --referrers: also carry cosign's sha256-<hex>.sig/.att/.sbom tags.",
+)
 @json_option
 def create_command(
     out: Path,
@@ -64,6 +76,8 @@ def create_command(
     since: Path | None,
     recompress: str | None,
     platforms: tuple[Platform, ...],
+    referrers: bool,
+    digest_tags: bool,
     as_json: bool,
 ) -> None:
     """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
@@ -84,6 +98,8 @@ def create_command(
                 since=since,
                 recompress=recompress,
                 platforms=platforms,
+                referrers=referrers,
+                digest_tags=digest_tags,
                 progress=progress,
             )
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from collections.abc import Callable
 
 import click
 
@@ -35,19 +37,60 @@ _platform_option = click.option(
 _foreign_option = click.option(
     "--include-foreign", is_flag=True, help="Also copy non-distributable (foreign) layers."
 )
+_referrers_option = click.option(
+    "--referrers",
+    is_flag=True,
+    help="Also copy what refers to the image (signatures, SBOMs, attestations), to any depth.",
+)
+_digest_tags_option = click.option(
+    "--digest-tags/--no-digest-tags",
+    default=True,
+    show_default=True,
+    help="With --referrers: also copy cosign's sha256-<hex>.sig/.att/.sbom tags.",
+)
 
 
-def _do_copy(
-    src: Reference, dst: Reference, platforms: tuple[Platform, ...], include_foreign: bool
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Flags:
+    """What every copy command's options choose."""
+
+    platforms: tuple[Platform, ...]
+    include_foreign: bool
+    referrers: bool
+    digest_tags: bool
+
+
+def _copy_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of copy, pull and push, gathered into `flags: _Flags`."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: object,
+        platforms: tuple[Platform, ...],
+        include_foreign: bool,
+        referrers: bool,
+        digest_tags: bool,
+        **kwargs: object,
+    ) -> None:
+        flags = _Flags(platforms, include_foreign, referrers, digest_tags)
+        command(*args, flags=flags, **kwargs)
+
+    for option in (_digest_tags_option, _referrers_option, _foreign_option, _platform_option):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _do_copy(src: Reference, dst: Reference, flags: _Flags) -> None:
     with progress_display() as progress:
         result = run(
             copy(
                 src,
                 dst,
                 options=registry_options([src, dst]),
-                platforms=platforms,
-                include_foreign=include_foreign,
+                platforms=flags.platforms,
+                include_foreign=flags.include_foreign,
+                referrers=flags.referrers,
+                digest_tags=flags.digest_tags,
                 progress=progress,
             )
         )
@@ -96,16 +139,9 @@ def _parse(text: str, what: str) -> Reference:
 @click.command("copy")
 @click.argument("source")
 @click.argument("destination")
-@_platform_option
-@_foreign_option
+@_copy_options
 @json_option
-def copy_command(
-    source: str,
-    destination: str,
-    platforms: tuple[Platform, ...],
-    include_foreign: bool,
-    as_json: bool,
-) -> None:
+def copy_command(source: str, destination: str, flags: _Flags, as_json: bool) -> None:
     """Copy an image from SOURCE to DESTINATION.
 
     \b
@@ -115,24 +151,15 @@ def copy_command(
       oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
     REF is an image name in the layout, or a digest (sha256:…).
     """
-    _do_copy(
-        _parse(source, "SOURCE"), _parse(destination, "DESTINATION"), platforms, include_foreign
-    )
+    _do_copy(_parse(source, "SOURCE"), _parse(destination, "DESTINATION"), flags)
 
 
 @click.command("pull")
 @click.argument("image")
 @click.argument("directory", type=click.Path(file_okay=False))
-@_platform_option
-@_foreign_option
+@_copy_options
 @json_option
-def pull_command(
-    image: str,
-    directory: str,
-    platforms: tuple[Platform, ...],
-    include_foreign: bool,
-    as_json: bool,
-) -> None:
+def pull_command(image: str, directory: str, flags: _Flags, as_json: bool) -> None:
     """Pull IMAGE (HOST/REPO[:TAG][@DIGEST]) into the OCI layout DIRECTORY (also written
     oci:DIR[:NAME] or oci-archive:FILE[:NAME]), named by its tag unless NAME is given."""
     src = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
@@ -144,18 +171,15 @@ def pull_command(
         dst = _parse(directory, "DIRECTORY")
         assert isinstance(dst, LayoutReference)
         dst = dataclasses.replace(dst, ref=dst.ref or name)
-    _do_copy(src, dst, platforms, include_foreign)
+    _do_copy(src, dst, flags)
 
 
 @click.command("push")
 @click.argument("layout")
 @click.argument("image")
-@_platform_option
-@_foreign_option
+@_copy_options
 @json_option
-def push_command(
-    layout: str, image: str, platforms: tuple[Platform, ...], include_foreign: bool, as_json: bool
-) -> None:
+def push_command(layout: str, image: str, flags: _Flags, as_json: bool) -> None:
     """Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE
     (HOST/REPO[:TAG][@DIGEST])."""
     known = layout.startswith(("oci:", "oci-archive:"))
@@ -163,4 +187,4 @@ def push_command(
     dst = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
     if not isinstance(dst, RegistryReference):
         raise click.BadParameter("IMAGE must be a registry image", param_hint="IMAGE")
-    _do_copy(src, dst, platforms, include_foreign)
+    _do_copy(src, dst, flags)

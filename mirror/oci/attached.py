@@ -34,8 +34,10 @@ _ATTACHED = re.compile(r"^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.sig|\.a
 
 def prefix_of(name: str | None) -> str:
     """The repository part of a layout image name `repository:tag` with its colon (empty
-    for a bare name or a registry tag): attached tags are named alongside."""
-    return name.rsplit(":", 1)[0] + ":" if name and ":" in name else ""
+    for a bare name, a digest or a registry tag): attached tags are named alongside."""
+    if not name or ":" not in name or name.startswith(("sha256:", "sha512:")):
+        return ""
+    return name.rsplit(":", 1)[0] + ":"
 
 
 def fallback_name(name: str | None, subject: Digest) -> str:

@@ -277,7 +277,7 @@ async def test_every_sync_example_runs_as_written(
     ca, _, _ = make_tls_files(tmp_path / "ca")  # the documented private CA, in its place
     world.hosts["/etc/ssl/private-ca.pem"] = str(ca)
     done = await _run_all(REPO / "docs" / "sync.md", world, {})
-    assert {b.lang for b in done} == {"sh", "toml", "yaml"}
+    assert {b.lang for b in done} == {"sh", "toml", "yaml", "python"}
     assert (cwd / "backup" / "registry" / "index.json").exists()
 
 

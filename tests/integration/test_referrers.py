@@ -268,3 +268,88 @@ async def assert_layout_whole(layout_dir: Path, graph: Graph) -> None:
     """The layout holds the whole graph."""
     async with await Layout.open(layout_dir) as layout:
         await assert_whole(layout, graph)
+
+
+async def assert_cosign(dst: Endpoint, graph: Graph, name: str | None = None) -> None:
+    """The cosign signature tag came along, byte for byte."""
+    tag = name or f"{fallback_tag(graph.subject.digest)}.sig"
+    assert (await dst.manifest_get(tag)).raw == graph.cosign.raw
+
+
+async def test_copy_with_referrers_registry_to_registry(
+    registry: Registry, second_registry: Registry
+) -> None:
+    graph = await make_graph(registry, "refc/app")
+    done = await amirror(
+        "--json",
+        "copy",
+        "--referrers",
+        f"docker://{registry.host}/refc/app:v1",
+        f"docker://{second_registry.host}/refc/app:v1",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["referrers"] >= 2
+    assert report["digestTags"] == [f"{fallback_tag(graph.subject.digest)}.sig"]
+    async with repository(second_registry.host, "refc/app") as dst:
+        await assert_whole(dst, graph)
+        await assert_cosign(dst, graph)
+
+
+async def test_copy_with_referrers_through_a_layout_and_back(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    graph = await make_graph(registry, "refl/app")
+    layout = tmp_path / "layout"
+    pulled = await amirror(
+        "copy", "--referrers", f"docker://{registry.host}/refl/app:v1", f"oci:{layout}:v1"
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    async with await Layout.open(layout) as stored:
+        await assert_whole(stored, graph)
+        await assert_cosign(stored, graph)
+    verified = await amirror("layout", "verify", "--strict", str(layout))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    pushed = await amirror(
+        "copy", "--referrers", f"oci:{layout}:v1", f"docker://{second_registry.host}/refl/app:v1"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    async with repository(second_registry.host, "refl/app") as dst:
+        await assert_whole(dst, graph)
+        await assert_cosign(dst, graph)
+
+
+async def test_a_bundle_carries_the_whole_graph(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    graph = await make_graph(registry, "refb/app")
+    bundle = tmp_path / "week.tar.zst"
+    made = await amirror(
+        "bundle", "create", "--referrers", str(bundle), f"{registry.host}/refb/app:v1"
+    )
+    assert made.returncode == 0, made.stderr
+    pushed = await amirror("bundle", "push", str(bundle), f"{second_registry.host}/carried")
+    assert pushed.returncode == 0, pushed.stderr
+    async with repository(second_registry.host, "carried/refb/app") as dst:
+        await assert_whole(dst, graph)
+        await assert_cosign(dst, graph)
+
+
+async def test_what_the_destination_listed_stays_and_digest_tags_can_be_left(
+    registry: Registry, second_registry: Registry
+) -> None:
+    """A destination's own referrers stay listed beside those copied (never dropped), and
+    `--no-digest-tags` leaves cosign's tags behind."""
+    graph = await make_graph(registry, "refm/app")
+    source = f"docker://{registry.host}/refm/app:v1"
+    target = f"docker://{second_registry.host}/refm/app:v1"
+    assert (await amirror("copy", source, target)).returncode == 0
+    async with repository(second_registry.host, "refm/app") as dst:
+        own = await attach(dst, graph.subject, b"{}", artifact_type=ATTESTATION)
+        await list_by_fallback(dst, graph.subject, [own])
+    done = await amirror("copy", "--referrers", "--no-digest-tags", source, target)
+    assert done.returncode == 0, done.stderr
+    async with repository(second_registry.host, "refm/app") as dst:
+        listed = (await dst.referrers(graph.subject.digest)).digests
+        assert {own.manifest.digest, graph.sbom.manifest.digest} <= listed
+        assert f"{fallback_tag(graph.subject.digest)}.sig" not in {t async for t in dst.tags()}

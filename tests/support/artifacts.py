@@ -92,7 +92,15 @@ async def list_by_fallback(
 async def cosign_signature(endpoint: Endpoint, subject: ManifestLike, note: bytes) -> ManifestLike:
     """Push a cosign-style signature image under the tag `sha256-<hex>.sig`."""
     layer = await _blob(endpoint, b'{"critical":' + note + b"}", COSIGN_SIMPLE_SIGNING)
-    config = await _blob(endpoint, b'{"architecture":"","os":""}', mt.OCI_CONFIG)
+    config_body = {  # what cosign writes: an empty platform, the signature as the one layer
+        "architecture": "",
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": [str(layer.digest)]},
+        "config": {},
+    }
+    config = await _blob(endpoint, json.dumps(config_body).encode(), mt.OCI_CONFIG)
     body = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
