@@ -28,7 +28,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 
 def _text(report: SyncReport) -> str:
     lines = [
-        f"{i.status:<12} {i.source or '-'} -> {i.destination}"
+        f"{i.status:<12} {i.source or '-'} -> {i.destination or '-'}"
         + (f"  {i.bytes} bytes" if i.status == "planned" else "")
         + (f"  ({i.error})" if i.error else "")
         for i in report.images
@@ -64,7 +64,8 @@ def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_
     emit_report(report.to_json(), lambda: _text(report))
     for failure in report.failed:
         click.echo(
-            f"mirror: failed: {failure.source} -> {failure.destination}: {failure.error}", err=True
+            f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}",
+            err=True,
         )
     if report.failed:
         sys.exit(1)

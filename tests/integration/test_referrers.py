@@ -218,6 +218,12 @@ async def test_a_missing_source_repository_fails_only_its_job(
     planning, although keep_going is the default."""
     registry.push_fixture("oci-single", "ref5/app")
     text = f"""
+[defaults]
+retries = 0
+[[jobs]]
+name = "unreachable"
+source = "127.0.0.1:9/ref5/app"
+destination = "{second_registry.host}/r5"
 [[jobs]]
 name = "gone"
 source = "{registry.host}/ref5/never-pushed"
@@ -233,15 +239,22 @@ destination = "{second_registry.host}/r5"
     assert str(by_job["here"].status) == "copied"
     assert str(by_job["gone"].status) == "failed"
     assert "ref5/never-pushed" in by_job["gone"].error
+    assert str(by_job["unreachable"].status) == "failed"
+    assert "127.0.0.1:9" in by_job["unreachable"].error
     cli = await amirror("--json", "sync", str(path))
     assert cli.returncode == 1
     failed = [i for i in json.loads(cli.stdout)["images"] if i["status"] == "failed"]
-    assert [i["job"] for i in failed] == ["gone"]
-    strict = _config(tmp_path, "[defaults]\nkeep_going = false\n" + text, "strict.toml")
+    assert sorted(i["job"] for i in failed) == ["gone", "unreachable"]
+    text_report = await amirror("sync", str(path))
+    assert text_report.returncode == 1
+    assert "ref5/never-pushed" in text_report.stdout
+    strict = _config(
+        tmp_path, text.replace("retries = 0", "retries = 0\nkeep_going = false"), "strict.toml"
+    )
     stopped = await amirror("sync", str(strict))
     assert stopped.returncode == 1
     assert stopped.stderr.count("\n") == 1
-    assert "gone" in stopped.stderr
+    assert "unreachable" in stopped.stderr
     assert "keep_going" in stopped.stderr
 
 
