@@ -10,7 +10,6 @@ ever names content it does not hold.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
@@ -25,7 +24,7 @@ from mirror.limits import TIB
 from mirror.oci.attached import fallback_name, listing_index
 from mirror.oci.digest import Digest
 from mirror.oci.mediatypes import DOCKER_CONFIG, OCI_CONFIG
-from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
+from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, index_of
 from mirror.oci.platform import Platform
 from mirror.support.tasks import gather_or_cancel
 
@@ -263,14 +262,7 @@ def choose_platforms(index: Index, platforms: Sequence[Platform]) -> Descriptor 
             chosen.append(found)
     if len(platforms) == 1:
         return chosen[0]
-    body = {
-        "schemaVersion": 2,
-        "mediaType": index.media_type,
-        "manifests": [c.to_json() for c in chosen],
-    }
-    made = parse_manifest(json.dumps(body, separators=(",", ":")).encode(), index.media_type)
-    assert isinstance(made, Index)
-    return made
+    return index_of(chosen, index.media_type)
 
 
 async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:

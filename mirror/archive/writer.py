@@ -20,7 +20,6 @@ import zstandard
 from mirror.endpoint import BlobSource, Referrers
 from mirror.errors import BlobNotFound, SizeMismatch, UnsupportedOperation
 from mirror.layout import index_file
-from mirror.layout.store import OCI_LAYOUT_BYTES
 from mirror.oci.digest import Digest, DigestHasher, check_content
 from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
@@ -162,7 +161,7 @@ class ArchiveWriter:
         index = index_file.empty_index()
         index["manifests"] = self._entries
         for name, data in (
-            ("oci-layout", OCI_LAYOUT_BYTES),
+            ("oci-layout", index_file.OCI_LAYOUT_BYTES),
             ("index.json", index_file.serialize(index)),
         ):
             self._write(_header(name, len(data)))

@@ -9,7 +9,19 @@ from mirror.errors import LayoutError
 from mirror.oci import mediatypes as mt
 from mirror.support import jsonutil
 
-__all__ = ["REF_NAME", "add_entry", "empty_index", "parse_index", "remove_named", "serialize"]
+__all__ = [
+    "OCI_LAYOUT_BYTES",
+    "REF_NAME",
+    "add_entry",
+    "empty_index",
+    "parse_index",
+    "remove_named",
+    "serialize",
+]
+
+#: the `oci-layout` file mirror writes (image-spec 1.0.0)
+OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
+
 
 REF_NAME = "org.opencontainers.image.ref.name"
 

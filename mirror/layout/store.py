@@ -53,7 +53,6 @@ __all__ = ["Layout", "check_file"]
 _log = logging.getLogger("mirror.layout")
 #: blobs up to this size are written in one go, without a resumable partial file
 SMALL_BLOB = 1024 * 1024
-OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 STATE_DIR = ".mirror"
 #: the most `index.json` (and `oci-layout`) may hold; a larger one is refused unread
 MAX_INDEX_SIZE = 64 * 1024 * 1024
@@ -133,7 +132,7 @@ class Layout(LayoutReader):
             data = index_file.serialize(index_file.empty_index())
             write_atomic(self.path / "index.json", data, self._tmp_dir)
         if not os.path.lexists(self.path / "oci-layout"):
-            write_atomic(self.path / "oci-layout", OCI_LAYOUT_BYTES, self._tmp_dir)
+            write_atomic(self.path / "oci-layout", index_file.OCI_LAYOUT_BYTES, self._tmp_dir)
 
     def _check(self) -> None:
         marker = self.path / "oci-layout"

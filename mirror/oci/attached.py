@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 
-from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest
-from mirror.oci.model import Descriptor, Index, fallback_tag, parse_manifest
+from mirror.oci.model import Descriptor, Index, fallback_tag, index_of
 
 __all__ = [
     "DIGEST_TAG_SUFFIXES",
@@ -63,11 +61,4 @@ def is_attached_tag(tag: str) -> bool:
 
 def listing_index(referrers: Iterable[Descriptor]) -> Index:
     """A fallback tag's index listing `referrers`, in the order given."""
-    body = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [d.to_json() for d in referrers],
-    }
-    index = parse_manifest(json.dumps(body, separators=(",", ":")).encode(), mt.OCI_INDEX)
-    assert isinstance(index, Index)
-    return index
+    return index_of(referrers)

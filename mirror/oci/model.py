@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -270,3 +270,16 @@ def fallback_tag(subject: Digest | str) -> str:
     API (distribution spec 1.1): `<alg>-<hex>`."""
     checked = Digest(subject)
     return f"{checked.algorithm}-{checked.encoded}"
+
+
+def index_of(manifests: Iterable[Descriptor], media_type: str = mt.OCI_INDEX) -> Index:
+    """A new index (compact JSON, always the same bytes for the same entries) listing
+    `manifests` in the order given."""
+    body = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": [d.to_json() for d in manifests],
+    }
+    made = parse_manifest(json.dumps(body, separators=(",", ":")).encode(), media_type)
+    assert isinstance(made, Index)
+    return made

@@ -18,7 +18,7 @@ from mirror.layout import Layout
 from mirror.oci.model import ManifestLike, fallback_tag
 from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient, RegistryOptions, Repository
-from mirror.sync.config import load_config
+from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.run import run_sync
 from tests.support.artifacts import (
     ATTESTATION,
@@ -84,25 +84,34 @@ def _config(tmp_path: Path, text: str, name: str = "sync.toml") -> Path:
     return path
 
 
-async def test_sync_copies_a_referrer_of_a_referrer(
-    registry: Registry, second_registry: Registry, tmp_path: Path
-) -> None:
-    """Observation 1: copying went one level deep."""
-    graph = await make_graph(registry, "ref1/app")
-    config = load_config(
+def _referrers_job(
+    tmp_path: Path, source: str, destination: str, head: str = "", job: str = ""
+) -> SyncConfig:
+    """A sync configuration of one referrers job taking the tag v1."""
+    return load_config(
         _config(
             tmp_path,
             f"""
 [defaults]
 referrers = true
+{head}
 [[jobs]]
-source = "{registry.host}/ref1/app"
-destination = "{second_registry.host}/r1"
+source = "{source}"
+destination = "{destination}"
+{job}
 [jobs.tags]
 include = ["^v1$"]
 """,
         )
     )
+
+
+async def test_sync_copies_a_referrer_of_a_referrer(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """Observation 1: copying went one level deep."""
+    graph = await make_graph(registry, "ref1/app")
+    config = _referrers_job(tmp_path, f"{registry.host}/ref1/app", f"{second_registry.host}/r1")
     report = await run_sync(config, options=OPTIONS)
     assert not report.failed, report.to_json()
     async with repository(second_registry.host, "r1/ref1/app") as dst:
@@ -119,18 +128,12 @@ async def test_a_late_referrer_arrives_on_the_rerun_for_one_request(
     asks one referrers request per up-to-date image, and no manifest GET."""
     proxy, host = counting_proxy
     graph = await make_graph(registry, "ref2/app")
-    text = f"""
-[defaults]
-referrers = true
-[registries."{host}"]
-plain_http = true
-[[jobs]]
-source = "{host}/ref2/app"
-destination = "{second_registry.host}/r2"
-[jobs.tags]
-include = ["^v1$"]
-"""
-    config = load_config(_config(tmp_path, text))
+    config = _referrers_job(
+        tmp_path,
+        f"{host}/ref2/app",
+        f"{second_registry.host}/r2",
+        head=f'[registries."{host}"]\nplain_http = true',
+    )
     assert not (await run_sync(config, options=OPTIONS)).failed
     async with repository(registry.host, "ref2/app") as src:
         late = await attach(src, graph.subject, b"{}", artifact_type=ATTESTATION)
@@ -158,20 +161,8 @@ async def test_deleting_tags_keeps_the_fallback_and_digest_tags_of_kept_images(
     """Observation 3: `delete = true` with a tag filter deleted the `sha256-<hex>` tag the
     same run wrote, and with it every referrer listing of the image."""
     graph = await make_graph(registry, "ref3/app")
-    config = load_config(
-        _config(
-            tmp_path,
-            f"""
-[defaults]
-referrers = true
-[[jobs]]
-source = "{registry.host}/ref3/app"
-destination = "{second_registry.host}/r3"
-delete = true
-[jobs.tags]
-include = ["^v1$"]
-""",
-        )
+    config = _referrers_job(
+        tmp_path, f"{registry.host}/ref3/app", f"{second_registry.host}/r3", job="delete = true"
     )
     first = await run_sync(config, options=OPTIONS)
     assert not first.failed, first.to_json()
@@ -289,6 +280,13 @@ async def assert_cosign(dst: Endpoint, graph: Graph, name: str | None = None) ->
     assert (await dst.manifest_get(tag)).raw == graph.cosign.raw
 
 
+async def assert_arrived(host: str, name: str, graph: Graph) -> None:
+    """The registry repository holds the whole graph and the cosign tag."""
+    async with repository(host, name) as dst:
+        await assert_whole(dst, graph)
+        await assert_cosign(dst, graph)
+
+
 async def test_copy_with_referrers_registry_to_registry(
     registry: Registry, second_registry: Registry
 ) -> None:
@@ -304,9 +302,7 @@ async def test_copy_with_referrers_registry_to_registry(
     report = json.loads(done.stdout)
     assert report["referrers"] >= 2
     assert report["digestTags"] == [f"{fallback_tag(graph.subject.digest)}.sig"]
-    async with repository(second_registry.host, "refc/app") as dst:
-        await assert_whole(dst, graph)
-        await assert_cosign(dst, graph)
+    await assert_arrived(second_registry.host, "refc/app", graph)
 
 
 async def test_copy_with_referrers_through_a_layout_and_back(
@@ -327,9 +323,7 @@ async def test_copy_with_referrers_through_a_layout_and_back(
         "copy", "--referrers", f"oci:{layout}:v1", f"docker://{second_registry.host}/refl/app:v1"
     )
     assert pushed.returncode == 0, pushed.stderr
-    async with repository(second_registry.host, "refl/app") as dst:
-        await assert_whole(dst, graph)
-        await assert_cosign(dst, graph)
+    await assert_arrived(second_registry.host, "refl/app", graph)
 
 
 async def test_a_bundle_carries_the_whole_graph(
@@ -343,9 +337,7 @@ async def test_a_bundle_carries_the_whole_graph(
     assert made.returncode == 0, made.stderr
     pushed = await amirror("bundle", "push", str(bundle), f"{second_registry.host}/carried")
     assert pushed.returncode == 0, pushed.stderr
-    async with repository(second_registry.host, "carried/refb/app") as dst:
-        await assert_whole(dst, graph)
-        await assert_cosign(dst, graph)
+    await assert_arrived(second_registry.host, "carried/refb/app", graph)
 
 
 async def test_what_the_destination_listed_stays_and_digest_tags_can_be_left(
