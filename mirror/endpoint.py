@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -11,6 +12,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, ManifestLike
 
 __all__ = [
+    "BlobLocator",
     "BlobMounter",
     "BlobSource",
     "Endpoint",
@@ -126,12 +128,34 @@ class Endpoint(Protocol):
         ...
 
 
+class BlobLocator(Protocol):
+    """Where blobs are known to be in a registry's repositories (mount sources)."""
+
+    def candidates(self, registry: str, digest: Digest, exclude: str) -> list[str]:
+        """Repositories of `registry` where `digest` was seen, most recent first."""
+        ...
+
+    def remember(self, registry: str, digest: Digest, repository: str) -> None:
+        """`digest` is in `repository` of `registry` now."""
+        ...
+
+    def forget(self, registry: str, digest: Digest, repository: str) -> None:
+        """`digest` could not be mounted from `repository`: drop the entry."""
+        ...
+
+    def claim(self, registry: str, digest: Digest) -> asyncio.Lock:
+        """The lock that makes transfers of one blob into one registry take turns."""
+        ...
+
+
 @runtime_checkable
 class BlobMounter(Protocol):
     """An endpoint that can take a blob from a sibling without the bytes passing through us."""
 
     registry: str
     name: str
+    #: where blobs are in the registry's repositories, when known
+    locations: BlobLocator | None
 
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
         """Mount `desc` from `source_repository` on the same registry; False if refused."""

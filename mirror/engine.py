@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
-from mirror.errors import ContentError, ManifestNotFound, MirrorError
+from mirror.errors import ContentError, ManifestNotFound, MirrorError, RegistryError
 from mirror.graph import ImageGraph, fetch_from, walk_image
 from mirror.imageconfig import read_config
 from mirror.limits import TIB
@@ -84,6 +84,8 @@ class CopyResult:
     blobs_mounted: int = 0
     blobs_skipped: int = 0
     bytes_copied: int = 0
+    #: bytes of blobs mounted from another repository instead of sent
+    bytes_mounted: int = 0
     manifests_written: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
@@ -106,6 +108,7 @@ class CopyResult:
             "blobsMounted": self.blobs_mounted,
             "blobsSkipped": self.blobs_skipped,
             "bytesCopied": self.bytes_copied,
+            "bytesMounted": self.bytes_mounted,
             "manifestsWritten": self.manifests_written,
             "seconds": round(self.seconds, 3),
             "platforms": self.platforms,
@@ -113,6 +116,9 @@ class CopyResult:
             "digestTags": self.attached,
         }
 
+
+#: error codes of a manifest PUT naming a blob the registry does not have
+_BLOB_UNKNOWN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 
 #: Into a destination repository seen empty, blobs up to this size go without a HEAD first:
 #: the answer would be "missing", and resending a small blob costs little more than asking.
@@ -195,11 +201,25 @@ async def copy_image(
     gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
     unasked = UNASKED_UPLOAD_LIMIT if fresh_destination else -1
     await _copy_blobs(src, dst, plan, result, sink, gate, ranges, unasked)
-    for manifest in plan.manifests:  # children first, referrers after their subjects
+
+    async def put(manifest: ManifestLike) -> None:
         if manifest is top:
             await dst.image_put(top, dst_tag)
         else:
             await dst.manifest_put(manifest)
+
+    for manifest in plan.manifests:  # children first, referrers after their subjects
+        try:
+            await put(manifest)
+        except RegistryError as exc:
+            if not _BLOB_UNKNOWN & set(exc.codes) or not isinstance(manifest, Manifest):
+                raise
+            # the registry lost track of a blob it had taken (a race between concurrent
+            # uploads or mounts of it): place what it lacks again, asking first, once
+            _log.info("%s; placing its blobs again", exc)
+            again = ImageGraph(manifest, blobs={b.digest: b for b in manifest.blobs()})
+            await _copy_blobs(src, dst, again, result, sink, gate, ranges, -1)
+            await put(manifest)
         result.manifests_written += 1
     for subject, listed in found.items():
         await list_referrers(dst, subject, listed, dst_tag)
@@ -287,11 +307,42 @@ async def _copy_blobs(
     unasked_up_to: int,
 ) -> None:
     mount_from = _mount_source(src, dst)
+    known = dst.locations if isinstance(dst, BlobMounter) else None
+    read_from = src if isinstance(src, BlobMounter) else None
+
+    async def placed(desc: Descriptor) -> str:
+        """Transfer one blob; into a registry, one image at a time per blob, remembering
+        where it now is (so the next image's need is a mount)."""
+        if known is None:
+            return await transfer(desc)
+        assert isinstance(dst, BlobMounter)
+        async with known.claim(dst.registry, desc.digest):
+            how = await transfer(desc)
+        known.remember(dst.registry, desc.digest, dst.name)
+        return how
+
+    async def mounted(desc: Descriptor) -> bool:
+        """Mount the blob from where the registry holds it: the source repository (same
+        registry), else a repository it was seen in (this run or an earlier one)."""
+        if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
+            _log.info("mounted %s from %s", desc.digest, mount_from[1])
+            return True
+        if known is None:
+            return False
+        assert isinstance(dst, BlobMounter)
+        for repository in known.candidates(dst.registry, desc.digest, dst.name):
+            if mount_from is not None and repository == mount_from[1]:
+                continue  # asked just now
+            if await dst.blob_mount(desc, repository):
+                _log.info("mounted %s from %s (remembered)", desc.digest, repository)
+                return True
+            known.forget(dst.registry, desc.digest, repository)
+        return False
 
     async def one(desc: Descriptor) -> None:
         async with gate:
             try:
-                how = await transfer(desc)
+                how = await placed(desc)
             except ContentError as exc:
                 # the destination verifies what it stores: wrong bytes came from the source
                 raise type(exc)(f"{_where(src, desc)} is damaged: {exc}") from None
@@ -302,8 +353,9 @@ async def _copy_blobs(
         if desc.size > unasked_up_to and await dst.blob_exists(desc):
             result.blobs_skipped += 1
             return "skipped"
-        if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
+        if await mounted(desc):
             result.blobs_mounted += 1
+            result.bytes_mounted += desc.size
             return "mounted"
         sink.blob_started(desc)
 
@@ -324,6 +376,8 @@ async def _copy_blobs(
         else:
             await dst.blob_put(desc, source)
         result.blobs_copied += 1
+        if read_from is not None and read_from.locations is not None:
+            read_from.locations.remember(read_from.registry, desc.digest, read_from.name)
         return "copied"
 
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)

@@ -3,6 +3,8 @@
     (a) pull 1 GiB in 8 layers from a registry into an OCI layout
     (b) push that image from the layout into an empty registry
     (c) pull 300 layers of 32 KiB into an OCI layout
+    (d) sync 50 small tags, first run and no-op re-run (and the bare aiohttp floor)
+    (e) sync 8 repositories sharing 3 layers of 20 MB (tests/bench_shared.py): bytes uploaded
 
 Each tool runs as a separate process; wall time and peak RSS (wait4) are recorded, best of
 `--repeat` runs. The results go to stdout and, with `--write`, to docs/benchmarks.md (with an
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures.generate import make_big_image
+from tests import bench_shared
 from tests.support.registry import Registry, start_registry
 from tests.support.tools import REPO, require
 
@@ -209,7 +212,9 @@ def main() -> None:
         floors = {pull_small.title: best_of(floor, args.repeat, reset_pull, [source_reg])}
         memory = memory_profile(work, host, env, out)
         sync_rows = sync_profile(work, source_reg, env, args.repeat, registries, floors)
+        shared = bench_shared.profile(work, source_reg, args.repeat, registries, mirror_cmd)
         report = render(results, args, memory, sync_rows, floors)
+        report += "\n".join(bench_shared.render(shared)) + "\n"
         print(report)
         if args.write:
             (DOCS / "benchmarks.md").write_text(report)

@@ -95,6 +95,7 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
         ca_file=opts.ca_file,
         concurrency=opts.concurrency,
         retries=opts.retries,
+        blob_cache=opts.blob_cache,
         chunk_size=opts.chunk_size,
         chunked_upload_threshold=max(4 * opts.chunk_size, 64 * 1024 * 1024),
     )

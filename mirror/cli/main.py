@@ -89,6 +89,12 @@ class _LazyGroup(click.Group):
     help="Blobs transferred at once.",
 )
 @click.option(
+    "--no-blob-cache",
+    "no_blob_cache",
+    is_flag=True,
+    help="Do not remember across runs where blobs are (mounts come from this run's only).",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 100),
     default=DEFAULT_RETRIES,
@@ -158,6 +164,7 @@ def cli(
     tls_verify: bool,
     ca_file: str | None,
     concurrency: int,
+    no_blob_cache: bool,
     retries: int,
     chunk_size: int,
     anonymous: bool,
@@ -186,6 +193,7 @@ def cli(
         ca_file=ca_file,
         concurrency=concurrency,
         retries=retries,
+        blob_cache=not no_blob_cache,
         chunk_size=chunk_size,
         anonymous=anonymous,
         azure_cloud=azure_cloud,

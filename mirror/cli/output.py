@@ -51,6 +51,7 @@ class Options:
     anonymous: bool = False
     azure_cloud: str | None = None
     retries: int = 5
+    blob_cache: bool = True
     chunk_size: int = 16 * 1024 * 1024
     limits: Limits = DEFAULT_LIMITS
 

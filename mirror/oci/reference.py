@@ -128,6 +128,11 @@ def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
     return cls(path=path, ref=ref or None)
 
 
+def is_valid_repository(name: str) -> bool:
+    """True when `name` follows the repository grammar (lower-case path components)."""
+    return isinstance(name, str) and len(name) <= 255 and _REPOSITORY_RE.fullmatch(name) is not None
+
+
 def is_valid_tag(tag: str) -> bool:
     """True when `tag` follows the tag grammar (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`)."""
     return isinstance(tag, str) and _TAG_RE.fullmatch(tag) is not None

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
 
 import aiohttp
 
+from mirror.errors import MirrorError
 from mirror.oci.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
+from mirror.registry.locations import BlobLocations
 from mirror.registry.options import RegistryOptions
 from mirror.registry.paging import paged_names
 from mirror.registry.repository import Repository
 from mirror.registry.transport import RegistryTransport
 
 __all__ = ["RegistryClient"]
+
+_log = logging.getLogger("mirror.registry")
 
 
 class RegistryClient:
@@ -26,6 +31,8 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self._session: aiohttp.ClientSession | None = None
         self._transports: dict[str, RegistryTransport] = {}
+        #: where blobs are in the registries of this run (and, kept, of earlier runs)
+        self.locations = BlobLocations(self.options.blob_locations_dir())
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -36,7 +43,11 @@ class RegistryClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Keep what was learned of blob locations; close the connection pool."""
+        try:
+            await self.locations.save()
+        except (OSError, MirrorError) as exc:  # a memory, not a result: never fail a run
+            _log.warning("could not keep blob locations: %s", exc)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -72,7 +83,9 @@ class RegistryClient:
 
     def repository(self, ref: RegistryReference, *, writing: bool = False) -> Repository:
         """The repository a reference names; `writing` for a copy's destination."""
-        return Repository(self.transport(ref.registry), ref.repository, writing=writing)
+        return Repository(
+            self.transport(ref.registry), ref.repository, writing=writing, locations=self.locations
+        )
 
     async def catalog(self, registry: str, page_size: int = 1000) -> AsyncIterator[str]:
         """Every repository name in `registry` (the Docker catalog API), following pages."""

@@ -75,6 +75,8 @@ class RegistryOptions:
     limits: Limits = DEFAULT_LIMITS
     #: hosts trusted as token realms for credentials, besides each registry's own site
     token_hosts: frozenset[str] = frozenset()
+    #: remember where blobs are across runs (mounts instead of uploads); off: this run only
+    blob_cache: bool = True
 
     def is_acr(self, registry: str) -> bool:
         """True when `registry` is an Azure Container Registry (by name or as told)."""
@@ -85,12 +87,20 @@ class RegistryOptions:
         """The retry policy for this run."""
         return RetryPolicy(self.retries)
 
+    def _state(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "mirror"
+
     def upload_state_dir(self) -> Path:
         """Where resumable upload sessions are kept (`$XDG_STATE_HOME/mirror/uploads`)."""
-        if self.state_dir is not None:
-            return self.state_dir / "uploads"
-        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        return Path(base) / "mirror" / "uploads"
+        return self._state() / "uploads"
+
+    def blob_locations_dir(self) -> Path | None:
+        """Where blob locations are remembered across runs
+        (`$XDG_STATE_HOME/mirror/blob-locations`); None with the memory turned off."""
+        return self._state() / "blob-locations" if self.blob_cache else None
 
     def uses_plain_http(self, registry: str) -> bool:
         """True when `registry` is to be spoken to over HTTP."""

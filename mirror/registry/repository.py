@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from mirror.endpoint import BlobSource, Referrers
+from mirror.endpoint import BlobLocator, BlobSource, Referrers
 from mirror.errors import (
     DigestMismatch,
     Forbidden,
@@ -42,9 +42,18 @@ _LOOKUPS_AT_ONCE = 8
 class Repository:
     """A repository (`name`) in the registry behind `transport`."""
 
-    def __init__(self, transport: RegistryTransport, name: str, *, writing: bool = False) -> None:
+    def __init__(
+        self,
+        transport: RegistryTransport,
+        name: str,
+        *,
+        writing: bool = False,
+        locations: BlobLocator | None = None,
+    ) -> None:
         self.transport = transport
         self.name = name
+        #: where blobs are in this registry's other repositories (mount sources)
+        self.locations = locations
         self.registry = transport.registry
         #: a copy's destination: every request, reads included, goes with the push token,
         #: so one token serves the whole copy (as skopeo asks)

@@ -8,6 +8,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     referrers = false              # also signatures, SBOMs, attestations (to any depth)
     digest_tags = true             # with referrers: cosign's sha256-<hex>.sig/.att/.sbom tags
     keep_going = true
+    blob_cache = true              # remember where blobs are, to mount them next run too
 
     [registries."registry.example.com"]
     username_env = "REG_USER"      # credentials from environment variables
@@ -172,6 +173,8 @@ class SyncConfig:
     #: with referrers: also cosign-style digest tags (`sha256-<hex>.sig`, `.att`, `.sbom`)
     digest_tags: bool = True
     keep_going: bool = True
+    #: remember across runs where blobs are, to mount them instead of uploading them again
+    blob_cache: bool = True
 
     def hosts(self) -> frozenset[str]:
         """Every registry the configuration names: job sources and destinations, and the
@@ -366,7 +369,15 @@ def parse_config(
         raise ConfigError("defaults: expected a table")
     _check_keys(
         defaults,
-        {"concurrency", "platforms", "retries", "referrers", "digest_tags", "keep_going"},
+        {
+            "concurrency",
+            "platforms",
+            "retries",
+            "referrers",
+            "digest_tags",
+            "keep_going",
+            "blob_cache",
+        },
         "defaults",
     )
     platforms = []
@@ -393,6 +404,7 @@ def parse_config(
         referrers=bool(_typed(defaults, "referrers", bool, "defaults")),
         digest_tags=_typed(defaults, "digest_tags", bool, "defaults") is not False,
         keep_going=keep_going is not False,
+        blob_cache=_typed(defaults, "blob_cache", bool, "defaults") is not False,
     )
 
 

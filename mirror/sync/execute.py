@@ -68,6 +68,7 @@ async def _copy(
     )
     report.status = Status.UP_TO_DATE if result.up_to_date else Status.COPIED
     report.digest, report.bytes = result.digest, result.bytes_copied
+    report.mounted = result.bytes_mounted
     return report
 
 

@@ -30,6 +30,8 @@ class TaskReport:
     status: Status
     digest: str = ""
     bytes: int = 0
+    #: bytes of blobs mounted from another repository instead of sent
+    mounted: int = 0
     seconds: float = 0.0
     error: str = ""
 
@@ -42,6 +44,7 @@ class TaskReport:
             "status": str(self.status),
             "digest": self.digest,
             "bytes": self.bytes,
+            "bytesMounted": self.mounted,
             "seconds": round(self.seconds, 3),
         }
         if self.error:

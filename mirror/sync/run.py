@@ -67,6 +67,7 @@ def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> Regi
         },
         concurrency=config.concurrency,
         retries=config.retries,
+        blob_cache=base.blob_cache and config.blob_cache,
     )
 
 

@@ -21,6 +21,9 @@ from tests.support.scripted import FaultProxy
 from tests.support.tools import FIXTURES, fixture_digest, skopeo
 from tests.support.tools import mirror as run_mirror
 
+#: every byte streams through mirror: no blob locations remembered by other tests' runs
+STREAMED = RegistryOptions(blob_cache=False)
+
 KINDS = ("oci-single", "docker-v2", "multi-arch", "artifact")
 #: distinct config and layer blobs of each fixture image (what a fresh copy moves)
 BLOBS = {"oci-single": 3, "docker-v2": 2, "multi-arch": 5, "artifact": 2}
@@ -60,7 +63,7 @@ async def test_copy_every_pair(
     else:
         destination = f"oci:{tmp_path / 'out'}:copied"
 
-    result = await mirror.copy(source, destination)
+    result = await mirror.copy(source, destination, options=STREAMED)
 
     assert result.digest == expected
     assert result.blobs_copied == BLOBS[kind]
@@ -79,12 +82,14 @@ async def test_copy_every_pair(
 
 async def test_second_copy_transfers_no_blobs(registry: Registry) -> None:
     source = f"oci:{FIXTURES / 'multi-arch'}:v1"
-    first = await mirror.copy(source, f"docker://{registry.host}/again/app:v1")
+    first = await mirror.copy(source, f"docker://{registry.host}/again/app:v1", options=STREAMED)
     assert first.blobs_copied == 5
-    same_tag = await mirror.copy(source, f"docker://{registry.host}/again/app:v1")
+    same_tag = await mirror.copy(source, f"docker://{registry.host}/again/app:v1", options=STREAMED)
     assert same_tag.up_to_date
     assert (same_tag.blobs_copied, same_tag.bytes_copied, same_tag.manifests_written) == (0, 0, 0)
-    other_tag = await mirror.copy(source, f"docker://{registry.host}/again/app:v2")
+    other_tag = await mirror.copy(
+        source, f"docker://{registry.host}/again/app:v2", options=STREAMED
+    )
     assert (other_tag.blobs_copied, other_tag.blobs_skipped) == (0, 5)
 
 
@@ -105,7 +110,7 @@ async def test_one_platform_is_copied_alone_and_several_make_a_new_index(
     arm = index.find(mirror.Platform.parse("linux/arm64"))
     assert arm is not None
     one = await mirror.copy(
-        source, f"docker://{registry.host}/plat/one:v1", platforms=["linux/arm64"]
+        source, f"docker://{registry.host}/plat/one:v1", platforms=["linux/arm64"], options=STREAMED
     )
     assert one.digest == arm.digest
     assert one.blobs_copied == 3
@@ -170,7 +175,10 @@ async def test_a_chunked_registry_copy_reports_the_bytes_it_moved(
     src = f"docker://{registry.host}/chunked/src:v1"
     await mirror.copy(f"oci:{source_dir}:big", src)
     options = RegistryOptions(
-        use_docker_config=False, chunk_size=1024 * 1024, chunked_upload_threshold=2 * 1024 * 1024
+        use_docker_config=False,
+        chunk_size=1024 * 1024,
+        chunked_upload_threshold=2 * 1024 * 1024,
+        blob_cache=False,
     )
     dst = f"docker://{second_registry.host}/chunked/dst:v1"
     result = await mirror.copy(src, dst, options=options)

@@ -19,7 +19,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,6 +409,8 @@ class FaultProxy:
     seen: list[tuple[str, str]] = field(default_factory=list)
     #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
     fault_on: str = ""
+    #: called with each request before it is forwarded (a test changes the registry there)
+    before_forward: Callable[[web.Request], None] | None = None
 
     def __post_init__(self) -> None:
         self._seen_keys: dict[tuple[str, str, str], int] = {}
@@ -454,6 +456,8 @@ class FaultProxy:
             self.held.set()
             await asyncio.sleep(2)
         body = await request.read()
+        if self.before_forward is not None:
+            self.before_forward(request)
         if request.method == "PATCH" and self.patch_delay:
             await asyncio.sleep(self.patch_delay)
         if request.method in ("PUT", "PATCH"):

@@ -1,0 +1,258 @@
+"""Shared layers cross the wire once (issue 18): mounts from any repository of the destination
+registry within a run, and from a blob-location memory kept across runs; bytes counted at a
+proxy in front of the real destination registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+import mirror
+from fixtures.generate import LayoutWriter, image
+from mirror.registry import RegistryOptions
+from mirror.sync.config import load_config
+from mirror.sync.run import run_sync
+from tests.support.registry import Registry, start_registry
+from tests.support.scripted import FaultProxy, address, serve
+from tests.support.tools import FIXTURES, amirror, fixture_digest
+
+REPOSITORIES = 8
+SHARED_LAYERS = 3
+LAYER_SIZE = 2 * 1024 * 1024
+NO_MEMORY = RegistryOptions(use_docker_config=False, blob_cache=False)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Images in `shared/app0..7:v1` of the source registry, sharing their layers."""
+
+    layer_bytes: int  # the bytes of the distinct layers (what must cross the wire once)
+    layers: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def shared(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Shared:
+    work = tmp_path_factory.mktemp("shared")
+    writer = LayoutWriter(work / "layout")
+    files = [{f"layer{i}.bin": random.Random(i).randbytes(LAYER_SIZE)} for i in range(3)]
+    for n in range(REPOSITORIES):
+        desc = image(writer, files, created=f"2024-04-{n + 1:02d}T00:00:00Z")
+        writer.name(desc, f"app{n}")
+    writer.close()
+    for n in range(REPOSITORIES):
+        target = f"docker://{registry.host}/shared/app{n}:v1"
+        asyncio.run(mirror.copy(f"oci:{work / 'layout'}:app{n}", target, options=NO_MEMORY))
+    blob = work / "layout" / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")
+    manifest = json.loads(blob.read_bytes())
+    sizes = {layer["digest"]: layer["size"] for layer in manifest["layers"]}
+    return Shared(sum(sizes.values()), tuple(sizes))
+
+
+@dataclass
+class Destination:
+    """A fresh registry behind a counting proxy."""
+
+    registry: Registry
+    proxy: FaultProxy
+    host: str  # the proxy's
+
+
+@pytest.fixture
+async def destination(tmp_path: Path) -> AsyncIterator[Destination]:
+    reg = start_registry(tmp_path / "destination")
+    proxy = FaultProxy(reg.host, rate=0.0)
+    runner = await serve(proxy.app())
+    yield Destination(reg, proxy, address(runner))
+    await runner.cleanup()
+    reg.stop()
+
+
+def _sync_config(tmp_path: Path, source: str, destination: str, name: str = "sync.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        f'[registries."{destination}"]\nplain_http = true\n'
+        f'[[jobs]]\nregistry = "{source}"\ninclude = ["shared/*"]\n'
+        f'destination = "{destination}"\n'
+    )
+    return path
+
+
+async def test_a_sync_uploads_each_shared_layer_once_and_a_later_copy_none(
+    registry: Registry,
+    second_registry: Registry,
+    shared: Shared,
+    destination: Destination,
+    tmp_path: Path,
+) -> None:
+    config = load_config(_sync_config(tmp_path, registry.host, destination.host))
+    report = await run_sync(config, options=RegistryOptions(use_docker_config=False))
+    assert [str(i.status) for i in report.images] == ["copied"] * REPOSITORIES, report.to_json()
+    uploaded = destination.proxy.bytes_in
+    assert uploaded <= 1.1 * shared.layer_bytes, (uploaded, shared.layer_bytes)
+    mounted = sum(i.mounted for i in report.images)
+    assert mounted == (REPOSITORIES - 1) * shared.layer_bytes
+    # in a new process, the same layers from another registry into a new repository
+    await mirror.copy(
+        f"docker://{registry.host}/shared/app3:v1",
+        f"docker://{second_registry.host}/elsewhere/app:v1",
+        options=NO_MEMORY,
+    )
+    before = destination.proxy.bytes_in
+    copied = await amirror(
+        "--plain-http",
+        "--json",
+        "copy",
+        f"docker://{second_registry.host}/elsewhere/app:v1",
+        f"docker://{destination.host}/fresh/app:v1",
+    )
+    assert copied.returncode == 0, copied.stderr
+    result = json.loads(copied.stdout)
+    assert result["blobsMounted"] >= SHARED_LAYERS  # the layers (and the config, seen too)
+    assert destination.proxy.bytes_in - before < 64 * 1024  # a config and a manifest
+    # with the memory turned off, the layers go up again (and the copy succeeds)
+    before = destination.proxy.bytes_in
+    again = await amirror(
+        "--plain-http",
+        "--no-blob-cache",
+        "copy",
+        f"docker://{second_registry.host}/elsewhere/app:v1",
+        f"docker://{destination.host}/unremembered/app:v1",
+    )
+    assert again.returncode == 0, again.stderr
+    assert destination.proxy.bytes_in - before >= shared.layer_bytes
+
+
+async def test_a_remembered_repository_that_is_gone_falls_back_to_an_upload(
+    registry: Registry,
+    second_registry: Registry,
+    shared: Shared,
+    destination: Destination,
+    tmp_path: Path,
+) -> None:
+    first = await amirror(
+        "--plain-http",
+        "copy",
+        f"docker://{registry.host}/shared/app1:v1",
+        f"docker://{destination.host}/only/app:v1",
+    )
+    assert first.returncode == 0, first.stderr
+    storage = destination.registry.root / "storage" / "docker" / "registry" / "v2" / "repositories"
+    shutil.rmtree(storage / "only")  # the remembered repository is gone from the registry
+    await mirror.copy(
+        f"docker://{registry.host}/shared/app1:v1",
+        f"docker://{second_registry.host}/gone/app:v1",
+        options=NO_MEMORY,
+    )
+    before = destination.proxy.bytes_in
+    second = await amirror(
+        "--plain-http",
+        "--json",
+        "copy",
+        f"docker://{second_registry.host}/gone/app:v1",
+        f"docker://{destination.host}/next/app:v1",
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["blobsMounted"] == 0
+    assert destination.proxy.bytes_in - before >= shared.layer_bytes
+    # the stale entries were dropped: the memory now names the new repository
+    memory = _memory_file(destination.host)
+    blobs = json.loads(memory.read_text())["blobs"]
+    assert all("only/app" not in blobs.get(d, {}) for d in shared.layers)
+    assert all("next/app" in blobs[d] for d in shared.layers)
+
+
+async def test_two_processes_at_once_and_a_damaged_memory_lose_nothing(
+    registry: Registry, shared: Shared, destination: Destination, tmp_path: Path
+) -> None:
+    one = _sync_config(tmp_path, registry.host, destination.host, "one.toml")
+    results = await asyncio.gather(*(amirror("--json", "sync", str(one)) for _ in range(2)))
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    memory = _memory_file(destination.host)
+    blobs = json.loads(memory.read_text())["blobs"]
+    assert set(shared.layers) <= set(blobs)
+    damages = (memory.read_bytes()[: memory.stat().st_size // 2], b"\x00garbage{")
+    for n, damage in enumerate(damages):
+        memory.write_bytes(damage)
+        again = await amirror(
+            "--plain-http",
+            "copy",
+            f"docker://{registry.host}/shared/app5:v1",
+            f"docker://{destination.host}/after-damage-{n}/app:v1",
+        )
+        assert again.returncode == 0, again.stderr
+        assert "blobs" in json.loads(memory.read_text())  # rewritten whole
+    listed = await amirror("--plain-http", "--json", "ls", destination.host)
+    names = set(json.loads(listed.stdout))
+    assert {f"shared/app{n}" for n in range(REPOSITORIES)} <= names
+
+
+def _memory_file(host: str) -> Path:
+    import os
+    from urllib.parse import quote
+
+    state = Path(os.environ["XDG_STATE_HOME"])
+    return state / "mirror" / "blob-locations" / f"{quote(host, safe='')}.json"
+
+
+async def test_layouts_and_bundles_hold_a_shared_layer_once(
+    registry: Registry, shared: Shared, tmp_path: Path
+) -> None:
+    """One blob store: a backup layout and a bundle of the eight images each hold the
+    shared layers once."""
+    bundle = tmp_path / "shared.tar"
+    images = [f"{registry.host}/shared/app{n}:v1" for n in range(REPOSITORIES)]
+    made = await amirror("bundle", "create", str(bundle), *images)
+    assert made.returncode == 0, made.stderr
+    assert bundle.stat().st_size < 1.1 * shared.layer_bytes
+    backup = tmp_path / "backup"
+    path = tmp_path / "backup.toml"
+    path.write_text(
+        f'[[jobs]]\nregistry = "{registry.host}"\ninclude = ["shared/*"]\n'
+        f'destination = "oci:{backup}"\n'
+    )
+    synced = await amirror("sync", str(path))
+    assert synced.returncode == 0, synced.stderr
+    stored = sum(p.stat().st_size for p in (backup / "blobs").rglob("*") if p.is_file())
+    assert stored < 1.1 * shared.layer_bytes
+
+
+async def test_a_blob_the_registry_lost_before_the_manifest_is_placed_again(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A manifest PUT answered 400 MANIFEST_BLOB_UNKNOWN (the registry lost track of a blob
+    it had taken: a race between concurrent uploads or mounts of it) places the missing blob
+    again and puts the manifest once more; here the real registry loses the layer's link
+    just before the manifest arrives."""
+    target = start_registry(tmp_path / "target")
+    layers = target.root / "storage" / "docker" / "registry" / "v2" / "repositories"
+    lost: list[Path] = []
+
+    def lose_a_layer(request: web.Request) -> None:
+        if request.method == "PUT" and "/manifests/" in request.path and not lost:
+            links = sorted((layers / "lost" / "app" / "_layers").rglob("link"))
+            lost.append(links[0])
+            links[0].unlink()
+
+    proxy = FaultProxy(target.host, rate=0.0, before_forward=lose_a_layer)
+    runner = await serve(proxy.app())
+    try:
+        result = await mirror.copy(
+            f"oci:{FIXTURES / 'oci-single'}:v1",
+            f"docker://{address(runner)}/lost/app:v1",
+            options=NO_MEMORY,
+        )
+    finally:
+        await runner.cleanup()
+        target.stop()
+    assert lost
+    assert result.digest == fixture_digest("oci-single")
+    assert result.blobs_copied == 4  # three, and the lost one again
