@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,36 @@ async def destination(tmp_path: Path) -> AsyncIterator[Destination]:
     reg.stop()
 
 
+async def _from_another_registry(
+    registry: Registry,
+    second_registry: Registry,
+    destination: Destination,
+    app: str,
+    via: str,
+    into: str,
+    *flags: str,
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Put `shared/<app>` into the second registry as `<via>` (no memory), then, in a new
+    process, copy it from there into `<into>` at the destination: the CLI's result and the
+    bytes the destination received."""
+    await mirror.copy(
+        f"docker://{registry.host}/shared/{app}:v1",
+        f"docker://{second_registry.host}/{via}:v1",
+        options=NO_MEMORY,
+    )
+    before = destination.proxy.bytes_in
+    done = await amirror(
+        "--plain-http",
+        "--json",
+        *flags,
+        "copy",
+        f"docker://{second_registry.host}/{via}:v1",
+        f"docker://{destination.host}/{into}:v1",
+    )
+    assert done.returncode == 0, done.stderr
+    return done, destination.proxy.bytes_in - before
+
+
 def _sync_config(tmp_path: Path, source: str, destination: str, name: str = "sync.toml") -> Path:
     path = tmp_path / name
     path.write_text(
@@ -100,34 +131,13 @@ async def test_a_sync_uploads_each_shared_layer_once_and_a_later_copy_none(
     mounted = sum(i.mounted for i in report.images)
     assert mounted == (REPOSITORIES - 1) * shared.layer_bytes
     # in a new process, the same layers from another registry into a new repository
-    await mirror.copy(
-        f"docker://{registry.host}/shared/app3:v1",
-        f"docker://{second_registry.host}/elsewhere/app:v1",
-        options=NO_MEMORY,
-    )
-    before = destination.proxy.bytes_in
-    copied = await amirror(
-        "--plain-http",
-        "--json",
-        "copy",
-        f"docker://{second_registry.host}/elsewhere/app:v1",
-        f"docker://{destination.host}/fresh/app:v1",
-    )
-    assert copied.returncode == 0, copied.stderr
-    result = json.loads(copied.stdout)
-    assert result["blobsMounted"] >= SHARED_LAYERS  # the layers (and the config, seen too)
-    assert destination.proxy.bytes_in - before < 64 * 1024  # a config and a manifest
+    args = (registry, second_registry, destination, "app3", "elsewhere/app")
+    copied, uploaded = await _from_another_registry(*args, "fresh/app")
+    assert json.loads(copied.stdout)["blobsMounted"] >= SHARED_LAYERS  # and the config
+    assert uploaded < 64 * 1024  # a config and a manifest
     # with the memory turned off, the layers go up again (and the copy succeeds)
-    before = destination.proxy.bytes_in
-    again = await amirror(
-        "--plain-http",
-        "--no-blob-cache",
-        "copy",
-        f"docker://{second_registry.host}/elsewhere/app:v1",
-        f"docker://{destination.host}/unremembered/app:v1",
-    )
-    assert again.returncode == 0, again.stderr
-    assert destination.proxy.bytes_in - before >= shared.layer_bytes
+    _, uploaded = await _from_another_registry(*args, "unremembered/app", "--no-blob-cache")
+    assert uploaded >= shared.layer_bytes
 
 
 async def test_a_remembered_repository_that_is_gone_falls_back_to_an_upload(
@@ -146,22 +156,11 @@ async def test_a_remembered_repository_that_is_gone_falls_back_to_an_upload(
     assert first.returncode == 0, first.stderr
     storage = destination.registry.root / "storage" / "docker" / "registry" / "v2" / "repositories"
     shutil.rmtree(storage / "only")  # the remembered repository is gone from the registry
-    await mirror.copy(
-        f"docker://{registry.host}/shared/app1:v1",
-        f"docker://{second_registry.host}/gone/app:v1",
-        options=NO_MEMORY,
+    second, uploaded = await _from_another_registry(
+        registry, second_registry, destination, "app1", "gone/app", "next/app"
     )
-    before = destination.proxy.bytes_in
-    second = await amirror(
-        "--plain-http",
-        "--json",
-        "copy",
-        f"docker://{second_registry.host}/gone/app:v1",
-        f"docker://{destination.host}/next/app:v1",
-    )
-    assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["blobsMounted"] == 0
-    assert destination.proxy.bytes_in - before >= shared.layer_bytes
+    assert uploaded >= shared.layer_bytes
     # the stale entries were dropped: the memory now names the new repository
     memory = _memory_file(destination.host)
     blobs = json.loads(memory.read_text())["blobs"]
