@@ -76,6 +76,17 @@ async def destination(tmp_path: Path) -> AsyncIterator[Destination]:
     reg.stop()
 
 
+async def _copy_in(registry: Registry, destination: Destination, app: str, into: str) -> None:
+    """In a new process, copy `shared/<app>` from the source into `<into>` at the destination."""
+    done = await amirror(
+        "--plain-http",
+        "copy",
+        f"docker://{registry.host}/shared/{app}:v1",
+        f"docker://{destination.host}/{into}:v1",
+    )
+    assert done.returncode == 0, done.stderr
+
+
 async def _from_another_registry(
     registry: Registry,
     second_registry: Registry,
@@ -147,13 +158,7 @@ async def test_a_remembered_repository_that_is_gone_falls_back_to_an_upload(
     destination: Destination,
     tmp_path: Path,
 ) -> None:
-    first = await amirror(
-        "--plain-http",
-        "copy",
-        f"docker://{registry.host}/shared/app1:v1",
-        f"docker://{destination.host}/only/app:v1",
-    )
-    assert first.returncode == 0, first.stderr
+    await _copy_in(registry, destination, "app1", "only/app")
     storage = destination.registry.root / "storage" / "docker" / "registry" / "v2" / "repositories"
     shutil.rmtree(storage / "only")  # the remembered repository is gone from the registry
     second, uploaded = await _from_another_registry(
@@ -181,13 +186,7 @@ async def test_two_processes_at_once_and_a_damaged_memory_lose_nothing(
     damages = (memory.read_bytes()[: memory.stat().st_size // 2], b"\x00garbage{")
     for n, damage in enumerate(damages):
         memory.write_bytes(damage)
-        again = await amirror(
-            "--plain-http",
-            "copy",
-            f"docker://{registry.host}/shared/app5:v1",
-            f"docker://{destination.host}/after-damage-{n}/app:v1",
-        )
-        assert again.returncode == 0, again.stderr
+        await _copy_in(registry, destination, "app5", f"after-damage-{n}/app")
         assert "blobs" in json.loads(memory.read_text())  # rewritten whole
     listed = await amirror("--plain-http", "--json", "ls", destination.host)
     names = set(json.loads(listed.stdout))
