@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
-from mirror.errors import ContentError, ManifestNotFound, MirrorError, RegistryError
+from mirror.errors import ContentError, RegistryError
 from mirror.graph import ImageGraph, fetch_from, walk_image
-from mirror.imageconfig import read_config
 from mirror.limits import TIB
 from mirror.oci.attached import fallback_name, listing_index
 from mirror.oci.digest import Digest
-from mirror.oci.mediatypes import DOCKER_CONFIG, OCI_CONFIG
-from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, index_of
+from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
 from mirror.oci.platform import Platform
+from mirror.selection import select_platforms
 from mirror.support.tasks import gather_or_cancel
 
 _log = logging.getLogger("mirror.engine")
@@ -165,7 +164,7 @@ async def copy_image(
     started = time.monotonic()
     sink = progress or Silent()
     original = await src.manifest_get(src_ref)
-    top = await _select_platforms(src, original, platforms, single_must_match)
+    top = await select_platforms(src, original, platforms, single_must_match)
     result = CopyResult(
         digest=str(top.digest),
         media_type=top.media_type,
@@ -248,52 +247,6 @@ async def list_referrers(
         index = listing_index([*have.descriptors, *extra])
     await dst.image_put(index, fallback_name(name, subject))
     return True
-
-
-async def _select_platforms(
-    src: Endpoint, top: ManifestLike, platforms: Sequence[Platform], single_must_match: bool
-) -> ManifestLike:
-    if not platforms:
-        return top
-    if isinstance(top, Manifest):
-        if not single_must_match:
-            return top  # a filter for the platforms of indexes (sync's `platforms`)
-        have = await _platform_of(src, top)
-        if have is None or not any(wanted.matches(have) for wanted in platforms):
-            names = ", ".join(map(str, platforms))
-            raise ManifestNotFound(f"image {top.digest} is {have or 'of no platform'}, not {names}")
-        return top
-    chosen = choose_platforms(top, platforms)
-    if isinstance(chosen, Descriptor):
-        return await src.manifest_get(str(chosen.digest))
-    return chosen
-
-
-def choose_platforms(index: Index, platforms: Sequence[Platform]) -> Descriptor | Index:
-    """What a copy of `index` filtered to `platforms` writes as its top: the one platform's
-    manifest (its descriptor), or a new index of the chosen entries (always the same bytes
-    for the same index and platforms, so a re-run can tell it is up to date)."""
-    chosen: list[Descriptor] = []
-    for wanted in platforms:
-        found = index.find(wanted)
-        if found is None:
-            raise ManifestNotFound(f"no {wanted} image in index {index.digest}")
-        if found not in chosen:
-            chosen.append(found)
-    if len(platforms) == 1:
-        return chosen[0]
-    return index_of(chosen, index.media_type)
-
-
-async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
-    """The platform an image's config names (os, architecture, variant), if any."""
-    if manifest.config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
-        return None
-    try:
-        obj = await read_config(src, manifest)
-        return Platform.from_json(obj) if obj is not None else None
-    except (ValueError, MirrorError):
-        return None
 
 
 async def _copy_blobs(

@@ -1,4 +1,9 @@
-"""One repository in a registry: manifests, blobs, tags. It is a copy endpoint."""
+"""One repository in a registry: manifests, blobs, tags. It is a copy endpoint.
+
+Over 400 lines on purpose: one class for the distribution API's repository routes (manifests,
+blobs, mounts, deletes, listings, referrers), each a short request; the transfers themselves
+are `download.py` and `upload.py`.
+"""
 
 from __future__ import annotations
 

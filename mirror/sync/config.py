@@ -33,6 +33,9 @@ range or a missing credentials variable is one error naming the key, before anyt
     newest = 3                     # the newest N after the other filters
     newest_by = "semver"           # or "created" (image config time)
     digests = ["sha256:…"]         # pins: also copy these manifests by digest
+
+Over 400 lines on purpose: the whole schema is checked here, key by key, each error naming
+its key; the file is the one place a reader looks for what a configuration may say.
 """
 
 from __future__ import annotations

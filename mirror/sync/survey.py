@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mirror.endpoint import Endpoint
-from mirror.engine import choose_platforms
 from mirror.errors import InvalidReference, LayoutError, ManifestInvalid, MirrorError, NotFound
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
@@ -22,6 +21,7 @@ from mirror.oci.model import Index, Manifest
 from mirror.oci.platform import Platform
 from mirror.oci.reference import RegistryReference, is_valid_tag, parse_reference
 from mirror.registry import RegistryClient
+from mirror.selection import choose_platforms
 from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
