@@ -131,6 +131,7 @@ async def copy(
             ),
             max_blob_size=opts.limits.max_blob_size,
         )
+        result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
     if (
         isinstance(dst_ref, RegistryReference)
         and dst_ref.digest

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
 from mirror.errors import ContentError, RegistryError
@@ -94,6 +94,8 @@ class CopyResult:
     manifests: list[str] = field(default_factory=list)
     #: digest tags copied along (`sha256-<hex>.sig`, …)
     attached: list[str] = field(default_factory=list)
+    #: the request budget each registry announced, as it stood at the end (host -> JSON)
+    rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready report."""
@@ -113,6 +115,7 @@ class CopyResult:
             "platforms": self.platforms,
             "referrers": self.referrers,
             "digestTags": self.attached,
+            **({"rateLimits": self.rate_limits} if self.rate_limits else {}),
         }
 
 

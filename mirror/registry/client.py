@@ -13,6 +13,7 @@ from mirror.oci.reference import DOCKER_HUB, DOCKER_HUB_API, RegistryReference
 from mirror.registry.locations import BlobLocations
 from mirror.registry.options import RegistryOptions
 from mirror.registry.paging import paged_names
+from mirror.registry.ratelimit import Budget
 from mirror.registry.repository import Repository
 from mirror.registry.transport import RegistryTransport
 
@@ -71,6 +72,14 @@ class RegistryClient:
                 connector=connector, timeout=timeout, auto_decompress=False
             )
         return self._session
+
+    def budgets(self) -> dict[str, Budget]:
+        """The rate-limit budget each registry of the run last announced."""
+        return {
+            registry: transport.budget
+            for registry, transport in sorted(self._transports.items())
+            if transport.budget is not None
+        }
 
     def transport(self, registry: str) -> RegistryTransport:
         """The transport for `registry` (host[:port] as written in references)."""

@@ -22,6 +22,7 @@ from mirror.errors import (
     Unauthorized,
 )
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.registry.ratelimit import parse_budget
 from mirror.support import jsonutil
 from mirror.support.httpbody import read_at_most
 
@@ -92,9 +93,13 @@ async def raise_for_status(
     retryable = status in RETRYABLE_STATUS or bool(RETRYABLE_CODES & set(codes))
     url = str(resp.url.with_query(None))
     if status == 429 or (status == 503 and resp.headers.get("Retry-After")):
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        budget = parse_budget(resp.headers)
+        if retry_after is None and budget is not None and budget.remaining == 0:
+            retry_after = budget.wait()  # the window the registry announced (capped later)
         raise RateLimited(
             f"{what}: rate limited ({status}){detail}",
-            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            retry_after=retry_after,
             status=status,
             method=method,
             url=url,

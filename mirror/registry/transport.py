@@ -19,6 +19,7 @@ from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.errors import Missing, raise_for_status
 from mirror.registry.options import RegistryOptions
 from mirror.registry.pacing import Pacer
+from mirror.registry.ratelimit import Budget, parse_budget
 from mirror.retry import RetryPolicy
 from mirror.support.httpbody import StallGuard, read_at_most
 
@@ -66,6 +67,8 @@ class RegistryTransport:
         )
         #: tokens got in answer to a 401 and not yet accepted: a 401 for one is final
         self._renewed: set[str] = set()
+        #: the request budget the registry last announced (rate-limit headers), if any
+        self.budget: Budget | None = None
 
     async def base(self) -> URL:
         """The registry's base URL; loopback registries that do not speak TLS get HTTP."""
@@ -159,6 +162,8 @@ class RegistryTransport:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
+            if same_origin and (budget := parse_budget(resp.headers)) is not None:
+                self._note_budget(budget)
             if resp.status == 401 and same_origin:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
@@ -198,6 +203,17 @@ class RegistryTransport:
                 finally:
                     resp.release()
             return resp
+
+    def _note_budget(self, budget: Budget) -> None:
+        """Keep the budget the registry announced (said at -v when first seen)."""
+        if self.budget is None:
+            _log.info(
+                "%s announces a rate limit: %d requests left%s",
+                self.registry,
+                budget.remaining,
+                f" of {budget.limit}" if budget.limit is not None else "",
+            )
+        self.budget = budget
 
 
 class _Renewed(Unauthorized):

@@ -57,6 +57,8 @@ class SyncReport:
     """Every image's outcome, in plan order."""
 
     images: list[TaskReport] = field(default_factory=list)
+    #: the request budget each registry announced, as it stood at the end (host -> JSON)
+    rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[TaskReport]:
@@ -68,4 +70,7 @@ class SyncReport:
         counts: dict[str, int] = {}
         for image in self.images:
             counts[str(image.status)] = counts.get(str(image.status), 0) + 1
-        return {"summary": counts, "images": [i.to_json() for i in self.images]}
+        out: dict[str, Any] = {"summary": counts, "images": [i.to_json() for i in self.images]}
+        if self.rate_limits:
+            out["rateLimits"] = self.rate_limits
+        return out

@@ -108,7 +108,8 @@ async def run_sync(
         found = await survey(config, endpoints, shard)
         plan = make_plan(config, found)
         images = await execute(plan, found, config, endpoints, dry_run=dry_run, progress=progress)
-    return SyncReport(images)
+        budgets = {host: b.to_json() for host, b in client.budgets().items()}
+    return SyncReport(images, budgets)
 
 
 #: the library's names for a sync: `mirror.load_sync_config(path)`, `mirror.sync_run(config)`

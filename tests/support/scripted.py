@@ -411,6 +411,10 @@ class FaultProxy:
     fault_on: str = ""
     #: called with each request before it is forwarded (a test changes the registry there)
     before_forward: Callable[[web.Request], None] | None = None
+    #: a reply given instead of forwarding (None: forward), as a front end might answer
+    answer_instead: Callable[[web.Request], web.Response | None] | None = None
+    #: headers added to each forwarded reply (a front end's rate-limit headers, say)
+    reply_headers: Callable[[web.Request], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self._seen_keys: dict[tuple[str, str, str], int] = {}
@@ -458,6 +462,8 @@ class FaultProxy:
         body = await request.read()
         if self.before_forward is not None:
             self.before_forward(request)
+        if self.answer_instead is not None and (instead := self.answer_instead(request)):
+            return instead
         if request.method == "PATCH" and self.patch_delay:
             await asyncio.sleep(self.patch_delay)
         if request.method in ("PUT", "PATCH"):
@@ -475,6 +481,8 @@ class FaultProxy:
             upstream_request(session, request, self.upstream, body, self._dropped) as reply,
         ):
             out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            if self.reply_headers is not None:
+                out.update(self.reply_headers(request))
             if "Location" in out:
                 out["Location"] = URL(out["Location"]).raw_path_qs
             if fault == "after-500":

@@ -1,0 +1,120 @@
+"""Rate-limit budgets (issue 15, part 2, first steps): mirror reads the budget a registry
+announces, reports it, and waits out an exhausted one for the window the registry named.
+
+The real registry sends no rate-limit headers, so a front end in front of it adds them the way
+Docker Hub does on manifest GETs (`ratelimit-limit: N;w=…`, `ratelimit-remaining: M;w=…`)
+or in the IETF form (`RateLimit: limit=…, remaining=…, reset=…`), and answers 429
+`TOOMANYREQUESTS` without `Retry-After` once the budget is spent, as Docker Hub does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy, address, serve
+from tests.support.tools import amirror
+
+
+@dataclass
+class HubBudget:
+    """A manifest-GET budget that shrinks with each GET and, once spent, renews `reset`
+    seconds later."""
+
+    limit: int
+    ietf: bool = False
+    reset: int = 1
+    spent: int = 0
+    spent_at: float | None = None
+    refused: int = 0
+
+    def _counts(self, request: web.Request) -> bool:
+        return request.method == "GET" and "/manifests/" in request.path
+
+    def _renew(self) -> None:
+        if self.spent_at is not None and time.monotonic() - self.spent_at >= self.reset:
+            self.spent, self.spent_at = 0, None
+
+    def headers(self, left: int) -> dict[str, str]:
+        if self.ietf:
+            return {"RateLimit": f"limit={self.limit}, remaining={left}, reset={self.reset}"}
+        return {
+            "ratelimit-limit": f"{self.limit};w={self.reset}",
+            "ratelimit-remaining": f"{left};w={self.reset}",
+        }
+
+    def answer_instead(self, request: web.Request) -> web.Response | None:
+        if not self._counts(request):
+            return None
+        self._renew()
+        if self.spent >= self.limit:
+            self.spent_at = self.spent_at or time.monotonic()
+            self.refused += 1
+            body = {"errors": [{"code": "TOOMANYREQUESTS", "message": "rate limit reached"}]}
+            return web.json_response(body, status=429, headers=self.headers(0))
+        self.spent += 1
+        return None
+
+    def reply_headers(self, request: web.Request) -> dict[str, str]:
+        return self.headers(self.limit - self.spent) if self._counts(request) else {}
+
+
+@pytest.fixture
+async def limited(registry: Registry) -> AsyncIterator[tuple[str, HubBudget]]:
+    budget = HubBudget(limit=2)
+    proxy = FaultProxy(
+        registry.host,
+        rate=0.0,
+        answer_instead=budget.answer_instead,
+        reply_headers=budget.reply_headers,
+    )
+    runner = await serve(proxy.app())
+    yield address(runner), budget
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("ietf", [False, True])
+async def test_the_budget_is_reported_and_an_exhausted_one_waited_out(
+    registry: Registry, limited: tuple[str, HubBudget], ietf: bool
+) -> None:
+    host, budget = limited
+    budget.ietf = ietf
+    registry.push_fixture("multi-arch", "limited/app")  # an index and two manifests: 3 GETs
+    started = time.monotonic()
+    done = await amirror(
+        "--json",
+        "--plain-http",
+        "copy",
+        f"docker://{host}/limited/app:v1",
+        f"docker://{host}/limited/copy-{int(ietf)}:v1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert budget.refused >= 1  # the third GET found the budget spent
+    assert time.monotonic() - started >= 1.0  # and waited for the announced window
+    report = json.loads(done.stdout)
+    assert report["rateLimits"][host]["limit"] == 2
+    assert 0 <= report["rateLimits"][host]["remaining"] <= 2
+
+
+async def test_a_sync_report_shows_the_budget_left(
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+) -> None:
+    host, budget = limited
+    budget.limit = 100
+    registry.push_fixture("oci-single", "limited/sync")
+    config = tmp_path / "sync.toml"  # type: ignore[operator]
+    config.write_text(
+        f'[registries."{host}"]\nplain_http = true\n'
+        f'[[jobs]]\nsource = "{host}/limited/sync"\ndestination = "oci:{tmp_path}/out"\n'
+    )
+    done = await amirror("--json", "sync", str(config))
+    assert done.returncode == 0, done.stderr
+    left = json.loads(done.stdout)["rateLimits"][host]
+    assert left["limit"] == 100
+    assert left["remaining"] < 100
