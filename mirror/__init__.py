@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 # the errors are small: imported at once; every other name on first use
 from mirror.errors import (
     BlobNotFound,
+    BudgetReserved,
     ContentError,
     DigestMismatch,
     Forbidden,
@@ -136,6 +137,7 @@ __all__ = [
     "ArchiveReference",
     "ArtifactAttributes",
     "BlobNotFound",
+    "BudgetReserved",
     "ContainerRegistryClient",
     "ContainerRegistryContentClient",
     "ContainerRepository",

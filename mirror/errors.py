@@ -14,6 +14,7 @@
     │   ├─ Forbidden
     │   ├─ RateLimited (.retry_after)
     │   └─ ServerError
+    ├─ BudgetReserved                           a registry's budget is down to the reserve
     ├─ TransportError                           connection reset, timeout (retryable)
     │   └─ UntrustedCertificate                 a TLS certificate no trusted CA signed
     ├─ ContentError (also ValueError)           bytes that are not what they claim
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BlobNotFound",
+    "BudgetReserved",
     "ContentError",
     "DigestMismatch",
     "Forbidden",
@@ -114,6 +116,11 @@ class Unauthorized(RegistryError):
 
 class Forbidden(RegistryError):
     """403: authenticated but not allowed."""
+
+
+class BudgetReserved(MirrorError):
+    """A registry's announced request budget is down to the reserve the user keeps: no more
+    manifests are asked of it this run (the work is deferred, not failed)."""
 
 
 class RateLimited(RegistryError):

@@ -14,6 +14,9 @@ from mirror.sync.config import load_config
 from mirror.sync.report import SyncReport
 from mirror.sync.run import run_sync
 
+#: the exit code of a sync that left images for later (a rate-limit reserve was reached)
+EXIT_DEFERRED = 3
+
 __all__ = ["sync_command"]
 
 
@@ -69,3 +72,5 @@ def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_
         )
     if report.failed:
         sys.exit(1)
+    if report.deferred:
+        sys.exit(EXIT_DEFERRED)

@@ -70,6 +70,8 @@ class RegistryOptions:
     acr: frozenset[str] = frozenset()
     #: requests per second allowed per registry (host -> rate)
     rate_limits: dict[str, float] = field(default_factory=dict)
+    #: per registry, the announced budget below which no more manifests are asked for
+    rate_limit_reserves: dict[str, int] = field(default_factory=dict)
     user_agent: str = "mirror"
     #: time, rate, size and count bounds on what registries send (mirror.limits)
     limits: Limits = DEFAULT_LIMITS

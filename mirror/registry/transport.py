@@ -13,7 +13,13 @@ from yarl import URL
 
 from mirror.auth.sources import SignInContext, sign_in
 from mirror.auth.tokens import normalize_scopes
-from mirror.errors import MirrorError, TransportError, Unauthorized, UntrustedCertificate
+from mirror.errors import (
+    BudgetReserved,
+    MirrorError,
+    TransportError,
+    Unauthorized,
+    UntrustedCertificate,
+)
 from mirror.hosts import is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.errors import Missing, raise_for_status
@@ -124,6 +130,8 @@ class RegistryTransport:
         `target` is a path under the base URL (or an absolute URL, e.g. an upload Location).
         `replayable` is False for streamed bodies, which cannot be sent twice.
         """
+        if method == "GET" and missing is Missing.MANIFEST:
+            self._check_reserve(what)
         base = await self.base()
         url = target if isinstance(target, URL) else _join(base, target)
         scope_tuple = tuple(scopes)
@@ -203,6 +211,15 @@ class RegistryTransport:
                 finally:
                     resp.release()
             return resp
+
+    def _check_reserve(self, what: str) -> None:
+        """Refuse a manifest GET once the announced budget is down to the user's reserve."""
+        reserve = self.options.rate_limit_reserves.get(self.registry)
+        if reserve is not None and self.budget is not None and self.budget.remaining <= reserve:
+            raise BudgetReserved(
+                f"{what}: {self.registry} has {self.budget.remaining} requests of its rate "
+                f"limit left, the reserve kept ({reserve}): deferred"
+            )
 
     def _note_budget(self, budget: Budget) -> None:
         """Keep the budget the registry announced (said at -v when first seen)."""

@@ -17,6 +17,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     tls_verify = true
     ca_file = "/etc/ssl/private-ca.pem"
     requests_per_second = 20
+    rate_limit_reserve = 10        # stop asking for manifests with 10 requests of budget left
 
     [[jobs]]
     name = "team"                  # optional, for reports
@@ -137,6 +138,8 @@ class RegistrySettings:
     tls_verify: bool | None = None
     ca_file: str | None = None
     requests_per_second: float | None = None
+    #: stop asking for manifests when the registry's announced budget is down to this
+    rate_limit_reserve: int | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
             "tls_verify",
             "ca_file",
             "requests_per_second",
+            "rate_limit_reserve",
         },
         where,
     )
@@ -306,7 +310,17 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
         tls_verify=_typed(obj, "tls_verify", bool, where),
         ca_file=_existing_file(_typed(obj, "ca_file", str, where), f"{where}.ca_file"),
         requests_per_second=float(rps) if rps is not None else None,
+        rate_limit_reserve=_reserve(obj, where),
     )
+
+
+def _reserve(obj: dict[str, Any], where: str) -> int | None:
+    reserve = _typed(obj, "rate_limit_reserve", int, where)
+    if reserve is None:
+        return None
+    if reserve < 0:
+        raise ConfigError(f"{where}.rate_limit_reserve: must be 0 or more")
+    return int(reserve)
 
 
 def _existing_file(path: str | None, where: str) -> str | None:

@@ -10,7 +10,7 @@ import time
 
 from mirror.attached import copy_attached
 from mirror.engine import ProgressSink
-from mirror.errors import MirrorError
+from mirror.errors import BudgetReserved, MirrorError
 from mirror.graph import fetch_from, walk_image
 from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
@@ -122,6 +122,10 @@ async def _image(
                 report.digest, report.bytes = await _image_bytes(task, endpoints)
             else:
                 report = await _copy(task, endpoints, config, survey, progress)
+        except BudgetReserved as exc:
+            report = TaskReport(
+                task.job, task.source_text, task.destination_text, Status.DEFERRED, error=str(exc)
+            )
         except MirrorError as exc:
             if not config.keep_going and not dry_run:
                 raise SyncStopped(

@@ -18,6 +18,8 @@ class Status(StrEnum):
     DELETED = "deleted"
     PLANNED = "planned"
     WOULD_DELETE = "would-delete"
+    #: not done: the source registry's rate-limit budget is down to the reserve kept
+    DEFERRED = "deferred"
 
 
 @dataclass
@@ -64,6 +66,11 @@ class SyncReport:
     def failed(self) -> list[TaskReport]:
         """The failures."""
         return [i for i in self.images if i.status is Status.FAILED]
+
+    @property
+    def deferred(self) -> list[TaskReport]:
+        """The images left for a later run (a registry's rate-limit reserve was reached)."""
+        return [i for i in self.images if i.status is Status.DEFERRED]
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""

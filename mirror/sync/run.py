@@ -61,6 +61,14 @@ def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> Regi
             | {h for h, verify in said_verify.items() if not verify}
         ),
         ca_files={**base.ca_files, **{h: s.ca_file for h, s in settings.items() if s.ca_file}},
+        rate_limit_reserves={
+            **base.rate_limit_reserves,
+            **{
+                h: s.rate_limit_reserve
+                for h, s in settings.items()
+                if s.rate_limit_reserve is not None
+            },
+        },
         rate_limits={
             **base.rate_limits,
             **{h: s.requests_per_second for h, s in settings.items() if s.requests_per_second},

@@ -118,3 +118,40 @@ async def test_a_sync_report_shows_the_budget_left(
     left = json.loads(done.stdout)["rateLimits"][host]
     assert left["limit"] == 100
     assert left["remaining"] < 100
+
+
+async def test_a_sync_defers_what_the_reserve_keeps_and_goes_on_elsewhere(
+    registry: Registry,
+    second_registry: Registry,
+    limited: tuple[str, HubBudget],
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """`rate_limit_reserve`: once a registry's announced budget is down to the reserve, the
+    images still to come from it are deferred (not failed), the other registry's job runs,
+    and the exit code (3) says the run was partial."""
+    host, budget = limited
+    budget.limit, budget.reset = 4, 3600  # no renewal within the test
+    for n in range(4):
+        registry.push_fixture("oci-single", "limited/many", tag=f"v{n}")
+    second_registry.push_fixture("oci-single", "elsewhere/app")
+    config = tmp_path / "reserve.toml"  # type: ignore[operator]
+    config.write_text(
+        "[defaults]\nconcurrency = 1\n"
+        f'[registries."{host}"]\nplain_http = true\nrate_limit_reserve = 2\n'
+        f'[[jobs]]\nname = "limited"\nsource = "{host}/limited/many"\n'
+        f'destination = "oci:{tmp_path}/limited"\n'
+        f'[[jobs]]\nname = "other"\nsource = "{second_registry.host}/elsewhere/app"\n'
+        f'destination = "oci:{tmp_path}/other"\n'
+    )
+    done = await amirror("--json", "sync", str(config))
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    by_status: dict[str, list[str]] = {}
+    for image in report["images"]:
+        by_status.setdefault(image["status"], []).append(image["job"])
+    assert by_status.get("failed") is None
+    assert by_status["deferred"]
+    assert set(by_status["deferred"]) == {"limited"}
+    assert "other" in by_status["copied"]
+    assert "limited" in by_status["copied"]  # the budget above the reserve was used
+    assert budget.refused == 0  # never ran the budget out
