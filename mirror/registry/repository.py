@@ -373,7 +373,10 @@ class Repository:
     @retried
     async def referrers_api(self, subject: Digest) -> list[Descriptor] | None:
         """The referrers API's listing, or None where the registry lacks the API (it may not
-        answer 404 when it has it: distribution spec 1.1)."""
+        answer 404 when it has it: distribution spec 1.1, so a 404 or 405 is remembered and
+        the API is not asked again in this run)."""
+        if self.transport.lacks_referrers_api:
+            return None
         what = f"referrers of {self.registry}/{self.name}@{subject}"
         resp = await self.transport.request(
             "GET",
@@ -384,6 +387,8 @@ class Repository:
             headers={"Accept": mt.OCI_INDEX},
         )
         try:
+            if resp.status in (404, 405):
+                self.transport.lacks_referrers_api = True
             if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith(
                 mt.OCI_INDEX
             ):

@@ -75,6 +75,8 @@ class RegistryTransport:
         self._renewed: set[str] = set()
         #: the request budget the registry last announced (rate-limit headers), if any
         self.budget: Budget | None = None
+        #: the registry answered the referrers API with 404 or 405: it has none (spec 1.1)
+        self.lacks_referrers_api = False
 
     async def base(self) -> URL:
         """The registry's base URL; loopback registries that do not speak TLS get HTTP."""

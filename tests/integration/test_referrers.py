@@ -358,3 +358,26 @@ async def test_what_the_destination_listed_stays_and_digest_tags_can_be_left(
         listed = (await dst.referrers(graph.subject.digest)).digests
         assert {own.manifest.digest, graph.sbom.manifest.digest} <= listed
         assert f"{fallback_tag(graph.subject.digest)}.sig" not in {t async for t in dst.tags()}
+
+
+async def test_a_registry_without_the_referrers_api_is_asked_for_it_once(
+    registry: Registry,
+    second_registry: Registry,
+    counting_proxy: tuple[FaultProxy, str],
+) -> None:
+    """distribution answers the referrers API 404 (spec 1.1: a registry that has the API must
+    not): a copy of the graph asks it once, then reads fallback tags only."""
+    proxy, host = counting_proxy
+    graph = await make_graph(registry, "refa/app")
+    proxy.seen.clear()
+    done = await amirror(
+        "--plain-http",
+        "copy",
+        "--referrers",
+        f"docker://{host}/refa/app:v1",
+        f"docker://{second_registry.host}/refa/app:v1",
+    )
+    assert done.returncode == 0, done.stderr
+    asked = [p for m, p in proxy.seen if "/referrers/" in p]
+    assert len(asked) == 1, asked
+    await assert_arrived(second_registry.host, "refa/app", graph)
