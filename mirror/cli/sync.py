@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import json
 import re
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit_report, json_option, progress_display, run
-from mirror.sync.config import load_config
+from mirror.cli.output import emit_report, json_option, options, progress_display, run
+from mirror.support.timestamps import parse_duration
+from mirror.sync.config import SyncConfig, load_config
+from mirror.sync.metrics import SyncMetrics
 from mirror.sync.report import SyncReport
 from mirror.sync.run import run_sync
+from mirror.sync.service import ConfigWatcher, Health, RunOutcome, run_every, serve_metrics
 
 #: the exit code of a sync that left images for later (a rate-limit reserve was reached)
 EXIT_DEFERRED = 3
@@ -27,6 +34,26 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise click.BadParameter(f"{value!r} is not K/N with 1 <= K <= N", ctx, param)
     return int(match.group(1)), int(match.group(2))
+
+
+def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None or seconds <= 0:
+        raise click.BadParameter(f"{value!r} is not a duration like 30s, 15m or 1h", ctx, param)
+    return seconds
+
+
+def _address(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})", value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", ctx, param)
+    return match.group(1).strip("[]") or "0.0.0.0", int(match.group(2))  # noqa: S104
 
 
 def _text(report: SyncReport) -> str:
@@ -50,10 +77,38 @@ def _text(report: SyncReport) -> str:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the plan; copy and delete nothing.")
 @click.option("--shard", callback=_shard, metavar="K/N", help="Run only shard K of N.")
+@click.option(
+    "--every",
+    callback=_interval,
+    metavar="DURATION",
+    help="Run again DURATION (30s, 15m, 1h) after each run ends, until SIGTERM or SIGINT; "
+    "CONFIG is re-read before each run.",
+)
+@click.option(
+    "--metrics-addr",
+    callback=_address,
+    metavar="HOST:PORT",
+    help="With --every: serve Prometheus metrics at /metrics and liveness at /healthz.",
+)
 @json_option
-def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_json: bool) -> None:
-    """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed."""
+def sync_command(
+    config: Path,
+    dry_run: bool,
+    shard: tuple[int, int] | None,
+    every: float | None,
+    metrics_addr: tuple[str, int] | None,
+    as_json: bool,
+) -> None:
+    """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.
+    With --every, keep mirroring on that interval (exit 0 when stopped by a signal)."""
+    if metrics_addr is not None and every is None:
+        raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
+    if every is not None and dry_run:
+        raise click.UsageError("--every and --dry-run do not go together")
     parsed = load_config(config)
+    if every is not None:
+        run(_service(config, parsed, every, metrics_addr, shard))
+        return
     with progress_display(wanted=not dry_run) as progress:
         report = run(
             run_sync(
@@ -74,3 +129,70 @@ def sync_command(config: Path, dry_run: bool, shard: tuple[int, int] | None, as_
         sys.exit(1)
     if report.deferred:
         sys.exit(EXIT_DEFERRED)
+
+
+def _say_run(outcome: RunOutcome) -> None:
+    """One line per run (a JSON object per line with --json); failures on stderr."""
+    finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    summary = outcome.report.to_json()
+    if options().as_json:
+        line = {"run": outcome.number, "finished": finished, "seconds": round(outcome.seconds, 3)}
+        if outcome.error:
+            line["error"] = outcome.error
+        click.echo(json.dumps({**line, **summary}))
+    elif not options().quiet:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["summary"].items()))
+        click.echo(
+            f"{finished} run {outcome.number}: {counts or 'nothing to do'} "
+            f"in {outcome.seconds:.1f} s"
+        )
+    for failure in outcome.report.failed:
+        click.echo(
+            f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}",
+            err=True,
+        )
+    if outcome.error:
+        click.echo(f"mirror: run {outcome.number} stopped: {outcome.error}", err=True)
+
+
+async def _service(
+    path: Path,
+    first: SyncConfig,
+    every: float,
+    metrics_addr: tuple[str, int] | None,
+    shard: tuple[int, int] | None,
+) -> None:
+    """The sync on an interval: the first SIGTERM/SIGINT lets the images in flight finish,
+    a second one stops at once (nothing half-written is ever visible either way)."""
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+            return
+        click.echo("mirror: stopping: finishing the images in flight", err=True)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    metrics, health = SyncMetrics(), Health(every)
+    runner = None
+    if metrics_addr is not None:
+        runner = await serve_metrics(*metrics_addr, metrics, health)
+    try:
+        await run_every(
+            ConfigWatcher(path, first),
+            every,
+            options_for_config=lambda config: registry_options(config.hosts()),
+            stop=stop,
+            on_run=_say_run,
+            on_config_problem=lambda problem: click.echo(f"mirror: {problem}", err=True),
+            metrics=metrics,
+            health=health,
+            shard=shard,
+        )
+    finally:
+        if runner is not None:
+            await runner.cleanup()

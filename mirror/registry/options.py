@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,10 @@ class RegistryOptions:
     token_hosts: frozenset[str] = frozenset()
     #: remember where blobs are across runs (mounts instead of uploads); off: this run only
     blob_cache: bool = True
+    #: told of every answer a registry gives: (registry, method, HTTP status) — for metrics
+    on_response: Callable[[str, str, int], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def is_acr(self, registry: str) -> bool:
         """True when `registry` is an Azure Container Registry (by name or as told)."""

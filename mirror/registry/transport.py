@@ -172,6 +172,8 @@ class RegistryTransport:
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
+            if self.options.on_response is not None:
+                self.options.on_response(self.registry, method, resp.status)
             if same_origin and (budget := parse_budget(resp.headers)) is not None:
                 self._note_budget(budget)
             if resp.status == 401 and same_origin:

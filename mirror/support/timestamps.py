@@ -1,11 +1,26 @@
-"""Times as registries and image configs write them (RFC 3339)."""
+"""Times as registries and image configs write them (RFC 3339), and durations as people
+write them (`15m`, `1h30m`)."""
 
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
-__all__ = ["parse_time"]
+__all__ = ["parse_duration", "parse_time"]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """`90`, `30s`, `15m`, `1h30m`, `1d`, `500ms` in seconds; None when it is not one."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not text or _DURATION_PART.sub("", text):
+        return None
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 def parse_time(value: Any) -> datetime.datetime | None:

@@ -101,10 +101,13 @@ async def _image(
     gate: asyncio.Semaphore,
     dry_run: bool,
     progress: ProgressSink | None,
+    stop: asyncio.Event | None,
 ) -> TaskReport:
     task = item.task
     started = time.monotonic()
     async with gate:
+        if stop is not None and stop.is_set():
+            return TaskReport(task.job, task.source_text, task.destination_text, Status.STOPPED)
         try:
             if item.action is Action.SKIP:
                 report = TaskReport(
@@ -186,8 +189,10 @@ async def execute(
     *,
     dry_run: bool = False,
     progress: ProgressSink | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[TaskReport]:
-    """Carry out `plan` (a dry run writes nothing); every image's and deletion's report."""
+    """Carry out `plan` (a dry run writes nothing); every image's and deletion's report.
+    Once `stop` is set, images in flight finish and no other starts (nor any deletion)."""
     gate = asyncio.Semaphore(max(2, config.concurrency))
     reports = [
         TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
@@ -196,11 +201,13 @@ async def execute(
     reports += list(
         await asyncio.gather(
             *(
-                _image(item, endpoints, config, survey, gate, dry_run, progress)
+                _image(item, endpoints, config, survey, gate, dry_run, progress, stop)
                 for item in plan.images
             )
         )
     )
+    if stop is not None and stop.is_set():
+        return reports
     kept = {r.digest for r in reports if r.digest and r.status is not Status.FAILED}
     for deletion in plan.deletions:
         reports += await _delete(deletion, endpoints, survey, kept, dry_run)

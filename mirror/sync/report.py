@@ -20,6 +20,8 @@ class Status(StrEnum):
     WOULD_DELETE = "would-delete"
     #: not done: the source registry's rate-limit budget is down to the reserve kept
     DEFERRED = "deferred"
+    #: not started: the run was asked to stop (a signal); the next run does it
+    STOPPED = "stopped"
 
 
 @dataclass

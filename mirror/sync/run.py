@@ -14,6 +14,7 @@ together do exactly one full run.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import replace
 
@@ -108,14 +109,18 @@ async def run_sync(
     dry_run: bool = False,
     shard: tuple[int, int] | None = None,
     progress: ProgressSink | None = None,
+    stop: asyncio.Event | None = None,
 ) -> SyncReport:
     """Survey, plan and carry out every job (a dry run prices the plan and writes nothing);
-    a failing image is reported, the others go on."""
+    a failing image is reported, the others go on. Once `stop` is set, the images in flight
+    finish and the rest are reported `stopped`."""
     async with RegistryClient(options_for(config, options)) as client, AsyncExitStack() as stack:
         endpoints = Endpoints(client, stack)
         found = await survey(config, endpoints, shard)
         plan = make_plan(config, found)
-        images = await execute(plan, found, config, endpoints, dry_run=dry_run, progress=progress)
+        images = await execute(
+            plan, found, config, endpoints, dry_run=dry_run, progress=progress, stop=stop
+        )
         budgets = {host: b.to_json() for host, b in client.budgets().items()}
     return SyncReport(images, budgets)
 

@@ -17,19 +17,21 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import mirror
 from tests.support.acr import FakeCredential, ScriptedAcr
 from tests.support.certs import make_tls_files
 from tests.support.docs import Block, blocks, commands, matches
-from tests.support.registry import Registry, start_registry
+from tests.support.registry import Registry, free_port, start_registry
 from tests.support.scripted import StorageServer, address, serve
 from tests.support.tools import FIXTURES, REPO, fixture_digest, require
 
@@ -81,6 +83,8 @@ class World:
             "REG_USER": "mirror-reader",  # the documented credentials variables
             "REG_PASS": "not-needed-by-the-stand-in",
         }
+        # a service's metrics port on every interface: a loopback port of the test's here
+        self.hosts["0.0.0.0:9090"] = f"127.0.0.1:{free_port()}"
         # the documented folders: a backup volume and a mounted configuration
         for folder, stand_in in (("/backup/", cwd / "backup"), ("/config/", cwd)):
             self.hosts[folder] = f"{stand_in}/"
@@ -141,11 +145,38 @@ class World:
         found = dict(re.findall(r"^\s*(command|args):\s*(\[.*\])\s*$", text, re.M))
         command = json.loads(found.get("command", '["mirror"]'))
         args = json.loads(found["args"])
+        if re.search(r"^kind: Deployment$", text, re.M):
+            await self.service([*command, *args], text)
+            return
         count = re.search(r"completions:\s*(\d+)", text)
         for index in range(int(count.group(1)) if count else 1):
             self.env["JOB_COMPLETION_INDEX"] = str(index)
             result = await self.run([*command, *args])
             assert result.returncode == 0, f"{block.path.name}:{block.line}: {result.stderr}"
+
+    async def service(self, argv: list[str], text: str) -> None:
+        """A Deployment's long-running command: it starts, its first run ends, its liveness
+        probe answers 200, and SIGTERM stops it with exit 0."""
+        probe = re.search(r"httpGet:\s*\{path:\s*(\S+),\s*port:\s*(\d+)\}", text)
+        assert probe is not None, "a Deployment without a liveness probe"
+        program = {"mirror": [sys.executable, "-m", "mirror"]}
+        process = await asyncio.create_subprocess_exec(
+            *program.get(argv[0], [argv[0]]), *argv[1:], cwd=self.cwd, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            first_run = json.loads(await asyncio.wait_for(process.stdout.readline(), 120))
+            assert "failed" not in first_run["summary"], first_run
+            url = f"http://{self.hosts['0.0.0.0:' + probe.group(2)]}{probe.group(1)}"
+            async with aiohttp.ClientSession() as session, session.get(url) as reply:
+                assert reply.status == 200, await reply.text()
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 60) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
     async def python(self, block: Block, namespace: dict[str, Any]) -> None:
         """A Python block runs (top-level `await` and `async with` allowed), in the one

@@ -403,6 +403,9 @@ class FaultProxy:
     held: asyncio.Event = field(default_factory=asyncio.Event)
     #: seconds each PATCH waits before it is forwarded (a slow link)
     patch_delay: float = 0.0
+    #: seconds each blob GET waits before it is forwarded, after setting `blob_asked`
+    blob_get_delay: float = 0.0
+    blob_asked: asyncio.Event = field(default_factory=asyncio.Event)
     #: forward the client's Authorization (for a registry that checks tokens itself)
     keep_authorization: bool = False
     #: every (method, path) received
@@ -466,6 +469,9 @@ class FaultProxy:
             return instead
         if request.method == "PATCH" and self.patch_delay:
             await asyncio.sleep(self.patch_delay)
+        if request.method == "GET" and "/blobs/sha256:" in request.path:
+            self.blob_asked.set()
+            await asyncio.sleep(self.blob_get_delay)
         if request.method in ("PUT", "PATCH"):
             self.bytes_in += len(body)
         if fault in ("500", "502", "503"):

@@ -1,0 +1,163 @@
+"""A sync that runs on an interval (`mirror sync CONFIG --every 15m`), as regsync's server
+and dregsy do: run, sleep, re-read the configuration, run again — until told to stop.
+
+    ConfigWatcher   the configuration file re-read before each run; a broken edit is reported
+                    once and the last good configuration kept
+    Health          "the last run finished within two intervals" (`/healthz`)
+    serve_metrics   `/metrics` (Prometheus text, from SyncMetrics) and `/healthz` over HTTP
+    run_every       the loop; a set `stop` event lets the images in flight finish, starts
+                    nothing more and returns
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from mirror.errors import MirrorError
+from mirror.registry import RegistryOptions
+from mirror.sync.config import SyncConfig, load_config
+from mirror.sync.metrics import SyncMetrics
+from mirror.sync.report import SyncReport
+from mirror.sync.run import run_sync
+
+__all__ = ["ConfigWatcher", "Health", "RunOutcome", "run_every", "serve_metrics"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run of the service: its number (from 1), its report, how long it took; `error`
+    when the run stopped as a whole (e.g. `keep_going = false` and an image failed)."""
+
+    number: int
+    report: SyncReport
+    seconds: float
+    error: str = ""
+
+
+class ConfigWatcher:
+    """The configuration file, re-read when its bytes change."""
+
+    def __init__(self, path: Path, first: SyncConfig) -> None:
+        self.path = path
+        self.config = first
+        self._seen = self._read()
+
+    def _read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except OSError:
+            return None
+
+    def current(self) -> tuple[SyncConfig, str | None]:
+        """The configuration to run now, and the problem with the file when a change made it
+        unusable (said once per change; the last good configuration is kept)."""
+        seen = self._read()
+        if seen == self._seen:
+            return self.config, None
+        self._seen = seen
+        try:
+            self.config = load_config(self.path)
+        except MirrorError as exc:
+            return self.config, f"{exc}; keeping the last good configuration"
+        return self.config, None
+
+
+class Health:
+    """Healthy while the last run finished (or, before the first, the service started)
+    within two intervals."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._since = clock()
+
+    def ran(self) -> None:
+        """A run just finished."""
+        self._since = self._clock()
+
+    def healthy(self) -> bool:
+        """True while the last run is recent enough."""
+        return self._clock() - self._since <= 2 * self.interval
+
+    def describe(self) -> str:
+        """One line for `/healthz`."""
+        ago = self._clock() - self._since
+        return f"last run finished {ago:.0f} s ago; the interval is {self.interval:g} s\n"
+
+
+async def serve_metrics(
+    host: str, port: int, metrics: SyncMetrics, health: Health
+) -> web.AppRunner:
+    """Serve `/metrics` and `/healthz` on host:port until the returned runner is cleaned up."""
+
+    async def exposition(request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(status=200 if health.healthy() else 503, text=health.describe())
+
+    app = web.Application()
+    app.router.add_get("/metrics", exposition)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise MirrorError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    return runner
+
+
+async def run_every(
+    watcher: ConfigWatcher,
+    interval: float,
+    *,
+    options_for_config: Callable[[SyncConfig], RegistryOptions],
+    stop: asyncio.Event,
+    on_run: Callable[[RunOutcome], None],
+    on_config_problem: Callable[[str], None],
+    metrics: SyncMetrics | None = None,
+    health: Health | None = None,
+    shard: tuple[int, int] | None = None,
+) -> int:
+    """Run the watched configuration every `interval` seconds (the pause counts from the end
+    of a run) until `stop` is set; the number of runs made."""
+    number = 0
+    while not stop.is_set():
+        config, problem = watcher.current()
+        if problem is not None:
+            on_config_problem(problem)
+            if metrics is not None:
+                metrics.config_errors.inc()
+        options = options_for_config(config)
+        if metrics is not None:
+            options = replace(options, on_response=metrics.observe_response)
+        number += 1
+        started = time.monotonic()
+        error = ""
+        try:
+            report = await run_sync(config, options=options, shard=shard, stop=stop)
+        except MirrorError as exc:
+            report, error = SyncReport(), str(exc)
+        outcome = RunOutcome(number, report, time.monotonic() - started, error)
+        if metrics is not None:
+            metrics.record_run(
+                report, (job.name for job in config.jobs), outcome.seconds, failed=bool(error)
+            )
+        if health is not None:
+            health.ran()
+        on_run(outcome)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+    return number

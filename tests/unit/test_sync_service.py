@@ -1,0 +1,80 @@
+"""The service's parts without a registry: durations, the configuration watcher, health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.support.timestamps import parse_duration
+from mirror.sync.config import load_config
+from mirror.sync.metrics import SyncMetrics
+from mirror.sync.report import Status, SyncReport, TaskReport
+from mirror.sync.service import ConfigWatcher, Health
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("30s", 30), ("15m", 900), ("1h30m", 5400), ("1d", 86400), ("500ms", 0.5)],
+)
+def test_durations_as_people_write_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "15 minutes", "m", "1h-5m", "-3s"])
+def test_what_is_not_a_duration(text: str) -> None:
+    assert parse_duration(text) is None
+
+
+def _write(path: Path, destination: str) -> None:
+    path.write_text(f'[[jobs]]\nsource = "a.example/app"\ndestination = "{destination}"\n')
+
+
+def test_a_broken_edit_is_said_once_and_the_last_good_configuration_kept(tmp_path: Path) -> None:
+    path = tmp_path / "sync.toml"
+    _write(path, "b.example/one")
+    watcher = ConfigWatcher(path, load_config(path))
+    assert watcher.current()[1] is None
+    path.write_text("[[jobs]\nnot toml")
+    config, problem = watcher.current()
+    assert problem is not None
+    assert "not valid TOML" in problem
+    assert config.jobs[0].destination == "b.example/one"
+    assert watcher.current() == (config, None)  # said once
+    path.unlink()
+    assert "cannot read" in (watcher.current()[1] or "")
+    _write(path, "b.example/two")
+    config, problem = watcher.current()
+    assert problem is None
+    assert config.jobs[0].destination == "b.example/two"
+
+
+def test_healthy_while_the_last_run_finished_within_two_intervals() -> None:
+    now = [100.0]
+    health = Health(10, clock=lambda: now[0])
+    now[0] = 119.0
+    assert health.healthy()
+    now[0] = 121.0
+    assert not health.healthy()
+    health.ran()
+    now[0] = 140.0
+    assert health.healthy()
+
+
+def test_a_job_with_a_failed_image_has_no_new_success_time() -> None:
+    metrics = SyncMetrics()
+    report = SyncReport(
+        [
+            TaskReport("ok", "s", "d", Status.COPIED, bytes=10),
+            TaskReport("bad", "s", "d", Status.FAILED, error="boom"),
+        ],
+        {"hub": {"remaining": 7}},
+    )
+    metrics.record_run(report, ["ok", "bad"], 1.5)
+    text = metrics.exposition().decode()
+    assert 'mirror_sync_last_success_timestamp_seconds{job="ok"}' in text
+    assert 'job="bad"' in text  # counted among images ...
+    assert 'mirror_sync_last_success_timestamp_seconds{job="bad"}' not in text  # ... not a success
+    assert 'mirror_sync_copied_bytes_total{job="ok"} 10.0' in text
+    assert 'mirror_registry_rate_limit_remaining{registry="hub"} 7.0' in text
+    assert 'mirror_sync_runs_total{result="partial"} 1.0' in text
