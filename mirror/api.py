@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirror.archive.docker_export import DockerArchiveWriter
+from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
 from mirror.archive.reader import ArchiveReader
 from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
@@ -23,10 +25,12 @@ from mirror.oci.model import Index, Manifest, ManifestLike
 from mirror.oci.platform import Platform
 from mirror.oci.reference import (
     ArchiveReference,
+    DockerArchiveReference,
     LayoutReference,
     Reference,
     RegistryReference,
     parse_reference,
+    repo_tag,
 )
 from mirror.registry import RegistryClient, RegistryOptions
 from mirror.retry import RetryPolicy
@@ -47,9 +51,19 @@ def _parse(ref: str | Reference) -> Reference:
 
 @contextlib.asynccontextmanager
 async def open_endpoint(
-    ref: Reference, client: RegistryClient, *, write: bool = False
+    ref: Reference,
+    client: RegistryClient,
+    *,
+    write: bool = False,
+    imported: ImportFormat | None = None,
 ) -> AsyncIterator[tuple[Endpoint, str | None]]:
-    """The endpoint a reference names, and the tag/name/digest within it to read or write."""
+    """The endpoint a reference names, and the tag/name/digest within it to read or write;
+    `imported`: how an image read from a docker archive is made (manifest and compression)."""
+    if isinstance(ref, DockerArchiveReference):
+        how = imported or ImportFormat()
+        async with _docker_archive_endpoint(ref, client.options.retry, write, how) as found:
+            yield found
+        return
     if isinstance(ref, ArchiveReference):
         async with _archive_endpoint(Path(ref.path), client.options.retry, write=write) as archived:
             yield archived, ref.ref
@@ -87,6 +101,35 @@ async def _archive_endpoint(
         yield unpacked_layout
 
 
+@contextlib.asynccontextmanager
+async def _docker_archive_endpoint(
+    ref: DockerArchiveReference, retry: RetryPolicy, write: bool, imported: ImportFormat
+) -> AsyncIterator[tuple[Endpoint, str | None]]:
+    """Read: the chosen image, made a registry image in a temporary layout. Write: the
+    archive staged and written when the copy ends (nothing under its name before)."""
+    if not write:
+        async with imported_image(Path(ref.path), ref.image, imported) as layout:
+            yield layout, IMPORTED_NAME
+        return
+    writer = DockerArchiveWriter(Path(ref.path), retry)
+    await writer.start()
+    try:
+        yield writer, ref.image
+    except BaseException:
+        await writer.abort()
+        raise
+    await writer.finish()
+
+
+def _import_format(manifest_format: str, compression: str) -> ImportFormat:
+    if manifest_format not in ("v2s2", "oci") or compression not in ("gzip", "zstd"):
+        raise ValueError(
+            f"manifest_format {manifest_format!r} / compression {compression!r}: "
+            "expected 'v2s2' or 'oci', and 'gzip' or 'zstd'"
+        )
+    return ImportFormat(oci=manifest_format == "oci", zstd=compression == "zstd")
+
+
 async def copy(
     source: str | Reference,
     destination: str | Reference,
@@ -97,20 +140,35 @@ async def copy(
     referrers: bool = False,
     digest_tags: bool = True,
     progress: ProgressSink | None = None,
+    manifest_format: str = "v2s2",
+    compression: str = "gzip",
 ) -> CopyResult:
-    """Copy one image between any two endpoints (`docker://`, `oci:`); return what was done.
+    """Copy one image between any two endpoints (`docker://`, `oci:`, `oci-archive:`,
+    `docker-archive:`); return what was done.
 
     All platforms of an index are copied unless `platforms` names some: one platform copies
     that image alone under the tag; several write a new index of just those (a new digest).
+    Into a docker archive, one platform only: this machine's unless `platforms` names one.
     `referrers`: also what refers to it, to any depth, and (with `digest_tags`) cosign's
-    `sha256-<hex>.sig/.att/.sbom` tags beside any of its manifests.
+    `sha256-<hex>.sig/.att/.sbom` tags beside any of its manifests. An image read from a
+    docker archive gets a new manifest: `manifest_format` "v2s2" (Docker) or "oci", layers
+    compressed with `compression` "gzip" or "zstd" (zstd implies OCI).
     """
     src_ref, dst_ref = _parse(source), _parse(destination)
+    imported = _import_format(manifest_format, compression)
     wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+    single_must_match = True
+    if isinstance(dst_ref, DockerArchiveReference):
+        if referrers:
+            raise InvalidReference(f"{dst_ref}: a docker archive keeps no referrers")
+        if not wanted:
+            wanted, single_must_match = [Platform.host()], False
+        if dst_ref.image is None and isinstance(src_ref, RegistryReference) and src_ref.tag:
+            dst_ref = DockerArchiveReference(dst_ref.path, repo_tag(src_ref))
     opts = options or RegistryOptions()
     async with (
         RegistryClient(opts) as client,
-        open_endpoint(src_ref, client) as (src, src_tag),
+        open_endpoint(src_ref, client, imported=imported) as (src, src_tag),
         open_endpoint(dst_ref, client, write=True) as (dst, dst_tag),
     ):
         result = await copy_attached(
@@ -130,6 +188,7 @@ async def copy(
                 parallel=opts.ranged_parallel,
             ),
             max_blob_size=opts.limits.max_blob_size,
+            single_must_match=single_must_match,
         )
         result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
     if (

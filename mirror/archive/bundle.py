@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
@@ -30,7 +31,12 @@ from mirror.layout.check import Flaw
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor
 from mirror.oci.platform import Platform
-from mirror.oci.reference import RegistryReference, parse_registry_reference, validate_ref_name
+from mirror.oci.reference import (
+    RegistryReference,
+    parse_registry_reference,
+    repo_tag,
+    validate_ref_name,
+)
 from mirror.registry import RegistryClient, RegistryOptions
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "BundleRecord",
     "PushedImage",
     "create_bundle",
+    "create_docker_archive",
     "list_bundle",
     "push_bundle",
     "verify_bundle",
@@ -230,6 +237,44 @@ async def create_bundle(
         return record, results
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def create_docker_archive(
+    out: Path,
+    images: Sequence[str],
+    *,
+    options: RegistryOptions | None = None,
+    platforms: Sequence[Platform] = (),
+    progress: ProgressSink | None = None,
+) -> list[tuple[str, CopyResult]]:
+    """Copy `images` (registry references) into one docker archive that `docker load` reads,
+    each under its RepoTag, one platform each (this machine's unless `platforms` names one);
+    the RepoTag and what was copied, per image."""
+    opts = options or RegistryOptions()
+    wanted = list(platforms) or [Platform.host()]
+    writer = DockerArchiveWriter(out, opts.retry)
+    await writer.start()
+    done: list[tuple[str, CopyResult]] = []
+    try:
+        async with RegistryClient(opts) as client:
+            for ref in (_image_ref(i) for i in images):
+                result = await copy_attached(
+                    client.repository(ref),
+                    ref.reference,
+                    writer,
+                    repo_tag(ref),
+                    platforms=wanted,
+                    concurrency=opts.concurrency,
+                    max_blob_size=opts.limits.max_blob_size,
+                    progress=progress or Silent(),
+                    single_must_match=bool(platforms),
+                )
+                done.append((repo_tag(ref) or _bundle_name(ref), result))
+    except BaseException:
+        await writer.abort()
+        raise
+    await writer.finish()
+    return done
 
 
 async def _drop_unnamed(layout: Layout, digest: str) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from mirror.archive.bundle import create_bundle, list_bundle, push_bundle, verify_bundle
+from mirror.archive.bundle import (
+    create_bundle,
+    create_docker_archive,
+    list_bundle,
+    push_bundle,
+    verify_bundle,
+)
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
 from mirror.cli.output import (
@@ -19,6 +25,7 @@ from mirror.cli.output import (
 )
 from mirror.oci.platform import Platform
 from mirror.oci.reference import parse_registry_reference
+from mirror.registry import RegistryOptions
 from mirror.sync.config import load_config
 from mirror.sync.run import options_for, selected_images
 
@@ -68,6 +75,15 @@ def bundle_group() -> None:
     show_default=True,
     help="With --referrers: also carry cosign's sha256-<hex>.sig/.att/.sbom tags.",
 )
+@click.option(
+    "--format",
+    "bundle_format",
+    type=click.Choice(["oci", "docker-archive"]),
+    default="oci",
+    show_default=True,
+    help="oci: a bundle (an oci-archive with a record); docker-archive: the tar `docker load` "
+    "reads, one platform per image.",
+)
 @json_option
 def create_command(
     out: Path,
@@ -78,9 +94,15 @@ def create_command(
     platforms: tuple[Platform, ...],
     referrers: bool,
     digest_tags: bool,
+    bundle_format: str,
     as_json: bool,
 ) -> None:
     """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
+    if bundle_format == "docker-archive" and (since or recompress or referrers):
+        raise click.UsageError(
+            "--format docker-archive takes no --since, --recompress or --referrers: "
+            "docker load reads whole images without referrers"
+        )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
     options = None
@@ -89,6 +111,9 @@ def create_command(
         options = options_for(config, registry_options(config.hosts()))
         images = tuple(run(selected_images(config, options)))
     refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
+    if bundle_format == "docker-archive":
+        _docker_archive(out, images, options or registry_options(refs), platforms)
+        return
     with progress_display() as progress:
         record, _ = run(
             create_bundle(
@@ -113,6 +138,30 @@ def create_command(
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
     emit_report(
         {"file": str(out), "bytes": size, "blobBytes": carried, **record.to_json()},
+        "\n".join(lines),
+    )
+
+
+def _docker_archive(
+    out: Path, images: tuple[str, ...], options: RegistryOptions, platforms: tuple[Platform, ...]
+) -> None:
+    """`bundle create --format docker-archive`: the images in one `docker load` tar."""
+    with progress_display() as progress:
+        done = run(
+            create_docker_archive(
+                out, images, options=options, platforms=platforms, progress=progress
+            )
+        )
+    size = out.stat().st_size
+    lines = [f"{out}: {len(done)} images for docker load, {size} bytes"]
+    lines += [f"  {tag}  {result.digest}" for tag, result in done]
+    emit_report(
+        {
+            "file": str(out),
+            "bytes": size,
+            "format": "docker-archive",
+            "images": [{"name": tag, "digest": result.digest} for tag, result in done],
+        },
         "\n".join(lines),
     )
 

@@ -21,7 +21,13 @@ from mirror.cli.output import (
 from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
-from mirror.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
+from mirror.oci.reference import (
+    DockerArchiveReference,
+    LayoutReference,
+    Reference,
+    RegistryReference,
+    parse_reference,
+)
 
 __all__ = ["copy_command", "pull_command", "push_command"]
 
@@ -80,7 +86,17 @@ def _copy_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _do_copy(src: Reference, dst: Reference, flags: _Flags) -> None:
+#: what a copy out of a docker archive says of its digest
+_NEW_MANIFEST = "a docker archive keeps no manifest: this copy wrote a new one"
+
+
+def _do_copy(
+    src: Reference,
+    dst: Reference,
+    flags: _Flags,
+    manifest_format: str = "v2s2",
+    compression: str = "gzip",
+) -> None:
     with progress_display() as progress:
         result = run(
             copy(
@@ -92,12 +108,16 @@ def _do_copy(src: Reference, dst: Reference, flags: _Flags) -> None:
                 referrers=flags.referrers,
                 digest_tags=flags.digest_tags,
                 progress=progress,
+                manifest_format=manifest_format,
+                compression=compression,
             )
         )
-    emit_report(
-        {"source": str(src), "destination": str(dst), **result.to_json()},
-        _summary(src, dst, result),
-    )
+    report = {"source": str(src), "destination": str(dst), **result.to_json()}
+    summary = _summary(src, dst, result)
+    if isinstance(src, DockerArchiveReference):
+        report["note"] = f"{_NEW_MANIFEST} ({result.digest})"
+        summary += f"\nnote: {_NEW_MANIFEST}"
+    emit_report(report, summary)
 
 
 def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
@@ -120,7 +140,7 @@ def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
 def _looks_like_path(text: str) -> bool:
     """A bare path where an endpoint belongs: `./dir`, `/abs`, `../up`, `~/x`, or a directory
     that exists (never a `docker://` or `oci:` reference)."""
-    if "://" in text or text.startswith(("oci:", "oci-archive:")):
+    if "://" in text or text.startswith(("oci:", "oci-archive:", "docker-archive:")):
         return False
     return text.startswith(("./", "../", "/", "~")) or text in (".", "..") or os.path.isdir(text)
 
@@ -140,8 +160,31 @@ def _parse(text: str, what: str) -> Reference:
 @click.argument("source")
 @click.argument("destination")
 @_copy_options
+@click.option(
+    "--format",
+    "manifest_format",
+    type=click.Choice(["v2s2", "oci"]),
+    default="v2s2",
+    show_default=True,
+    help="From a docker archive: the manifest written (Docker v2 schema 2, or OCI).",
+)
+@click.option(
+    "--dest-compress-format",
+    "compression",
+    type=click.Choice(["gzip", "zstd"]),
+    default="gzip",
+    show_default=True,
+    help="From a docker archive: how layers are compressed (zstd means an OCI manifest).",
+)
 @json_option
-def copy_command(source: str, destination: str, flags: _Flags, as_json: bool) -> None:
+def copy_command(
+    source: str,
+    destination: str,
+    flags: _Flags,
+    manifest_format: str,
+    compression: str,
+    as_json: bool,
+) -> None:
     """Copy an image from SOURCE to DESTINATION.
 
     \b
@@ -149,9 +192,11 @@ def copy_command(source: str, destination: str, flags: _Flags, as_json: bool) ->
       docker://HOST[:PORT]/REPO[:TAG][@DIGEST]   an image in a registry
       oci:DIR[:REF]                              an OCI image layout directory
       oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
+      docker-archive:FILE[:NAME:TAG|:@N]         a `docker save` tar (docker load reads it)
     REF is an image name in the layout, or a digest (sha256:…).
     """
-    _do_copy(_parse(source, "SOURCE"), _parse(destination, "DESTINATION"), flags)
+    src, dst = _parse(source, "SOURCE"), _parse(destination, "DESTINATION")
+    _do_copy(src, dst, flags, manifest_format, compression)
 
 
 @click.command("pull")

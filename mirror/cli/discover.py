@@ -18,7 +18,9 @@ __all__ = ["inspect_command", "ls_command", "tags_command"]
 def _parse(text: str, what: str) -> Reference:
     try:
         return parse_reference(
-            text if "://" in text or text.startswith("oci") else f"docker://{text}"
+            text
+            if "://" in text or text.startswith(("oci:", "oci-archive:", "docker-archive:"))
+            else f"docker://{text}"
         )
     except InvalidReference as exc:
         raise click.BadParameter(str(exc), param_hint=what) from None

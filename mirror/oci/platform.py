@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,13 @@ class Platform:
             variant=parts[2].lower() if len(parts) == 3 else None,
             os_version=os_version or None,
         )
+
+    @classmethod
+    def host(cls) -> Platform:
+        """This machine's platform in image terms (`linux/amd64` on x86-64 Linux), as skopeo
+        picks one when a single image must be chosen."""
+        machine = platform.machine().lower()
+        return cls(os="linux", architecture=_ARCH_ALIASES.get(machine, machine))
 
     @classmethod
     def from_json(cls, obj: Any) -> Platform:

@@ -1,5 +1,6 @@
 """Endpoint references in skopeo's spelling: `docker://host/repo:tag@digest`, `oci:PATH[:REF]`,
-`oci-archive:FILE[:REF]`, and bare `host/repo:tag` (Docker Hub normalised)."""
+`oci-archive:FILE[:REF]`, `docker-archive:FILE[:NAME:TAG|:@N]`, and bare `host/repo:tag`
+(Docker Hub normalised)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ from mirror.oci.digest import Digest
 __all__ = [
     "DOCKER_HUB",
     "ArchiveReference",
+    "DockerArchiveReference",
     "LayoutReference",
     "Reference",
     "RegistryReference",
     "parse_reference",
+    "repo_tag",
 ]
 
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"
 _HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _UNSUPPORTED_TRANSPORTS: Final = frozenset(
-    {"dir", "docker-archive", "docker-daemon", "containers-storage", "ostree", "sif", "tarball"}
+    {"dir", "docker-daemon", "containers-storage", "ostree", "sif", "tarball"}
 )
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -97,7 +100,21 @@ class ArchiveReference(LayoutReference):
     transport: str = "oci-archive"
 
 
-Reference = RegistryReference | LayoutReference
+@dataclass(frozen=True)
+class DockerArchiveReference:
+    """An image in a `docker save` tar: `docker-archive:FILE[:NAME:TAG|:@N]`; `image` is the
+    NAME:TAG (RepoTags) or `@N` (position) chosen, None for the only one or untagged."""
+
+    path: str
+    image: str | None = None
+
+    transport: str = "docker-archive"
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.path}" + (f":{self.image}" if self.image else "")
+
+
+Reference = RegistryReference | LayoutReference | DockerArchiveReference
 
 
 def parse_reference(text: str) -> Reference:
@@ -109,6 +126,8 @@ def parse_reference(text: str) -> Reference:
     transport, sep, rest = text.partition(":")
     if sep and transport in ("oci", "oci-archive"):
         return _parse_layout(transport, rest, text)
+    if sep and transport == "docker-archive":
+        return _parse_docker_archive(rest, text)
     if sep and transport == "docker":
         raise InvalidReference(f"invalid reference {text!r}: the docker transport is docker://")
     if sep and transport in _UNSUPPORTED_TRANSPORTS:
@@ -126,6 +145,33 @@ def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
         validate_ref_name(ref, original)
     cls = ArchiveReference if transport == "oci-archive" else LayoutReference
     return cls(path=path, ref=ref or None)
+
+
+def _parse_docker_archive(rest: str, original: str) -> DockerArchiveReference:
+    path, _, image = rest.partition(":")
+    if not path:
+        raise InvalidReference(f"invalid reference {original!r}: docker-archive: needs a path")
+    if image.startswith("@"):
+        if not image[1:].isdigit():
+            raise InvalidReference(f"invalid reference {original!r}: @N needs a number")
+    elif image:
+        named = parse_registry_reference(image, original=original)
+        if named.digest or not named.tag:
+            raise InvalidReference(
+                f"invalid reference {original!r}: a docker archive names images NAME:TAG"
+            )
+    return DockerArchiveReference(path=path, image=image or None)
+
+
+def repo_tag(ref: RegistryReference) -> str | None:
+    """The name `docker save` lists an image under in RepoTags (`app:1.0` for Docker Hub's
+    `library/app`, `host/team/app:1.0` elsewhere); None without a tag."""
+    if not ref.tag:
+        return None
+    name = f"{ref.registry}/{ref.repository}"
+    if ref.registry == DOCKER_HUB:
+        name = ref.repository.removeprefix("library/")
+    return f"{name}:{ref.tag}"
 
 
 def is_valid_repository(name: str) -> bool:

@@ -360,6 +360,12 @@ def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
         raise ConfigError(f"{where}.destination: missing")
     if (obj.get("include") or obj.get("exclude")) and not registry:
         raise ConfigError(f'{where}.include: repository globs go with registry = "host"')
+    for key, text in [("destination", destination), *(("source", s) for s in sources or [source])]:
+        if text and text.startswith(("oci-archive:", "docker-archive:")):
+            raise ConfigError(
+                f"{where}.{key}: {text.partition(':')[0]} files are for copy and bundle; "
+                'a sync takes registries and layouts ("oci:DIR")'
+            )
     return Job(
         name=_typed(obj, "name", str, where) or f"job{index}",
         sources=(source,) if source else sources,

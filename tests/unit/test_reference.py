@@ -7,9 +7,12 @@ import pytest
 from mirror.errors import InvalidReference
 from mirror.oci.reference import (
     ArchiveReference,
+    DockerArchiveReference,
     LayoutReference,
+    Reference,
     RegistryReference,
     parse_reference,
+    repo_tag,
 )
 
 D = "sha256:" + "ab" * 32
@@ -65,9 +68,16 @@ def test_docker_hub_api_host_and_default_tag() -> None:
         ("oci:rel/dir:example.com/app:1.0", LayoutReference("rel/dir", "example.com/app:1.0")),
         ("oci-archive:/tmp/a.tar:latest", ArchiveReference("/tmp/a.tar", "latest")),
         ("oci-archive:a.tar.zst", ArchiveReference("a.tar.zst", None)),
+        ("docker-archive:a.tar", DockerArchiveReference("a.tar", None)),
+        ("docker-archive:a.tar:app:1.0", DockerArchiveReference("a.tar", "app:1.0")),
+        ("docker-archive:/x/a.tar:@2", DockerArchiveReference("/x/a.tar", "@2")),
+        (
+            "docker-archive:a.tar:host:5000/team/app:1",
+            DockerArchiveReference("a.tar", "host:5000/team/app:1"),
+        ),
     ],
 )
-def test_layout_references(text: str, expected: LayoutReference) -> None:
+def test_file_references(text: str, expected: Reference) -> None:
     ref = parse_reference(text)
     assert ref == expected
     assert type(ref) is type(expected)
@@ -88,6 +98,9 @@ def test_layout_references(text: str, expected: LayoutReference) -> None:
         ("docker:example.com/app", "docker://"),
         ("oci:", "needs a path"),
         ("oci:/x:bad ref!", "image name"),
+        ("docker-archive:", "needs a path"),
+        ("docker-archive:a.tar:@x", "@N needs a number"),
+        ("docker-archive:a.tar:app@sha256:" + "a" * 64, "NAME:TAG"),
         ("dir:/tmp/x", "transport 'dir'"),
         ("", "empty"),
         ("example.com/a__-b", "invalid"),
@@ -98,3 +111,18 @@ def test_bad_references_name_the_part(text: str, names: str) -> None:
         parse_reference(text)
     assert names in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("docker://docker.io/library/alpine:3", "alpine:3"),
+        ("docker://docker.io/team/app:1", "team/app:1"),
+        ("docker://host:5000/team/app:1", "host:5000/team/app:1"),
+        (f"docker://host:5000/team/app@{D}", None),
+    ],
+)
+def test_the_repo_tag_docker_save_would_write(text: str, expected: str | None) -> None:
+    ref = parse_reference(text)
+    assert isinstance(ref, RegistryReference)
+    assert repo_tag(ref) == expected

@@ -1,0 +1,256 @@
+"""An image of a `docker save` archive made into a registry image: layers compressed, their
+`diff_ids` checked, a manifest written (a docker archive keeps none, so its digest is new).
+
+The image is built in a private temporary OCI layout, which the copy then reads like any
+other: each layer is streamed from the archive once — decompressed if it was compressed,
+hashed (its diff_id, checked against the config's `rootfs.diff_ids`) and compressed again
+(gzip, or zstd) into the layout — so memory stays flat whatever the layer's size. Nothing
+reaches the destination before every layer has been checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from mirror.archive.docker_tar import DockerArchive, DockerImageEntry, choose
+from mirror.errors import LayoutError
+from mirror.layout import Layout, index_file
+from mirror.oci import mediatypes as mt
+from mirror.oci.digest import Digest, DigestHasher
+
+__all__ = ["IMPORTED_NAME", "ImportFormat", "imported_image"]
+
+#: the name the chosen image has in the temporary layout
+IMPORTED_NAME = "imported"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True)
+class ImportFormat:
+    """How an archived image becomes a registry image: OCI or Docker v2 manifests, gzip or
+    zstd layers (zstd means OCI: Docker's media types have no zstd)."""
+
+    oci: bool = False
+    zstd: bool = False
+
+    @property
+    def manifest_type(self) -> str:
+        """The manifest's media type."""
+        return mt.OCI_MANIFEST if self.oci or self.zstd else mt.DOCKER_MANIFEST
+
+    @property
+    def config_type(self) -> str:
+        """The config's media type."""
+        return mt.OCI_CONFIG if self.oci or self.zstd else mt.DOCKER_CONFIG
+
+    @property
+    def layer_type(self) -> str:
+        """Each layer's media type."""
+        if self.zstd:
+            return mt.OCI_LAYER_ZSTD
+        return mt.OCI_LAYER_GZIP if self.oci else mt.DOCKER_LAYER_GZIP
+
+
+class _Decompressed:
+    """The uncompressed bytes of a layer member, whatever it was stored as."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        first = next(self._chunks, b"")
+        if first.startswith(_GZIP_MAGIC):
+            inflate = zlib.decompressobj(wbits=47)
+            for chunk in _chain(first, self._chunks):
+                yield inflate.decompress(chunk)
+            yield inflate.flush()
+            if not inflate.eof:
+                raise zlib.error("the gzip stream ends early")
+        elif first.startswith(_ZSTD_MAGIC):
+            unzstd = zstandard.ZstdDecompressor().decompressobj()
+            for chunk in _chain(first, self._chunks):
+                yield unzstd.decompress(chunk)
+        else:
+            yield from _chain(first, self._chunks)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _compressor(zstd: bool) -> Any:
+    if zstd:
+        return zstandard.ZstdCompressor(level=3).compressobj()
+    return zlib.compressobj(6, zlib.DEFLATED, 31)
+
+
+def _convert(archive: DockerArchive, member: str, diff_id: str, out: Path, zstd: bool) -> Digest:
+    """Stream one layer into `out` compressed, checking its diff_id; the new blob's digest."""
+    uncompressed, compressed = hashlib.sha256(), DigestHasher()
+    compress = _compressor(zstd)
+    try:
+        with open(out, "wb") as f:
+
+            def emit(data: bytes) -> None:
+                if data:
+                    f.write(data)
+                    compressed.update(data)
+
+            for chunk in _Decompressed(iter(archive.stream(member))):
+                uncompressed.update(chunk)
+                emit(compress.compress(chunk))
+            emit(compress.flush())
+            f.flush()
+            os.fsync(f.fileno())
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise LayoutError(f"docker archive {archive.label}: layer {member}: {exc}") from None
+    found = f"sha256:{uncompressed.hexdigest()}"
+    if found != diff_id:
+        raise LayoutError(
+            f"docker archive {archive.label}: layer {member} has diff_id {found}, "
+            f"but the image config says {diff_id}"
+        )
+    return compressed.digest()
+
+
+def _config(archive: DockerArchive, entry: DockerImageEntry) -> tuple[bytes, list[str]]:
+    """The config's bytes (checked against the digest its name carries) and its diff_ids."""
+    raw = archive.read(entry.config)
+    named = os.path.basename(entry.config).removesuffix(".json")
+    is_hex = len(named) == 64 and all(c in "0123456789abcdef" for c in named)
+    if is_hex and hashlib.sha256(raw).hexdigest() != named:
+        raise LayoutError(
+            f"docker archive {archive.label}: config {entry.config} does not match its name"
+        )
+    try:
+        config = json.loads(raw)
+        diff_ids = config["rootfs"]["diff_ids"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise LayoutError(
+            f"docker archive {archive.label}: config {entry.config} has no rootfs.diff_ids"
+        ) from None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise LayoutError(f"docker archive {archive.label}: config {entry.config} is malformed")
+    if len(diff_ids) != len(entry.layers):
+        raise LayoutError(
+            f"docker archive {archive.label}: the config lists {len(diff_ids)} layers, "
+            f"manifest.json {len(entry.layers)}"
+        )
+    for diff_id in diff_ids:
+        Digest(diff_id)  # a malformed one is refused here, never used as a name
+    return raw, diff_ids
+
+
+def _place(root: Path, digest: Digest, written: Path | None = None, data: bytes = b"") -> None:
+    target = root / "blobs" / digest.algorithm / digest.encoded
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if written is not None:
+        os.replace(written, target)
+    else:
+        target.write_bytes(data)
+
+
+def _plain_tar(path: Path, spare: Path) -> Path:
+    """The archive itself, or (`docker save | gzip`, zstd) its tar decompressed into `spare`."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise LayoutError(f"cannot open docker archive {path}: {exc.strerror}") from None
+    if not magic.startswith(_GZIP_MAGIC) and magic != _ZSTD_MAGIC:
+        return path
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                yield chunk
+
+    try:
+        with open(spare, "wb") as out:
+            for data in _Decompressed(chunks()):
+                out.write(data)
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise LayoutError(f"docker archive {path} does not decompress: {exc}") from None
+    return spare
+
+
+async def _build(path: Path, wanted: str | None, fmt: ImportFormat, root: Path) -> None:
+    """Write the chosen image as the only image of a new layout at `root`."""
+    spare = root / "archive.tar"
+    plain = await asyncio.to_thread(_plain_tar, path, spare)
+    try:
+        await _build_from(plain, path, wanted, fmt, root)
+    finally:
+        spare.unlink(missing_ok=True)
+
+
+async def _build_from(
+    plain: Path, path: Path, wanted: str | None, fmt: ImportFormat, root: Path
+) -> None:
+    archive = await asyncio.to_thread(DockerArchive.open, plain, path)
+    entry = choose(await asyncio.to_thread(archive.entries), wanted, path)
+    config_raw, diff_ids = await asyncio.to_thread(_config, archive, entry)
+    gate = asyncio.Semaphore(os.cpu_count() or 2)
+
+    async def layer(number: int) -> dict[str, Any]:
+        part = root / f"layer-{number}.part"
+        async with gate:
+            digest = await asyncio.to_thread(
+                _convert, archive, entry.layers[number], diff_ids[number], part, fmt.zstd
+            )
+        size = part.stat().st_size
+        _place(root, digest, written=part)
+        return {"mediaType": fmt.layer_type, "size": size, "digest": str(digest)}
+
+    layers = await asyncio.gather(*(layer(n) for n in range(len(entry.layers))))
+    config_digest = Digest.of(config_raw)
+    _place(root, config_digest, data=config_raw)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": fmt.manifest_type,
+        "config": {
+            "mediaType": fmt.config_type,
+            "size": len(config_raw),
+            "digest": str(config_digest),
+        },
+        "layers": layers,
+    }
+    raw = json.dumps(manifest, indent=3).encode()
+    _place(root, Digest.of(raw), data=raw)
+    index = index_file.empty_index()
+    index["manifests"] = [
+        {
+            "mediaType": fmt.manifest_type,
+            "digest": str(Digest.of(raw)),
+            "size": len(raw),
+            "annotations": {index_file.REF_NAME: IMPORTED_NAME},
+        }
+    ]
+    (root / "oci-layout").write_bytes(index_file.OCI_LAYOUT_BYTES)
+    (root / "index.json").write_bytes(index_file.serialize(index))
+
+
+@contextlib.asynccontextmanager
+async def imported_image(
+    path: Path, wanted: str | None, fmt: ImportFormat = ImportFormat()
+) -> AsyncIterator[Layout]:
+    """The image `wanted` of the docker archive (NAME:TAG, @N, None for the only one) as the
+    image `IMPORTED_NAME` of a temporary layout, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mirror-docker-archive-") as tmp:
+        await _build(path, wanted, fmt, Path(tmp))
+        async with await Layout.open(tmp) as layout:
+            yield layout

@@ -1,0 +1,193 @@
+"""`docker save` archives read with bounds: the member index, `manifest.json`, the image chosen.
+
+A docker archive is a plain tar whose `manifest.json` lists images as
+`{"Config": PATH, "RepoTags": [NAME:TAG…], "Layers": [PATH…]}`. Paths are `<id>/layer.tar`
+and `<hex>.json` (docker before 25, skopeo), or `blobs/sha256/<hex>` beside an OCI
+`index.json` (docker 25 and later); both are read through `manifest.json` alike. Members are
+indexed by their headers only; a symbolic link (docker writes one for a layer an earlier
+image already holds) is followed only to a regular member inside the archive; a name that
+leaves the archive (absolute, `..`), a hard link, a device or a sparse member is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mirror.archive.tarfiles import SafeTarInfo
+from mirror.errors import InvalidReference, LayoutError
+from mirror.oci.reference import parse_registry_reference
+
+__all__ = ["MAX_CONFIG_SIZE", "DockerArchive", "DockerImageEntry", "choose"]
+
+#: the largest `manifest.json` or image config read from a docker archive
+MAX_CONFIG_SIZE = 4 * 1024 * 1024
+#: symbolic links followed one after another before the member is refused
+_MAX_LINK_HOPS = 8
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DockerImageEntry:
+    """One image of `manifest.json`: its config member, tags and layer members (in order)."""
+
+    config: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+
+
+class DockerArchive:
+    """A `docker save` tar indexed by member name (offsets and sizes, no data read)."""
+
+    def __init__(self, path: Path, label: Path | None = None) -> None:
+        self.path = path
+        #: the file errors name (the compressed one the user gave, when `path` unpacks it)
+        self.label = label or path
+        self._regular: dict[str, tuple[int, int]] = {}
+        self._links: dict[str, str] = {}
+
+    @classmethod
+    def open(cls, path: Path, label: Path | None = None) -> DockerArchive:
+        """Index the archive (blocking: run in a thread); LayoutError when it is damaged."""
+        archive = cls(path, label)
+        try:
+            with tarfile.open(path, "r:", tarinfo=SafeTarInfo) as tar:
+                for member in tar:
+                    archive._add(member)
+        except OSError as exc:
+            raise LayoutError(
+                f"cannot open docker archive {archive.label}: {exc.strerror}"
+            ) from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise LayoutError(
+                f"docker archive {archive.label} is truncated or not a tar: {exc}"
+            ) from None
+        end = os.path.getsize(path)
+        for name, (offset, size) in archive._regular.items():
+            if offset + size > end:
+                raise LayoutError(
+                    f"docker archive {archive.label} is truncated: {name} is cut short"
+                )
+        return archive
+
+    def _add(self, member: tarfile.TarInfo) -> None:
+        name = _clean(member.name, self.label)
+        if member.isdir():
+            return
+        if member.issym():
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+            self._links[name] = _clean(target, self.label)
+            return
+        if not member.isfile() or member.issparse():
+            raise LayoutError(
+                f"docker archive {self.label}: member {name[:200]!r} is not a regular file"
+            )
+        self._regular[name] = (member.offset_data, member.size)
+
+    def member(self, name: str) -> tuple[int, int]:
+        """The offset and size of a member named by `manifest.json` (links followed inside)."""
+        clean = _clean(name, self.label)
+        for _ in range(_MAX_LINK_HOPS):
+            if clean in self._regular:
+                return self._regular[clean]
+            if clean not in self._links:
+                raise LayoutError(f"docker archive {self.label} has no member {name[:200]!r}")
+            clean = self._links[clean]
+        raise LayoutError(f"docker archive {self.label}: member {name[:200]!r} links in a loop")
+
+    def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
+        """A small member's bytes (`manifest.json`, a config), refused over `limit`."""
+        offset, size = self.member(name)
+        if size > limit:
+            raise LayoutError(
+                f"docker archive {self.label}: {name[:200]} is {size} bytes, over {limit}"
+            )
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def stream(self, name: str) -> Iterator[bytes]:
+        """A member's bytes in chunks (blocking), exactly its size."""
+        offset, size = self.member(name)
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            left = size
+            while left and (chunk := f.read(min(_CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+        if left:
+            raise LayoutError(f"docker archive {self.label} is truncated inside {name[:200]}")
+
+    def entries(self) -> list[DockerImageEntry]:
+        """The images `manifest.json` lists; LayoutError when it is missing or malformed."""
+        try:
+            data = json.loads(self.read("manifest.json"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise LayoutError(f"docker archive {self.label}: manifest.json is not JSON") from None
+        if not isinstance(data, list) or not data:
+            raise LayoutError(f"docker archive {self.label}: manifest.json lists no image")
+        return [_entry(item, self.label) for item in data]
+
+
+def _clean(name: str, path: Path) -> str:
+    clean = name.removeprefix("./")
+    if clean.startswith("/") or ".." in clean.split("/") or not clean:
+        raise LayoutError(f"docker archive {path}: member {name[:200]!r} points outside it")
+    return clean
+
+
+def _entry(item: Any, path: Path) -> DockerImageEntry:
+    def strings(value: Any) -> tuple[str, ...] | None:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        return None
+
+    if not isinstance(item, dict):
+        raise LayoutError(f"docker archive {path}: manifest.json has an entry that is no object")
+    config, layers = item.get("Config"), strings(item.get("Layers"))
+    tags = strings(item.get("RepoTags") or [])
+    if not isinstance(config, str) or layers is None or tags is None:
+        raise LayoutError(
+            f"docker archive {path}: manifest.json entry needs Config, Layers and RepoTags"
+        )
+    if item.get("LayerSources"):
+        raise LayoutError(f"docker archive {path}: foreign layers (LayerSources) are unsupported")
+    return DockerImageEntry(config, tags, layers)
+
+
+def _normal(name: str) -> str:
+    try:
+        return str(parse_registry_reference(name))
+    except InvalidReference:
+        return name
+
+
+def choose(entries: list[DockerImageEntry], wanted: str | None, path: Path) -> DockerImageEntry:
+    """The image `wanted` names: `NAME:TAG` among the RepoTags (Docker Hub names normalised),
+    `@N` by position, or None for the only one."""
+    if wanted is None:
+        if len(entries) == 1:
+            return entries[0]
+        names = ", ".join(t for e in entries for t in e.repo_tags[:1]) or "untagged images"
+        raise InvalidReference(
+            f"docker archive {path} holds {len(entries)} images ({names}): "
+            f"choose one with docker-archive:{path}:NAME:TAG or docker-archive:{path}:@N"
+        )
+    if wanted.startswith("@"):
+        index = wanted[1:]
+        if not index.isdigit() or int(index) >= len(entries):
+            raise InvalidReference(
+                f"docker archive {path} has no image {wanted} (it holds {len(entries)})"
+            )
+        return entries[int(index)]
+    target = _normal(wanted)
+    for entry in entries:
+        if any(_normal(tag) == target for tag in entry.repo_tags):
+            return entry
+    raise InvalidReference(f"docker archive {path} has no image tagged {wanted}")
