@@ -181,6 +181,7 @@ async def copy(
             platforms=wanted,
             include_foreign=include_foreign,
             concurrency=opts.concurrency,
+            small_concurrency=opts.check_concurrency,
             progress=progress,
             ranges=RangePolicy(
                 threshold=opts.ranged_download_threshold,

@@ -125,6 +125,9 @@ _BLOB_UNKNOWN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 #: Into a destination repository seen empty, blobs up to this size go without a HEAD first:
 #: the answer would be "missing", and resending a small blob costs little more than asking.
 UNASKED_UPLOAD_LIMIT = 1024 * 1024
+#: Blobs up to this size are latency-bound (a round trip costs more than their bytes): they
+#: go at `small_concurrency`, beside the larger ones' `concurrency`.
+SMALL_BLOB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ async def copy_image(
     platforms: Sequence[Platform] = (),
     include_foreign: bool = False,
     concurrency: int = 8,
+    small_concurrency: int = 64,
     progress: ProgressSink | None = None,
     ranges: RangePolicy | None = None,
     check_destination: bool = True,
@@ -163,6 +167,8 @@ async def copy_image(
     nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
     `single_must_match`: an image that is not an index must be of one of `platforms` (an
     error naming its platform otherwise); False copies it as it is (a filter for indexes).
+    Blobs up to SMALL_BLOB bytes go `small_concurrency` at a time, apart from the
+    `concurrency` larger ones: their time is round trips, not bandwidth.
     """
     started = time.monotonic()
     sink = progress or Silent()
@@ -201,8 +207,9 @@ async def copy_image(
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
     gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
+    gates = _Gates(gate, asyncio.Semaphore(max(1, small_concurrency)))
     unasked = UNASKED_UPLOAD_LIMIT if fresh_destination else -1
-    await _copy_blobs(src, dst, plan, result, sink, gate, ranges, unasked)
+    await _copy_blobs(src, dst, plan, result, sink, gates, ranges, unasked)
 
     async def put(manifest: ManifestLike) -> None:
         if manifest is top:
@@ -220,7 +227,7 @@ async def copy_image(
             # uploads or mounts of it): place what it lacks again, asking first, once
             _log.info("%s; placing its blobs again", exc)
             again = ImageGraph(manifest, blobs={b.digest: b for b in manifest.blobs()})
-            await _copy_blobs(src, dst, again, result, sink, gate, ranges, -1)
+            await _copy_blobs(src, dst, again, result, sink, gates, ranges, -1)
             await put(manifest)
         result.manifests_written += 1
     for subject, listed in found.items():
@@ -252,13 +259,21 @@ async def list_referrers(
     return True
 
 
+@dataclass(frozen=True)
+class _Gates:
+    """How many blob transfers go at once: large ones, and small ones beside them."""
+
+    large: asyncio.Semaphore
+    small: asyncio.Semaphore
+
+
 async def _copy_blobs(
     src: Endpoint,
     dst: Endpoint,
     plan: ImageGraph,
     result: CopyResult,
     sink: ProgressSink,
-    gate: asyncio.Semaphore,
+    gates: _Gates,
     ranges: RangePolicy | None,
     unasked_up_to: int,
 ) -> None:
@@ -296,7 +311,7 @@ async def _copy_blobs(
         return False
 
     async def one(desc: Descriptor) -> None:
-        async with gate:
+        async with gates.small if desc.size <= SMALL_BLOB else gates.large:
             try:
                 how = await placed(desc)
             except ContentError as exc:

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,10 +17,11 @@ from mirror.cli.context import registry_options
 from mirror.cli.output import emit_report, json_option, options, progress_display, run
 from mirror.support.timestamps import parse_duration
 from mirror.sync.config import SyncConfig, load_config
-from mirror.sync.metrics import SyncMetrics
 from mirror.sync.report import SyncReport
 from mirror.sync.run import run_sync
-from mirror.sync.service import ConfigWatcher, Health, RunOutcome, run_every, serve_metrics
+
+if TYPE_CHECKING:
+    from mirror.sync.service import RunOutcome
 
 #: the exit code of a sync that left images for later (a rate-limit reserve was reached)
 EXIT_DEFERRED = 3
@@ -164,6 +166,10 @@ async def _service(
 ) -> None:
     """The sync on an interval: the first SIGTERM/SIGINT lets the images in flight finish,
     a second one stops at once (nothing half-written is ever visible either way)."""
+    # imported here: a one-off sync need not load prometheus_client and aiohttp's server
+    from mirror.sync.metrics import SyncMetrics
+    from mirror.sync.service import ConfigWatcher, Health, run_every, serve_metrics
+
     stop = asyncio.Event()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()

@@ -57,10 +57,8 @@ class RegistryClient:
     def session(self) -> aiohttp.ClientSession:
         """The shared aiohttp session (created on first use)."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=max(16, self.options.concurrency * 2),
-                limit_per_host=max(8, self.options.concurrency),
-            )
+            per_host = max(8, self.options.concurrency, self.options.check_concurrency)
+            connector = aiohttp.TCPConnector(limit=2 * per_host, limit_per_host=per_host)
             limits = self.options.limits
             timeout = aiohttp.ClientTimeout(
                 total=None,

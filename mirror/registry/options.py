@@ -58,6 +58,9 @@ class RegistryOptions:
     #: ... or, for the registries named here, this one instead (host -> PEM file)
     ca_files: dict[str, str] = field(default_factory=dict)
     concurrency: int = 16
+    #: existence checks and listings (HEADs, tag lists) in flight at once: cheap requests,
+    #: not queued behind the `concurrency` transfers (requests_per_second still paces them)
+    check_concurrency: int = 64
     retries: int = DEFAULT_RETRIES
     chunk_size: int = 16 * 1024 * 1024
     chunked_upload_threshold: int = 64 * 1024 * 1024

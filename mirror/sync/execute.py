@@ -59,6 +59,7 @@ async def _copy(
         source_tags=survey.source_tags(task.source),
         platforms=config.platforms,
         concurrency=config.concurrency,
+        small_concurrency=endpoints.client.options.check_concurrency,
         check_destination=attached_only or bool(config.platforms),
         progress=progress,
         blob_gate=endpoints.blob_gate,

@@ -296,6 +296,21 @@ async def _heads(
     return str(have.digest), str(want.digest) if want else None
 
 
+async def _both_heads(
+    task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...], listed: bool
+) -> tuple[str | None, str | None]:
+    """`_heads`, with the two HEADs sent together when the destination's listing showed the
+    tag (both answers are then needed: one round trip instead of two)."""
+    if not listed or platforms:
+        return await _heads(task, endpoints, platforms)
+    dst, dst_name = await endpoints.get(task.destination_text)
+    src, src_name = await endpoints.get(task.source_text)
+    have, want = await asyncio.gather(dst.manifest_head(dst_name), src.manifest_head(src_name))
+    if have is None:
+        return None, None
+    return str(have.digest), str(want.digest) if want else None
+
+
 async def survey(
     config: SyncConfig,
     endpoints: Endpoints,
@@ -306,23 +321,32 @@ async def survey(
     """Ask what the plan needs: sources and chosen tags, then (with `destinations`) what
     the destinations hold, `concurrency` requests at a time."""
     found = Survey()
+    # listings and HEADs are cheap: their own, wider gate, not the transfers' one
+    gate = asyncio.Semaphore(max(2, endpoints.client.options.check_concurrency))
+
+    async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
+        async with gate:
+            try:
+                tags, names = await _chosen(job, source, endpoints, config)
+            except MirrorError as exc:
+                found.fail(job, str(source), exc, config.keep_going)
+                return None
+        return RepositorySurvey(job, source, _destination(job, source.path), tags, names)
+
     for job in config.jobs:
         try:
-            async for source in _sources(job, endpoints.client):
-                if shard is not None and shard_of(str(source), shard[1]) != shard[0] - 1:
-                    continue
-                try:
-                    chosen, names = await _chosen(job, source, endpoints, config)
-                except MirrorError as exc:
-                    found.fail(job, str(source), exc, config.keep_going)
-                    continue
-                destination = _destination(job, source.path)
-                found.repositories.append(RepositorySurvey(job, source, destination, chosen, names))
+            sources = [
+                s
+                async for s in _sources(job, endpoints.client)
+                if shard is None or shard_of(str(s), shard[1]) == shard[0] - 1
+            ]
         except MirrorError as exc:
             found.fail(job, job.describe_source(), exc, config.keep_going)
+            continue
+        surveyed = await asyncio.gather(*(chosen(job, s) for s in sources))
+        found.repositories += [s for s in surveyed if s is not None]
     if not destinations:
         return found
-    gate = asyncio.Semaphore(max(2, config.concurrency))
 
     async def listed(repo: Repo) -> tuple[str, frozenset[str] | None]:
         async with gate:
@@ -339,7 +363,9 @@ async def survey(
             return  # a tag the destination lacks is copied without asking
         async with gate:
             try:
-                found.heads[task.destination_text] = await _heads(task, endpoints, config.platforms)
+                found.heads[task.destination_text] = await _both_heads(
+                    task, endpoints, config.platforms, listed=held is not None
+                )
             except MirrorError as exc:
                 _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
 

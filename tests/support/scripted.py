@@ -406,6 +406,10 @@ class FaultProxy:
     #: seconds each blob GET waits before it is forwarded, after setting `blob_asked`
     blob_get_delay: float = 0.0
     blob_asked: asyncio.Event = field(default_factory=asyncio.Event)
+    #: seconds every request waits before it is forwarded (a registry far away)
+    request_delay: float = 0.0
+    #: the most requests of each kind (`HEAD manifest`, `GET blob`, …) in flight at once
+    peak_in_flight: dict[str, int] = field(default_factory=dict)
     #: forward the client's Authorization (for a registry that checks tokens itself)
     keep_authorization: bool = False
     #: every (method, path) received
@@ -420,6 +424,7 @@ class FaultProxy:
     reply_headers: Callable[[web.Request], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
+        self._in_flight: dict[str, int] = {}
         self._seen_keys: dict[tuple[str, str, str], int] = {}
         self._dropped = set() if self.keep_authorization else {"authorization"}
 
@@ -447,6 +452,19 @@ class FaultProxy:
         return fault
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Count what is in flight, then maybe fail, else forward."""
+        kind = f"{request.method} {'blob' if '/blobs/sha256:' in request.path else 'other'}"
+        if "/manifests/" in request.path:
+            kind = f"{request.method} manifest"
+        self._in_flight[kind] = self._in_flight.get(kind, 0) + 1
+        self.peak_in_flight[kind] = max(self.peak_in_flight.get(kind, 0), self._in_flight[kind])
+        try:
+            await asyncio.sleep(self.request_delay)
+            return await self._handle(request)
+        finally:
+            self._in_flight[kind] -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Maybe fail, else forward (streaming reply bodies)."""
         self.requests += 1
         self.seen.append((request.method, request.path))
