@@ -147,6 +147,10 @@ class BlobLocator(Protocol):
         """The lock that makes transfers of one blob into one registry take turns."""
         ...
 
+    def here(self, registry: str, digest: Digest, repository: str) -> bool:
+        """True when this run put or saw `digest` in `repository`."""
+        ...
+
 
 @runtime_checkable
 class BlobMounter(Protocol):

@@ -226,6 +226,9 @@ async def copy_image(
             # the registry lost track of a blob it had taken (a race between concurrent
             # uploads or mounts of it): place what it lacks again, asking first, once
             _log.info("%s; placing its blobs again", exc)
+            if isinstance(dst, BlobMounter) and dst.locations is not None:
+                for blob in manifest.blobs():
+                    dst.locations.forget(dst.registry, blob.digest, dst.name)
             again = ImageGraph(manifest, blobs={b.digest: b for b in manifest.blobs()})
             await _copy_blobs(src, dst, again, result, sink, gates, ranges, -1)
             await put(manifest)
@@ -288,6 +291,11 @@ async def _copy_blobs(
             return await transfer(desc)
         assert isinstance(dst, BlobMounter)
         async with known.claim(dst.registry, desc.digest):
+            if known.here(dst.registry, desc.digest, dst.name):
+                # placed by another image of this run: placing it again would rewrite the
+                # repository's link to it while that image's manifest may be reading it
+                result.blobs_skipped += 1
+                return "skipped"
             how = await transfer(desc)
         known.remember(dst.registry, desc.digest, dst.name)
         return how

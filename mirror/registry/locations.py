@@ -53,6 +53,8 @@ class BlobLocations:
         self._dirty: set[str] = set()
         self._forgotten: dict[str, set[tuple[str, str]]] = {}
         self._claims: dict[tuple[str, str], asyncio.Lock] = {}
+        #: (registry, digest, repository) known to hold the blob now: seen in this run
+        self._here: set[tuple[str, str, str]] = set()
 
     def _host(self, registry: str) -> Known:
         if registry not in self._known:
@@ -93,12 +95,19 @@ class BlobLocations:
         if len(seen) > MAX_REPOSITORIES:
             del seen[min(seen, key=lambda repo: seen[repo])]
         self._forgotten.get(registry, set()).discard((str(digest), repository))
+        self._here.add((registry, str(digest), repository))
         self._dirty.add(registry)
+
+    def here(self, registry: str, digest: Digest, repository: str) -> bool:
+        """True when this run put or saw `digest` in `repository` (not a memory of an
+        earlier run: that is only a mount candidate)."""
+        return (registry, str(digest), repository) in self._here
 
     def forget(self, registry: str, digest: Digest, repository: str) -> None:
         """`digest` turned out not to be (mountable) in `repository`: drop the entry."""
         seen = self._host(registry).get(str(digest), {})
         seen.pop(repository, None)
+        self._here.discard((registry, str(digest), repository))
         self._forgotten.setdefault(registry, set()).add((str(digest), repository))
         self._dirty.add(registry)
 

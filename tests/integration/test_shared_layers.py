@@ -9,9 +9,11 @@ import json
 import random
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from aiohttp import web
@@ -23,6 +25,7 @@ from mirror.sync.config import load_config
 from mirror.sync.run import run_sync
 from tests.support.registry import Registry, start_registry
 from tests.support.scripted import FaultProxy, address, serve
+from tests.support.tags import put_tags
 from tests.support.tools import FIXTURES, amirror, fixture_digest
 
 REPOSITORIES = 8
@@ -254,3 +257,40 @@ async def test_a_blob_the_registry_lost_before_the_manifest_is_placed_again(
     assert lost
     assert result.digest == fixture_digest("oci-single")
     assert result.blobs_copied == 4  # three, and the lost one again
+
+
+async def test_a_blob_goes_into_a_repository_once_per_run(
+    registry: Registry, destination: Destination, tmp_path: Path
+) -> None:
+    """Ten tags of a repository share their blobs; each image's copy would mount them into
+    the same destination repository. distribution rewrites a repository's blob link in place
+    on every mount, and a manifest PUT that reads it meanwhile fails with "blob unknown"
+    (seen in `make bench` growth runs): so a blob placed once in a run is not placed again."""
+    await put_tags(registry.host, 1, 10, "once-a")  # the blobs, remembered in once-a/r000 …
+    await put_tags(registry.host, 3, 10, "once-b")  # … then needed by 30 images elsewhere
+    for prefix in ("once-a", "once-b"):
+        config = tmp_path / f"{prefix}.toml"
+        config.write_text(
+            f'[registries."{destination.host}"]\nplain_http = true\n'
+            f'[[jobs]]\nregistry = "{registry.host}"\ninclude = ["{prefix}/*"]\n'
+            f'destination = "{destination.host}/copy"\n'
+        )
+        destination.proxy.seen_queries.clear()
+        report = await run_sync(load_config(config))
+        assert {i.status for i in report.images} == {"copied"}, report.failed
+        placed = Counter(_placements(destination.proxy.seen_queries))
+        assert placed, destination.proxy.seen_queries
+        assert max(placed.values()) == 1, [k for k, n in placed.items() if n > 1]
+
+
+def _placements(seen: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(repository, digest) of every mount or upload that puts a blob in place."""
+    out = []
+    for _method, path, query in seen:
+        if "/blobs/uploads/" not in path:
+            continue
+        asked = parse_qs(query)
+        digest = (asked.get("mount") or asked.get("digest") or [""])[0]
+        if digest:
+            out.append((path.split("/blobs/")[0], digest))
+    return out

@@ -414,6 +414,8 @@ class FaultProxy:
     keep_authorization: bool = False
     #: every (method, path) received
     seen: list[tuple[str, str]] = field(default_factory=list)
+    #: every (method, path, query string) received
+    seen_queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
     fault_on: str = ""
     #: called with each request before it is forwarded (a test changes the registry there)
@@ -468,6 +470,7 @@ class FaultProxy:
         """Maybe fail, else forward (streaming reply bodies)."""
         self.requests += 1
         self.seen.append((request.method, request.path))
+        self.seen_queries.append((request.method, request.path, request.query_string))
         fault = self._pick(request)
         start = request.headers.get("Content-Range", "").partition("-")[0]
         hold = self.hold_patch_at
