@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures.generate import make_big_image
-from tests.bench import Run, _machine
+from tests.bench_run import Run
+from tests.bench_run import machine as _machine
 from tests.support.registry import Registry, start_registry
 from tests.support.tools import REPO
 

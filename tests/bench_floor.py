@@ -2,6 +2,8 @@
 
     python -m tests.bench_floor pull HOST/REPO:TAG DIR   # (c): every blob to DIR, fsync'd
     python -m tests.bench_floor sync HOST/REPO HOST/REPO # first sync: each tag's image copied
+    python -m tests.bench_floor upload FILE HOST/REPO    # one blob, POST + streamed PUT: prints
+                                                         # the seconds the upload took
 
 No verification, no retries, no existence checks, no layout: the same requests mirror must
 make at the least, with the same concurrency (16). `make bench` runs it beside mirror and
@@ -15,6 +17,8 @@ import hashlib
 import json
 import os
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -100,6 +104,37 @@ async def sync(source: str, destination: str) -> None:
         await asyncio.gather(*(image(t) for t in tags))
 
 
+async def upload(path: Path, repository: str) -> None:
+    """Upload one file as a blob the way a registry takes it fastest: a POST for a session,
+    then the whole body streamed in one PUT (the floor of any push of that blob)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    digest = f"sha256:{hasher.hexdigest()}"
+
+    async def body() -> AsyncIterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    started_at = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        host, _, name = repository.partition("/")
+        async with session.post(f"http://{host}/v2/{name}/blobs/uploads/") as started:
+            started.raise_for_status()
+            location = started.headers["Location"]
+        url = location if location.startswith("http") else f"http://{host}{location}"
+        joiner = "&" if "?" in url else "?"
+        async with session.put(
+            f"{url}{joiner}digest={digest}",
+            data=body(),
+            headers={"Content-Length": str(path.stat().st_size)},
+        ) as done:
+            done.raise_for_status()
+    print(f"{time.perf_counter() - started_at:.3f}")  # the upload alone, without the hashing
+
+
 def main(argv: list[str]) -> None:
     """Run one case from the command line."""
     match argv:
@@ -107,6 +142,8 @@ def main(argv: list[str]) -> None:
             asyncio.run(pull(image, Path(out)))
         case ["sync", source, destination]:
             asyncio.run(sync(source, destination))
+        case ["upload", path, repository]:
+            asyncio.run(upload(Path(path), repository))
         case _:
             raise SystemExit(__doc__)
 

@@ -78,8 +78,10 @@ def profile(
     repeat: int,
     registries: list[Registry],
     mirror_cmd: Callable[..., list[str]],
+    env: dict[str, str] | None = None,
 ) -> dict[str, SharedRun]:
-    """The best of `repeat` runs of each tool, each into a fresh registry."""
+    """The best of `repeat` runs of each tool, each into a fresh registry (`env`: the one
+    mirror runs in)."""
     seed(work, source, mirror_cmd)
     best: dict[str, SharedRun] = {}
     for _ in range(repeat):
@@ -91,7 +93,7 @@ def profile(
                 commands = _commands(tool, work, source.host, proxy.host, mirror_cmd)
                 started = time.perf_counter()
                 for command in commands:
-                    subprocess.run(command, check=True, capture_output=True)
+                    subprocess.run(command, check=True, capture_output=True, env=env)
                 run = SharedRun(time.perf_counter() - started, proxy.proxy.bytes_in)
             finally:
                 proxy.stop()
@@ -152,7 +154,7 @@ def main() -> None:
     """Run the shared-layer case alone (`python -m tests.bench_shared`) and print it."""
     import tempfile
 
-    from tests.bench import mirror_cmd
+    from tests.bench_run import mirror_cmd
 
     work = Path(tempfile.mkdtemp(prefix="mirror-bench-shared-"))
     source = start_registry(work / "source")

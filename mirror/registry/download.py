@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK_SIZE", "open_blob", "open_range"]
 
 CHUNK_SIZE = 1024 * 1024
+#: the most a blob download's connection reads from its socket at once
+SOCKET_READ = 1024 * 1024
 
 
 async def open_blob(
@@ -111,11 +114,23 @@ async def _get(
     )
 
 
+def _read_large(resp: aiohttp.ClientResponse) -> None:
+    """Let the connection take up to SOCKET_READ bytes per read from its socket (asyncio's
+    transports take 256 KiB): a blob arrives in a quarter of the reads, and each read's
+    parsing and wake-up is paid a quarter as often (about a tenth of a pull's CPU). Transports
+    without the knob (another event loop) are left as they are."""
+    transport = resp.connection.transport if resp.connection is not None else None
+    if transport is not None and hasattr(transport, "max_size"):
+        with contextlib.suppress(AttributeError, TypeError):
+            transport.max_size = SOCKET_READ
+
+
 async def _body(
     resp: aiohttp.ClientResponse, what: str, limits: Limits
 ) -> AsyncGenerator[bytes, None]:
     """A reply body in chunks; a cut or stalled connection becomes a (retryable)
     TransportError."""
+    _read_large(resp)
     guard = StallGuard(what, limits)
     try:
         async with guard.watching():
