@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mirror.endpoint import Endpoint
@@ -311,28 +311,14 @@ async def _both_heads(
     return str(have.digest), str(want.digest) if want else None
 
 
-async def survey(
+async def _survey_sources(
     config: SyncConfig,
     endpoints: Endpoints,
-    shard: tuple[int, int] | None = None,
-    *,
-    destinations: bool = True,
-) -> Survey:
-    """Ask what the plan needs: sources and chosen tags, then (with `destinations`) what
-    the destinations hold, `concurrency` requests at a time."""
-    found = Survey()
-    # listings and HEADs are cheap: their own, wider gate, not the transfers' one
-    gate = asyncio.Semaphore(max(2, endpoints.client.options.check_concurrency))
-
-    async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
-        async with gate:
-            try:
-                tags, names = await _chosen(job, source, endpoints, config)
-            except MirrorError as exc:
-                found.fail(job, str(source), exc, config.keep_going)
-                return None
-        return RepositorySurvey(job, source, _destination(job, source.path), tags, names)
-
+    shard: tuple[int, int] | None,
+    found: Survey,
+    chosen: Callable[[Job, Repo], Awaitable[RepositorySurvey | None]],
+) -> None:
+    """Every job's source repositories (this shard's), each surveyed by `chosen`."""
     for job in config.jobs:
         try:
             sources = [
@@ -345,17 +331,52 @@ async def survey(
             continue
         surveyed = await asyncio.gather(*(chosen(job, s) for s in sources))
         found.repositories += [s for s in surveyed if s is not None]
+
+
+async def survey(
+    config: SyncConfig,
+    endpoints: Endpoints,
+    shard: tuple[int, int] | None = None,
+    *,
+    destinations: bool = True,
+) -> Survey:
+    """Ask what the plan needs: sources and chosen tags, then (with `destinations`) what
+    the destinations hold, `concurrency` requests at a time."""
+    found = Survey()
+    # listings and HEADs are cheap: their own, wider gate, not the transfers' one
+    gate = asyncio.Semaphore(max(2, endpoints.client.options.check_concurrency))
+    listings: dict[str, asyncio.Task[frozenset[str] | None]] = {}
+
+    async def listed(repo: Repo) -> frozenset[str] | None:
+        async with gate:
+            return await _listing(repo, endpoints)
+
+    def list_early(repo: Repo | None) -> None:
+        """List a destination while its source is being listed: a round trip less."""
+        if destinations and repo is not None and str(repo) not in listings:
+            listings[str(repo)] = asyncio.create_task(listed(repo))
+
+    async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
+        destination = _destination(job, source.path)
+        list_early(destination)
+        async with gate:
+            try:
+                tags, names = await _chosen(job, source, endpoints, config)
+            except MirrorError as exc:
+                found.fail(job, str(source), exc, config.keep_going)
+                return None
+        return RepositorySurvey(job, source, destination, tags, names)
+
+    try:
+        await _survey_sources(config, endpoints, shard, found, chosen)
+        for text, listing in listings.items():
+            if (tags := await listing) is not None:
+                found.present[text] = tags
+    finally:
+        for listing in listings.values():
+            listing.cancel()  # a survey stopped early leaves none running
     if not destinations:
         return found
-
-    async def listed(repo: Repo) -> tuple[str, frozenset[str] | None]:
-        async with gate:
-            return str(repo), await _listing(repo, endpoints)
-
-    repos = {str(r.destination): r.destination for r in found.repositories if r.destination}
-    for text, tags in await asyncio.gather(*(listed(r) for r in repos.values())):
-        if tags is not None:
-            found.present[text] = tags
 
     async def asked(task: ImageTask) -> None:
         held = found.present.get(str(task.destination))
