@@ -4,9 +4,10 @@ the functions do. Run by `make bench` with the installed package:
 
     python -m tests.bench_cpu SOURCE DESTINATION   # any two endpoints; prints JSON
 
-cProfile counts C calls made from Python (hashing, socket and file calls, the event loop's
-wait) exactly, and inflates pure-Python work by its own cost, so the Python share is an upper
-bound. Worker threads' waits for work are left out (they are idle, not busy).
+Each thread's profiler is timed by that thread's CPU clock, so the seconds are CPU seconds
+(a wait costs none) and add up to about the process's CPU. cProfile counts C calls made from
+Python (hashing, socket and file calls) exactly, and inflates pure-Python work by its own
+cost, so the Python share is an upper bound.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main(source: str, destination: str) -> None:
     workers: list[cProfile.Profile] = []
 
     def profiled_worker() -> None:
-        workers.append(cProfile.Profile())
+        workers.append(cProfile.Profile(time.thread_time))  # this thread's CPU, not wall
         workers[-1].enable()
 
     async def copy() -> None:
@@ -60,7 +61,7 @@ def main(source: str, destination: str) -> None:
         asyncio.get_running_loop().set_default_executor(pool)
         await mirror.copy(source, destination)
 
-    main_thread = cProfile.Profile()
+    main_thread = cProfile.Profile(time.thread_time)
     wall, cpu = time.perf_counter(), time.process_time()
     main_thread.enable()
     asyncio.run(copy())

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["upload_blob"]
 
+#: the largest PATCH of a chunked upload: chunks grow from `chunk_size` as an upload goes on
+MAX_CHUNK = 128 * 1024 * 1024
 _RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 _log = logging.getLogger("mirror.upload")
 
@@ -91,7 +93,7 @@ async def _chunked(
     reader = _Reader(source)
     try:
         while offset < desc.size:
-            end = min(offset + chunk, desc.size)
+            end = min(offset + _grown(chunk, offset), desc.size)
             try:
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
@@ -108,6 +110,12 @@ async def _chunked(
         await reader.close()
     await policy.call(lambda: _finish(repo, location, desc, b""))
     sessions.drop(*key)
+
+
+def _grown(chunk: int, sent: int) -> int:
+    """The next PATCH's size: `chunk`, growing with what went through already (a cut loses at
+    most as much as was sent before it), up to MAX_CHUNK."""
+    return max(chunk, min(sent, MAX_CHUNK))
 
 
 async def _patch(

@@ -244,7 +244,7 @@ async def test_a_token_that_dies_mid_upload_is_renewed_and_the_upload_goes_on(
     """Issue 11: a slow chunked push outlives several tokens; each 401 gets one fresh token
     and the upload goes on from where the registry says it stands."""
     reg, server = token_setup
-    server.lifetime = 1.5  # the reply still says expires_in=300: the client learns by a 401
+    server.lifetime = 0.5  # the reply still says expires_in=300: the client learns by a 401
     source = tmp_path / "src"
     make_big_image(source, "big", layers=1, layer_size=12 * MiB, seed=21)
     proxy = FaultProxy(reg.host, rate=0.0, patch_delay=0.3, keep_authorization=True)
@@ -264,8 +264,9 @@ async def test_a_token_that_dies_mid_upload_is_renewed_and_the_upload_goes_on(
     assert info.digest == result.digest
     renewals = [r for r in server.requests if "repository:team/slow:pull,push" in r["scopes"]]
     assert len(renewals) >= 3  # the token was renewed at least twice along the way
-    # each renewal cost at most the one chunk that the registry refused
-    assert result.bytes_copied <= 12 * MiB + info.config["size"] + len(renewals) * MiB
+    # each renewal cost at most the one chunk that the registry refused (chunks grow from
+    # 1 MiB with what went through: 1, 1, 2, 4, 4 MiB for this layer)
+    assert result.bytes_copied <= 12 * MiB + info.config["size"] + len(renewals) * 4 * MiB
 
 
 async def test_a_second_401_in_a_row_is_refused_naming_the_scope(
