@@ -21,7 +21,7 @@ import os
 import shutil
 import tarfile
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from typing import Any
 import zstandard
 
 from mirror.archive.docker_tar import MAX_CONFIG_SIZE
-from mirror.endpoint import BlobSource, Referrers
+from mirror.archive.writeonly import WriteOnly
+from mirror.endpoint import BlobSource
 from mirror.errors import BlobNotFound, ContentError, SizeMismatch, UnsupportedOperation
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher, check_content
@@ -62,11 +63,12 @@ def _inflater(media_type: str) -> Any:
     return None
 
 
-class DockerArchiveWriter:
+class DockerArchiveWriter(WriteOnly):
     """A new docker archive: blobs staged as they come, the tar written by `finish`."""
 
     def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:
         self.path = path
+        self.label = f"docker archive {path}"
         self.retry = retry or RetryPolicy()
         self._stage = path.parent / temp_name(f".{path.name}.stage")
         self._tmp = path.parent / temp_name(f".{path.name}")
@@ -155,32 +157,6 @@ class DockerArchiveWriter:
                 return desc
         self._images.append((str(manifest.config.digest), layers, [tag] if tag else []))
         return desc
-
-    async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """A new archive holds nothing before this copy."""
-        return None
-
-    async def manifest_get(self, ref: str | None) -> ManifestLike:
-        """Write-only."""
-        raise UnsupportedOperation(f"docker archive {self.path} is being written")
-
-    def blob_open(
-        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
-    ) -> AsyncGenerator[bytes, None]:
-        """Write-only."""
-        raise UnsupportedOperation(f"docker archive {self.path} is being written")
-
-    async def tag_delete(self, tag: str) -> None:
-        """Write-only: an archive being written only grows."""
-        raise UnsupportedOperation(f"docker archive {self.path} is being written")
-
-    async def manifest_delete(self, digest: Digest) -> None:
-        """Write-only: an archive being written only grows."""
-        raise UnsupportedOperation(f"docker archive {self.path} is being written")
-
-    async def referrers(self, subject: Digest) -> Referrers:
-        """None: a docker archive keeps no referrers."""
-        return Referrers()
 
     async def tags(self) -> AsyncIterator[str]:
         """The RepoTags written so far."""

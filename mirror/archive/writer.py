@@ -17,10 +17,11 @@ from typing import IO, Any
 
 import zstandard
 
-from mirror.endpoint import BlobSource, Referrers
-from mirror.errors import BlobNotFound, SizeMismatch, UnsupportedOperation
+from mirror.archive.writeonly import WriteOnly
+from mirror.endpoint import BlobSource
+from mirror.errors import BlobNotFound, SizeMismatch
 from mirror.layout import index_file
-from mirror.oci.digest import Digest, DigestHasher, check_content
+from mirror.oci.digest import DigestHasher, check_content
 from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
@@ -36,11 +37,12 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT)
 
 
-class ArchiveWriter:
+class ArchiveWriter(WriteOnly):
     """A new layout archive written as one stream (write-only endpoint)."""
 
     def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:
         self.path = path
+        self.label = f"archive {path}"
         self.retry = retry or RetryPolicy()
         self._tmp = path.parent / temp_name(f".{path.name}")
         self._raw: IO[bytes] | None = None
@@ -121,33 +123,6 @@ class ArchiveWriter:
             entry["annotations"] = {index_file.REF_NAME: tag}
         self._entries = index_file.add_entry(self._entries, entry)
         return desc
-
-    async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """A new archive holds nothing before this copy."""
-        return None
-
-    async def manifest_get(self, ref: str | None) -> ManifestLike:
-        """Write-only."""
-        raise UnsupportedOperation(f"archive {self.path} is being written")
-
-    def blob_open(
-        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
-    ) -> AsyncGenerator[bytes, None]:
-        """Write-only."""
-        raise UnsupportedOperation(f"archive {self.path} is being written")
-
-    async def tag_delete(self, tag: str) -> None:
-        """Write-only: an archive being written only grows."""
-        raise UnsupportedOperation(f"archive {self.path} is being written")
-
-    async def manifest_delete(self, digest: Digest) -> None:
-        """Write-only: an archive being written only grows."""
-        raise UnsupportedOperation(f"archive {self.path} is being written")
-
-    async def referrers(self, subject: Digest) -> Referrers:
-        """None: a new archive holds nothing before this copy (its listings are written by
-        this copy and not read back)."""
-        return Referrers()
 
     async def tags(self) -> AsyncIterator[str]:
         """The names written so far."""
