@@ -58,8 +58,8 @@ class RegistryOptions:
     #: ... or, for the registries named here, this one instead (host -> PEM file)
     ca_files: dict[str, str] = field(default_factory=dict)
     concurrency: int = 16
-    #: existence checks and listings (HEADs, tag lists) in flight at once: cheap requests,
-    #: not queued behind the `concurrency` transfers (requests_per_second still paces them)
+    #: cheap requests in flight at once — HEADs, tag lists, blobs up to 1 MiB — not queued
+    #: behind the `concurrency` large transfers (requests_per_second still paces them)
     check_concurrency: int = 64
     retries: int = DEFAULT_RETRIES
     chunk_size: int = 16 * 1024 * 1024
