@@ -467,14 +467,17 @@ What was tried, measured with this benchmark's cases:
 - Larger socket reads for blob downloads (kept): asyncio's transports read 256 KiB from a
   socket at a time; a download's connection now reads up to 1 MiB
   (`mirror.registry.download.SOCKET_READ`), so a GiB arrives in a quarter of the reads and
-  of aiohttp's per-read parsing. Pull of 1 GiB, median of 5 alternating runs: 2.59 to 2.01
-  CPU-seconds, 2.10 to 1.66 s of wall time. 512 KiB gave 2.11, 2 MiB 2.17, 4 MiB 2.33 (larger
-  buffers cost more in memory copies than they save in calls).
-- Upload chunk size for the real-file push (not changed): one 219 MB layer alone, median of 5
-  alternating runs into a fresh registry each: the bare upload 1.33 s, mirror with 16 MiB
-  chunks 1.48, 32 MiB 1.57, 64 MiB 1.48, one monolithic stream 1.35. Chunks cost about 10 %
-  against one stream on loopback; they are what lets a cut upload resume, so they stay. The
-  runs vary by a third between rounds (the disk's write-back): compare within a round.
+  of aiohttp's per-read parsing. Pull of 1 GiB, alternating with skopeo: 2.59 to 2.01
+  CPU-seconds, 2.10 to 1.66 s of wall time (medians of 3 runs before, 5 after). 512 KiB gave
+  2.11, 2 MiB 2.17, 4 MiB 2.33 (larger buffers cost more in copies than they save in calls).
+- Upload chunks (changed): one 219 MB layer alone, medians of 5 alternating runs into a
+  fresh registry each: the bare upload 1.33 s, mirror with fixed 16 MiB chunks 1.48, 32 MiB
+  1.57, 64 MiB 1.48, one monolithic stream 1.35. Chunks cost about 10 % against one stream
+  on loopback, and they are what lets a cut upload resume, so they stay; they now grow from
+  16 MiB with what went through, up to 128 MiB (`mirror.registry.upload.MAX_CHUNK`): the
+  whole real-file image, medians of 5 alternating in-process runs, push 1.14 to 1.05 s and
+  registry-to-registry 1.19 to 1.10 s. Runs vary by a third between rounds (the disk's
+  write-back): compare within a round.
 - Profiling the 300-small-layers pull: per blob, the time is the kernel's (recv, send,
   epoll) and aiohttp's request machinery; the retry wrapper costs 16 µs per request and the
   per-blob fsync about 0.3 ms spread over worker threads: neither is worth removing.
