@@ -11,6 +11,7 @@ from typing import Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
+from mirror.archive.docker_tar import DockerArchive
 from mirror.archive.reader import ArchiveReader
 from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
@@ -290,8 +291,13 @@ async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[st
 async def list_tags(
     repository: str | Reference, *, options: RegistryOptions | None = None
 ) -> list[str]:
-    """Every tag of a registry repository (or every image name of a layout)."""
+    """Every tag of a registry repository (or every image name of a layout, or every
+    RepoTag of a docker archive)."""
     ref = _parse(repository)
+    if isinstance(ref, DockerArchiveReference):
+        archive = await asyncio.to_thread(DockerArchive.open, Path(ref.path))
+        entries = await asyncio.to_thread(archive.entries)
+        return [tag for entry in entries for tag in entry.repo_tags]
     async with RegistryClient(options) as client, open_endpoint(ref, client) as (endpoint, _):
         return [tag async for tag in endpoint.tags()]
 

@@ -166,6 +166,9 @@ def test_a_multi_image_archive_both_ways(registry: Registry, tmp_path: Path) -> 
             skopeo_archive(registry, tmp_path, "docker-v2", "team/b:2.0"),
         ],
     )
+    listed = _ok("--json", "tags", f"docker-archive:{merged}")
+    # the RepoTags as skopeo wrote them, read from manifest.json (no layer is touched)
+    assert json.loads(listed) == ["docker.io/team/a:1.0", "docker.io/team/b:2.0"]
     _ok("copy", f"docker-archive:{merged}:@1", f"oci:{tmp_path / 'one'}:v1")
     assert image_config(tmp_path / "one") == archive_config(merged, 1)
     _ok("copy", f"docker-archive:{merged}:team/a:1.0", f"oci:{tmp_path / 'two'}:v1")
