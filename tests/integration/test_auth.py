@@ -244,10 +244,12 @@ async def test_a_token_that_dies_mid_upload_is_renewed_and_the_upload_goes_on(
     """Issue 11: a slow chunked push outlives several tokens; each 401 gets one fresh token
     and the upload goes on from where the registry says it stands."""
     reg, server = token_setup
-    server.lifetime = 0.5  # the reply still says expires_in=300: the client learns by a 401
+    server.lifetime = 1.5  # the reply still says expires_in=300: the client learns by a 401
     source = tmp_path / "src"
     make_big_image(source, "big", layers=1, layer_size=12 * MiB, seed=21)
-    proxy = FaultProxy(reg.host, rate=0.0, patch_delay=0.3, keep_authorization=True)
+    # chunks grow (1, 1, 2, 4, 4 MiB): 5 PATCHes held 0.6 s each outlive two tokens, and a
+    # renewed token lives well past the one PATCH it is first sent with
+    proxy = FaultProxy(reg.host, rate=0.0, patch_delay=0.6, keep_authorization=True)
     async with serving(proxy.app()) as host:
         options = RegistryOptions(
             use_docker_config=False,
