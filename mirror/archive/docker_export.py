@@ -29,11 +29,11 @@ from typing import Any
 import zstandard
 
 from mirror.archive.docker_tar import MAX_CONFIG_SIZE
-from mirror.archive.writeonly import WriteOnly
+from mirror.archive.writeonly import WriteOnly, receive
 from mirror.endpoint import BlobSource
-from mirror.errors import BlobNotFound, ContentError, SizeMismatch, UnsupportedOperation
+from mirror.errors import BlobNotFound, ContentError, UnsupportedOperation
 from mirror.oci import mediatypes as mt
-from mirror.oci.digest import Digest, DigestHasher, check_content
+from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
@@ -99,28 +99,18 @@ class DockerArchiveWriter(WriteOnly):
             )
         staged = self._stage / desc.digest.encoded
         inflate = _inflater(desc.media_type)
-        hasher, tar_hash = DigestHasher(desc.digest.algorithm), hashlib.sha256()
+        tar_hash = hashlib.sha256()
         with open(staged, "wb") as out:
 
             def write(chunk: bytes) -> None:
-                data = inflate.decompress(chunk) if inflate is not None else chunk
+                try:
+                    data = inflate.decompress(chunk) if inflate is not None else chunk
+                except (zlib.error, zstandard.ZstdError) as exc:
+                    raise ContentError(f"layer {desc.digest} does not decompress: {exc}") from None
                 out.write(data)
                 tar_hash.update(data)
 
-            failures = 0
-            while True:
-                try:
-                    async for chunk in source(hasher.size):
-                        if hasher.size + len(chunk) > desc.size:
-                            raise SizeMismatch(f"blob {desc.digest}: more than {desc.size} bytes")
-                        hasher.update(chunk)
-                        await asyncio.to_thread(write, chunk)
-                    break
-                except (zlib.error, zstandard.ZstdError) as exc:
-                    raise ContentError(f"layer {desc.digest} does not decompress: {exc}") from None
-                except Exception as exc:
-                    failures = await self.retry.backoff(exc, failures)
-            check_content(hasher, desc.digest, desc.size, "blob")
+            await receive(desc, source, write, self.retry)
             if inflate is not None and not getattr(inflate, "eof", True):
                 raise ContentError(f"layer {desc.digest}: the compressed stream ends early")
         diff_id = f"sha256:{tar_hash.hexdigest()}" if is_layer else None

@@ -1,16 +1,39 @@
-"""What every archive being written answers to a read: nothing was there before this copy,
-and nothing can be read back or removed until the file is finished."""
+"""What every archive being written shares: how a blob's bytes are received (verified,
+resumed), and what it answers to a read — nothing was there before this copy, and nothing
+can be read back or removed until the file is finished."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, Callable
 
-from mirror.endpoint import Referrers
-from mirror.errors import UnsupportedOperation
-from mirror.oci.digest import Digest
+from mirror.endpoint import BlobSource, Referrers
+from mirror.errors import SizeMismatch, UnsupportedOperation
+from mirror.oci.digest import Digest, DigestHasher, check_content
 from mirror.oci.model import Descriptor, ManifestLike
+from mirror.retry import RetryPolicy
 
-__all__ = ["WriteOnly"]
+__all__ = ["WriteOnly", "receive"]
+
+
+async def receive(
+    desc: Descriptor, source: BlobSource, write: Callable[[bytes], None], retry: RetryPolicy
+) -> None:
+    """Hand the blob's bytes to `write` (run in a worker thread), hashed as they come; a
+    failed stream is re-opened where it stopped, so no byte is written twice; ContentError
+    when the bytes are not the blob's."""
+    hasher, failures = DigestHasher(desc.digest.algorithm), 0
+    while True:
+        try:
+            async for chunk in source(hasher.size):
+                if hasher.size + len(chunk) > desc.size:
+                    raise SizeMismatch(f"blob {desc.digest}: more than {desc.size} bytes")
+                await asyncio.to_thread(write, chunk)
+                hasher.update(chunk)
+            break
+        except Exception as exc:
+            failures = await retry.backoff(exc, failures)
+    check_content(hasher, desc.digest, desc.size, "blob")
 
 
 class WriteOnly:

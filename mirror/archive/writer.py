@@ -17,11 +17,10 @@ from typing import IO, Any
 
 import zstandard
 
-from mirror.archive.writeonly import WriteOnly
+from mirror.archive.writeonly import WriteOnly, receive
 from mirror.endpoint import BlobSource
-from mirror.errors import BlobNotFound, SizeMismatch
+from mirror.errors import BlobNotFound
 from mirror.layout import index_file
-from mirror.oci.digest import DigestHasher, check_content
 from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
@@ -81,18 +80,7 @@ class ArchiveWriter(WriteOnly):
             if await self.blob_exists(desc):
                 return
             self._write(_header(f"blobs/{desc.digest.algorithm}/{desc.digest.encoded}", desc.size))
-            hasher, failures = DigestHasher(desc.digest.algorithm), 0
-            while True:
-                try:
-                    async for chunk in source(hasher.size):
-                        if hasher.size + len(chunk) > desc.size:
-                            raise SizeMismatch(f"blob {desc.digest}: more than {desc.size} bytes")
-                        await asyncio.to_thread(self._write, chunk)
-                        hasher.update(chunk)
-                    break
-                except Exception as exc:
-                    failures = await self.retry.backoff(exc, failures)
-            check_content(hasher, desc.digest, desc.size, "blob")
+            await receive(desc, source, self._write, self.retry)
             self._pad()
             self._blobs[str(desc.digest)] = desc.size
 
