@@ -122,15 +122,20 @@ def sync_command(
             )
         )
     emit_report(report.to_json(), lambda: _text(report))
+    _say_failures(report)
+    if report.failed:
+        sys.exit(1)
+    if report.deferred:
+        sys.exit(EXIT_DEFERRED)
+
+
+def _say_failures(report: SyncReport) -> None:
+    """A line on stderr for each image that failed."""
     for failure in report.failed:
         click.echo(
             f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}",
             err=True,
         )
-    if report.failed:
-        sys.exit(1)
-    if report.deferred:
-        sys.exit(EXIT_DEFERRED)
 
 
 def _say_run(outcome: RunOutcome) -> None:
@@ -148,11 +153,7 @@ def _say_run(outcome: RunOutcome) -> None:
             f"{finished} run {outcome.number}: {counts or 'nothing to do'} "
             f"in {outcome.seconds:.1f} s"
         )
-    for failure in outcome.report.failed:
-        click.echo(
-            f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}",
-            err=True,
-        )
+    _say_failures(outcome.report)
     if outcome.error:
         click.echo(f"mirror: run {outcome.number} stopped: {outcome.error}", err=True)
 
