@@ -275,39 +275,32 @@ async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
 
 
 async def _heads(
-    task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...]
+    task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...], *, listed: bool
 ) -> tuple[str | None, str | None]:
     """The digest the destination holds for a task and, when it holds one, the one a copy
     would write: the source's (a HEAD), or with `platforms` that of the filtered image (the
-    source index is read: a platform's manifest, or the index of the chosen ones)."""
+    source index is read: a platform's manifest, or the index of the chosen ones). When the
+    destination's listing showed the tag (`listed`), both answers are needed: the two HEADs
+    go together, one round trip instead of two."""
+    src, src_name = await endpoints.get(task.source_text)
     try:
         dst, dst_name = await endpoints.get(task.destination_text)
-        have = await dst.manifest_head(dst_name)
+        if listed and not platforms:
+            have, want = await asyncio.gather(
+                dst.manifest_head(dst_name), src.manifest_head(src_name)
+            )
+        else:
+            have, want = await dst.manifest_head(dst_name), None
     except LayoutError:
         return None, None  # the layout does not exist yet
     if have is None:
         return None, None
-    src, src_name = await endpoints.get(task.source_text)
     if platforms:
         top = await src.manifest_get(src_name)
         written = choose_platforms(top, platforms) if isinstance(top, Index) else top
         return str(have.digest), str(written.digest)
-    want = await src.manifest_head(src_name)
-    return str(have.digest), str(want.digest) if want else None
-
-
-async def _both_heads(
-    task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...], listed: bool
-) -> tuple[str | None, str | None]:
-    """`_heads`, with the two HEADs sent together when the destination's listing showed the
-    tag (both answers are then needed: one round trip instead of two)."""
-    if not listed or platforms:
-        return await _heads(task, endpoints, platforms)
-    dst, dst_name = await endpoints.get(task.destination_text)
-    src, src_name = await endpoints.get(task.source_text)
-    have, want = await asyncio.gather(dst.manifest_head(dst_name), src.manifest_head(src_name))
-    if have is None:
-        return None, None
+    if not listed:
+        want = await src.manifest_head(src_name)
     return str(have.digest), str(want.digest) if want else None
 
 
@@ -384,7 +377,7 @@ async def survey(
             return  # a tag the destination lacks is copied without asking
         async with gate:
             try:
-                found.heads[task.destination_text] = await _both_heads(
+                found.heads[task.destination_text] = await _heads(
                     task, endpoints, config.platforms, listed=held is not None
                 )
             except MirrorError as exc:
