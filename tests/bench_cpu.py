@@ -27,7 +27,16 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hashing (sha256)", ("_hashlib.HASH", "openssl_sha256")),
     ("socket reads", ("'recv' of '_socket", "'recv_into' of '_socket", "_ssl._SSLSocket")),
     ("socket writes", ("'send' of '_socket", "'sendmsg' of '_socket")),
-    ("file writes and fsync", ("posix.write", "posix.pwrite", "posix.fsync", "'write' of '_io")),
+    # aiofiles reads in worker threads through functools.partial, a C call from C that
+    # cProfile does not see: its time is the worker's `run`
+    (
+        "file reads",
+        ("posix.read", "posix.pread", "'readinto' of '_io", "'read' of '_io", "thread.py:run"),
+    ),
+    (
+        "file writes and fsync",
+        ("posix.write", "posix.pwrite", "posix.fsync", "posix_fadvise", "'write' of '_io"),
+    ),
     ("thread hand-offs", ("'acquire' of '_thread", "SimpleQueue", "posix.replace")),
     ("decompression", ("zlib", "zstd")),
 )

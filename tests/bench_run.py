@@ -1,6 +1,6 @@
 """How `make bench` runs a tool: a separate process, timed, its CPU and peak memory from
-wait4, and the CPU the watched registries spent meanwhile; the package installed as users
-get it (`pip install .`, compiled), not the editable checkout."""
+wait4, and the CPU the watched servers (registries, delay proxies) spent meanwhile; the
+package installed as users get it (`pip install .`, compiled), not the editable checkout."""
 
 from __future__ import annotations
 
@@ -13,35 +13,46 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from tests.support.registry import Registry
 from tests.support.tools import REPO, require
 
 
 @dataclass(frozen=True)
 class Run:
     """One timed process: wall seconds, peak RSS, its own CPU seconds (user + system), and
-    the CPU the watched registries spent during it."""
+    the CPU the watched servers spent during it (serving it: they have no other client)."""
 
     seconds: float
     peak_rss_mb: float
-    registry_cpu: float = 0.0
+    servers_cpu: float = 0.0
     cpu: float = 0.0
 
 
-def _cpu_seconds(registries: Sequence[Registry]) -> float:
-    """User + system CPU seconds the registry processes have used so far."""
+class Server(Protocol):
+    """A registry or a proxy: a process of its own."""
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The server's process."""
+        ...
+
+
+def _cpu_seconds(servers: Sequence[Server]) -> float:
+    """User + system CPU seconds the server processes have used so far."""
     ticks = 0
-    for reg in registries:
-        fields = Path(f"/proc/{reg.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for server in servers:
+        stat = Path(f"/proc/{server.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def timed(
-    args: list[str], env: dict[str, str] | None = None, watch: Sequence[Registry] = ()
-) -> Run:
-    """Run a command to completion; its wall time, peak RSS and CPU."""
+def timed(args: list[str], env: dict[str, str] | None = None, watch: Sequence[Server] = ()) -> Run:
+    """Run a command to completion; its wall time, peak RSS and CPU, and the CPU the
+    `watch`ed servers spent meanwhile. What earlier runs left for the disk to write is
+    written first, untimed, so no run pays for another's write-back."""
+    os.sync()
     cpu_before = _cpu_seconds(watch)
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -65,7 +76,7 @@ def median(runs: Sequence[Run]) -> Run:
     return Run(
         statistics.median(r.seconds for r in runs),
         max(r.peak_rss_mb for r in runs),
-        statistics.median(r.registry_cpu for r in runs),
+        statistics.median(r.servers_cpu for r in runs),
         statistics.median(r.cpu for r in runs),
     )
 
