@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bench import Row, Startup, _targets, least_cpu, least_seconds
+from tests.bench import (
+    Row,
+    Startup,
+    _all_layers_at_floor_rate,
+    _targets,
+    least_cpu,
+    least_seconds,
+)
 from tests.bench_growth import GrowthRow
 from tests.bench_run import Run
 
@@ -12,9 +19,14 @@ STARTED = Startup(mirror=Run(0.3, 50, cpu=0.28), skopeo=Run(0.02, 40, cpu=0.01))
 
 
 def _row(
-    title: str, mirror: Run, skopeo: Run, section: str = "loopback", floor: float | None = None
+    title: str,
+    mirror: Run,
+    skopeo: Run,
+    section: str = "loopback",
+    floor: float | None = None,
+    verified: int = 0,
 ) -> Row:
-    return Row(section, title, mirror, skopeo, floor)
+    return Row(section, title, mirror, skopeo, floor, verified)
 
 
 def test_least_is_start_up_plus_the_servers_cpu_over_the_cores() -> None:
@@ -83,3 +95,14 @@ def test_a_missed_target_is_called_blocked_only_when_the_least_is_above_it(
     profiles = {"pulling": profile, "pushing": profile}
     lines = _targets(_rows(wall, servers), STARTED, growth, profiles)
     assert _verdict(lines, "loopback: 300 layers of 32 KiB") == verdict
+
+
+def test_the_floor_is_scaled_to_every_byte_of_the_image() -> None:
+    push = Run(1.3, 50)
+    rows = [
+        _row("push it", push, Run(1.3, 50), "real", floor=0.8, verified=300_000_000),
+        _row("copy it", Run(1.4, 50), Run(1.3, 50), "real", floor=1.0, verified=300_000_000),
+    ]
+    line = _all_layers_at_floor_rate(rows, STARTED, 200_000_000)[0]
+    assert "all 300 MB of the image take 1.35 s" in line  # median floor 0.9 x 300 / 200
+    assert "push 1.00 s, copy 1.10 s" in line
