@@ -4,6 +4,10 @@ A chunked upload saves its session (Location and offset) after every chunk. When
 fails, or a new process finds a saved session, it asks the registry where the upload stands
 (GET Location: 204 with `Range: 0-N`) and continues from N+1; a registry that forgot the
 session (404) gets a fresh upload.
+
+Both hash what they send and finish the upload (`PUT ?digest=`) only when every byte
+matches, whatever the registry would check; an upload resumed from an earlier run reads and
+hashes the part that run sent, without sending it again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
 from mirror.errors import SizeMismatch, TransportError
-from mirror.oci.digest import verify_stream
+from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
 from mirror.registry.sessions import UploadSession, UploadSessions
@@ -90,10 +94,12 @@ async def _chunked(
         location, offset = state
     chunk = max(repo.transport.options.chunk_size, min_chunk)
     failures = 0
-    reader = _Reader(source)
+    what = repo.describe("blob upload", str(desc.digest))
+    reader = _Reader(source, desc)
     try:
         while offset < desc.size:
             end = min(offset + _grown(chunk, offset), desc.size)
+            await reader.seek(offset, what)
             try:
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
@@ -106,6 +112,8 @@ async def _chunked(
                     offset = 0
                 else:
                     location, offset = where
+        await reader.seek(desc.size, what)  # every byte hashed, also a prefix sent before
+        reader.check()
     finally:
         await reader.close()
     await policy.call(lambda: _finish(repo, location, desc, b""))
@@ -144,35 +152,67 @@ async def _patch(
 
 
 class _Reader:
-    """The source read once, in order, across the chunks of an upload: what one chunk's slice
-    reads past its end is kept for the next, so no byte is fetched (or counted) twice. The
-    source is opened again, at the offset asked, only after a failure or a jump."""
+    """The source read once, in order, across the chunks of an upload, and hashed as it goes:
+    what one chunk's slice reads past its end is kept for the next, so no byte is fetched (or
+    counted) twice. The source is opened again only after a failure or a jump: at the offset
+    asked, or where the hashing stopped when that is earlier (the bytes in between are read
+    and hashed, not sent), so that every byte of the blob is hashed once, in order."""
 
-    def __init__(self, source: BlobSource) -> None:
+    def __init__(self, source: BlobSource, desc: Descriptor) -> None:
         self.source = source
+        self.desc = desc
+        self.hasher = DigestHasher(desc.digest.algorithm)
         self.stream: AsyncGenerator[bytes, None] | None = None
-        self.position = 0  # the offset of the next byte a slice hands out
+        self.position = 0  # the offset of the next byte handed out
         self.left = b""  # read from the stream, not yet handed out
 
-    async def slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
-        """Exactly the bytes [start, end) of the source."""
-        if self.stream is None or self.position != start:
+    async def seek(self, offset: int, what: str) -> None:
+        """Be ready to hand out the bytes from `offset` on, every byte before it hashed."""
+        if self.stream is not None and self.position == offset:
+            return
+        await self.close()
+        start = min(offset, self.hasher.size)
+        self.stream, self.position = self.source(start), start
+        try:
+            while self.position < offset:
+                await self._take(offset - self.position, what)
+        except BaseException:
             await self.close()
-            self.stream, self.position = self.source(start), start
+            raise
+
+    async def slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
+        """Exactly the bytes [start, end) of the source (`seek(start)` first)."""
+        if self.stream is None or self.position != start:
+            raise RuntimeError(f"{what}: a slice from {start} asked at {self.position}")
         need = end - start
         try:
             while need:
-                if not self.left:
-                    self.left = await anext(self.stream, b"")
-                    if not self.left:
-                        raise SizeMismatch(f"{what}: source ended {need} bytes early")
-                piece, self.left = self.left[:need], self.left[need:]
+                piece = await self._take(need, what)
                 need -= len(piece)
-                self.position += len(piece)
                 yield piece
         except BaseException:
             await self.close()  # a slice not sent whole: start afresh where the upload stands
             raise
+
+    async def _take(self, most: int, what: str) -> bytes:
+        """The next piece (at most `most` bytes), hashed if it reaches past the hashed part."""
+        assert self.stream is not None
+        if not self.left:
+            self.left = await anext(self.stream, b"")
+            if not self.left:
+                raise SizeMismatch(f"{what}: source ended at byte {self.position}")
+        piece, self.left = self.left[:most], self.left[most:]
+        fresh = self.position + len(piece) - self.hasher.size
+        if fresh > 0:
+            if self.hasher.size + fresh > self.desc.size:
+                raise SizeMismatch(f"{what}: more than the expected {self.desc.size} bytes")
+            self.hasher.update(piece[len(piece) - fresh :] if fresh < len(piece) else piece)
+        self.position += len(piece)
+        return piece
+
+    def check(self) -> None:
+        """Raise ContentError unless the bytes hashed are exactly the blob's digest and size."""
+        check_content(self.hasher, self.desc.digest, self.desc.size, "blob")
 
     async def close(self) -> None:
         """Close the source stream, if open."""
