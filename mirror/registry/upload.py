@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
-from mirror.errors import SizeMismatch, TransportError
+from mirror.errors import ContentError, SizeMismatch, TransportError
 from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
@@ -113,7 +113,11 @@ async def _chunked(
                 else:
                     location, offset = where
         await reader.seek(desc.size, what)  # every byte hashed, also a prefix sent before
-        reader.check()
+        try:
+            reader.check()
+        except ContentError:
+            sessions.drop(*key)  # what went up does not match: the next run starts afresh
+            raise
     finally:
         await reader.close()
     await policy.call(lambda: _finish(repo, location, desc, b""))
@@ -204,8 +208,6 @@ class _Reader:
         piece, self.left = self.left[:most], self.left[most:]
         fresh = self.position + len(piece) - self.hasher.size
         if fresh > 0:
-            if self.hasher.size + fresh > self.desc.size:
-                raise SizeMismatch(f"{what}: more than the expected {self.desc.size} bytes")
             self.hasher.update(piece[len(piece) - fresh :] if fresh < len(piece) else piece)
         self.position += len(piece)
         return piece

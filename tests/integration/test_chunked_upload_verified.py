@@ -102,3 +102,5 @@ async def test_a_resumed_upload_hashes_the_prefix_sent_by_an_earlier_run(
         )
     assert _finishing_puts(proxy, layer) == []
     assert proxy.bytes_in <= MiB + 64 * 1024  # only the rest went up: the prefix was read
+    # what went up does not match: the session is not resumed again
+    assert not list(options.upload_state_dir().glob("*.json"))
