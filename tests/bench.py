@@ -682,8 +682,8 @@ def _all_layers_at_floor_rate(
 def least_seconds(row: Row, started: Startup, cores: int, cpu_per_byte: float = 0.0) -> float:
     """The least wall time any mirror run of `row` could take on this machine: nothing is
     asked of a server before mirror has started (`started`), and then the servers need the
-    CPU they were measured to spend and a pull needs `cpu_per_byte` for every byte it
-    stores (hashing it, the kernel's copies), all on this machine's cores."""
+    CPU they were measured to spend and the run needs `cpu_per_byte` for every byte it
+    verifies (hashing it, the kernel's copies), all on this machine's cores."""
     work = row.mirror.servers_cpu + row.verified_bytes * cpu_per_byte
     return started.mirror.seconds + work / cores
 

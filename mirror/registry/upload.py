@@ -97,10 +97,13 @@ async def _chunked(
     what = repo.describe("blob upload", str(desc.digest))
     reader = _Reader(source, desc)
     try:
-        while offset < desc.size:
-            end = min(offset + _grown(chunk, offset), desc.size)
-            await reader.seek(offset, what)
+        while True:
             try:
+                # every byte before `offset` hashed (one an earlier run sent is read again)
+                await reader.seek(offset, what)
+                if offset >= desc.size:
+                    break
+                end = min(offset + _grown(chunk, offset), desc.size)
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
                 failures = 0  # a chunk went through: what is counted is failures in a row
@@ -112,7 +115,6 @@ async def _chunked(
                     offset = 0
                 else:
                     location, offset = where
-        await reader.seek(desc.size, what)  # every byte hashed, also a prefix sent before
         try:
             reader.check()
         except ContentError:

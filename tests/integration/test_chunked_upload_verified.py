@@ -4,6 +4,7 @@ destination registry would check, also when the upload resumes a session of an e
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import aiohttp
@@ -12,11 +13,13 @@ from yarl import URL
 
 import mirror
 from fixtures.generate import make_big_image
-from mirror.errors import MirrorError
+from mirror.errors import MirrorError, TransportError
 from mirror.layout import Layout
 from mirror.oci.model import Descriptor
-from mirror.registry import RegistryOptions
+from mirror.oci.reference import RegistryReference
+from mirror.registry import RegistryClient, RegistryOptions
 from mirror.registry.sessions import UploadSession, UploadSessions
+from mirror.registry.upload import upload_blob
 from tests.support.scripted import FaultProxy
 
 MiB = 1024 * 1024
@@ -72,6 +75,25 @@ async def test_a_damaged_source_is_never_finished(
     assert _finishing_puts(proxy, layer) == []
 
 
+async def _sent_by_an_earlier_run(
+    host: str, name: str, layer: Descriptor, path: Path, options: RegistryOptions
+) -> None:
+    """Upload the first 2 MiB of the layer and save the session, as a killed run leaves it."""
+    first = path.read_bytes()[: 2 * MiB]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://{host}/v2/{name}/blobs/uploads/") as started:
+            assert started.status == 202
+            location = _path(started.headers["Location"])
+        headers = {"Content-Range": f"0-{2 * MiB - 1}", "Content-Type": "application/octet-stream"}
+        url = URL(f"http://{host}").join(location)
+        async with session.patch(url, data=first, headers=headers) as sent:
+            assert sent.status == 202
+            location = _path(sent.headers["Location"])
+    UploadSessions(options.upload_state_dir()).save(
+        UploadSession(host, name, str(layer.digest), str(location), 2 * MiB)
+    )
+
+
 async def test_a_resumed_upload_hashes_the_prefix_sent_by_an_earlier_run(
     counting_proxy: tuple[FaultProxy, str], tmp_path: Path
 ) -> None:
@@ -81,19 +103,7 @@ async def test_a_resumed_upload_hashes_the_prefix_sent_by_an_earlier_run(
     proxy, host = counting_proxy
     layer, path = await _image(tmp_path / "img")
     options = _options(tmp_path)
-    first = path.read_bytes()[: 2 * MiB]
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"http://{host}/v2/verified/resumed/blobs/uploads/") as started:
-            assert started.status == 202
-            location = _path(started.headers["Location"])
-        headers = {"Content-Range": f"0-{2 * MiB - 1}", "Content-Type": "application/octet-stream"}
-        url = URL(f"http://{host}").join(location)
-        async with session.patch(url, data=first, headers=headers) as sent:
-            assert sent.status == 202
-            location = _path(sent.headers["Location"])
-    UploadSessions(options.upload_state_dir()).save(
-        UploadSession(host, "verified/resumed", str(layer.digest), str(location), 2 * MiB)
-    )
+    await _sent_by_an_earlier_run(host, "verified/resumed", layer, path, options)
     _damage(path, MiB // 2)
     proxy.bytes_in = 0
     with pytest.raises(MirrorError, match=f"layout file {path} is damaged"):
@@ -104,3 +114,33 @@ async def test_a_resumed_upload_hashes_the_prefix_sent_by_an_earlier_run(
     assert proxy.bytes_in <= MiB + 64 * 1024  # only the rest went up: the prefix was read
     # what went up does not match: the session is not resumed again
     assert not list(options.upload_state_dir().glob("*.json"))
+
+
+async def test_a_cut_read_of_the_prefix_is_retried_from_where_the_hashing_stopped(
+    counting_proxy: tuple[FaultProxy, str], tmp_path: Path
+) -> None:
+    """The source fails while the prefix an earlier run sent is read again to be hashed: the
+    upload's own retries take it up where the hashing stopped, and the blob is finished."""
+    proxy, host = counting_proxy
+    layer, path = await _image(tmp_path / "img")
+    options = _options(tmp_path)
+    await _sent_by_an_earlier_run(host, "verified/cut", layer, path, options)
+    data = path.read_bytes()
+    opened: list[int] = []
+
+    def source(offset: int) -> AsyncGenerator[bytes, None]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            opened.append(offset)
+            if len(opened) == 1:
+                yield data[offset : offset + 4096]
+                raise TransportError("the source was cut")
+            for start in range(offset, len(data), 256 * 1024):
+                yield data[start : start + 256 * 1024]
+
+        return chunks()
+
+    async with RegistryClient(options) as client:
+        repo = client.repository(RegistryReference(host, "verified/cut"), writing=True)
+        await upload_blob(repo, layer, source)
+    assert opened == [0, 4096]
+    assert len(_finishing_puts(proxy, layer)) == 1
