@@ -28,6 +28,7 @@ from mirror.errors import (
     RepositoryNotFound,
     ServerError,
     SizeMismatch,
+    StorageError,
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
@@ -38,8 +39,10 @@ from mirror.errors import (
 if TYPE_CHECKING:
     from mirror.api import ImageInfo, copy, inspect, list_repositories, list_tags
     from mirror.auth import Credentials
+    from mirror.copy_options import CopyOptions
     from mirror.endpoint import Endpoint
-    from mirror.engine import CopyResult, ProgressSink, copy_image
+    from mirror.engine import CopyResult, copy_image
+    from mirror.events import ProgressSink
     from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
     from mirror.manage import (
         ArtifactAttributes,
@@ -81,11 +84,12 @@ _SOURCES = {
         "verify_stream",
     ),
     "mirror.endpoint": ("Endpoint",),
+    "mirror.copy_options": ("CopyOptions",),
     "mirror.engine": (
         "CopyResult",
-        "ProgressSink",
         "copy_image",
     ),
+    "mirror.events": ("ProgressSink",),
     "mirror.layout": (
         "GcReport",
         "Layout",
@@ -142,6 +146,7 @@ __all__ = [
     "ContainerRegistryContentClient",
     "ContainerRepository",
     "ContentError",
+    "CopyOptions",
     "CopyResult",
     "Credentials",
     "Descriptor",
@@ -182,6 +187,7 @@ __all__ = [
     "RepositoryProperties",
     "ServerError",
     "SizeMismatch",
+    "StorageError",
     "SyncReport",
     "TagProperties",
     "TransportError",

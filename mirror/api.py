@@ -17,9 +17,11 @@ from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
 from mirror.archive.writer import ArchiveWriter
 from mirror.attached import copy_attached
+from mirror.copy_options import CopyOptions
 from mirror.endpoint import Endpoint
-from mirror.engine import CopyResult, ProgressSink, RangePolicy
+from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
+from mirror.events import ProgressSink, Silent
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
 from mirror.oci.model import Index, Manifest, ManifestLike
@@ -157,41 +159,31 @@ async def copy(
     """
     src_ref, dst_ref = _parse(source), _parse(destination)
     imported = _import_format(manifest_format, compression)
-    wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+    wanted = tuple(p if isinstance(p, Platform) else Platform.parse(p) for p in platforms)
     single_must_match = True
     if isinstance(dst_ref, DockerArchiveReference):
         if referrers:
             raise InvalidReference(f"{dst_ref}: a docker archive keeps no referrers")
         if not wanted:
-            wanted, single_must_match = [Platform.host()], False
+            wanted, single_must_match = (Platform.host(),), False
         if dst_ref.image is None and isinstance(src_ref, RegistryReference) and src_ref.tag:
             dst_ref = DockerArchiveReference(dst_ref.path, repo_tag(src_ref))
     opts = options or RegistryOptions()
+    copy_options = CopyOptions.for_registries(
+        opts,
+        platforms=wanted,
+        single_must_match=single_must_match,
+        include_foreign=include_foreign,
+        referrers=referrers,
+        digest_tags=digest_tags,
+        progress=progress or Silent(),
+    )
     async with (
         RegistryClient(opts) as client,
         open_endpoint(src_ref, client, imported=imported) as (src, src_tag),
         open_endpoint(dst_ref, client, write=True) as (dst, dst_tag),
     ):
-        result = await copy_attached(
-            src,
-            src_tag,
-            dst,
-            dst_tag,
-            referrers=referrers,
-            with_digest_tags=referrers and digest_tags,
-            platforms=wanted,
-            include_foreign=include_foreign,
-            concurrency=opts.concurrency,
-            small_concurrency=opts.check_concurrency,
-            progress=progress,
-            ranges=RangePolicy(
-                threshold=opts.ranged_download_threshold,
-                part_size=opts.chunk_size,
-                parallel=opts.ranged_parallel,
-            ),
-            max_blob_size=opts.limits.max_blob_size,
-            single_must_match=single_must_match,
-        )
+        result = await copy_attached(src, src_tag, dst, dst_tag, copy_options)
         result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
     if (
         isinstance(dst_ref, RegistryReference)

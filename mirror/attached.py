@@ -2,15 +2,16 @@
 engine walks them), and cosign-style digest tags (`sha256-<hex>.sig`, `.att`, `.sbom`) beside
 any manifest of it, each copied the same way, as `regctl image copy --referrers --digest-tags`
 does. Each manifest's digest tags are looked at once (a visited set bounds the chain).
+What is attached is copied with `CopyOptions.for_attached()`: no platform filter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+from dataclasses import replace
 
+from mirror.copy_options import CopyOptions
 from mirror.endpoint import Endpoint
-from mirror.engine import CopyResult, copy_image
+from mirror.engine import CopyResult, CopyRun, copy_image
 from mirror.graph import MAX_MANIFESTS
 from mirror.oci.attached import digest_tags, prefix_of
 from mirror.oci.digest import Digest
@@ -23,27 +24,30 @@ async def copy_attached(
     src_ref: str | None,
     dst: Endpoint,
     dst_tag: str | None,
+    options: CopyOptions | None = None,
     *,
-    referrers: bool = True,
-    with_digest_tags: bool = True,
-    source_tags: Collection[str] | None = None,
-    **copy_options: Any,
+    run: CopyRun | None = None,
 ) -> CopyResult:
-    """Copy one image as `copy_image` does, then its referrers (with `referrers`) and the
-    digest tags found beside any of its manifests (with `with_digest_tags`), recursively.
+    """Copy one image as `copy_image` does, then (with `options.referrers` and
+    `options.digest_tags`) the digest tags found beside any of its manifests, recursively.
 
-    `source_tags`: the source's tags (or layout names) when the caller has listed them;
-    otherwise they are listed here, once. The result is the image's own copy, with the
-    bytes and referrers of what came along added.
+    The source's tags are `run.source_tags` when the caller has listed them; otherwise they
+    are listed here, once. The result is the image's own copy, with the bytes and referrers
+    of what came along added.
     """
-    result = await copy_image(src, src_ref, dst, dst_tag, referrers=referrers, **copy_options)
-    if not with_digest_tags:
+    options = options or CopyOptions()
+    run = run or CopyRun()
+    result = await copy_image(src, src_ref, dst, dst_tag, options, run=run)
+    if not (options.referrers and options.digest_tags):
         return result
-    tags = set(source_tags) if source_tags is not None else {t async for t in src.tags()}
+    tags = run.source_tags
+    if tags is None:
+        tags = frozenset([t async for t in src.tags()])
     src_prefix, dst_prefix = prefix_of(src_ref), prefix_of(dst_tag)
+    attached_options = options.for_attached()
+    attached_run = replace(run, check_destination=True)
     seen: set[str] = set()
-    pending = [*result.manifests, result.source_digest, result.digest]
-    copy_options.pop("check_destination", None)
+    pending = [*result.manifests, result.source_digest, result.digest, run.chosen_from or ""]
     while pending and len(seen) < MAX_MANIFESTS:
         digest = pending.pop()
         if not digest or digest in seen:
@@ -57,9 +61,8 @@ async def copy_attached(
                 f"{src_prefix}{tag}",
                 dst,
                 f"{dst_prefix}{tag}",
-                referrers=referrers,
-                check_destination=True,
-                **copy_options,
+                attached_options,
+                run=attached_run,
             )
             result.bytes_copied += attached.bytes_copied
             result.referrers += attached.referrers

@@ -14,60 +14,30 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from mirror.copy_options import CopyOptions, RangePolicy
 from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
 from mirror.errors import ContentError, RegistryError
+from mirror.events import ProgressSink, Silent
 from mirror.graph import ImageGraph, fetch_from, walk_image
-from mirror.limits import TIB
 from mirror.oci.attached import fallback_name, listing_index
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
-from mirror.oci.platform import Platform
 from mirror.selection import select_platforms
-from mirror.support.tasks import gather_or_cancel
+from mirror.support.tasks import together
 
 _log = logging.getLogger("mirror.engine")
 
-__all__ = ["CopyResult", "ProgressSink", "RangePolicy", "Silent", "copy_image"]
-
-
-class ProgressSink(Protocol):
-    """Receives progress events; the CLI draws them, the library default ignores them."""
-
-    def phase(self, message: str) -> None:
-        """A stage of long work began (unpacking, verifying, packing): say so."""
-
-    def image_planned(self, blobs: int, size: int) -> None:
-        """A copy will see to `blobs` blobs of `size` bytes in all (some may be there)."""
-
-    def blob_started(self, desc: Descriptor) -> None:
-        """A blob transfer began."""
-
-    def blob_advanced(self, desc: Descriptor, size: int) -> None:
-        """`size` more bytes of a blob went through."""
-
-    def blob_finished(self, desc: Descriptor, how: str) -> None:
-        """A blob is done: `copied`, `mounted` or `skipped`."""
-
-
-class Silent:
-    """The ProgressSink that shows nothing (the library's default)."""
-
-    def phase(self, message: str) -> None:
-        """Nothing."""
-
-    def image_planned(self, blobs: int, size: int) -> None:
-        """Nothing."""
-
-    def blob_started(self, desc: Descriptor) -> None:
-        """Nothing."""
-
-    def blob_advanced(self, desc: Descriptor, size: int) -> None:
-        """Nothing."""
-
-    def blob_finished(self, desc: Descriptor, how: str) -> None:
-        """Nothing."""
+__all__ = [
+    "CopyOptions",
+    "CopyResult",
+    "CopyRun",
+    "ProgressSink",
+    "RangePolicy",
+    "Silent",
+    "copy_image",
+]
 
 
 @dataclass
@@ -131,12 +101,24 @@ SMALL_BLOB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class RangePolicy:
-    """When and how to fetch a blob as parallel ranges (registry to layout)."""
+class CopyRun:
+    """What the caller of one copy knows of its run (plumbing, not options).
 
-    threshold: int = 256 * 1024 * 1024
-    part_size: int = 16 * 1024 * 1024
-    parallel: int = 4
+    `blob_gate`: the pool of large blob transfers shared by the run's images (else the copy
+    makes its own of `options.concurrency`). `check_destination`: False when the caller has
+    just seen the destination's tag (a sync), saving a request. `fresh_destination`: the
+    caller has just seen the destination repository empty, so blobs up to
+    UNASKED_UPLOAD_LIMIT bytes are sent without asking first. `source_tags`: the source's
+    tags when the caller listed them (a copy with digest tags lists them once otherwise).
+    `chosen_from`: the index an earlier copy chose this image's platform from (a bundle's
+    image): what is attached to that index by digest tag is attached to this image too.
+    """
+
+    blob_gate: asyncio.Semaphore | None = None
+    check_destination: bool = True
+    fresh_destination: bool = False
+    source_tags: frozenset[str] | None = None
+    chosen_from: str | None = None
 
 
 async def copy_image(
@@ -144,36 +126,22 @@ async def copy_image(
     src_ref: str | None,
     dst: Endpoint,
     dst_tag: str | None,
+    options: CopyOptions | None = None,
     *,
-    platforms: Sequence[Platform] = (),
-    include_foreign: bool = False,
-    concurrency: int = 8,
-    small_concurrency: int = 64,
-    progress: ProgressSink | None = None,
-    ranges: RangePolicy | None = None,
-    check_destination: bool = True,
-    blob_gate: asyncio.Semaphore | None = None,
-    fresh_destination: bool = False,
-    max_blob_size: int = TIB,
-    single_must_match: bool = True,
-    referrers: bool = False,
+    run: CopyRun | None = None,
 ) -> CopyResult:
-    """Copy one image (manifest, index and everything below) from `src` to `dst`; with
-    `referrers`, also what refers to any manifest of it, to any depth (signatures on SBOMs),
-    listed at `dst` (its referrers API, or the fallback tag beside `dst_tag`) — for an image
-    already up to date, only its referrers are walked.
-
-    `fresh_destination`: the caller has just seen that the destination repository holds
-    nothing, so blobs up to UNASKED_UPLOAD_LIMIT bytes are sent without asking first.
-    `single_must_match`: an image that is not an index must be of one of `platforms` (an
-    error naming its platform otherwise); False copies it as it is (a filter for indexes).
-    Blobs up to SMALL_BLOB bytes go `small_concurrency` at a time, apart from the
-    `concurrency` larger ones: their time is round trips, not bandwidth.
+    """Copy one image (manifest, index and everything below) from `src` to `dst` as
+    `options` say; with `options.referrers`, also what refers to any manifest of it, to any
+    depth, listed at `dst` (its referrers API, or the fallback tag beside `dst_tag`) — for an
+    image already up to date, only its referrers are walked. `run`: what the caller knows of
+    the run this copy is part of.
     """
     started = time.monotonic()
-    sink = progress or Silent()
+    options = options or CopyOptions()
+    run = run or CopyRun()
+    sink = options.progress
     original = await src.manifest_get(src_ref)
-    top = await select_platforms(src, original, platforms, single_must_match)
+    top = await select_platforms(src, original, options.platforms, options.single_must_match)
     result = CopyResult(
         digest=str(top.digest),
         media_type=top.media_type,
@@ -181,9 +149,9 @@ async def copy_image(
         source_digest=str(original.digest),
     )
     # a caller that has just looked (sync) says so, saving a request per image
-    existing = await dst.manifest_head(dst_tag) if dst_tag and check_destination else None
+    existing = await dst.manifest_head(dst_tag) if dst_tag and run.check_destination else None
     result.up_to_date = existing is not None and existing.digest == top.digest
-    if result.up_to_date and not referrers:
+    if result.up_to_date and not options.referrers:
         result.seconds = time.monotonic() - started
         return result
     found: dict[Digest, Referrers] = {}
@@ -197,19 +165,19 @@ async def copy_image(
     plan = await walk_image(
         top,
         fetch_from(src),
-        include_foreign=include_foreign,
-        max_blob_size=max_blob_size,
-        referrers=referrers_of if referrers else None,
+        include_foreign=options.include_foreign,
+        max_blob_size=options.max_blob_size,
+        referrers=referrers_of if options.referrers else None,
         only_referrers=result.up_to_date,
     )
     result.manifests = [str(m.digest) for m in plan.manifests]
     result.platforms = [
         str(c.platform) for c in (top.manifests if isinstance(top, Index) else ()) if c.platform
     ]
-    gate = blob_gate or asyncio.Semaphore(max(1, concurrency))
-    gates = _Gates(gate, asyncio.Semaphore(max(1, small_concurrency)))
-    unasked = UNASKED_UPLOAD_LIMIT if fresh_destination else -1
-    await _copy_blobs(src, dst, plan, result, sink, gates, ranges, unasked)
+    gate = run.blob_gate or asyncio.Semaphore(max(1, options.concurrency))
+    gates = _Gates(gate, asyncio.Semaphore(max(1, options.small_concurrency)))
+    unasked = UNASKED_UPLOAD_LIMIT if run.fresh_destination else -1
+    await _copy_blobs(src, dst, plan, result, sink, gates, options.ranges, unasked)
 
     async def put(manifest: ManifestLike) -> None:
         if manifest is top:
@@ -230,7 +198,7 @@ async def copy_image(
                 for blob in manifest.blobs():
                     dst.locations.forget(dst.registry, blob.digest, dst.name)
             again = ImageGraph(manifest, blobs={b.digest: b for b in manifest.blobs()})
-            await _copy_blobs(src, dst, again, result, sink, gates, ranges, -1)
+            await _copy_blobs(src, dst, again, result, sink, gates, options.ranges, -1)
             await put(manifest)
         result.manifests_written += 1
     for subject, listed in found.items():
@@ -361,7 +329,7 @@ async def _copy_blobs(
 
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
     sink.image_planned(len(ordered), sum(d.size for d in ordered))
-    await gather_or_cancel([one(desc) for desc in ordered])
+    await together(one(desc) for desc in ordered)
 
 
 def _where(src: Endpoint, desc: Descriptor) -> str:

@@ -22,6 +22,7 @@
     │   ├─ SizeMismatch
     │   └─ ManifestInvalid
     ├─ LayoutError                              an OCI image layout that is unusable
+    ├─ StorageError                             a local file not read or written (disk full)
     ├─ UnsupportedOperation                     the registry has no API for it (e.g. properties)
     └─ UnsupportedMediaType
 
@@ -51,6 +52,7 @@ __all__ = [
     "RepositoryNotFound",
     "ServerError",
     "SizeMismatch",
+    "StorageError",
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -175,6 +177,11 @@ class ManifestInvalid(ContentError):
 
 class LayoutError(MirrorError):
     """An OCI image layout that is missing, malformed or cannot be written."""
+
+
+class StorageError(MirrorError):
+    """A local file could not be read or written (a full disk, an I/O error, a permission):
+    the OS error, named by the layout or archive it happened in."""
 
 
 class UnsupportedOperation(MirrorError):

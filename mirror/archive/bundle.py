@@ -23,8 +23,10 @@ from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
 from mirror.attached import copy_attached
-from mirror.engine import CopyResult, ProgressSink, Silent
+from mirror.copy_options import CopyOptions
+from mirror.engine import CopyResult, CopyRun
 from mirror.errors import InvalidReference, LayoutError, NotFound
+from mirror.events import ProgressSink, Silent
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
 from mirror.layout.check import Flaw
@@ -62,6 +64,21 @@ class BundleImage:
     digest: str
     media_type: str
     size: int
+    #: the index this image's platform was chosen from: its digest tags (a cosign signature
+    #: of the index) are carried with the image and pushed with it
+    chosen_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The image as the record lists it."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+        if self.chosen_from:
+            out["chosenFrom"] = self.chosen_from
+        return out
 
 
 @dataclass
@@ -83,10 +100,7 @@ class BundleRecord:
         return {
             "mirrorBundle": FORMAT,
             "created": self.created,
-            "images": [
-                {"name": i.name, "digest": i.digest, "mediaType": i.media_type, "size": i.size}
-                for i in self.images
-            ],
+            "images": [i.to_json() for i in self.images],
             "blobs": [{"digest": d, "size": s} for d, s in sorted(self.blobs.items())],
             "omitted": sorted(self.omitted),
             "since": self.since,
@@ -102,11 +116,17 @@ class BundleRecord:
             raise LayoutError(f"{where} is not a mirror bundle (no bundle record)")
         try:
             images = [
-                BundleImage(str(i["name"]), str(i["digest"]), str(i["mediaType"]), int(i["size"]))
+                BundleImage(
+                    str(i["name"]),
+                    str(i["digest"]),
+                    str(i["mediaType"]),
+                    int(i["size"]),
+                    str(Digest(i["chosenFrom"])) if i.get("chosenFrom") else None,
+                )
                 for i in obj.get("images", [])
             ]
             blobs = {str(b["digest"]): int(b["size"]) for b in obj.get("blobs", [])}
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise LayoutError(f"{where}: the bundle record is malformed") from None
         return cls(
             images=images,
@@ -182,6 +202,13 @@ async def create_bundle(
     carried = set(BundleRecord.from_json(previous, str(since)).blobs) if previous else set()
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".mirror-bundle-", dir=out.parent))
     opts = options or RegistryOptions()
+    copy_options = CopyOptions.for_registries(
+        opts,
+        platforms=tuple(platforms),
+        referrers=referrers,
+        digest_tags=digest_tags,
+        progress=sink,
+    )
     try:
         results, record = [], BundleRecord(images=[], blobs={})
         record.referrers, record.digest_tags = referrers, referrers and digest_tags
@@ -193,18 +220,10 @@ async def create_bundle(
             for ref in refs:
                 name = _bundle_name(ref)
                 result = await copy_attached(
-                    client.repository(ref),
-                    ref.reference,
-                    layout,
-                    None,
-                    referrers=referrers,
-                    with_digest_tags=referrers and digest_tags,
-                    platforms=platforms,
-                    concurrency=opts.concurrency,
-                    max_blob_size=opts.limits.max_blob_size,
-                    progress=sink,
+                    client.repository(ref), ref.reference, layout, None, copy_options
                 )
                 desc = await layout.resolve(result.digest)
+                chosen_from = result.source_digest if result.digest_changed else None
                 if recompress:
                     sink.phase(f"recompressing {name} to zstd")
                     changed: Recompressed = await recompress_image(layout, desc)
@@ -216,7 +235,7 @@ async def create_bundle(
                 await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
                 await _blobs_of(layout, desc, record.blobs, manifests)
                 record.images.append(
-                    BundleImage(name, str(desc.digest), desc.media_type, desc.size)
+                    BundleImage(name, str(desc.digest), desc.media_type, desc.size, chosen_from)
                 )
                 results.append(result)
         if recompress:  # the gzip originals are no longer referenced
@@ -251,7 +270,12 @@ async def create_docker_archive(
     each under its RepoTag, one platform each (this machine's unless `platforms` names one);
     the RepoTag and what was copied, per image."""
     opts = options or RegistryOptions()
-    wanted = list(platforms) or [Platform.host()]
+    copy_options = CopyOptions.for_registries(  # one platform each: this machine's by default
+        opts,
+        platforms=tuple(platforms) or (Platform.host(),),
+        single_must_match=bool(platforms),
+        progress=progress or Silent(),
+    )
     writer = DockerArchiveWriter(out, opts.retry)
     await writer.start()
     done: list[tuple[str, CopyResult]] = []
@@ -259,15 +283,7 @@ async def create_docker_archive(
         async with RegistryClient(opts) as client:
             for ref in (_image_ref(i) for i in images):
                 result = await copy_attached(
-                    client.repository(ref),
-                    ref.reference,
-                    writer,
-                    repo_tag(ref),
-                    platforms=wanted,
-                    concurrency=opts.concurrency,
-                    max_blob_size=opts.limits.max_blob_size,
-                    progress=progress or Silent(),
-                    single_must_match=bool(platforms),
+                    client.repository(ref), ref.reference, writer, repo_tag(ref), copy_options
                 )
                 done.append((repo_tag(ref) or _bundle_name(ref), result))
     except BaseException:
@@ -372,6 +388,9 @@ async def push_bundle(
     sink = progress or Silent()
     try:
         layout, record = await _unpacked(path, work, sink)
+        copy_options = CopyOptions.for_registries(
+            opts, referrers=record.referrers, digest_tags=record.digest_tags, progress=sink
+        )
         async with layout, RegistryClient(opts) as client:
             problems = await _problems(layout, record)
             if problems:
@@ -385,11 +404,8 @@ async def push_bundle(
                     image.digest,
                     client.repository(target, writing=True),
                     target.tag,
-                    referrers=record.referrers,
-                    with_digest_tags=record.digest_tags,
-                    concurrency=opts.concurrency,
-                    max_blob_size=opts.limits.max_blob_size,
-                    progress=sink,
+                    copy_options,
+                    run=CopyRun(chosen_from=image.chosen_from),
                 )
                 pushed.append(PushedImage(image.name, str(target), result))
                 sink.phase(f"pushed {image.name} to {target}")

@@ -37,6 +37,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
+from mirror.support.oserrors import storage_boundary
 
 __all__ = ["DockerArchiveWriter"]
 
@@ -68,7 +69,7 @@ class DockerArchiveWriter(WriteOnly):
 
     def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:
         self.path = path
-        self.label = f"docker archive {path}"
+        self.where = f"docker archive {path}"
         self.retry = retry or RetryPolicy()
         self._stage = path.parent / temp_name(f".{path.name}.stage")
         self._tmp = path.parent / temp_name(f".{path.name}")
@@ -77,6 +78,7 @@ class DockerArchiveWriter(WriteOnly):
         self._images: list[tuple[str, list[str], list[str]]] = []
         self._lock = asyncio.Lock()
 
+    @storage_boundary
     async def start(self) -> None:
         """Create the staging directory."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,7 @@ class DockerArchiveWriter(WriteOnly):
         """True when the blob is already staged."""
         return str(desc.digest) in self._blobs
 
+    @storage_boundary
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Stage a blob, hashed as it comes (a layer decompressed: its diff_id); refused when
         its digest or size is wrong."""
@@ -116,6 +119,7 @@ class DockerArchiveWriter(WriteOnly):
         diff_id = f"sha256:{tar_hash.hexdigest()}" if is_layer else None
         self._blobs[str(desc.digest)] = _Staged(staged, diff_id)
 
+    @storage_boundary
     async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
         """Check that the manifest is a container image whose blobs are staged."""
         if isinstance(manifest, Index):
@@ -135,6 +139,7 @@ class DockerArchiveWriter(WriteOnly):
                 )
         return manifest.descriptor()
 
+    @storage_boundary
     async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
         """Add the image to `manifest.json`, tagged NAME:TAG when `tag` is given."""
         desc = await self.manifest_put(manifest)
@@ -203,6 +208,7 @@ class DockerArchiveWriter(WriteOnly):
         with open(self._tmp, "rb+") as f:
             os.fsync(f.fileno())
 
+    @storage_boundary
     async def finish(self) -> None:
         """Write the archive (configs checked against their layers), fsync, rename."""
         if not self._images:

@@ -29,6 +29,7 @@ from mirror.errors import LayoutError
 from mirror.layout import Layout, index_file
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher
+from mirror.support.tasks import finish_in_thread, together
 
 __all__ = ["IMPORTED_NAME", "ImportFormat", "imported_image"]
 
@@ -209,14 +210,14 @@ async def _build_from(
     async def layer(number: int) -> dict[str, Any]:
         part = root / f"layer-{number}.part"
         async with gate:
-            digest = await asyncio.to_thread(
+            digest = await finish_in_thread(  # the thread ends before its folder goes
                 _convert, archive, entry.layers[number], diff_ids[number], part, fmt.zstd
             )
         size = part.stat().st_size
         _place(root, digest, written=part)
         return {"mediaType": fmt.layer_type, "size": size, "digest": str(digest)}
 
-    layers = await asyncio.gather(*(layer(n) for n in range(len(entry.layers))))
+    layers = await together(layer(n) for n in range(len(entry.layers)))
     config_digest = Digest.of(config_raw)
     _place(root, config_digest, data=config_raw)
     manifest = {

@@ -39,10 +39,10 @@ async def receive(
 class WriteOnly:
     """The read half of a write-only archive endpoint; `label` names it in errors."""
 
-    label: str
+    where: str
 
     def _refused(self) -> UnsupportedOperation:
-        return UnsupportedOperation(f"{self.label} is being written")
+        return UnsupportedOperation(f"{self.where} is being written")
 
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
         """A new archive holds nothing before this copy."""

@@ -24,6 +24,7 @@ from mirror.layout import index_file
 from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
+from mirror.support.oserrors import storage_boundary
 
 __all__ = ["ArchiveWriter"]
 
@@ -41,7 +42,7 @@ class ArchiveWriter(WriteOnly):
 
     def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:
         self.path = path
-        self.label = f"archive {path}"
+        self.where = f"archive {path}"
         self.retry = retry or RetryPolicy()
         self._tmp = path.parent / temp_name(f".{path.name}")
         self._raw: IO[bytes] | None = None
@@ -51,6 +52,7 @@ class ArchiveWriter(WriteOnly):
         self._entries: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
 
+    @storage_boundary
     async def start(self) -> None:
         """Create the temporary file (and the zstd stream for `.zst` names)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,7 @@ class ArchiveWriter(WriteOnly):
         """True when the blob is already in the archive."""
         return self._blobs.get(str(desc.digest)) == desc.size
 
+    @storage_boundary
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Append the blob as a member, hashed as it goes; a mismatch aborts the archive."""
         async with self._lock:
@@ -84,6 +87,7 @@ class ArchiveWriter(WriteOnly):
             self._pad()
             self._blobs[str(desc.digest)] = desc.size
 
+    @storage_boundary
     async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
         """Append a manifest after checking every blob it names is already in the archive."""
         for child in manifest.children:
@@ -99,6 +103,7 @@ class ArchiveWriter(WriteOnly):
         await self.blob_put(desc, data)
         return desc
 
+    @storage_boundary
     async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
         """Store the manifest and list it in the index (skopeo's naming semantics)."""
         desc = await self.manifest_put(manifest)
@@ -119,6 +124,7 @@ class ArchiveWriter(WriteOnly):
             if name:
                 yield name
 
+    @storage_boundary
     async def finish(self) -> None:
         """Append `oci-layout` and `index.json`, end the tar, fsync, rename into place."""
         index = index_file.empty_index()

@@ -23,6 +23,7 @@ from mirror.oci.digest import ALGORITHMS, Digest
 from mirror.oci.model import Descriptor, ManifestLike
 from mirror.support import jsonutil
 from mirror.support.fsutil import read_capped, real_dir, regular_size
+from mirror.support.tasks import finish_in_thread, together
 
 __all__ = ["Flaw", "GcReport", "Problem", "gc", "verify"]
 
@@ -211,14 +212,14 @@ async def verify(layout: Layout, *, strict: bool = False) -> list[Problem]:
                 size = regular_size(path)
                 if size is None:
                     return Problem(Flaw.INVALID, str(rel), f"{rel} is not a regular file")
-                await asyncio.to_thread(check_file, path, digest, size)
+                await finish_in_thread(check_file, path, digest, size)
             except (ContentError, LayoutError) as exc:
                 return Problem(Flaw.CORRUPT, str(digest), f"{rel}: {exc}")
             except OSError as exc:
                 return Problem(Flaw.CORRUPT, str(digest), f"{rel}: cannot read ({exc.strerror})")
         return None
 
-    found = await asyncio.gather(*(rehash(p, d, r) for p, d, r in files))
+    found = await together(rehash(p, d, r) for p, d, r in files)
     return walk.problems + [p for p in found if p is not None]
 
 

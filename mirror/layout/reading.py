@@ -23,6 +23,7 @@ from mirror.errors import (
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, verify_whole
 from mirror.oci.model import Descriptor, Index, ManifestLike, fallback_tag, parse_manifest
+from mirror.support.oserrors import storage_boundary, storage_boundary_gen
 
 __all__ = [
     "CHUNK_SIZE",
@@ -60,6 +61,7 @@ class LayoutReader:
     #: the store, for messages ("layout /x", "archive /y.tar")
     where: str
 
+    @storage_boundary
     async def read_index(self) -> dict[str, Any]:
         """The parsed `index.json`."""
         raise NotImplementedError
@@ -74,10 +76,12 @@ class LayoutReader:
 
     # -- blobs --------------------------------------------------------------------------
 
+    @storage_boundary
     async def blob_exists(self, desc: Descriptor) -> bool:
         """True when the blob is stored with the descriptor's size."""
         return self.stored_size(desc.digest) == desc.size
 
+    @storage_boundary_gen
     async def blob_open(
         self, desc: Descriptor, offset: int = 0, *, verify: bool = True
     ) -> AsyncGenerator[bytes, None]:
@@ -110,10 +114,12 @@ class LayoutReader:
             ) from None
         return parse_manifest(raw, desc.media_type, digest=desc.digest)
 
+    @storage_boundary
     async def manifest_get(self, ref: str | None = None) -> ManifestLike:
         """The manifest or index named `ref` (a name, a digest, or None for the only image)."""
         return await self.manifest_by_descriptor(await self.resolve(ref))
 
+    @storage_boundary
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
         """The descriptor an image name or digest resolves to, or None."""
         try:
@@ -121,6 +127,7 @@ class LayoutReader:
         except ManifestNotFound:
             return None
 
+    @storage_boundary
     async def images(self) -> list[LayoutImage]:
         """Every entry of `index.json`, in order, with its name."""
         index = await self.read_index()
@@ -136,6 +143,7 @@ class LayoutReader:
             if image.name is not None:
                 yield image.name
 
+    @storage_boundary
     async def referrers(self, subject: Digest) -> Referrers:
         """The manifests the fallback-tag indexes of `subject` list: images named
         `<alg>-<hex>`, or `<repository>:<alg>-<hex>` in a layout holding many repositories

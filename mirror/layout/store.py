@@ -47,6 +47,7 @@ from mirror.support.fsutil import (
     temp_name,
     write_atomic,
 )
+from mirror.support.oserrors import storage_boundary
 
 __all__ = ["Layout", "check_file"]
 
@@ -209,6 +210,7 @@ class Layout(LayoutReader):
         """True while this object holds the shared writers lock (from its first write on)."""
         return self._writer_fd is not None
 
+    @storage_boundary
     async def prepare_writes(self) -> None:
         """Create the `.mirror/` state directory (lock files, temporary files)."""
         async with self._writer_guard:
@@ -246,6 +248,7 @@ class Layout(LayoutReader):
 
         return BlobSpan(close_on_error(fd, check), 0)
 
+    @storage_boundary
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Store a blob; it becomes visible under `blobs/` only once digest and size match.
 
@@ -271,6 +274,7 @@ class Layout(LayoutReader):
         finally:
             os.close(fd)
 
+    @storage_boundary
     async def blob_put_ranged(
         self,
         desc: Descriptor,
@@ -328,12 +332,14 @@ class Layout(LayoutReader):
         os.replace(tmp, final)
         self._dirty_dirs.add(final.parent)
 
+    @storage_boundary
     async def sync_blobs(self) -> None:
         """Make the renames of blobs stored so far durable (before anything names them)."""
         dirty, self._dirty_dirs = self._dirty_dirs, set()
         for directory in dirty:
             await asyncio.to_thread(fsync_dir, directory)
 
+    @storage_boundary
     async def blob_put_bytes(self, data: bytes, media_type: str) -> Descriptor:
         """Store small in-memory content and return its descriptor."""
         desc = Descriptor(media_type, Digest.of(data), len(data))
@@ -342,6 +348,7 @@ class Layout(LayoutReader):
 
     # -- manifests and images -----------------------------------------------------------
 
+    @storage_boundary
     async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
         """Store a manifest's exact bytes after checking every blob it points at is present."""
         for child in manifest.children:
@@ -356,6 +363,7 @@ class Layout(LayoutReader):
         await self.blob_put_bytes_as(desc, manifest.raw)
         return desc
 
+    @storage_boundary
     async def blob_put_bytes_as(self, desc: Descriptor, data: bytes) -> None:
         """Store in-memory content under an expected descriptor (verified)."""
         await self.blob_put(desc, bytes_source(data))
@@ -371,6 +379,7 @@ class Layout(LayoutReader):
             raise LayoutError(f"{where} is missing") from None
         return index_file.parse_index(raw, where)
 
+    @storage_boundary
     async def add_image(
         self, desc: Descriptor, name: str | None = None, annotations: dict[str, str] | None = None
     ) -> None:
@@ -391,6 +400,7 @@ class Layout(LayoutReader):
             entry["platform"] = desc.platform.to_json()
         await self.update_index(lambda entries: index_file.add_entry(entries, entry))
 
+    @storage_boundary
     async def remove_image(self, name: str) -> None:
         """Drop the image named `name` from `index.json` (its blobs stay until `gc`)."""
         removed = False
@@ -404,10 +414,12 @@ class Layout(LayoutReader):
         if not removed:
             raise ManifestNotFound(f"no image named {name!r} in layout {self.path}")
 
+    @storage_boundary
     async def tag_delete(self, tag: str) -> None:
         """Drop the image named `tag` (the endpoint verb; see `remove_image`)."""
         await self.remove_image(tag)
 
+    @storage_boundary
     async def manifest_delete(self, digest: Digest) -> None:
         """Drop every `index.json` entry that points at `digest` (its blobs stay until `gc`)."""
         removed = 0
@@ -422,6 +434,7 @@ class Layout(LayoutReader):
         if not removed:
             raise ManifestNotFound(f"no image {digest} in layout {self.path}")
 
+    @storage_boundary
     async def update_index(
         self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     ) -> None:
@@ -434,6 +447,7 @@ class Layout(LayoutReader):
             data = index_file.serialize(index)
             await asyncio.to_thread(write_atomic, self.path / "index.json", data, self._tmp_dir)
 
+    @storage_boundary
     async def image_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
         """Store a manifest (its blobs must be present) and list it under the name `tag`."""
         desc = await self.manifest_put(manifest)

@@ -30,6 +30,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.model import Manifest, ManifestLike
 from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient, Repository
+from mirror.support.tasks import together
 
 __all__ = ["GenericBackend", "sort_by_time"]
 
@@ -111,7 +112,7 @@ class GenericBackend:
             async with gate:
                 return await self.describe(name, digest, tags)
 
-        found = await asyncio.gather(*(one(d, t) for d, t in tagged.items()))
+        found = await together(one(d, t) for d, t in tagged.items())
         return sort_by_time(list(found), order)
 
     async def manifest_properties(self, name: str, digest: str) -> ManifestProperties:

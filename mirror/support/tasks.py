@@ -1,26 +1,48 @@
-"""Running coroutines together."""
+"""Running coroutines together, as structured concurrency: every task started here has ended
+before the call that started it returns or raises, so nothing a task uses is closed under it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["finish_in_thread", "gather_all", "gather_or_cancel"]
+__all__ = ["finish_in_thread", "gather_all", "task_scope", "together"]
 
 T = TypeVar("T")
 
 
-async def gather_or_cancel(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run jobs together; on the first failure cancel the rest and raise that failure."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's failure (depth first), unwrapped."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
+
+
+@contextlib.asynccontextmanager
+async def task_scope() -> AsyncIterator[asyncio.TaskGroup]:
+    """An `asyncio.TaskGroup` that raises its first failure as it is (not an exception
+    group): the first failure cancels the others, and all have ended when it leaves."""
     try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as errors:
+        raise first_error(errors) from None
+
+
+async def together(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Run jobs as one task group; their results in order. The first failure cancels the
+    rest and is raised once all have ended."""
+    async with task_scope() as group:
+        tasks = [group.create_task(_awaited(job)) for job in jobs]
+    return [task.result() for task in tasks]
+
+
+async def _awaited(job: Awaitable[T]) -> T:
+    return await job
 
 
 async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -31,10 +53,12 @@ async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # the cancellation is what is raised: the thread's error is seen
         raise
 
 
-async def gather_all(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
+async def gather_all(jobs: Sequence[Awaitable[None]]) -> None:
     """Run jobs together and let every one finish; then raise the first failure, if any.
 
     For work whose finished parts are kept (resumable downloads): one failure does not throw

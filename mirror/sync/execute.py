@@ -9,12 +9,15 @@ import asyncio
 import time
 
 from mirror.attached import copy_attached
-from mirror.engine import ProgressSink
+from mirror.copy_options import CopyOptions
+from mirror.engine import CopyRun
 from mirror.errors import BudgetReserved, MirrorError
+from mirror.events import ProgressSink, Silent
 from mirror.graph import fetch_from, walk_image
 from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
 from mirror.registry import Repository
+from mirror.support.tasks import together
 from mirror.sync.config import SyncConfig
 from mirror.sync.endpoints import Endpoints
 from mirror.sync.plan import Action, PlannedDeletion, PlannedImage, SyncPlan
@@ -36,9 +39,8 @@ async def _image_bytes(task: ImageTask, endpoints: Endpoints) -> tuple[str, int]
 async def _copy(
     task: ImageTask,
     endpoints: Endpoints,
-    config: SyncConfig,
+    options: CopyOptions,
     survey: Survey,
-    progress: ProgressSink | None,
     *,
     attached_only: bool = False,
 ) -> TaskReport:
@@ -49,24 +51,13 @@ async def _copy(
     dst, dst_name = await endpoints.get(task.destination_text, write=True)
     dst_tag = None if (task.digest and isinstance(dst, Repository)) else dst_name
     held = survey.present.get(str(task.destination))
-    result = await copy_attached(
-        src,
-        src_name,
-        dst,
-        dst_tag,
-        referrers=config.referrers,
-        with_digest_tags=config.referrers and config.digest_tags,
-        source_tags=survey.source_tags(task.source),
-        platforms=config.platforms,
-        concurrency=config.concurrency,
-        small_concurrency=endpoints.client.options.check_concurrency,
-        check_destination=attached_only or bool(config.platforms),
-        progress=progress,
+    run = CopyRun(
         blob_gate=endpoints.blob_gate,
+        check_destination=attached_only or bool(options.platforms),
         fresh_destination=held is not None and not held,
-        max_blob_size=endpoints.client.options.limits.max_blob_size,
-        single_must_match=False,
+        source_tags=survey.source_tags(task.source),
     )
+    result = await copy_attached(src, src_name, dst, dst_tag, options, run=run)
     report.status = Status.UP_TO_DATE if result.up_to_date else Status.COPIED
     report.digest, report.bytes = result.digest, result.bytes_copied
     report.mounted = result.bytes_mounted
@@ -101,7 +92,7 @@ async def _image(
     survey: Survey,
     gate: asyncio.Semaphore,
     dry_run: bool,
-    progress: ProgressSink | None,
+    options: CopyOptions,
     stop: asyncio.Event | None,
 ) -> TaskReport:
     task = item.task
@@ -116,16 +107,14 @@ async def _image(
                 )
                 report.digest = item.digest
                 if not dry_run and await _skip(item, endpoints, config, survey):
-                    report = await _copy(
-                        task, endpoints, config, survey, progress, attached_only=True
-                    )
+                    report = await _copy(task, endpoints, options, survey, attached_only=True)
             elif dry_run:
                 report = TaskReport(
                     task.job, task.source_text, task.destination_text, Status.PLANNED
                 )
                 report.digest, report.bytes = await _image_bytes(task, endpoints)
             else:
-                report = await _copy(task, endpoints, config, survey, progress)
+                report = await _copy(task, endpoints, options, survey)
         except BudgetReserved as exc:
             report = TaskReport(
                 task.job, task.source_text, task.destination_text, Status.DEFERRED, error=str(exc)
@@ -195,17 +184,21 @@ async def execute(
     """Carry out `plan` (a dry run writes nothing); every image's and deletion's report.
     Once `stop` is set, images in flight finish and no other starts (nor any deletion)."""
     gate = asyncio.Semaphore(max(2, config.concurrency))
+    options = CopyOptions.for_registries(
+        endpoints.client.options,
+        platforms=config.platforms,
+        single_must_match=False,
+        referrers=config.referrers,
+        digest_tags=config.digest_tags,
+        progress=progress or Silent(),
+    )
     reports = [
         TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
         for failure in survey.failures
     ]
-    reports += list(
-        await asyncio.gather(
-            *(
-                _image(item, endpoints, config, survey, gate, dry_run, progress, stop)
-                for item in plan.images
-            )
-        )
+    reports += await together(
+        _image(item, endpoints, config, survey, gate, dry_run, options, stop)
+        for item in plan.images
     )
     if stop is not None and stop.is_set():
         return reports

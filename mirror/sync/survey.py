@@ -22,6 +22,7 @@ from mirror.oci.platform import Platform
 from mirror.oci.reference import RegistryReference, is_valid_tag, parse_reference
 from mirror.registry import RegistryClient
 from mirror.selection import choose_platforms
+from mirror.support.tasks import task_scope, together
 from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
@@ -286,9 +287,7 @@ async def _heads(
     try:
         dst, dst_name = await endpoints.get(task.destination_text)
         if listed and not platforms:
-            have, want = await asyncio.gather(
-                dst.manifest_head(dst_name), src.manifest_head(src_name)
-            )
+            have, want = await together([dst.manifest_head(dst_name), src.manifest_head(src_name)])
         else:
             have, want = await dst.manifest_head(dst_name), None
     except LayoutError:
@@ -322,7 +321,7 @@ async def _survey_sources(
         except MirrorError as exc:
             found.fail(job, job.describe_source(), exc, config.keep_going)
             continue
-        surveyed = await asyncio.gather(*(chosen(job, s) for s in sources))
+        surveyed = await together(chosen(job, s) for s in sources)
         found.repositories += [s for s in surveyed if s is not None]
 
 
@@ -344,30 +343,28 @@ async def survey(
         async with gate:
             return await _listing(repo, endpoints)
 
-    def list_early(repo: Repo | None) -> None:
-        """List a destination while its source is being listed: a round trip less."""
-        if destinations and repo is not None and str(repo) not in listings:
-            listings[str(repo)] = asyncio.create_task(listed(repo))
+    async with task_scope() as listing_tasks:  # a survey stopped early leaves none running
 
-    async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
-        destination = _destination(job, source.path)
-        list_early(destination)
-        async with gate:
-            try:
-                tags, names = await _chosen(job, source, endpoints, config)
-            except MirrorError as exc:
-                found.fail(job, str(source), exc, config.keep_going)
-                return None
-        return RepositorySurvey(job, source, destination, tags, names)
+        def list_early(repo: Repo | None) -> None:
+            """List a destination while its source is being listed: a round trip less."""
+            if destinations and repo is not None and str(repo) not in listings:
+                listings[str(repo)] = listing_tasks.create_task(listed(repo))
 
-    try:
+        async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
+            destination = _destination(job, source.path)
+            list_early(destination)
+            async with gate:
+                try:
+                    tags, names = await _chosen(job, source, endpoints, config)
+                except MirrorError as exc:
+                    found.fail(job, str(source), exc, config.keep_going)
+                    return None
+            return RepositorySurvey(job, source, destination, tags, names)
+
         await _survey_sources(config, endpoints, shard, found, chosen)
-        for text, listing in listings.items():
-            if (tags := await listing) is not None:
-                found.present[text] = tags
-    finally:
-        for listing in listings.values():
-            listing.cancel()  # a survey stopped early leaves none running
+    for text, listing in listings.items():
+        if (tags := listing.result()) is not None:
+            found.present[text] = tags
     if not destinations:
         return found
 
@@ -383,5 +380,5 @@ async def survey(
             except MirrorError as exc:
                 _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
 
-    await asyncio.gather(*(asked(t) for t in found.tasks))
+    await together(asked(t) for t in found.tasks)
     return found

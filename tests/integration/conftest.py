@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+import mirror
+from fixtures.generate import make_big_image
+from tests.support.disk import small_disk
 from tests.support.registry import Registry, start_registry
 from tests.support.scripted import FaultProxy, address, serve
 
@@ -40,3 +45,30 @@ async def counting_proxy(registry: Registry) -> AsyncIterator[tuple[FaultProxy, 
     runner = await serve(proxy.app())
     yield proxy, address(runner)
     await runner.cleanup()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MB filesystem of its own (tmpfs) under the test's folder."""
+    with small_disk(tmp_path / "small-disk") as mount_point:
+        yield mount_point
+
+
+@pytest.fixture(scope="session")
+def too_big(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """disk/big:v1, an image of 8 MiB in the registry: more than a 5 MB disk holds."""
+    root = tmp_path_factory.mktemp("too-big") / "src"
+    make_big_image(root, "big", 2, 4 * 1024 * 1024, seed=9)
+    target = f"docker://{registry.host}/disk/big:v1"
+    asyncio.run(mirror.copy(f"oci:{root}:big", target))
+    registry.push_fixture("oci-single", "disk/small")
+    return target
+
+
+def full_disk_config(host: str, full: Path, healthy: Path) -> str:
+    """Two jobs: one into a layout on a full disk, one into a healthy layout."""
+    return (
+        f'[[jobs]]\nname = "full"\nsource = "{host}/disk/big"\ndestination = "oci:{full}"\n'
+        f'[[jobs]]\nname = "healthy"\nsource = "{host}/disk/small"\n'
+        f'destination = "oci:{healthy}"\n'
+    )

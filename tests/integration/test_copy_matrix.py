@@ -9,7 +9,7 @@ import pytest
 
 import mirror
 from fixtures.generate import make_big_image
-from mirror.engine import UNASKED_UPLOAD_LIMIT, copy_image
+from mirror.engine import UNASKED_UPLOAD_LIMIT, CopyRun, copy_image
 from mirror.errors import RegistryError
 from mirror.layout import Layout, verify
 from mirror.oci.digest import Digest
@@ -155,7 +155,7 @@ async def test_into_a_repository_seen_empty_only_large_blobs_are_asked_first(
         ref = parse_reference(f"docker://{host}/fresh/app")
         assert isinstance(ref, RegistryReference)
         dst = client.repository(ref)
-        result = await copy_image(src, "v1", dst, "v1", fresh_destination=True)
+        result = await copy_image(src, "v1", dst, "v1", run=CopyRun(fresh_destination=True))
         manifest = await src.manifest_get("v1")
     assert isinstance(manifest, Manifest)
     big = manifest.layers[0]

@@ -4,19 +4,23 @@ that ignores Range still works."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 import mirror
 from fixtures.generate import make_big_image
+from mirror.archive.bundle import create_bundle
 from mirror.endpoint import RangeFetcher, bytes_source
 from mirror.layout import Layout, verify
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor
 from mirror.registry import RegistryOptions
+from mirror.sync.config import load_config
+from mirror.sync.run import run_sync
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy, ScriptedProxy, address, serve
 
@@ -152,3 +156,47 @@ async def test_a_blob_of_many_parts_runs_a_fixed_number_of_tasks(tmp_path: Path)
     assert len(ranges) <= MAX_PARTS
     assert most <= 3
     assert tasks <= 3 + 2  # the parts' workers, the test, and nothing per part
+
+
+async def _ranged_requests(registry: Registry, work: Callable[[str], Awaitable[None]]) -> int:
+    """Run `work` with the registry behind a proxy; how many blob GETs asked for a range."""
+    ranged: list[str] = []
+
+    def note(request: web.Request) -> None:
+        if request.method == "GET" and "/blobs/" in request.path and "Range" in request.headers:
+            ranged.append(request.headers["Range"])
+
+    proxy = FaultProxy(registry.host, rate=0.0, before_forward=note)
+    runner = await serve(proxy.app())
+    try:
+        await work(address(runner))
+    finally:
+        await runner.cleanup()
+    return len(ranged)
+
+
+async def test_a_sync_into_a_layout_fetches_large_blobs_as_ranges(
+    registry: Registry, seeded_big: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, _ = seeded_big
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'[[jobs]]\nsource = "PROXY/ranged/big"\ndestination = "oci:{tmp_path / "out"}"\n'
+    )
+
+    async def sync(host: str) -> None:
+        config.write_text(config.read_text().replace("PROXY", host))
+        report = await run_sync(load_config(config), options=RANGED)
+        assert [i.status for i in report.images] == ["copied"]
+
+    assert await _ranged_requests(registry, sync) >= 6  # two 5.5 MiB layers in 1 MiB parts
+    _same_blobs(source, tmp_path / "out")
+
+
+async def test_bundle_create_fetches_large_blobs_as_ranges(
+    registry: Registry, seeded_big: tuple[Path, str], tmp_path: Path
+) -> None:
+    async def create(host: str) -> None:
+        await create_bundle(tmp_path / "b.tar", [f"{host}/ranged/big:v1"], options=RANGED)
+
+    assert await _ranged_requests(registry, create) >= 6

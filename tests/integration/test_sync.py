@@ -15,6 +15,7 @@ from fixtures.generate import LayoutWriter, image
 from mirror.layout import Layout
 from mirror.sync.config import load_config
 from mirror.sync.run import run_sync
+from tests.integration.conftest import full_disk_config
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy
 from tests.support.tools import FIXTURES, REPO, amirror, fixture_digest
@@ -470,3 +471,19 @@ async def test_a_platform_filter_applies_to_indexes_and_leaves_single_images_who
     [image] = json.loads(result.stdout)["images"]
     assert image["status"] == "copied"
     assert image["digest"] == fixture_digest("oci-single")
+
+
+async def test_a_job_on_a_full_disk_fails_alone(
+    registry: Registry, too_big: str, full_disk: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        tmp_path, full_disk_config(registry.host, full_disk / "backup", tmp_path / "healthy")
+    )
+    done = await amirror("sync", str(config))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    failures = [line for line in done.stderr.splitlines() if "no space left" in line.lower()]
+    assert len(failures) == 1, done.stderr
+    assert str(full_disk / "backup") in failures[0]  # the line names the layout
+    async with await Layout.open(tmp_path / "healthy") as healthy:
+        assert "disk/small:v1" in [i.name for i in await healthy.images()]

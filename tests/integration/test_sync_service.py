@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import mirror
+from tests.integration.conftest import full_disk_config
 from tests.support.registry import Registry, free_port
 from tests.support.scripted import FaultProxy, address, serve
 from tests.support.tools import FIXTURES, REPO
@@ -218,3 +219,20 @@ async def test_usage_errors_of_the_service_flags(tmp_path: Path) -> None:
         assert process.returncode == 2, flags
         assert said in err.decode(), err
         assert len(err.decode().strip().splitlines()) == 1, err
+
+
+async def test_a_job_on_a_full_disk_does_not_stop_the_service(
+    registry: Registry, too_big: str, full_disk: Path, start: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "sync.toml"
+    healthy = tmp_path / "healthy"
+    config.write_text(full_disk_config(registry.host, full_disk / "backup", healthy))
+    service = await start(config)
+    first = await service.next_run()
+    statuses = {i["job"]: i["status"] for i in first["images"]}
+    assert statuses == {"full": "failed", "healthy": "copied"}, first
+    await _push(registry, "docker-v2", "disk/small:v2")  # new work for the next run
+    second = await service.next_run()
+    copied = [i["destination"] for i in second["images"] if i["status"] == "copied"]
+    assert copied == [f"oci:{healthy}:disk/small:v2"], second
+    assert await service.terminate() == 0

@@ -1,0 +1,77 @@
+"""`CopyOptions`: everything that decides what a copy does, in one frozen value.
+
+Built once — from `RegistryOptions` and the caller's choices, by the CLI, a sync run, a bundle
+or the library — and passed whole to `copy_image`. What is attached to an image (signatures,
+SBOMs, digest tags) is copied with `for_attached()`, a derivation without the platform filter:
+a signature has no platform. Per-run plumbing (shared gates, what the caller has just seen of
+the destination) is not an option: it is the engine's `CopyRun`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from mirror.events import ProgressSink, Silent
+from mirror.limits import TIB
+from mirror.oci.platform import Platform
+
+if TYPE_CHECKING:  # the registry options are read, never imported at run time from here
+    from mirror.registry.options import RegistryOptions
+
+__all__ = ["CopyOptions", "RangePolicy"]
+
+
+@dataclass(frozen=True)
+class RangePolicy:
+    """When and how to fetch a blob as parallel ranges (registry to layout)."""
+
+    threshold: int = 256 * 1024 * 1024
+    part_size: int = 16 * 1024 * 1024
+    parallel: int = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class CopyOptions:
+    """What a copy does, whatever its source and destination.
+
+    `platforms`: of an index, copy only these (one: that image alone under the tag; several:
+    a new index of them). `single_must_match`: an image that is not an index must be of one of
+    `platforms` (an error naming its platform otherwise); False takes it as it is (a filter
+    for indexes only). `referrers`: also what refers to any manifest of the image, to any
+    depth; `digest_tags`: with `referrers`, cosign's `sha256-<hex>.sig/.att/.sbom` tags too.
+    Blobs up to 1 MiB go `small_concurrency` at a time beside the `concurrency` larger ones;
+    `ranges` says when a blob is fetched as parallel ranges (None: never).
+    """
+
+    platforms: tuple[Platform, ...] = ()
+    single_must_match: bool = True
+    include_foreign: bool = False
+    referrers: bool = False
+    digest_tags: bool = True
+    concurrency: int = 16
+    small_concurrency: int = 64
+    ranges: RangePolicy | None = field(default_factory=RangePolicy)
+    max_blob_size: int = TIB
+    progress: ProgressSink = field(default_factory=Silent, compare=False, repr=False)
+
+    @classmethod
+    def for_registries(cls, options: RegistryOptions, **choices: Any) -> CopyOptions:
+        """The options a run with `options` copies with (concurrency, ranged downloads, the
+        blob-size cap), and the caller's `choices` (platforms, referrers, progress …)."""
+        derived = cls(
+            concurrency=options.concurrency,
+            small_concurrency=options.check_concurrency,
+            ranges=RangePolicy(
+                threshold=options.ranged_download_threshold,
+                part_size=options.chunk_size,
+                parallel=options.ranged_parallel,
+            ),
+            max_blob_size=options.limits.max_blob_size,
+        )
+        return replace(derived, **choices)
+
+    def for_attached(self) -> CopyOptions:
+        """The options for what is attached to an image: the same, without the platform
+        filter (a signature or SBOM has no platform, and names its subject by digest)."""
+        return replace(self, platforms=(), single_must_match=False)
