@@ -8,6 +8,11 @@ session (404) gets a fresh upload.
 Both hash what they send and finish the upload (`PUT ?digest=`) only when every byte
 matches, whatever the registry would check; an upload resumed from an earlier run reads and
 hashes the part that run sent, without sending it again.
+
+The commit (`PUT ?digest=`) is one unit that checks before anything is sent again: when its
+answer is lost (the connection cut, a 5xx: the registry may have acted on it) or says the
+upload is gone (404), the registry is asked for the blob (HEAD), and a blob there at its
+size is taken as committed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
-from mirror.errors import ContentError, SizeMismatch, TransportError
+from mirror.errors import (
+    BlobNotFound,
+    ContentError,
+    MirrorError,
+    RegistryError,
+    SizeMismatch,
+    TransportError,
+)
 from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
@@ -51,10 +63,46 @@ async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) ->
     while True:
         try:
             location, _ = await repo.start_upload()
-            await _finish(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
+            await _commit(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
             return
         except Exception as exc:
             failures = await policy.backoff(exc, failures)
+
+
+async def _commit(
+    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+) -> None:
+    """Finish an upload with `PUT ?digest=`, as one unit that checks before anything is sent
+    again: when its answer is lost (the connection cut, a 5xx) or says the upload is gone
+    (404), the blob is committed if the registry has it at its size (HEAD); otherwise that
+    answer is raised (a lost one for a retry)."""
+    try:
+        await _finish(repo, location, desc, body)
+    except MirrorError as exc:
+        if not _maybe_committed(exc) or not await _committed(repo, desc):
+            raise
+        _log.info("%s: its commit's answer was lost (%s); the registry has it", desc.digest, exc)
+
+
+def _maybe_committed(exc: MirrorError) -> bool:
+    """True when a commit may have gone through whatever its answer: the answer was lost (a
+    cut, a 5xx), or the upload is gone (404: the HTTP client sends a bodiless PUT again on
+    its own after a cut, and the registry no longer knows the upload it finished)."""
+    if isinstance(exc, TransportError):
+        return exc.retryable
+    if isinstance(exc, BlobNotFound):
+        return True
+    return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500
+
+
+async def _committed(repo: Repository, desc: Descriptor) -> bool:
+    """True when the registry has the blob at its size; False also when it cannot be asked
+    (the caller then retries the commit as it would have)."""
+    try:
+        return await repo.blob_size(desc.digest) == desc.size
+    except MirrorError as exc:
+        _log.info("%s: could not ask whether its commit went through: %s", desc.digest, exc)
+        return False
 
 
 async def _finish(
@@ -122,7 +170,7 @@ async def _chunked(
             raise
     finally:
         await reader.close()
-    await policy.call(lambda: _finish(repo, location, desc, b""))
+    await policy.call(lambda: _commit(repo, location, desc, b""))
     sessions.drop(*key)
 
 

@@ -381,7 +381,9 @@ class FaultProxy:
     - reset: the connection is cut (halfway through a reply body, or before any reply);
     - 500/502/503: an error status instead of forwarding;
     - 429: rate limited with `Retry-After: 1`;
-    - after-500: the request is forwarded (the registry acts on it) but 500 is answered.
+    - after-500: the request is forwarded (the registry acts on it) but 500 is answered;
+    - after-reset (not drawn by default): the request is forwarded, then the connection is cut
+      before any answer.
 
     Locations are made relative so uploads come back through the proxy. Counts the blob
     bytes sent to clients (`bytes_out`) and the upload bytes received (`bytes_in`).
@@ -418,6 +420,8 @@ class FaultProxy:
     seen_queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
     fault_on: str = ""
+    #: inject no more than this many faults (None: no bound)
+    faults_at_most: int | None = None
     #: called with each request before it is forwarded (a test changes the registry there)
     before_forward: Callable[[web.Request], None] | None = None
     #: a reply given instead of forwarding (None: forward), as a front end might answer
@@ -441,6 +445,8 @@ class FaultProxy:
         method, path less upload ids, range, and how often it came before), not from arrival
         order: concurrent requests get the same faults in every run of a seed."""
         if self.fault_on and not re.search(self.fault_on, f"{request.method} {request.path}"):
+            return None
+        if self.faults_at_most is not None and len(self.injected_on) >= self.faults_at_most:
             return None
         path = re.sub(r"/uploads/[^/?]+", "/uploads/", request.path)
         key = (request.method, path, request.headers.get("Content-Range", ""))
@@ -515,6 +521,11 @@ class FaultProxy:
             if fault == "after-500":
                 await reply.read()
                 return web.Response(status=500, text="injected after forwarding")
+            if fault == "after-reset":
+                await reply.read()
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
             response = web.StreamResponse(status=reply.status, headers=out)
             if reply.content_length is not None:
                 response.content_length = reply.content_length
