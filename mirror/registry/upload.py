@@ -12,7 +12,9 @@ hashes the part that run sent, without sending it again.
 The commit (`PUT ?digest=`) is one unit that checks before anything is sent again: when its
 answer is lost (the connection cut, a 5xx: the registry may have acted on it) or says the
 upload is gone (404), the registry is asked for the blob (HEAD), and a blob there at its
-size is taken as committed.
+size is taken as committed. When the registry refuses the digest (400 DIGEST_INVALID: what it
+received was damaged on the way), the saved session is dropped and the blob uploaded afresh,
+once; a second refusal is final.
 """
 
 from __future__ import annotations
@@ -49,12 +51,36 @@ _log = logging.getLogger("mirror.upload")
 
 
 async def upload_blob(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    """Upload a blob, chunked above the configured threshold, with retries and resume."""
+    """Upload a blob, chunked above the configured threshold, with retries and resume; a
+    digest the registry refuses (bytes damaged on the way) starts it afresh once."""
     options = repo.transport.options
-    if desc.size >= options.chunked_upload_threshold:
-        await _chunked(repo, desc, source, UploadSessions(options.upload_state_dir()))
-    else:
-        await _monolithic(repo, desc, source)
+    sessions = UploadSessions(options.upload_state_dir())
+    for fresh in (False, True):
+        try:
+            if desc.size >= options.chunked_upload_threshold:
+                await _chunked(repo, desc, source, sessions)
+            else:
+                await _monolithic(repo, desc, source)
+            return
+        except RegistryError as exc:
+            if not _digest_refused(exc):
+                raise
+            what = repo.describe("blob upload", str(desc.digest))
+            if fresh:
+                raise RegistryError(
+                    f"{what}: the registry refused the digest of what it received again, after a"
+                    " fresh upload (400 DIGEST_INVALID): the bytes are damaged on the way to it",
+                    status=exc.status,
+                    method=exc.method,
+                    url=exc.url,
+                    codes=exc.codes,
+                ) from None
+            _log.info("%s: the registry refused its digest: uploading it afresh", what)
+
+
+def _digest_refused(exc: RegistryError) -> bool:
+    """True when the registry refused an upload's digest: the bytes it holds are wrong."""
+    return "DIGEST_INVALID" in exc.codes
 
 
 async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
@@ -170,7 +196,12 @@ async def _chunked(
             raise
     finally:
         await reader.close()
-    await policy.call(lambda: _commit(repo, location, desc, b""))
+    try:
+        await policy.call(lambda: _commit(repo, location, desc, b""))
+    except RegistryError as exc:
+        if _digest_refused(exc):
+            sessions.drop(*key)  # the bytes at the registry are wrong: never resume them
+        raise
     sessions.drop(*key)
 
 

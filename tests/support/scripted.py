@@ -385,7 +385,8 @@ class FaultProxy:
     - after-reset (not drawn by default): the request is forwarded, then the connection is cut
       before any answer.
 
-    Locations are made relative so uploads come back through the proxy. Counts the blob
+    Upload bodies can also be damaged on the way in (`damage_uploads_on`), as a middlebox
+    might. Locations are made relative so uploads come back through the proxy. Counts the blob
     bytes sent to clients (`bytes_out`) and the upload bytes received (`bytes_in`).
     """
 
@@ -428,6 +429,13 @@ class FaultProxy:
     answer_instead: Callable[[web.Request], web.Response | None] | None = None
     #: headers added to each forwarded reply (a front end's rate-limit headers, say)
     reply_headers: Callable[[web.Request], dict[str, str]] | None = None
+    #: flip one byte of the body of uploads (PATCH, PUT) whose `METHOD /path?query` matches
+    #: this pattern ("": none) on the way in, as a damaging middlebox would ...
+    damage_uploads_on: str = ""
+    #: ... this many of them, first ones first (-1: every one)
+    damage_uploads: int = 1
+    #: the upload bodies damaged so far
+    damaged: int = 0
 
     def __post_init__(self) -> None:
         self._in_flight: dict[str, int] = {}
@@ -459,6 +467,17 @@ class FaultProxy:
         self.injected_on.append((request.method, fault))
         return fault
 
+    def _damaged(self, request: web.Request, body: bytes) -> bytes:
+        """`body` with its middle byte flipped when it is an upload body to damage."""
+        wanted = self.damage_uploads < 0 or self.damaged < self.damage_uploads
+        if not (body and wanted and self.damage_uploads_on and request.method in ("PATCH", "PUT")):
+            return body
+        if not re.search(self.damage_uploads_on, f"{request.method} {request.path_qs}"):
+            return body
+        self.damaged += 1
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Count what is in flight, then maybe fail, else forward."""
         kind = f"{request.method} {'blob' if '/blobs/sha256:' in request.path else 'other'}"
@@ -489,7 +508,7 @@ class FaultProxy:
             self.hold_patch_at = None
             self.held.set()
             await asyncio.sleep(2)
-        body = await request.read()
+        body = self._damaged(request, await request.read())
         if self.before_forward is not None:
             self.before_forward(request)
         if self.answer_instead is not None and (instead := self.answer_instead(request)):
