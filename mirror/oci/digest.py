@@ -114,12 +114,16 @@ async def verify_stream(
     what: str = "blob",
     hasher: DigestHasher | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield `chunks` while hashing; never yield past `size`; raise at the end on any mismatch.
+    """Yield `chunks` while hashing; never yield past `size`; raise on any mismatch, before the
+    chunk that completes `size` is yielded.
 
-    A consumer must treat the bytes as unverified until the iterator finishes without error.
+    That last chunk is held until the digest verifies and `chunks` has ended (one chunk held
+    at most), so a consumer that sends on what it gets never sends a whole wrong blob; it
+    must still treat the bytes as unverified until the iterator finishes without error.
     Pass `hasher` already fed with a prefix to verify a resumed stream.
     """
     hasher = hasher or DigestHasher(digest.algorithm)
+    last = b""  # the chunk that completed `size`, held until everything verifies
     async for chunk in chunks:
         if not chunk:
             continue
@@ -127,8 +131,13 @@ async def verify_stream(
         if len(chunk) > room:
             raise SizeMismatch(f"{what} {digest}: more than the expected {size} bytes")
         hasher.update(chunk)
-        yield chunk
+        if hasher.size < size:
+            yield chunk
+        else:
+            last = chunk
     check_content(hasher, digest, size, what)
+    if last:
+        yield last
 
 
 class _Sized(Protocol):

@@ -8,6 +8,13 @@ session (404) gets a fresh upload.
 Both hash what they send and finish the upload (`PUT ?digest=`) only when every byte
 matches, whatever the registry would check; an upload resumed from an earlier run reads and
 hashes the part that run sent, without sending it again.
+
+The commit (`PUT ?digest=`) is one unit that checks before anything is sent again: when its
+answer is lost (the connection cut, a 5xx: the registry may have acted on it) or says the
+upload is gone (404), the registry is asked for the blob (HEAD), and a blob there at its
+size is taken as committed. When the registry refuses the digest (400 DIGEST_INVALID: what it
+received was damaged on the way), the saved session is dropped and the blob uploaded afresh,
+once; a second refusal is final.
 """
 
 from __future__ import annotations
@@ -19,7 +26,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
-from mirror.errors import ContentError, SizeMismatch, TransportError
+from mirror.errors import (
+    BlobNotFound,
+    ContentError,
+    MirrorError,
+    RegistryError,
+    SizeMismatch,
+    TransportError,
+)
 from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
@@ -37,12 +51,36 @@ _log = logging.getLogger("mirror.upload")
 
 
 async def upload_blob(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    """Upload a blob, chunked above the configured threshold, with retries and resume."""
+    """Upload a blob, chunked above the configured threshold, with retries and resume; a
+    digest the registry refuses (bytes damaged on the way) starts it afresh once."""
     options = repo.transport.options
-    if desc.size >= options.chunked_upload_threshold:
-        await _chunked(repo, desc, source, UploadSessions(options.upload_state_dir()))
-    else:
-        await _monolithic(repo, desc, source)
+    sessions = UploadSessions(options.upload_state_dir())
+    for fresh in (False, True):
+        try:
+            if desc.size >= options.chunked_upload_threshold:
+                await _chunked(repo, desc, source, sessions)
+            else:
+                await _monolithic(repo, desc, source)
+            return
+        except RegistryError as exc:
+            if not _digest_refused(exc):
+                raise
+            what = repo.describe("blob upload", str(desc.digest))
+            if fresh:
+                raise RegistryError(
+                    f"{what}: the registry refused the digest of what it received again, after a"
+                    " fresh upload (400 DIGEST_INVALID): the bytes are damaged on the way to it",
+                    status=exc.status,
+                    method=exc.method,
+                    url=exc.url,
+                    codes=exc.codes,
+                ) from None
+            _log.info("%s: the registry refused its digest: uploading it afresh", what)
+
+
+def _digest_refused(exc: RegistryError) -> bool:
+    """True when the registry refused an upload's digest: the bytes it holds are wrong."""
+    return "DIGEST_INVALID" in exc.codes
 
 
 async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
@@ -51,10 +89,46 @@ async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) ->
     while True:
         try:
             location, _ = await repo.start_upload()
-            await _finish(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
+            await _commit(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
             return
         except Exception as exc:
             failures = await policy.backoff(exc, failures)
+
+
+async def _commit(
+    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+) -> None:
+    """Finish an upload with `PUT ?digest=`, as one unit that checks before anything is sent
+    again: when its answer is lost (the connection cut, a 5xx) or says the upload is gone
+    (404), the blob is committed if the registry has it at its size (HEAD); otherwise that
+    answer is raised (a lost one for a retry)."""
+    try:
+        await _finish(repo, location, desc, body)
+    except MirrorError as exc:
+        if not _maybe_committed(exc) or not await _committed(repo, desc):
+            raise
+        _log.info("%s: its commit's answer was lost (%s); the registry has it", desc.digest, exc)
+
+
+def _maybe_committed(exc: MirrorError) -> bool:
+    """True when a commit may have gone through whatever its answer: the answer was lost (a
+    cut, a 5xx), or the upload is gone (404: the HTTP client sends a bodiless PUT again on
+    its own after a cut, and the registry no longer knows the upload it finished)."""
+    if isinstance(exc, TransportError):
+        return exc.retryable
+    if isinstance(exc, BlobNotFound):
+        return True
+    return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500
+
+
+async def _committed(repo: Repository, desc: Descriptor) -> bool:
+    """True when the registry has the blob at its size; False also when it cannot be asked
+    (the caller then retries the commit as it would have)."""
+    try:
+        return await repo.blob_size(desc.digest) == desc.size
+    except MirrorError as exc:
+        _log.info("%s: could not ask whether its commit went through: %s", desc.digest, exc)
+        return False
 
 
 async def _finish(
@@ -122,7 +196,12 @@ async def _chunked(
             raise
     finally:
         await reader.close()
-    await policy.call(lambda: _finish(repo, location, desc, b""))
+    try:
+        await policy.call(lambda: _commit(repo, location, desc, b""))
+    except RegistryError as exc:
+        if _digest_refused(exc):
+            sessions.drop(*key)  # the bytes at the registry are wrong: never resume them
+        raise
     sessions.drop(*key)
 
 

@@ -381,9 +381,12 @@ class FaultProxy:
     - reset: the connection is cut (halfway through a reply body, or before any reply);
     - 500/502/503: an error status instead of forwarding;
     - 429: rate limited with `Retry-After: 1`;
-    - after-500: the request is forwarded (the registry acts on it) but 500 is answered.
+    - after-500: the request is forwarded (the registry acts on it) but 500 is answered;
+    - after-reset (not drawn by default): the request is forwarded, then the connection is cut
+      before any answer.
 
-    Locations are made relative so uploads come back through the proxy. Counts the blob
+    Upload bodies can also be damaged on the way in (`damage_uploads_on`), as a middlebox
+    might. Locations are made relative so uploads come back through the proxy. Counts the blob
     bytes sent to clients (`bytes_out`) and the upload bytes received (`bytes_in`).
     """
 
@@ -418,12 +421,21 @@ class FaultProxy:
     seen_queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
     fault_on: str = ""
+    #: inject no more than this many faults (None: no bound)
+    faults_at_most: int | None = None
     #: called with each request before it is forwarded (a test changes the registry there)
     before_forward: Callable[[web.Request], None] | None = None
     #: a reply given instead of forwarding (None: forward), as a front end might answer
     answer_instead: Callable[[web.Request], web.Response | None] | None = None
     #: headers added to each forwarded reply (a front end's rate-limit headers, say)
     reply_headers: Callable[[web.Request], dict[str, str]] | None = None
+    #: flip one byte of the body of uploads (PATCH, PUT) whose `METHOD /path?query` matches
+    #: this pattern ("": none) on the way in, as a damaging middlebox would ...
+    damage_uploads_on: str = ""
+    #: ... this many of them, first ones first (-1: every one)
+    damage_uploads: int = 1
+    #: the upload bodies damaged so far
+    damaged: int = 0
 
     def __post_init__(self) -> None:
         self._in_flight: dict[str, int] = {}
@@ -442,6 +454,8 @@ class FaultProxy:
         order: concurrent requests get the same faults in every run of a seed."""
         if self.fault_on and not re.search(self.fault_on, f"{request.method} {request.path}"):
             return None
+        if self.faults_at_most is not None and len(self.injected_on) >= self.faults_at_most:
+            return None
         path = re.sub(r"/uploads/[^/?]+", "/uploads/", request.path)
         key = (request.method, path, request.headers.get("Content-Range", ""))
         self._seen_keys[key] = self._seen_keys.get(key, 0) + 1
@@ -452,6 +466,17 @@ class FaultProxy:
         self.injected[fault] = self.injected.get(fault, 0) + 1
         self.injected_on.append((request.method, fault))
         return fault
+
+    def _damaged(self, request: web.Request, body: bytes) -> bytes:
+        """`body` with its middle byte flipped when it is an upload body to damage."""
+        wanted = self.damage_uploads < 0 or self.damaged < self.damage_uploads
+        if not (body and wanted and self.damage_uploads_on and request.method in ("PATCH", "PUT")):
+            return body
+        if not re.search(self.damage_uploads_on, f"{request.method} {request.path_qs}"):
+            return body
+        self.damaged += 1
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Count what is in flight, then maybe fail, else forward."""
@@ -483,7 +508,7 @@ class FaultProxy:
             self.hold_patch_at = None
             self.held.set()
             await asyncio.sleep(2)
-        body = await request.read()
+        body = self._damaged(request, await request.read())
         if self.before_forward is not None:
             self.before_forward(request)
         if self.answer_instead is not None and (instead := self.answer_instead(request)):
@@ -515,6 +540,11 @@ class FaultProxy:
             if fault == "after-500":
                 await reply.read()
                 return web.Response(status=500, text="injected after forwarding")
+            if fault == "after-reset":
+                await reply.read()
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
             response = web.StreamResponse(status=reply.status, headers=out)
             if reply.content_length is not None:
                 response.content_length = reply.content_length

@@ -88,3 +88,35 @@ async def test_verify_stream_resumes_with_a_prefed_hasher() -> None:
     h.update(b"hel")
     out = [c async for c in verify_stream(_chunks(b"lo"), Digest(HELLO_256), 5, hasher=h)]
     assert out == [b"lo"]
+
+
+@pytest.mark.parametrize(
+    ("parts", "error"),
+    [
+        ((b"he", b"llx"), DigestMismatch),  # the size reached, the digest wrong
+        ((b"he", b"llo", b"", b"!"), SizeMismatch),  # the right bytes, then more
+    ],
+    ids=["wrong", "longer"],
+)
+async def test_verify_stream_holds_back_the_final_chunk_of_a_stream_that_does_not_verify(
+    parts: tuple[bytes, ...], error: type[Exception]
+) -> None:
+    """The chunk that completes the size is handed over only once the digest verifies and the
+    stream has ended: a consumer sending on what it gets (a PUT body) never completes a
+    wrong blob."""
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        async for c in verify_stream(_chunks(*parts), Digest(HELLO_256), 5):
+            got.append(c)
+
+    with pytest.raises(error):
+        await consume()
+    assert got == [b"he"]
+
+
+async def test_verify_stream_hands_over_every_chunk_of_a_stream_that_verifies() -> None:
+    h = DigestHasher()
+    h.update(b"h")
+    chunks = verify_stream(_chunks(b"e", b"l", b"lo"), Digest(HELLO_256), 5, hasher=h)
+    assert [c async for c in chunks] == [b"e", b"l", b"lo"]
