@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
@@ -18,7 +18,7 @@ from mirror.archive.unpack import unpacked
 from mirror.archive.writer import ArchiveWriter
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
-from mirror.endpoint import Endpoint
+from mirror.endpoint import ImageDestination, ImageSource
 from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
 from mirror.events import ProgressSink, Silent
@@ -36,7 +36,6 @@ from mirror.oci.reference import (
     repo_tag,
 )
 from mirror.registry import RegistryClient, RegistryOptions
-from mirror.retry import RetryPolicy
 
 __all__ = [
     "ImageInfo",
@@ -44,7 +43,8 @@ __all__ = [
     "inspect",
     "list_repositories",
     "list_tags",
-    "open_endpoint",
+    "open_destination",
+    "open_source",
 ]
 
 
@@ -53,71 +53,64 @@ def _parse(ref: str | Reference) -> Reference:
 
 
 @contextlib.asynccontextmanager
-async def open_endpoint(
-    ref: Reference,
-    client: RegistryClient,
-    *,
-    write: bool = False,
-    imported: ImportFormat | None = None,
-) -> AsyncIterator[tuple[Endpoint, str | None]]:
-    """The endpoint a reference names, and the tag/name/digest within it to read or write;
-    `imported`: how an image read from a docker archive is made (manifest and compression)."""
+async def open_source(
+    ref: Reference, client: RegistryClient, *, imported: ImportFormat | None = None
+) -> AsyncIterator[tuple[ImageSource, str | None]]:
+    """The source a reference names, and the tag/name/digest within it to read: a registry
+    repository, a layout, a plain tar read in place, a zstd one unpacked, or a docker
+    archive's image made a registry image (`imported`: its manifest and compression)."""
     if isinstance(ref, DockerArchiveReference):
-        how = imported or ImportFormat()
-        async with _docker_archive_endpoint(ref, client.options.retry, write, how) as found:
-            yield found
+        async with imported_image(Path(ref.path), ref.image, imported or ImportFormat()) as made:
+            yield made, IMPORTED_NAME
         return
     if isinstance(ref, ArchiveReference):
-        async with _archive_endpoint(Path(ref.path), client.options.retry, write=write) as archived:
-            yield archived, ref.ref
+        path = Path(ref.path)
+        if not await asyncio.to_thread(is_zstd, path):
+            yield await ArchiveReader.open(path), ref.ref
+            return
+        async with unpacked(path) as unpacked_layout:
+            yield unpacked_layout, ref.ref
         return
     if isinstance(ref, LayoutReference):
-        async with await Layout.open(ref.path, create=write, retry=client.options.retry) as layout:
+        async with await Layout.open(ref.path, retry=client.options.retry) as layout:
             yield layout, ref.ref
         return
-    repo: Endpoint = client.repository(ref, writing=write)
-    if write:
-        yield repo, ref.tag or (None if ref.digest else "latest")
-    else:
-        yield repo, ref.reference
+    yield client.repository(ref), ref.reference
 
 
 @contextlib.asynccontextmanager
-async def _archive_endpoint(
-    path: Path, retry: RetryPolicy, *, write: bool
-) -> AsyncIterator[Endpoint]:
-    """Write straight into the tar stream; read a plain tar in place; unpack a zstd one."""
-    if write:
-        writer = ArchiveWriter(path, retry)
-        await writer.start()
-        try:
-            yield writer
-        except BaseException:
-            await writer.abort()
-            raise
-        await writer.finish()
+async def open_destination(
+    ref: Reference, client: RegistryClient
+) -> AsyncIterator[tuple[ImageDestination, str | None]]:
+    """The destination a reference names, and the tag/name within it to write: a registry
+    repository, a layout (made at its first write), or an archive written straight into its
+    file (staged, renamed into place when the copy succeeds, removed when it fails)."""
+    retry = client.options.retry
+    if isinstance(ref, DockerArchiveReference):
+        async with _written(DockerArchiveWriter(Path(ref.path), retry)) as docker_writer:
+            yield docker_writer, ref.image
         return
-    if not await asyncio.to_thread(is_zstd, path):
-        yield await ArchiveReader.open(path)
+    if isinstance(ref, ArchiveReference):
+        async with _written(ArchiveWriter(Path(ref.path), retry)) as writer:
+            yield writer, ref.ref
         return
-    async with unpacked(path) as unpacked_layout:
-        yield unpacked_layout
+    if isinstance(ref, LayoutReference):
+        async with await Layout.open(ref.path, create=True, retry=retry) as layout:
+            yield layout, ref.ref
+        return
+    yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
+
+
+W = TypeVar("W", ArchiveWriter, DockerArchiveWriter)
 
 
 @contextlib.asynccontextmanager
-async def _docker_archive_endpoint(
-    ref: DockerArchiveReference, retry: RetryPolicy, write: bool, imported: ImportFormat
-) -> AsyncIterator[tuple[Endpoint, str | None]]:
-    """Read: the chosen image, made a registry image in a temporary layout. Write: the
-    archive staged and written when the copy ends (nothing under its name before)."""
-    if not write:
-        async with imported_image(Path(ref.path), ref.image, imported) as layout:
-            yield layout, IMPORTED_NAME
-        return
-    writer = DockerArchiveWriter(Path(ref.path), retry)
+async def _written(writer: W) -> AsyncIterator[W]:
+    """An archive writer started, finished when the block succeeds, aborted (what it
+    staged removed) when the block fails or is cancelled."""
     await writer.start()
     try:
-        yield writer, ref.image
+        yield writer
     except BaseException:
         await writer.abort()
         raise
@@ -180,8 +173,8 @@ async def copy(
     )
     async with (
         RegistryClient(opts) as client,
-        open_endpoint(src_ref, client, imported=imported) as (src, src_tag),
-        open_endpoint(dst_ref, client, write=True) as (dst, dst_tag),
+        open_source(src_ref, client, imported=imported) as (src, src_tag),
+        open_destination(dst_ref, client) as (dst, dst_tag),
     ):
         result = await copy_attached(src, src_tag, dst, dst_tag, copy_options)
         result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
@@ -235,7 +228,7 @@ async def inspect(
 ) -> ImageInfo:
     """Digest, media type, platforms, layers and sizes of an image (manifest verified)."""
     ref = _parse(reference)
-    async with RegistryClient(options) as client, open_endpoint(ref, client) as (endpoint, tag):
+    async with RegistryClient(options) as client, open_source(ref, client) as (endpoint, tag):
         manifest = await endpoint.manifest_get(tag)
         info = ImageInfo(
             reference=str(ref),
@@ -264,7 +257,7 @@ async def inspect(
         return info
 
 
-async def _config_summary(endpoint: Endpoint, manifest: ManifestLike) -> dict[str, Any]:
+async def _config_summary(endpoint: ImageSource, manifest: ManifestLike) -> dict[str, Any]:
     assert isinstance(manifest, Manifest)
     desc = manifest.config
     summary: dict[str, Any] = {
@@ -290,7 +283,7 @@ async def list_tags(
         archive = await asyncio.to_thread(DockerArchive.open, Path(ref.path))
         entries = await asyncio.to_thread(archive.entries)
         return [tag for entry in entries for tag in entry.repo_tags]
-    async with RegistryClient(options) as client, open_endpoint(ref, client) as (endpoint, _):
+    async with RegistryClient(options) as client, open_source(ref, client) as (endpoint, _):
         return [tag async for tag in endpoint.tags()]
 
 

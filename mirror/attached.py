@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mirror.copy_options import CopyOptions
-from mirror.endpoint import Endpoint
+from mirror.endpoint import ImageDestination, ImageSource
 from mirror.engine import CopyResult, CopyRun, copy_image
 from mirror.graph import MAX_MANIFESTS
 from mirror.oci.attached import digest_tags, prefix_of
@@ -20,9 +20,9 @@ __all__ = ["copy_attached"]
 
 
 async def copy_attached(
-    src: Endpoint,
+    src: ImageSource,
     src_ref: str | None,
-    dst: Endpoint,
+    dst: ImageDestination,
     dst_tag: str | None,
     options: CopyOptions | None = None,
     *,

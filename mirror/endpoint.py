@@ -1,9 +1,14 @@
-"""The one interface every place an image can live implements; the copy engine uses only this."""
+"""The roles every place an image can live plays — a source (`ImageSource`), a destination
+(`ImageDestination`), or both with removal (`Endpoint`) — and the optional capabilities the
+copy engine asks for (ranged reads and writes); the engine uses only these."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -13,14 +18,18 @@ from mirror.oci.model import Descriptor, Index, ManifestLike
 
 __all__ = [
     "BlobLocator",
-    "BlobMounter",
     "BlobSource",
     "Endpoint",
+    "ImageDestination",
+    "ImageSource",
+    "InRegistry",
     "RangeFetcher",
     "RangeNotHonoured",
     "RangedSink",
     "RangedSource",
     "Referrers",
+    "Reuse",
+    "StoredBlobs",
     "bytes_source",
 ]
 
@@ -62,11 +71,22 @@ def bytes_source(data: bytes) -> BlobSource:
     return read
 
 
-@runtime_checkable
-class Endpoint(Protocol):
-    """A repository of images: a registry repository or an OCI image layout.
+class Reuse(enum.Enum):
+    """What a destination made of a blob before any byte was sent (`reuse_blob`)."""
 
-    Every method raises the same errors whatever the endpoint: ManifestNotFound and
+    #: it holds the blob already
+    SKIPPED = "skipped"
+    #: it took the blob from a sibling, without the bytes passing through us
+    MOUNTED = "mounted"
+    #: not reused: the bytes must be sent (`blob_put`)
+    NONE = "none"
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """Where images are read from: a registry repository, a layout, an archive read in place.
+
+    Every method raises the same errors whatever the source: ManifestNotFound and
     BlobNotFound for missing content, ContentError for bytes that do not match.
     """
 
@@ -75,19 +95,7 @@ class Endpoint(Protocol):
         ...
 
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """What a tag/name or digest points at, or None; cheap where the endpoint allows."""
-        ...
-
-    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
-        """Store a manifest by digest (its blobs are already there); not listed under a tag."""
-        ...
-
-    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
-        """Store a top-level manifest and point `tag` at it (None: untagged)."""
-        ...
-
-    async def blob_exists(self, desc: Descriptor) -> bool:
-        """True when the blob is already stored."""
+        """What a tag/name or digest points at, or None; cheap where the source allows."""
         ...
 
     def blob_open(
@@ -101,6 +109,49 @@ class Endpoint(Protocol):
         """
         ...
 
+    def tags(self) -> AsyncIterator[str]:
+        """The tags (registry) or image names (layout)."""
+        ...
+
+    async def referrers(self, subject: Digest) -> Referrers:
+        """The manifests whose subject is `subject` (signatures, SBOMs, attestations): by the
+        referrers API, else by the fallback tag `<alg>-<hex>`; empty when there are none."""
+        ...
+
+
+@runtime_checkable
+class ImageDestination(Protocol):
+    """Where images are written: a registry repository, a layout, an archive being written.
+
+    Of what it holds, a destination answers only what a copy asks before writing: what a tag
+    points at, which referrers it lists, and whether a blob can be reused. It owns blob
+    reuse (skipped, mounted, or not reused), as containers/image's `TryReusingBlob` does.
+    """
+
+    async def manifest_head(self, ref: str | None) -> Descriptor | None:
+        """What a tag/name or digest points at here, or None."""
+        ...
+
+    async def referrers(self, subject: Digest) -> Referrers:
+        """The referrers of `subject` this destination lists (empty when none)."""
+        ...
+
+    async def reuse_blob(self, desc: Descriptor, source: ImageSource, *, ask: bool = True) -> Reuse:
+        """Place the blob without its bytes if it can: already held, or mounted from a
+        sibling (the source's repository, or where this run saw it). `ask=False`: the caller
+        has just seen this destination empty, so whether it holds the blob is not asked."""
+        ...
+
+    def blob_turn(self, desc: Descriptor) -> AbstractAsyncContextManager[None]:
+        """A turn at placing `desc`: two images of a run that need one blob take turns, so
+        the second finds it placed (reused, not sent twice)."""
+        ...
+
+    def forget_blob(self, desc: Descriptor) -> None:
+        """The destination said it lacks a blob this run placed: believe so (the next
+        `reuse_blob` asks again)."""
+        ...
+
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Store a blob read from `source`; visible only once digest and size match.
 
@@ -109,23 +160,53 @@ class Endpoint(Protocol):
         """
         ...
 
-    def tags(self) -> AsyncIterator[str]:
-        """The tags (registry) or image names (layout)."""
+    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
+        """Store a manifest by digest (its blobs are already there); not listed under a tag."""
+        ...
+
+    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
+        """Store a top-level manifest and point `tag` at it (None: untagged)."""
+        ...
+
+
+@runtime_checkable
+class Endpoint(ImageSource, ImageDestination, Protocol):
+    """A place images are read from and written to, and removed from: a registry
+    repository or an OCI image layout."""
+
+    async def blob_exists(self, desc: Descriptor) -> bool:
+        """True when the blob is already stored."""
         ...
 
     async def tag_delete(self, tag: str) -> None:
         """Remove a tag (a layout: an image name); the manifest stays where the endpoint can
-        remove a tag alone. Raises ManifestNotFound, or UnsupportedOperation (read-only)."""
+        remove a tag alone. Raises ManifestNotFound."""
         ...
 
     async def manifest_delete(self, digest: Digest) -> None:
         """Remove a manifest and every tag pointing at it."""
         ...
 
-    async def referrers(self, subject: Digest) -> Referrers:
-        """The manifests whose subject is `subject` (signatures, SBOMs, attestations): by the
-        referrers API, else by the fallback tag `<alg>-<hex>`; empty when there are none."""
-        ...
+
+class StoredBlobs:
+    """Blob reuse for a destination that only ever holds what was written into it (a
+    layout, an archive being written): a blob is skipped when it is there, never mounted."""
+
+    async def blob_exists(self, desc: Descriptor) -> bool:
+        """True when the blob is already stored."""
+        raise NotImplementedError
+
+    async def reuse_blob(self, desc: Descriptor, source: ImageSource, *, ask: bool = True) -> Reuse:
+        """SKIPPED when the blob is stored (always asked: asking costs a `stat`), else NONE."""
+        return Reuse.SKIPPED if await self.blob_exists(desc) else Reuse.NONE
+
+    def blob_turn(self, desc: Descriptor) -> AbstractAsyncContextManager[None]:
+        """No turns: concurrent writes of one blob are safe here (each writes the same
+        verified bytes, renamed into place once)."""
+        return contextlib.nullcontext()
+
+    def forget_blob(self, desc: Descriptor) -> None:
+        """Nothing is believed: `blob_exists` looks every time."""
 
 
 class BlobLocator(Protocol):
@@ -153,17 +234,11 @@ class BlobLocator(Protocol):
 
 
 @runtime_checkable
-class BlobMounter(Protocol):
-    """An endpoint that can take a blob from a sibling without the bytes passing through us."""
+class InRegistry(Protocol):
+    """A repository of a registry: a blob can be mounted between two of one registry."""
 
     registry: str
     name: str
-    #: where blobs are in the registry's repositories, when known
-    locations: BlobLocator | None
-
-    async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
-        """Mount `desc` from `source_repository` on the same registry; False if refused."""
-        ...
 
 
 @runtime_checkable

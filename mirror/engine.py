@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy_options import CopyOptions, RangePolicy
-from mirror.endpoint import BlobMounter, Endpoint, RangedSink, RangedSource, Referrers
+from mirror.endpoint import (
+    ImageDestination,
+    ImageSource,
+    RangedSink,
+    RangedSource,
+    Referrers,
+    Reuse,
+)
 from mirror.errors import ContentError, RegistryError
 from mirror.events import ProgressSink, Silent
 from mirror.graph import ImageGraph, fetch_from, walk_image
@@ -122,9 +129,9 @@ class CopyRun:
 
 
 async def copy_image(
-    src: Endpoint,
+    src: ImageSource,
     src_ref: str | None,
-    dst: Endpoint,
+    dst: ImageDestination,
     dst_tag: str | None,
     options: CopyOptions | None = None,
     *,
@@ -194,9 +201,8 @@ async def copy_image(
             # the registry lost track of a blob it had taken (a race between concurrent
             # uploads or mounts of it): place what it lacks again, asking first, once
             _log.info("%s; placing its blobs again", exc)
-            if isinstance(dst, BlobMounter) and dst.locations is not None:
-                for blob in manifest.blobs():
-                    dst.locations.forget(dst.registry, blob.digest, dst.name)
+            for blob in manifest.blobs():
+                dst.forget_blob(blob)
             again = ImageGraph(manifest, blobs={b.digest: b for b in manifest.blobs()})
             await _copy_blobs(src, dst, again, result, sink, gates, options.ranges, -1)
             await put(manifest)
@@ -209,7 +215,7 @@ async def copy_image(
 
 
 async def list_referrers(
-    dst: Endpoint, subject: Digest, listed: Referrers, name: str | None = None
+    dst: ImageDestination, subject: Digest, listed: Referrers, name: str | None = None
 ) -> bool:
     """Make `dst` list `listed` as referrers of `subject` (beside the image `name`), never
     dropping one it listed; True when its fallback tag was written.
@@ -239,8 +245,8 @@ class _Gates:
 
 
 async def _copy_blobs(
-    src: Endpoint,
-    dst: Endpoint,
+    src: ImageSource,
+    dst: ImageDestination,
     plan: ImageGraph,
     result: CopyResult,
     sink: ProgressSink,
@@ -248,59 +254,26 @@ async def _copy_blobs(
     ranges: RangePolicy | None,
     unasked_up_to: int,
 ) -> None:
-    mount_from = _mount_source(src, dst)
-    known = dst.locations if isinstance(dst, BlobMounter) else None
-    read_from = src if isinstance(src, BlobMounter) else None
-
-    async def placed(desc: Descriptor) -> str:
-        """Transfer one blob; into a registry, one image at a time per blob, remembering
-        where it now is (so the next image's need is a mount)."""
-        if known is None:
-            return await transfer(desc)
-        assert isinstance(dst, BlobMounter)
-        async with known.claim(dst.registry, desc.digest):
-            if known.here(dst.registry, desc.digest, dst.name):
-                # placed by another image of this run: placing it again would rewrite the
-                # repository's link to it while that image's manifest may be reading it
-                result.blobs_skipped += 1
-                return "skipped"
-            how = await transfer(desc)
-        known.remember(dst.registry, desc.digest, dst.name)
-        return how
-
-    async def mounted(desc: Descriptor) -> bool:
-        """Mount the blob from where the registry holds it: the source repository (same
-        registry), else a repository it was seen in (this run or an earlier one)."""
-        if mount_from is not None and await mount_from[0].blob_mount(desc, mount_from[1]):
-            _log.info("mounted %s from %s", desc.digest, mount_from[1])
-            return True
-        if known is None:
-            return False
-        assert isinstance(dst, BlobMounter)
-        for repository in known.candidates(dst.registry, desc.digest, dst.name):
-            if mount_from is not None and repository == mount_from[1]:
-                continue  # asked just now
-            if await dst.blob_mount(desc, repository):
-                _log.info("mounted %s from %s (remembered)", desc.digest, repository)
-                return True
-            known.forget(dst.registry, desc.digest, repository)
-        return False
+    """Place each blob of `plan` at `dst`: reused where the destination can (skipped,
+    mounted), else sent; one image at a time per blob (the destination's turns)."""
 
     async def one(desc: Descriptor) -> None:
         async with gates.small if desc.size <= SMALL_BLOB else gates.large:
             try:
-                how = await placed(desc)
+                async with dst.blob_turn(desc):
+                    how = await placed(desc)
             except ContentError as exc:
                 # the destination verifies what it stores: wrong bytes came from the source
                 raise type(exc)(f"{_where(src, desc)} is damaged: {exc}") from None
             _log.info("%s %s (%d bytes)", how, desc.digest, desc.size)
             sink.blob_finished(desc, how)
 
-    async def transfer(desc: Descriptor) -> str:
-        if desc.size > unasked_up_to and await dst.blob_exists(desc):
+    async def placed(desc: Descriptor) -> str:
+        reused = await dst.reuse_blob(desc, src, ask=desc.size > unasked_up_to)
+        if reused is Reuse.SKIPPED:
             result.blobs_skipped += 1
             return "skipped"
-        if await mounted(desc):
+        if reused is Reuse.MOUNTED:
             result.blobs_mounted += 1
             result.bytes_mounted += desc.size
             return "mounted"
@@ -323,8 +296,6 @@ async def _copy_blobs(
         else:
             await dst.blob_put(desc, source)
         result.blobs_copied += 1
-        if read_from is not None and read_from.locations is not None:
-            read_from.locations.remember(read_from.registry, desc.digest, read_from.name)
         return "copied"
 
     ordered = sorted(plan.blobs.values(), key=lambda d: d.size, reverse=True)
@@ -332,22 +303,10 @@ async def _copy_blobs(
     await together(one(desc) for desc in ordered)
 
 
-def _where(src: Endpoint, desc: Descriptor) -> str:
+def _where(src: ImageSource, desc: Descriptor) -> str:
     """Where a source keeps a blob (a layout's file, a registry's blob URL), for errors."""
     describe = getattr(src, "describe_blob", None)
     return str(describe(desc.digest)) if describe is not None else f"blob {desc.digest}"
-
-
-def _mount_source(src: Endpoint, dst: Endpoint) -> tuple[BlobMounter, str] | None:
-    """The destination and source repository when a cross-repository mount can work."""
-    if (
-        isinstance(src, BlobMounter)
-        and isinstance(dst, BlobMounter)
-        and src.registry == dst.registry
-        and src.name != dst.name
-    ):
-        return dst, src.name
-    return None
 
 
 async def _counted(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from mirror.endpoint import Endpoint
+from mirror.endpoint import ImageSource
 from mirror.errors import ManifestInvalid
 from mirror.limits import TIB
 from mirror.oci.digest import Digest
@@ -145,7 +145,7 @@ class ImageGraph:
 Fetch = Callable[[Descriptor], Awaitable[ManifestLike]]
 
 
-def fetch_from(endpoint: Endpoint) -> Fetch:
+def fetch_from(endpoint: ImageSource) -> Fetch:
     """The Fetch that reads manifests by digest from `endpoint`."""
 
     async def fetch(desc: Descriptor) -> ManifestLike:

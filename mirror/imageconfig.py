@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror.endpoint import Endpoint
+from mirror.endpoint import ImageSource
 from mirror.errors import ManifestInvalid
 from mirror.oci import mediatypes as mt
 from mirror.oci.model import Manifest
@@ -14,7 +14,7 @@ from mirror.support import jsonutil
 __all__ = ["read_config"]
 
 
-async def read_config(endpoint: Endpoint, manifest: Manifest) -> dict[str, Any] | None:
+async def read_config(endpoint: ImageSource, manifest: Manifest) -> dict[str, Any] | None:
     """The config of `manifest` as a JSON object; None when its media type is not JSON, it is
     over the 4 MiB cap, or it is not an object. Raises ManifestInvalid when it is not JSON."""
     desc = manifest.config

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mirror.endpoint import Endpoint
+from mirror.endpoint import ImageSource
 from mirror.errors import ManifestNotFound, MirrorError
 from mirror.imageconfig import read_config
 from mirror.oci.mediatypes import DOCKER_CONFIG, OCI_CONFIG
@@ -17,7 +17,7 @@ __all__ = ["choose_platforms", "select_platforms"]
 
 
 async def select_platforms(
-    src: Endpoint, top: ManifestLike, platforms: Sequence[Platform], single_must_match: bool
+    src: ImageSource, top: ManifestLike, platforms: Sequence[Platform], single_must_match: bool
 ) -> ManifestLike:
     """The top manifest a copy of `top` writes for `platforms` (all of it when none are
     named). An image that is not an index must be of one of them when `single_must_match`
@@ -54,7 +54,7 @@ def choose_platforms(index: Index, platforms: Sequence[Platform]) -> Descriptor 
     return index_of(chosen, index.media_type)
 
 
-async def _platform_of(src: Endpoint, manifest: Manifest) -> Platform | None:
+async def _platform_of(src: ImageSource, manifest: Manifest) -> Platform | None:
     """The platform an image's config names (os, architecture, variant), if any."""
     if manifest.config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
         return None

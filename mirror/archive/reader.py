@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from mirror.archive.tarfiles import MAX_TOP_FILE, SafeTarInfo, named_members
-from mirror.endpoint import BlobSource
-from mirror.errors import BlobNotFound, LayoutError, SizeMismatch, UnsupportedOperation
+from mirror.errors import BlobNotFound, LayoutError, SizeMismatch
 from mirror.layout import index_file
 from mirror.layout.reading import BlobSpan, LayoutReader
 from mirror.oci.digest import Digest
-from mirror.oci.model import Descriptor, ManifestLike
+from mirror.oci.model import Descriptor
 
 __all__ = ["ArchiveReader"]
 
@@ -26,7 +25,7 @@ def _member(digest: Digest) -> str:
 
 
 class ArchiveReader(LayoutReader):
-    """A plain `.tar` layout archive read in place (read-only endpoint)."""
+    """A plain `.tar` layout archive read in place (a source only)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -87,26 +86,3 @@ class ArchiveReader(LayoutReader):
             )
         fd = await asyncio.to_thread(os.open, self.path, os.O_RDONLY | os.O_CLOEXEC)
         return BlobSpan(fd, found[0])
-
-    def _read_only(self) -> UnsupportedOperation:
-        return UnsupportedOperation(f"archive {self.path} is opened for reading")
-
-    async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
-        """Read-only."""
-        raise self._read_only()
-
-    async def manifest_put(self, manifest: ManifestLike) -> Descriptor:
-        """Read-only."""
-        raise self._read_only()
-
-    async def image_put(self, manifest: ManifestLike, tag: str | None) -> Descriptor:
-        """Read-only."""
-        raise self._read_only()
-
-    async def tag_delete(self, tag: str) -> None:
-        """Read-only."""
-        raise self._read_only()
-
-    async def manifest_delete(self, digest: Digest) -> None:
-        """Read-only."""
-        raise self._read_only()

@@ -1,16 +1,16 @@
 """What every archive being written shares: how a blob's bytes are received (verified,
-resumed), and what it answers to a read — nothing was there before this copy, and nothing
-can be read back or removed until the file is finished."""
+resumed), and what it answers of what it holds — nothing was there before this copy. It is a
+destination only: nothing can be read back or removed until the file is finished."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 
-from mirror.endpoint import BlobSource, Referrers
-from mirror.errors import SizeMismatch, UnsupportedOperation
+from mirror.endpoint import BlobSource, Referrers, StoredBlobs
+from mirror.errors import SizeMismatch
 from mirror.oci.digest import Digest, DigestHasher, check_content
-from mirror.oci.model import Descriptor, ManifestLike
+from mirror.oci.model import Descriptor
 from mirror.retry import RetryPolicy
 
 __all__ = ["WriteOnly", "receive"]
@@ -36,35 +36,15 @@ async def receive(
     check_content(hasher, desc.digest, desc.size, "blob")
 
 
-class WriteOnly:
-    """The read half of a write-only archive endpoint; `label` names it in errors."""
+class WriteOnly(StoredBlobs):
+    """What an archive being written answers of what it holds (it is a destination only: a
+    copy cannot read from it, and mypy says so); `where` names it in errors."""
 
     where: str
-
-    def _refused(self) -> UnsupportedOperation:
-        return UnsupportedOperation(f"{self.where} is being written")
 
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
         """A new archive holds nothing before this copy."""
         return None
-
-    async def manifest_get(self, ref: str | None) -> ManifestLike:
-        """Write-only."""
-        raise self._refused()
-
-    def blob_open(
-        self, desc: Descriptor, offset: int = 0, *, verify: bool = True
-    ) -> AsyncGenerator[bytes, None]:
-        """Write-only."""
-        raise self._refused()
-
-    async def tag_delete(self, tag: str) -> None:
-        """Write-only: an archive being written only grows."""
-        raise self._refused()
-
-    async def manifest_delete(self, digest: Digest) -> None:
-        """Write-only: an archive being written only grows."""
-        raise self._refused()
 
     async def referrers(self, subject: Digest) -> Referrers:
         """None: a new archive holds nothing before this copy (its listings are written by

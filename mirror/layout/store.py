@@ -21,7 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mirror.endpoint import BlobSource, RangeFetcher, RangeNotHonoured, bytes_source
+from mirror.endpoint import (
+    BlobSource,
+    RangeFetcher,
+    RangeNotHonoured,
+    StoredBlobs,
+    bytes_source,
+)
 from mirror.errors import (
     BlobNotFound,
     LayoutError,
@@ -59,7 +65,7 @@ STATE_DIR = ".mirror"
 MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
-class Layout(LayoutReader):
+class Layout(LayoutReader, StoredBlobs):
     """An OCI image layout on disk. Open with `await Layout.open(path, create=...)`."""
 
     def __init__(self, path: Path, retry: RetryPolicy | None = None) -> None:

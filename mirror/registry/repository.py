@@ -8,13 +8,15 @@ are `download.py` and `upload.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from urllib.parse import quote
 
 from yarl import URL
 
-from mirror.endpoint import BlobLocator, BlobSource, Referrers
+from mirror.endpoint import BlobLocator, BlobSource, ImageSource, Referrers, Reuse
 from mirror.errors import (
     DigestMismatch,
     Forbidden,
@@ -34,6 +36,7 @@ from mirror.oci.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_names
+from mirror.registry.reuse import reuse_in_registry
 from mirror.registry.transport import RegistryTransport, read_body, retried
 from mirror.registry.upload import upload_blob
 
@@ -251,19 +254,42 @@ class Repository:
         resp.release()
         return resp.status == 200
 
-    def blob_open(
+    async def blob_open(
         self, desc: Descriptor, offset: int = 0, *, verify: bool = True
     ) -> AsyncGenerator[bytes, None]:
-        """Stream a blob from `offset` (verified when whole), resuming after cut connections."""
-        return open_blob(self, desc, offset, verify=verify)
+        """Stream a blob from `offset` (verified when whole), resuming after cut connections;
+        read to its end, the blob is remembered here (a mount source for other repositories)."""
+        async for chunk in open_blob(self, desc, offset, verify=verify):
+            yield chunk
+        if self.locations is not None:
+            self.locations.remember(self.registry, desc.digest, self.name)
 
     def blob_range(self, desc: Descriptor, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end) of a blob (unverified: the caller assembles and verifies)."""
         return open_range(self, desc, start, end)
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
-        """Upload a blob (one PUT, or resumable chunks for large blobs), with retries."""
+        """Upload a blob (one PUT, or resumable chunks for large blobs), with retries; then
+        remember it is here (the next image of the run that needs it mounts or skips it)."""
         await upload_blob(self, desc, source)
+        if self.locations is not None:
+            self.locations.remember(self.registry, desc.digest, self.name)
+
+    async def reuse_blob(self, desc: Descriptor, source: ImageSource, *, ask: bool = True) -> Reuse:
+        """Skip a blob held (or placed by this run), mount one a sibling repository holds;
+        else NONE (see `mirror.registry.reuse`)."""
+        return await reuse_in_registry(self, desc, source, ask=ask)
+
+    def blob_turn(self, desc: Descriptor) -> AbstractAsyncContextManager[None]:
+        """Images of a run that need one blob in this registry place it one at a time."""
+        if self.locations is None:
+            return contextlib.nullcontext()
+        return self.locations.claim(self.registry, desc.digest)
+
+    def forget_blob(self, desc: Descriptor) -> None:
+        """The registry said it lacks `desc`: no longer believe this run placed it here."""
+        if self.locations is not None:
+            self.locations.forget(self.registry, desc.digest, self.name)
 
     @retried
     async def start_upload(self) -> tuple[str, int]:
