@@ -18,6 +18,7 @@ import pytest
 import mirror
 from fixtures.generate import make_big_image
 from tests.support.registry import Registry
+from tests.support.scripted import FaultProxy, address, serve
 from tests.support.tools import FIXTURES, REPO
 from tests.support.tools import mirror as mirror_cli
 
@@ -149,3 +150,42 @@ def test_sigterm_mid_copy_into_a_layout_changes_nothing_visible(
     assert not {f"sha256/{digest}" for digest in kept} & blobs.keys()
     verified = mirror_cli("layout", "verify", str(out))
     assert verified.returncode == 0, verified.stderr
+
+
+async def test_a_second_sigterm_stops_the_sync_service_at_once_in_one_line(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The first SIGTERM lets the images in flight finish (exit 0, as before); a second one
+    cancels them: exit 143, no traceback."""
+    await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{registry.host}/sig/src:a")
+    slow = FaultProxy(registry.host, rate=0.0, blob_get_delay=5)  # a far-away source
+    runner = await serve(slow.app())
+    try:
+        config = tmp_path / "sync.toml"
+        config.write_text(
+            "[defaults]\nblob_cache = false\n"  # no mount: the blob is asked of the source
+            f'[[jobs]]\nname = "app"\nsource = "{address(runner)}/sig/src"\n'
+            f'destination = "{registry.host}/sig/dst"\n'
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mirror", "--plain-http", "sync", str(config), "--every", "1s",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        try:
+            await asyncio.wait_for(slow.blob_asked.wait(), 60)  # a copy is in flight
+            proc.send_signal(signal.SIGTERM)
+            stopping = await asyncio.wait_for(proc.stderr.readline(), 30)
+            proc.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        await runner.cleanup()
+    lines = [stopping.decode().rstrip("\n"), *rest.decode().splitlines()]
+    assert (proc.returncode, lines) == (
+        143,
+        ["mirror: stopping: finishing the images in flight", "mirror: error: terminated"],
+    )
