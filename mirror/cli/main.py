@@ -10,15 +10,18 @@ import sys
 import click
 
 from mirror._version import __version__
-from mirror.cli.output import Options, parse_size
+from mirror.cli.output import Options, Terminated, parse_size, sigterm_ends_the_command
 from mirror.errors import MirrorError, UntrustedCertificate
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "cli", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "cli", "main"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: 128 + the signal's number, as a shell reports a command a signal ended
+EXIT_INTERRUPTED = 128 + 2
+EXIT_TERMINATED = 128 + 15
 
 
 #: command -> (module, attribute): a command's module is imported only when it is used
@@ -268,12 +271,20 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exit 0 on success, 1 on failure, 2 on bad usage, with one line per error.
+    """Run the CLI; exit 0 on success, 1 on failure, 2 on bad usage, 130 on Ctrl-C, 143 on
+    SIGTERM, with one line per error.
 
     Bare `mirror` (or a bare command group) prints its help; global options may come before
-    or after the command.
+    or after the command. SIGTERM ends a command as Ctrl-C does: its work is cancelled and
+    cleaned up (an archive's staged files removed) before the process exits.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    with sigterm_ends_the_command():
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
+    """`main` within its SIGTERM handling."""
     try:
         cli.main(args=hoist_global_options(args), prog_name="mirror", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
@@ -291,14 +302,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         _fail(exc.format_message(), EXIT_FAILURE)
     except click.Abort:
-        _fail("aborted", 130)
+        _fail("aborted", EXIT_INTERRUPTED)
     except MirrorError as exc:
         _fail(f"{exc}{_flag_hint(exc)}", EXIT_FAILURE)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        _fail("terminated", EXIT_TERMINATED)
 
 
 #: the flags that answer an error of the library, added to its message

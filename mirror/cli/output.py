@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Options",
+    "Terminated",
     "emit",
     "emit_report",
     "json_option",
@@ -29,6 +33,7 @@ __all__ = [
     "parse_size",
     "progress_display",
     "run",
+    "sigterm_ends_the_command",
     "wants_progress",
 ]
 
@@ -130,6 +135,97 @@ def emit_report(data: Any, text: Callable[[], str] | str) -> None:
         emit(data, text)
 
 
+class Terminated(BaseException):
+    """SIGTERM asked the command to end (what KeyboardInterrupt is to SIGINT): not an error of
+    the work, so no `except Exception` in the library catches it."""
+
+
+class _Sigterm:
+    """SIGTERM in this process: the first one ends the command; any later one is ignored,
+    so that the clean-up it started (staged files removed, locks let go) runs to its end."""
+
+    received = False
+
+    @classmethod
+    def first(cls) -> bool:
+        """True for the SIGTERM that ends the command, False for every one after it."""
+        if cls.received:
+            return False
+        cls.received = True
+        return True
+
+
+@contextlib.contextmanager
+def _on_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` answers SIGTERM within; the one before is put back after, except once a
+    SIGTERM came (then later ones are ignored until the process ends). Only the main thread
+    can set signal handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if _Sigterm.received:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _Sigterm.first():
+        raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_ends_the_command() -> Iterator[None]:
+    """Within, SIGTERM raises Terminated where the command is (as SIGINT raises
+    KeyboardInterrupt); `run` turns it into a cancellation while a coroutine runs."""
+    _Sigterm.received = False  # a new command (main may be called again in one process)
+    with _on_sigterm(_raise_terminated):
+        yield
+
+
+class _MainTask:
+    """The task `run` runs a command's coroutine in, cancelled by SIGTERM in the loop's own
+    thread (as asyncio.run cancels it on SIGINT) so that its clean-up runs as for Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` in this task, unless a SIGTERM came before it could start."""
+        self.task = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        if _Sigterm.received:
+            coro.close()
+            raise asyncio.CancelledError
+        return await coro
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """Cancel the task once (a later SIGTERM must not cut its clean-up short)."""
+        if _Sigterm.first() and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine to completion."""
-    return asyncio.run(coro)
+    """Run one command's coroutine to completion; Terminated when SIGTERM stopped it (the
+    coroutine was cancelled and its clean-up has run, worker threads finished)."""
+    main = _MainTask()
+    with _on_sigterm(main.on_sigterm), asyncio.Runner() as runner:
+        try:
+            result = runner.run(main.run(coro))
+        except BaseException:
+            if _Sigterm.received:
+                raise Terminated from None
+            raise
+    if _Sigterm.received:
+        raise Terminated
+    return result

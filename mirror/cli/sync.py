@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit_report, json_option, options, progress_display, run
+from mirror.cli.output import (
+    Terminated,
+    emit_report,
+    json_option,
+    options,
+    progress_display,
+    run,
+)
 from mirror.support.timestamps import parse_duration
 from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.report import SyncReport
@@ -165,8 +172,9 @@ async def _service(
     metrics_addr: tuple[str, int] | None,
     shard: tuple[int, int] | None,
 ) -> None:
-    """The sync on an interval: the first SIGTERM/SIGINT lets the images in flight finish,
-    a second one stops at once (nothing half-written is ever visible either way)."""
+    """The sync on an interval: the first SIGTERM/SIGINT lets the images in flight finish
+    (exit 0), a second one stops at once as that signal ends any command (Terminated or
+    KeyboardInterrupt); nothing half-written is ever visible either way."""
     # imported here: a one-off sync need not load prometheus_client and aiohttp's server
     from mirror.sync.metrics import SyncMetrics
     from mirror.sync.service import ConfigWatcher, Health, run_every, serve_metrics
@@ -174,16 +182,21 @@ async def _service(
     stop = asyncio.Event()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    #: the signal that stopped the service at once (the second one)
+    at_once: list[signal.Signals] = []
 
-    def on_signal() -> None:
+    def on_signal(signum: signal.Signals) -> None:
+        if at_once:
+            return  # being cancelled already: its clean-up must not be cut short
         if stop.is_set() and main is not None:
+            at_once.append(signum)
             main.cancel()
             return
         click.echo("mirror: stopping: finishing the images in flight", err=True)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
+        loop.add_signal_handler(signum, on_signal, signum)
     metrics, health = SyncMetrics(), Health(every)
     runner = None
     if metrics_addr is not None:
@@ -200,6 +213,11 @@ async def _service(
             health=health,
             shard=shard,
         )
+    except asyncio.CancelledError:
+        if not at_once:
+            raise
+        # the command ends as any other does on that signal: one line, 143 or 130
+        raise (Terminated() if at_once[0] == signal.SIGTERM else KeyboardInterrupt()) from None
     finally:
         if runner is not None:
             await runner.cleanup()
