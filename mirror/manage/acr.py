@@ -26,6 +26,7 @@ from mirror.oci.reference import RegistryReference, validate_tag
 from mirror.registry import RegistryClient, Repository
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_items
+from mirror.retry import Attempt, Repeat
 from mirror.support import jsonutil
 from mirror.support.httpbody import read_at_most
 
@@ -70,7 +71,7 @@ class AcrBackend:
         if body is not None:
             headers["Content-Type"] = "application/json"
 
-        async def once() -> dict[str, Any]:
+        async def once(_: Attempt) -> dict[str, Any]:
             resp = await self.transport.request(
                 method,
                 f"{path}{sep}api-version={API_VERSION}",
@@ -91,7 +92,8 @@ class AcrBackend:
                 raise RegistryError(f"{what}: ACR sent no JSON") from None
             return parsed if isinstance(parsed, dict) else {}
 
-        return await self.transport.retry.call(once)
+        # a read, a PATCH of attributes (the same done twice) or a DELETE: asked again whole
+        return await self.transport.retry.run(once, Repeat.WHOLE)
 
     def _scopes(self, name: str, action: str) -> tuple[str, ...]:
         return (f"repository:{name}:{action}",)

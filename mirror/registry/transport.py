@@ -26,10 +26,10 @@ from mirror.registry.errors import Missing, raise_for_status
 from mirror.registry.options import RegistryOptions
 from mirror.registry.pacing import Pacer
 from mirror.registry.ratelimit import Budget, parse_budget
-from mirror.retry import RetryPolicy
+from mirror.retry import Repeat, RetryPolicy
 from mirror.support.httpbody import StallGuard, read_at_most
 
-__all__ = ["RegistryTransport", "read_body", "retried"]
+__all__ = ["RegistryTransport", "read_body", "repeated_whole"]
 
 _log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -246,18 +246,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def retried(
+def repeated_whole(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
-    """Run a method of an object with a `transport` under the transport's retry policy.
-
-    Only for operations that can be repeated whole (no streamed request body).
-    """
+    """Declare a method of an object with a `transport` a `Repeat.WHOLE` operation (a read,
+    or a write that is the same done twice), run by the transport's `RetryPolicy.run`."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
         policy: RetryPolicy = self.transport.retry
-        return await policy.call(lambda: method(self, *args, **kwargs))
+        return await policy.run(lambda _: method(self, *args, **kwargs), Repeat.WHOLE)
 
     return cast(Callable[Concatenate[Any, P], Coroutine[Any, Any, T]], wrapper)
 
