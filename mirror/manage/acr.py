@@ -92,8 +92,18 @@ class AcrBackend:
                 raise RegistryError(f"{what}: ACR sent no JSON") from None
             return parsed if isinstance(parsed, dict) else {}
 
-        # a read, a PATCH of attributes (the same done twice) or a DELETE: asked again whole
+        # a read, or a PATCH of attributes (the same done twice): asked again whole
         return await self.transport.retry.run(once, Repeat.WHOLE)
+
+    async def _delete(self, path: str, name: str, what: str) -> None:
+        """A DELETE of the metadata API (done, too, when answered 404 after a lost answer)."""
+        await self.transport.delete(
+            f"{path}?api-version={API_VERSION}",
+            scopes=self._scopes(name, "delete"),
+            what=what,
+            missing=Missing.MANIFEST,
+            headers=dict(_JSON),
+        )
 
     def _scopes(self, name: str, action: str) -> tuple[str, ...]:
         return (f"repository:{name}:{action}",)
@@ -183,12 +193,7 @@ class AcrBackend:
 
     async def delete_repository(self, name: str) -> None:
         """DELETE /acr/v1/<name>."""
-        await self._call(
-            "DELETE",
-            self._path(name),
-            scopes=self._scopes(name, "delete"),
-            what=f"repository {self.registry}/{name}",
-        )
+        await self._delete(self._path(name), name, f"repository {self.registry}/{name}")
 
     async def manifests(self, name: str, order: ManifestOrder) -> list[ManifestProperties]:
         """GET /acr/v1/<name>/_manifests?orderby=…, every page."""
@@ -256,9 +261,5 @@ class AcrBackend:
 
     async def delete_tag(self, name: str, tag: str) -> None:
         """DELETE /acr/v1/<name>/_tags/<tag>."""
-        await self._call(
-            "DELETE",
-            self._path(name, "_tags", validate_tag(tag)),
-            scopes=self._scopes(name, "delete"),
-            what=f"tag {self.registry}/{name}:{tag}",
-        )
+        path = self._path(name, "_tags", validate_tag(tag))
+        await self._delete(path, name, f"tag {self.registry}/{name}:{tag}")

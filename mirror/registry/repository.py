@@ -210,17 +210,14 @@ class Repository:
             )
         await self.manifest_delete(head.digest)
 
-    @repeated_whole
     async def _delete_request(self, collection: str, missing: Missing, reference: str) -> None:
-        resp = await self.transport.request(
-            "DELETE",
+        await self.transport.delete(
             f"/v2/{self.name}/{collection}/{reference}",
             scopes=self.delete_scope,
             what=self.describe(missing.name.lower(), reference),
             missing=missing,
             ok=(200, 202),
         )
-        resp.release()
 
     # -- blobs ----------------------------------------------------------------------------
 

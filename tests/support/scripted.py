@@ -390,6 +390,8 @@ class FaultProxy:
     upstream: str
     rate: float = 0.2
     seed: int = 1
+    #: drawn from; also "after-504" (not drawn by default): forwarded, then 504 answered, as
+    #: a front end whose wait for the registry ran out (the client never learns the outcome)
     faults: tuple[str, ...] = FAULTS
     bytes_out: int = 0
     bytes_in: int = 0
@@ -418,6 +420,8 @@ class FaultProxy:
     seen_queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: faults only for requests whose method and path (`GET /v2/…`) match this pattern
     fault_on: str = ""
+    #: inject no more than this many faults (None: no bound)
+    faults_at_most: int | None = None
     #: called with each request before it is forwarded (a test changes the registry there)
     before_forward: Callable[[web.Request], None] | None = None
     #: a reply given instead of forwarding (None: forward), as a front end might answer
@@ -441,6 +445,8 @@ class FaultProxy:
         method, path less upload ids, range, and how often it came before), not from arrival
         order: concurrent requests get the same faults in every run of a seed."""
         if self.fault_on and not re.search(self.fault_on, f"{request.method} {request.path}"):
+            return None
+        if self.faults_at_most is not None and len(self.injected_on) >= self.faults_at_most:
             return None
         path = re.sub(r"/uploads/[^/?]+", "/uploads/", request.path)
         key = (request.method, path, request.headers.get("Content-Range", ""))
@@ -512,6 +518,9 @@ class FaultProxy:
                 out.update(self.reply_headers(request))
             if "Location" in out:
                 out["Location"] = URL(out["Location"]).raw_path_qs
+            if fault == "after-504":
+                await reply.read()
+                return web.Response(status=504, text="the registry did not answer in time")
             if fault == "after-500":
                 await reply.read()
                 return web.Response(status=500, text="injected after forwarding")
