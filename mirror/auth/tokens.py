@@ -15,9 +15,17 @@ from yarl import URL
 
 from mirror.auth.challenge import Challenge, parse_challenges
 from mirror.auth.credentials import Credentials
-from mirror.errors import MirrorError, TransportError, Unauthorized
+from mirror.errors import (
+    MirrorError,
+    RateLimited,
+    RegistryError,
+    ServerError,
+    TransportError,
+    Unauthorized,
+)
 from mirror.hosts import host_of, is_loopback, same_site
 from mirror.limits import DEFAULT_LIMITS, Limits
+from mirror.retry import parse_retry_after
 from mirror.support import jsonutil
 from mirror.support.httpbody import StallGuard, read_at_most
 
@@ -46,7 +54,9 @@ class Authenticator:
     (one per set of scopes, reused until shortly before expiry). Credentials are sent only to
     the registry itself and to a token realm of the registry's own site (`same_site`) or of
     a host in `trusted_hosts`; a realm over plain HTTP is refused for an HTTPS registry
-    (loopback excepted), whatever it would be sent.
+    (loopback excepted), whatever it would be sent. A token service that cannot answer now
+    (cut, 408, 429, 5xx) raises a retryable error that the operation asking retries, as it
+    would a registry's; its 401 and 403 are final.
     """
 
     def __init__(
@@ -191,19 +201,8 @@ class Authenticator:
                 body = await read_at_most(resp, 1024 * 1024, self.limits, guard.what)
                 if method == "POST" and resp.status in (404, 405):
                     raise _NotFoundOrNotAllowed
-                if resp.status in (401, 403):
-                    raise Unauthorized(
-                        f"token server {resp.url.host} refused the credentials for {self.registry}"
-                        f" ({resp.status})",
-                        status=resp.status,
-                        method=method,
-                    )
                 if resp.status != 200:
-                    raise Unauthorized(
-                        f"token server {resp.url.host} answered {resp.status} for {self.registry}",
-                        status=resp.status,
-                        method=method,
-                    )
+                    raise _refusal(resp, method, self.registry)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"cannot reach token server for {self.registry}: {exc}") from None
         try:
@@ -227,6 +226,26 @@ class Authenticator:
             expires_in = DEFAULT_EXPIRES_IN
         # renew a little early so a token never expires mid-request
         return Token(value, clock() + max(1.0, float(expires_in) * 0.9 - 5))
+
+
+def _refusal(resp: aiohttp.ClientResponse, method: str, registry: str) -> RegistryError:
+    """The error for a token service's answer other than 200: 401 and 403 are final (the
+    credentials were refused); 408, 429 and 5xx are retried like a registry's, a
+    `Retry-After` honoured; anything else is final."""
+    host, status = resp.url.host, resp.status
+    if status in (401, 403):
+        return Unauthorized(
+            f"token server {host} refused the credentials for {registry} ({status})",
+            status=status,
+            method=method,
+        )
+    said = f"token server {host} answered {status} for {registry}"
+    if status == 429 or (status == 503 and resp.headers.get("Retry-After")):
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        return RateLimited(said, retry_after=retry_after, status=status, method=method)
+    if status == 408 or status >= 500:
+        return ServerError(said, status=status, method=method, retryable=True)
+    return Unauthorized(said, status=status, method=method)
 
 
 def normalize_scopes(scopes: Iterable[str]) -> frozenset[str]:

@@ -26,6 +26,7 @@ from mirror.oci.reference import RegistryReference, validate_tag
 from mirror.registry import RegistryClient, Repository
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_items
+from mirror.retry import Attempt, Repeat
 from mirror.support import jsonutil
 from mirror.support.httpbody import read_at_most
 
@@ -70,7 +71,7 @@ class AcrBackend:
         if body is not None:
             headers["Content-Type"] = "application/json"
 
-        async def once() -> dict[str, Any]:
+        async def once(_: Attempt) -> dict[str, Any]:
             resp = await self.transport.request(
                 method,
                 f"{path}{sep}api-version={API_VERSION}",
@@ -91,7 +92,18 @@ class AcrBackend:
                 raise RegistryError(f"{what}: ACR sent no JSON") from None
             return parsed if isinstance(parsed, dict) else {}
 
-        return await self.transport.retry.call(once)
+        # a read, or a PATCH of attributes (the same done twice): asked again whole
+        return await self.transport.retry.run(once, Repeat.WHOLE)
+
+    async def _delete(self, path: str, name: str, what: str) -> None:
+        """A DELETE of the metadata API (done, too, when answered 404 after a lost answer)."""
+        await self.transport.delete(
+            f"{path}?api-version={API_VERSION}",
+            scopes=self._scopes(name, "delete"),
+            what=what,
+            missing=Missing.MANIFEST,
+            headers=dict(_JSON),
+        )
 
     def _scopes(self, name: str, action: str) -> tuple[str, ...]:
         return (f"repository:{name}:{action}",)
@@ -181,12 +193,7 @@ class AcrBackend:
 
     async def delete_repository(self, name: str) -> None:
         """DELETE /acr/v1/<name>."""
-        await self._call(
-            "DELETE",
-            self._path(name),
-            scopes=self._scopes(name, "delete"),
-            what=f"repository {self.registry}/{name}",
-        )
+        await self._delete(self._path(name), name, f"repository {self.registry}/{name}")
 
     async def manifests(self, name: str, order: ManifestOrder) -> list[ManifestProperties]:
         """GET /acr/v1/<name>/_manifests?orderby=…, every page."""
@@ -254,9 +261,5 @@ class AcrBackend:
 
     async def delete_tag(self, name: str, tag: str) -> None:
         """DELETE /acr/v1/<name>/_tags/<tag>."""
-        await self._call(
-            "DELETE",
-            self._path(name, "_tags", validate_tag(tag)),
-            scopes=self._scopes(name, "delete"),
-            what=f"tag {self.registry}/{name}:{tag}",
-        )
+        path = self._path(name, "_tags", validate_tag(tag))
+        await self._delete(path, name, f"tag {self.registry}/{name}:{tag}")

@@ -37,9 +37,9 @@ async def open_blob(
     destination re-opens its source where it stopped): one attempt, and its error raised,
     so that retries are counted in one place.
     """
-    policy = repo.transport.retry
+    attempts = repo.transport.retry.attempts()
     hasher = DigestHasher(desc.digest.algorithm) if offset == 0 and verify else None
-    position, failures = offset, 0
+    position = offset
     what = repo.describe("blob", str(desc.digest))
     while True:
         try:
@@ -58,7 +58,7 @@ async def open_blob(
                 break  # cut after the last byte: every byte is here, the digest decides
             if not verify:
                 raise
-            failures = await policy.backoff(exc, failures)
+            await attempts.failed(exc)
     if hasher is not None:
         check_content(hasher, desc.digest, desc.size, "blob")
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import time
 from typing import NoReturn
 
 import aiohttp
@@ -23,6 +21,7 @@ from mirror.errors import (
 )
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.ratelimit import parse_budget
+from mirror.retry import parse_retry_after
 from mirror.support import jsonutil
 from mirror.support.httpbody import read_at_most
 
@@ -31,20 +30,6 @@ __all__ = ["RETRYABLE_CODES", "RETRYABLE_STATUS", "parse_retry_after", "raise_fo
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"TOOMANYREQUESTS", "UNAVAILABLE", "UNKNOWN", "BLOB_UPLOAD_INVALID"})
 _MAX_ERROR_BODY = 64 * 1024
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _codes_and_message(body: bytes) -> tuple[list[str], str]:

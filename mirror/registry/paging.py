@@ -12,6 +12,7 @@ from yarl import URL
 from mirror.errors import RegistryError
 from mirror.registry.errors import Missing
 from mirror.registry.transport import RegistryTransport, read_body
+from mirror.retry import Attempt, Repeat
 from mirror.support import jsonutil
 
 __all__ = ["MAX_PAGE", "next_link", "paged_items", "paged_names"]
@@ -48,10 +49,11 @@ async def paged_items(
     visited: set[str] = set()
     items = 0
 
-    async def page(at: str | URL) -> tuple[Any, str | None, URL]:
+    async def page(_: Attempt) -> tuple[Any, str | None, URL]:
+        """The page at `target`: a read, asked again whole."""
         resp = await transport.request(
             "GET",
-            at,
+            target,
             scopes=scope_tuple,
             what=what,
             missing=Missing.REPOSITORY,
@@ -66,7 +68,7 @@ async def paged_items(
             resp.release()
 
     while True:
-        body, link, url = await transport.retry.call(lambda: page(target))  # noqa: B023
+        body, link, url = await transport.retry.run(page, Repeat.WHOLE)
         visited.add(str(url))
         found = (body if isinstance(body, dict) else {}).get(key) or []
         items += len(found) if isinstance(found, list) else 0

@@ -37,7 +37,7 @@ from mirror.registry.download import open_blob, open_range
 from mirror.registry.errors import Missing
 from mirror.registry.paging import paged_names
 from mirror.registry.reuse import reuse_in_registry
-from mirror.registry.transport import RegistryTransport, read_body, retried
+from mirror.registry.transport import RegistryTransport, read_body, repeated_whole
 from mirror.registry.upload import upload_blob
 
 __all__ = ["Repository"]
@@ -96,7 +96,7 @@ class Repository:
 
     # -- manifests ----------------------------------------------------------------------
 
-    @retried
+    @repeated_whole
     async def manifest_get(self, ref: str | None) -> ManifestLike:
         """Fetch and verify a manifest by tag or digest (4 MiB cap, digest and type checks)."""
         ref = ref or "latest"
@@ -128,10 +128,17 @@ class Repository:
         except ManifestInvalid as exc:
             raise ManifestInvalid(f"{what}: {exc}") from None
 
-    @retried
     async def manifest_head(self, ref: str | None) -> Descriptor | None:
-        """The descriptor of a manifest by tag or digest, or None when it does not exist."""
+        """The descriptor of a manifest by tag or digest, or None when it does not exist
+        (a GET when the HEAD's answer does not say it: two reads, each retried alone)."""
         ref = ref or "latest"
+        found = await self._head(ref)
+        if isinstance(found, _Incomplete):
+            return (await self.manifest_get(ref)).descriptor()
+        return found
+
+    @repeated_whole
+    async def _head(self, ref: str) -> Descriptor | _Incomplete | None:
         resp = await self.transport.request(
             "HEAD",
             f"/v2/{self.name}/manifests/{ref}",
@@ -148,13 +155,13 @@ class Repository:
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         length = resp.content_length
         if not digest_text or length is None or media_type not in mt.MANIFESTS:
-            return (await self.manifest_get(ref)).descriptor()
+            return _INCOMPLETE
         try:
             return Descriptor(media_type, Digest(digest_text), length)
         except InvalidDigest:
-            return (await self.manifest_get(ref)).descriptor()
+            return _INCOMPLETE
 
-    @retried
+    @repeated_whole
     async def manifest_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
         """Upload the manifest's exact bytes under `tag`, or by digest when `tag` is None."""
         ref = tag or str(manifest.digest)
@@ -206,21 +213,18 @@ class Repository:
             )
         await self.manifest_delete(head.digest)
 
-    @retried
     async def _delete_request(self, collection: str, missing: Missing, reference: str) -> None:
-        resp = await self.transport.request(
-            "DELETE",
+        await self.transport.delete(
             f"/v2/{self.name}/{collection}/{reference}",
             scopes=self.delete_scope,
             what=self.describe(missing.name.lower(), reference),
             missing=missing,
             ok=(200, 202),
         )
-        resp.release()
 
     # -- blobs ----------------------------------------------------------------------------
 
-    @retried
+    @repeated_whole
     async def blob_size(self, digest: Digest) -> int | None:
         """The size of a blob (HEAD), or None when the registry does not have it."""
         resp = await self.transport.request(
@@ -240,7 +244,7 @@ class Repository:
             )
         return resp.content_length
 
-    @retried
+    @repeated_whole
     async def blob_exists(self, desc: Descriptor) -> bool:
         """True when the registry has the blob (HEAD)."""
         resp = await self.transport.request(
@@ -291,7 +295,7 @@ class Repository:
         if self.locations is not None:
             self.locations.forget(self.registry, desc.digest, self.name)
 
-    @retried
+    @repeated_whole
     async def start_upload(self) -> tuple[str, int]:
         """Open an upload session: its Location and the registry's minimum chunk size."""
         resp = await self.transport.request(
@@ -314,7 +318,7 @@ class Repository:
         base = await self.transport.base()
         return base.join(URL(location, encoded=True))
 
-    @retried
+    @repeated_whole
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
         """Ask the registry to mount the blob from another repository; False (and an ordinary
         upload follows) when it would not: refused (401, 403), unknown there (404), or an
@@ -396,7 +400,7 @@ class Repository:
             return Referrers()
         return Referrers(index.manifests, index)
 
-    @retried
+    @repeated_whole
     async def referrers_api(self, subject: Digest) -> list[Descriptor] | None:
         """The referrers API's listing, or None where the registry lacks the API (it may not
         answer 404 when it has it: distribution spec 1.1, so a 404 or 405 is remembered and
@@ -435,6 +439,13 @@ class Repository:
             what=f"tags of {self.registry}/{self.name}",
         ):
             yield tag
+
+
+class _Incomplete:
+    """A HEAD answered without the digest, size or type of the manifest."""
+
+
+_INCOMPLETE = _Incomplete()
 
 
 def _check_manifest_digest(raw: bytes, ref: str, header: str | None, what: str) -> Digest:

@@ -16,6 +16,7 @@ from mirror.auth.tokens import normalize_scopes
 from mirror.errors import (
     BudgetReserved,
     MirrorError,
+    NotFound,
     TransportError,
     Unauthorized,
     UntrustedCertificate,
@@ -26,10 +27,10 @@ from mirror.registry.errors import Missing, raise_for_status
 from mirror.registry.options import RegistryOptions
 from mirror.registry.pacing import Pacer
 from mirror.registry.ratelimit import Budget, parse_budget
-from mirror.retry import RetryPolicy
+from mirror.retry import Attempt, Repeat, RetryPolicy
 from mirror.support.httpbody import StallGuard, read_at_most
 
-__all__ = ["RegistryTransport", "read_body", "retried"]
+__all__ = ["RegistryTransport", "read_body", "repeated_whole"]
 
 _log = logging.getLogger("mirror.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -126,11 +127,14 @@ class RegistryTransport:
         headers: dict[str, str] | None = None,
         data: Any = None,
         replayable: bool = True,
+        attempt: Attempt | None = None,
     ) -> aiohttp.ClientResponse:
         """Send a request and return the open response (the caller releases it).
 
         `target` is a path under the base URL (or an absolute URL, e.g. an upload Location).
-        `replayable` is False for streamed bodies, which cannot be sent twice.
+        `replayable` is False for streamed bodies, which cannot be sent twice. `attempt`, the
+        try of a state-changing operation, is marked `answer_lost` when the request went out
+        and no answer came back (a cut or stall after connecting, a 5xx).
         """
         if method == "GET" and missing is Missing.MANIFEST:
             self._check_reserve(what)
@@ -165,7 +169,11 @@ class RegistryTransport:
                 )
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _untrusted(url.host or self.registry, exc) from None
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing went out
+                raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
+            except (aiohttp.ClientError, TimeoutError, TransportError) as exc:
+                if attempt is not None:
+                    attempt.answer_lost = True
                 ours = _raised_by_body(exc)
                 if ours is not None:  # the body we sent failed (bad content): not the network
                     raise ours from None
@@ -210,11 +218,49 @@ class RegistryTransport:
                     method, data = "GET", None
                 continue
             if resp.status not in expected:
+                if attempt is not None and resp.status >= 500:
+                    attempt.answer_lost = True  # a front end may have passed it on
                 try:
                     await raise_for_status(resp, what, missing, self.options.limits)
                 finally:
                     resp.release()
             return resp
+
+    async def delete(
+        self,
+        target: str,
+        *,
+        scopes: Iterable[str],
+        what: str,
+        missing: Missing = Missing.ANYTHING,
+        ok: Iterable[int] = (200, 202, 204),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """DELETE `target`, a `Repeat.CHECKED` operation: a 404 to a try after one whose
+        answer was lost (a cut, a 5xx) means that try deleted it, and it is done; a 404 to
+        the first try is the NotFound of `missing`."""
+        scope_tuple, expected = tuple(scopes), tuple(ok)
+
+        async def delete(attempt: Attempt) -> None:
+            try:
+                resp = await self.request(
+                    "DELETE",
+                    target,
+                    scopes=scope_tuple,
+                    what=what,
+                    missing=missing,
+                    ok=expected,
+                    headers=headers,
+                    attempt=attempt,
+                )
+            except NotFound:
+                if not attempt.after_lost_answer:
+                    raise
+                _log.info("%s: gone after a lost answer to its DELETE: deleted", what)
+                return
+            resp.release()
+
+        await self.retry.run(delete, Repeat.CHECKED)
 
     def _check_reserve(self, what: str) -> None:
         """Refuse a manifest GET once the announced budget is down to the user's reserve."""
@@ -246,18 +292,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def retried(
+def repeated_whole(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
-    """Run a method of an object with a `transport` under the transport's retry policy.
-
-    Only for operations that can be repeated whole (no streamed request body).
-    """
+    """Declare a method of an object with a `transport` a `Repeat.WHOLE` operation (a read,
+    or a write that is the same done twice), run by the transport's `RetryPolicy.run`."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
         policy: RetryPolicy = self.transport.retry
-        return await policy.call(lambda: method(self, *args, **kwargs))
+        return await policy.run(lambda _: method(self, *args, **kwargs), Repeat.WHOLE)
 
     return cast(Callable[Concatenate[Any, P], Coroutine[Any, Any, T]], wrapper)
 

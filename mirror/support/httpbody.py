@@ -89,8 +89,10 @@ class StallGuard:
         except asyncio.CancelledError:
             if self._cancelled and self._task is not None:
                 self._cancelled = False
-                self._task.uncancel()
-                raise self._error() from None
+                # ours alone becomes the stall; one asked by anyone else (Ctrl-C, a
+                # sibling that failed), even in the same loop turn, stays a cancellation
+                if self._task.uncancel() == 0:
+                    raise self._error() from None
             raise
         finally:
             self._waiting = False

@@ -23,7 +23,7 @@ from mirror.manage import (
 from mirror.registry import RegistryOptions
 from tests.support.acr import FakeCredential, ScriptedAcr
 from tests.support.registry import Registry
-from tests.support.scripted import StorageServer, address, serve
+from tests.support.scripted import FaultProxy, StorageServer, address, serve
 from tests.support.tools import FIXTURES, amirror, fixture_digest
 
 D = [f"sha256:{str(i) * 64}" for i in range(1, 6)]
@@ -181,6 +181,33 @@ async def test_locked_tag_and_missing_tag_are_one_line(acr: Acr) -> None:
     missing = await amirror("--plain-http", "delete", f"{acr.host}/hello/world:nope")
     assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
     assert "not found" in missing.stderr
+
+
+async def test_a_metadata_delete_whose_answer_was_lost_is_done(acr: Acr) -> None:
+    """A front end passes the DELETE of a tag on and loses ACR's answer (504): the retry's
+    404 means the tag is gone, not that it never was."""
+    acr.server.anonymous_actions = frozenset({"pull", "metadata_read", "delete"})
+    proxy = FaultProxy(
+        acr.host,
+        rate=1.0,
+        faults=("after-504",),
+        fault_on=r"^DELETE /acr/v1/",
+        faults_at_most=1,
+        keep_authorization=True,
+    )
+    runner = await serve(proxy.app())
+    front = address(runner)
+    options = RegistryOptions(use_docker_config=False, acr=frozenset({front}))
+    try:
+        async with ContainerRegistryClient(f"http://{front}", None, options=options) as client:
+            artifact = client.get_artifact("hello/world", "v1")
+            await artifact.get_tag_properties("v1")  # the challenge learnt: tokens up front
+            await artifact.delete_tag("v1")
+    finally:
+        await runner.cleanup()
+    assert proxy.injected_on == [("DELETE", "after-504")]
+    assert [m for m, _ in proxy.seen if m == "DELETE"] == ["DELETE"] * 2
+    assert "v1" not in acr.server.repositories["hello/world"]["tags"]
 
 
 async def test_anonymous_pull_and_listing(acr: Acr) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -308,3 +309,37 @@ async def test_per_repository_grants_from_an_access_list(
             f"docker://{reg.host}/team/app:v1", f"docker://{reg.host}/base/copy:v1", options=opts
         )
     assert "repository:base/copy:pull,push" in server.scopes_seen()
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (429, "1"), (502, None)])
+async def test_a_token_service_in_trouble_once_is_asked_again(
+    token_setup: tuple[Registry, TokenServer], status: int, retry_after: str | None
+) -> None:
+    """A token service's 5xx or 429 is retried like any registry answer (its Retry-After
+    honoured): one bad answer does not fail the copy."""
+    reg, server = token_setup
+    server.outages, server.outage_retry_after = [status], retry_after
+    started = time.monotonic()
+    result = await mirror.copy(
+        f"oci:{FIXTURES / 'oci-single'}:v1",
+        f"docker://{reg.host}/team/outage:v1",
+        options=_options(Credentials(USER, PASSWORD)),
+    )
+    assert result.digest == fixture_digest("oci-single")
+    assert [r.get("outage", False) for r in server.requests[:2]] == [True, False]
+    if retry_after is not None:
+        assert time.monotonic() - started >= float(retry_after)  # its Retry-After waited
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_token_service_that_refuses_is_asked_once(
+    token_setup: tuple[Registry, TokenServer], status: int
+) -> None:
+    """401 and 403 from the token service are its answer: final, never retried."""
+    reg, server = token_setup
+    server.outages = [status] * 10
+    with pytest.raises(Unauthorized, match=f"refused the credentials .*\\({status}\\)"):
+        await mirror.inspect(
+            f"docker://{reg.host}/team/refused:v1", options=_options(Credentials(USER, PASSWORD))
+        )
+    assert len(server.requests) == 1, server.requests

@@ -157,6 +157,10 @@ class TokenServer:
     #: still announces `expires_in`: clients meet expiry as a 401 mid-transfer
     lifetime: float | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: statuses answered, one per request in order, before any token is granted (a token
+    #: service in trouble: 503, or 429 with `Retry-After: outage_retry_after`)
+    outages: list[int] = field(default_factory=list)
+    outage_retry_after: str | None = None
     _refresh_owners: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> web.Application:
@@ -170,7 +174,11 @@ class TokenServer:
         return [s for r in self.requests for s in r["scopes"]]
 
     async def handle(self, request: web.Request) -> web.Response:
-        """GET with Basic auth, or POST with a refresh token."""
+        """GET with Basic auth, or POST with a refresh token (after any outage)."""
+        if self.outages:
+            self.requests.append({"method": request.method, "scopes": [], "outage": True})
+            headers = {"Retry-After": self.outage_retry_after} if self.outage_retry_after else {}
+            return web.Response(status=self.outages.pop(0), headers=headers, text="unavailable")
         if request.method == "POST":
             form = await request.post()
             scopes = str(form.get("scope", "")).split()
@@ -393,6 +401,8 @@ class FaultProxy:
     upstream: str
     rate: float = 0.2
     seed: int = 1
+    #: drawn from; also "after-504" (not drawn by default): forwarded, then 504 answered, as
+    #: a front end whose wait for the registry ran out (the client never learns the outcome)
     faults: tuple[str, ...] = FAULTS
     bytes_out: int = 0
     bytes_in: int = 0
@@ -537,6 +547,9 @@ class FaultProxy:
                 out.update(self.reply_headers(request))
             if "Location" in out:
                 out["Location"] = URL(out["Location"]).raw_path_qs
+            if fault == "after-504":
+                await reply.read()
+                return web.Response(status=504, text="the registry did not answer in time")
             if fault == "after-500":
                 await reply.read()
                 return web.Response(status=500, text="injected after forwarding")
