@@ -25,11 +25,18 @@ import contextvars
 import email.utils
 import enum
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from mirror.errors import MirrorError, RateLimited
 
@@ -100,11 +107,24 @@ class RetryPolicy:
     retry_after_cap: float = 60.0
 
     def delay(self, exc: BaseException | None, attempt: int) -> float:
-        """Seconds to wait after failed try number `attempt` (1-based) ended with `exc`."""
+        """Seconds to wait after failed try number `attempt` (1-based) ended with `exc`: the
+        server's Retry-After (capped), else tenacity's exponential backoff with jitter."""
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.retry_after_cap)
-        grown = self.initial * 2.0 ** min(attempt - 1, 64) + random.uniform(0, self.initial)
-        return min(grown, self.maximum)
+        state = RetryCallState(_RETRYING, None, (), {})
+        state.attempt_number = attempt
+        return float(self._backoff(state))
+
+    @property
+    def _backoff(self) -> wait_exponential_jitter:
+        return wait_exponential_jitter(
+            multiplier=self.initial, max=self.maximum, jitter=self.initial
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        """tenacity's wait: `delay` for the try that just failed."""
+        exc = state.outcome.exception() if state.outcome else None
+        return self.delay(exc, state.attempt_number)
 
     def allows(self, exc: BaseException, failures: int) -> bool:
         """True when `exc` is retryable and fewer than `retries` failures happened before it."""
@@ -124,17 +144,26 @@ class RetryPolicy:
         outer = _trying.get()
         if outer is not None:
             return await operation(outer)
-        attempts = self.attempts()
-        while True:
-            token = _trying.set(attempts.current)
-            try:
-                return await operation(attempts.current)
-            except Exception as exc:
-                failure = exc
-            finally:
-                _trying.reset(token)
-            _log.debug("%s operation, try %d: %s", repeat.value, attempts.current.number, failure)
-            await attempts.failed(failure)
+        current = Attempt()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        async for attempt in retrying:
+            number = attempt.retry_state.attempt_number
+            if number > current.number:  # the try before failed: say if its answer was lost
+                lost = current.after_lost_answer or current.answer_lost
+                current = Attempt(number, after_lost_answer=lost)
+            with attempt:
+                token = _trying.set(current)
+                try:
+                    return await operation(current)
+                finally:
+                    _trying.reset(token)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """`run(operation, Repeat.WHOLE)` for an operation that needs no `Attempt`."""
@@ -178,6 +207,9 @@ class Attempts:
         self.failures = 0
 
 
+#: the controller a backoff's state belongs to (tenacity's waits read only the try's number)
+_RETRYING = AsyncRetrying()
+
 #: the try of the `RetryPolicy.run` under way in this task, if any
 _trying: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
     "mirror_retry_trying", default=None
@@ -187,3 +219,8 @@ _trying: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
 def log_retry(delay: float, exc: BaseException | None) -> None:
     """Say (at -v, and on a progress line) that a retry comes, when, and why."""
     _log.info("retrying in %.0f s: %s", delay, exc)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log_retry(state.next_action.sleep if state.next_action else 0.0, exc)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -48,7 +50,9 @@ async def _awaited(job: Awaitable[T]) -> T:
 async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
     """Run blocking I/O in a worker thread; if the caller is cancelled, wait for the thread
     to finish before re-raising, so a descriptor is never closed under a running write."""
-    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, func, *args)
+    future = loop.run_in_executor(None, call)  # a future, not a task: nothing per call to run
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
