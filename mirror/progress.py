@@ -6,6 +6,7 @@ import logging
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -17,6 +18,7 @@ from rich.progress import (
 )
 
 from mirror.oci.model import Descriptor
+from mirror.support.terminal import printable
 
 __all__ = ["RichProgress"]
 
@@ -75,7 +77,7 @@ class RichProgress:
 
     def status(self, message: str) -> None:
         """Show one line of news (the stage, or the latest retry) under the bars."""
-        text = " ".join(message.split())[:120]
+        text = escape(printable(" ".join(message.split())[:120]))  # it may quote a registry
         if self._status is None:
             self._status = self._progress.add_task(text, total=None)
         else:

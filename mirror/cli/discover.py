@@ -8,9 +8,9 @@ import click
 
 from mirror.api import ImageInfo, inspect, list_repositories, list_tags
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, json_option, run
+from mirror.cli.output import emit, json_option, options, run, say
 from mirror.errors import InvalidReference
-from mirror.oci.reference import Reference, parse_reference
+from mirror.oci.reference import Reference, RegistryReference, is_valid_tag, parse_reference
 
 __all__ = ["inspect_command", "ls_command", "tags_command"]
 
@@ -76,7 +76,15 @@ def tags_command(repository: str, properties: bool, as_json: bool) -> None:
         return
     ref = _parse(repository, "REPOSITORY")
     tags = run(list_tags(ref, options=registry_options([ref])))
-    emit(tags, "\n".join(tags))
+    if options().as_json:  # exact, as the registry sent them
+        emit(tags, "")
+        return
+    usable = (
+        tags if not isinstance(ref, RegistryReference) else [t for t in tags if is_valid_tag(t)]
+    )
+    if len(usable) < len(tags):
+        say(f"mirror: {len(tags) - len(usable)} tags of {ref} break the tag grammar: not listed")
+    emit(tags, "\n".join(usable))
 
 
 @click.command("ls")

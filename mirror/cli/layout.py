@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mirror.cli.output import emit, emit_report, json_option, options, run
+from mirror.cli.output import emit, emit_report, json_option, options, run, say
 from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
 
 __all__ = ["layout_group", "report_problems"]
@@ -48,7 +48,7 @@ def report_problems(problems: list[Problem], what: str) -> None:
         emit({"ok": not problems, "problems": rows}, "")
     else:
         for problem in problems:
-            click.echo(f"mirror: problem: {problem.message}", err=True)
+            say(f"mirror: problem: {problem.message}")
         if not problems:
             emit_report(None, f"{what}: ok")
     if problems:

@@ -14,6 +14,7 @@ from mirror.cli.output import Options, Terminated, parse_size, sigterm_ends_the_
 from mirror.errors import MirrorError, UntrustedCertificate
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES
+from mirror.support.terminal import printable
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "cli", "main"]
 
@@ -181,7 +182,7 @@ def cli(
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("mirror: %(levelname)s: %(message)s"))
+        handler.setFormatter(_PrintableFormatter("mirror: %(levelname)s: %(message)s"))
         logger = logging.getLogger("mirror")
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
@@ -207,6 +208,14 @@ def cli(
             max_blob_size=max_blob_size,
         ),
     )
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a log may quote what a registry sent."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line as `logging.Formatter` makes it, made printable."""
+        return printable(super().format(record))
 
 
 _NOT_HOISTED = frozenset({"-h", "--help", "--version"})
@@ -329,6 +338,6 @@ def _flag_hint(error: MirrorError) -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    line = " ".join(message.split())
+    line = printable(" ".join(message.split()))
     click.echo(f"mirror: error: {line}", err=True)
     sys.exit(code)

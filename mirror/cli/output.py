@@ -18,6 +18,7 @@ import click
 
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.oci.platform import Platform
+from mirror.support.terminal import printable
 
 if TYPE_CHECKING:
     from mirror.progress import RichProgress
@@ -126,7 +127,13 @@ def emit(data: Any, text: Callable[[], str] | str) -> None:
         return
     out = text() if callable(text) else text
     if out:
-        click.echo(out)
+        click.echo(printable(out))
+
+
+def say(message: str) -> None:
+    """One line on stderr (a problem, a failure, news), control characters escaped: it may
+    quote what a registry sent."""
+    click.echo(printable(" ".join(message.split())), err=True)
 
 
 def emit_report(data: Any, text: Callable[[], str] | str) -> None:

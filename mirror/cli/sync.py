@@ -21,6 +21,7 @@ from mirror.cli.output import (
     options,
     progress_display,
     run,
+    say,
 )
 from mirror.support.timestamps import parse_duration
 from mirror.sync.config import SyncConfig, load_config
@@ -139,10 +140,7 @@ def sync_command(
 def _say_failures(report: SyncReport) -> None:
     """A line on stderr for each image that failed."""
     for failure in report.failed:
-        click.echo(
-            f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}",
-            err=True,
-        )
+        say(f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}")
 
 
 def _say_run(outcome: RunOutcome) -> None:
@@ -162,7 +160,7 @@ def _say_run(outcome: RunOutcome) -> None:
         )
     _say_failures(outcome.report)
     if outcome.error:
-        click.echo(f"mirror: run {outcome.number} stopped: {outcome.error}", err=True)
+        say(f"mirror: run {outcome.number} stopped: {outcome.error}")
 
 
 async def _service(
@@ -208,7 +206,7 @@ async def _service(
             options_for_config=lambda config: registry_options(config.hosts()),
             stop=stop,
             on_run=_say_run,
-            on_config_problem=lambda problem: click.echo(f"mirror: {problem}", err=True),
+            on_config_problem=lambda problem: say(f"mirror: {problem}"),
             metrics=metrics,
             health=health,
             shard=shard,

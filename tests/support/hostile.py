@@ -58,6 +58,10 @@ class HostileRegistry:
     unavailable_first: int = 0
     #: send blobs chunked and drop the connection right after the last byte (no final chunk)
     cut_after_last_byte: bool = False
+    #: the repositories `_catalog` lists (None: one, "app")
+    repositories: list[str] | None = None
+    #: the message of a MANIFEST_UNKNOWN error body
+    unknown_message: str = "manifest unknown"
     #: every Range header received
     ranges: list[str] = field(default_factory=list)
     #: every Authorization header received, by path
@@ -164,7 +168,7 @@ class HostileRegistry:
         ref = request.match_info["ref"]
         digest = self.tags.get(ref, ref)
         if digest not in self.manifests:
-            return _error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+            return _error(404, "MANIFEST_UNKNOWN", self.unknown_message)
         raw, media_type = self.manifests[digest]
         headers = {"Content-Type": media_type, "Docker-Content-Digest": digest}
         return await self._send(request, raw, "manifest", headers)
@@ -199,7 +203,7 @@ class HostileRegistry:
         """Repositories: with `paging = "endless"`, fresh pages forever."""
         self.requests += 1
         if self.paging != "endless":
-            return web.json_response({"repositories": ["app"]})
+            return web.json_response({"repositories": self.repositories or ["app"]})
         last = int(request.query.get("last", "0"))
         page = [f"r/{last + i}" for i in range(1, 1001)]
         link = f'</v2/_catalog?n=1000&last={last + 1000}>; rel="next"'
