@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         RegistryReference,
         parse_reference,
     )
-    from mirror.registry import RegistryClient, RegistryOptions, Repository
+    from mirror.registry import HostSettings, RegistryClient, RegistryOptions, Repository
     from mirror.sync.run import SyncReport, load_sync_config, sync_run
 
 #: every other public name, by the module that defines it
@@ -125,6 +125,7 @@ _SOURCES = {
         "parse_reference",
     ),
     "mirror.registry": (
+        "HostSettings",
         "RegistryClient",
         "RegistryOptions",
         "Repository",
@@ -156,6 +157,7 @@ __all__ = [
     "Endpoint",
     "Forbidden",
     "GcReport",
+    "HostSettings",
     "ImageInfo",
     "Index",
     "InvalidDigest",

@@ -2,7 +2,8 @@
 source with something for a host wins. The transport asks `sign_in`; it knows no source by
 name.
 
-    GivenCredentials   credentials handed over per host (`--creds`, sync config), or for all
+    GivenCredentials   credentials handed over per host (`--creds`, sync config), or for all,
+                       as a lookup (`RegistryOptions.host`, or a mapping's `get`)
     DockerConfigFile   the Docker config's auths and credential helpers
     AzureAD            ACR's token flows: an Azure AD credential, or the anonymous grant
     Anonymous          no credentials: anonymous bearer tokens where the registry offers them
@@ -10,7 +11,7 @@ name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,14 +67,13 @@ class CredentialSource(Protocol):
 
 @dataclass(frozen=True)
 class GivenCredentials:
-    """Credentials handed over for named hosts, and optionally for every other host."""
+    """Credentials handed over: `lookup(host)` gives those for a host, or None."""
 
-    by_host: Mapping[str, Credentials] = field(default_factory=dict, repr=False)
-    default: Credentials | None = field(default=None, repr=False)
+    lookup: Callable[[str], Credentials | None] = field(repr=False)
 
     def authenticator(self, registry: str, context: SignInContext) -> Authenticator | None:
         """Basic or bearer sign-in with the credentials given for `registry`, if any."""
-        credentials = self.by_host.get(registry, self.default)
+        credentials = self.lookup(registry)
         return None if credentials is None else context.basic_or_bearer(registry, credentials)
 
 

@@ -14,7 +14,7 @@ from mirror.auth.sources import AzureAD
 from mirror.cli.output import options
 from mirror.errors import MirrorError
 from mirror.oci.reference import Reference, RegistryReference
-from mirror.registry import RegistryOptions
+from mirror.registry import HostSettings, RegistryOptions
 
 __all__ = ["AZURE_CLOUDS", "azure_credential", "registry_options"]
 
@@ -69,7 +69,8 @@ def _creds(text: str) -> Credentials:
 
 
 def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
-    """Options for a command: TLS/plain-HTTP/credential flags apply to the registries it names."""
+    """Options for a command: the TLS, plain-HTTP and credential flags are said of the
+    registries it names (`--creds HOST=…` of HOST), `--ca-file` of every registry."""
     opts = options()
     hosts = frozenset(
         r.registry if isinstance(r, RegistryReference) else str(r)
@@ -84,15 +85,18 @@ def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
         docker_config = DockerConfig.load()
         if any(docker_config.lookup(h) is None for h in acr_hosts):
             azure, audience = azure_credential(opts.azure_cloud)
+    named = HostSettings(
+        plain_http=True if opts.plain_http else None,
+        tls_verify=None if opts.tls_verify else False,
+    )
     return RegistryOptions(
+        hosts={host: named for host in hosts},
+        credentials=creds,
+        defaults=HostSettings(ca_file=opts.ca_file),
         use_docker_config=not opts.anonymous,
         sign_in=(AzureAD(azure, audience),) if azure is not None else (),
-        credentials=creds,
         token_hosts=frozenset(opts.token_hosts),
         limits=opts.limits,
-        plain_http=hosts if opts.plain_http else False,
-        insecure=frozenset() if opts.tls_verify else hosts,
-        ca_file=opts.ca_file,
         concurrency=opts.concurrency,
         retries=opts.retries,
         blob_cache=opts.blob_cache,

@@ -31,7 +31,7 @@ from mirror.manage.properties import (
 )
 from mirror.oci.digest import Digest
 from mirror.oci.reference import RegistryReference, parse_registry_reference, validate_tag
-from mirror.registry import RegistryClient, RegistryOptions
+from mirror.registry import HostSettings, RegistryClient, RegistryOptions
 
 __all__ = ["ContainerRegistryClient", "ContainerRepository", "RegistryArtifact", "endpoint_options"]
 
@@ -74,10 +74,7 @@ def endpoint_options(
     base = options or RegistryOptions()
     changes: dict[str, Any] = {}
     if url.scheme == "http":
-        plain = base.plain_http
-        changes["plain_http"] = (
-            plain if plain is True else frozenset({host}) | (plain or frozenset())
-        )
+        base = base.with_hosts({host: HostSettings(plain_http=True)})
     if credential is not None:
         changes["sign_in"] = (AzureAD(credential, audience, frozenset({host})), *base.sign_in)
         changes["acr"] = base.acr | {host}

@@ -1,12 +1,17 @@
-"""How to talk to registries: TLS, plain HTTP, credentials. Keyword-only, immutable."""
+"""How to talk to registries: TLS, plain HTTP, credentials. Keyword-only, immutable.
+
+What is said of one registry is one `HostSettings` record (the shape of containerd's
+`hosts.toml`); `RegistryOptions.host(registry)` is the one lookup: the registry's record over
+the defaults, field by field.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import InitVar, dataclass, field, fields, replace
 from pathlib import Path
 
 from mirror.auth.credentials import Credentials
@@ -22,7 +27,7 @@ from mirror.hosts import is_acr_host, is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.retry import DEFAULT_RETRIES, RetryPolicy
 
-__all__ = ["RegistryOptions", "is_loopback", "trust_with"]
+__all__ = ["HostSettings", "RegistryOptions", "is_loopback", "trust_with"]
 
 
 @functools.cache
@@ -39,24 +44,52 @@ def trust_with(ca_file: str) -> ssl.SSLContext:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HostSettings:
+    """What is said of one registry, or of every registry as defaults; None: not said here."""
+
+    credentials: Credentials | None = field(default=None, repr=False)
+    #: True: spoken to over HTTP (otherwise HTTPS; loopback registries fall back to HTTP when
+    #: they do not speak TLS, as Docker does)
+    plain_http: bool | None = None
+    #: False: the registry's TLS certificate is not verified
+    tls_verify: bool | None = None
+    #: a CA bundle trusted besides the system's
+    ca_file: str | None = None
+    #: requests per second allowed
+    requests_per_second: float | None = None
+    #: the announced request budget below which no more manifests are asked for
+    rate_limit_reserve: int | None = None
+
+    def over(self, below: HostSettings) -> HostSettings:
+        """These settings where they say something, `below`'s where they do not."""
+        said = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(below, **{name: value for name, value in said.items() if value is not None})
+
+    def ssl(self) -> ssl.SSLContext | bool:
+        """The `ssl` argument for aiohttp: no verification when `tls_verify` is False, else
+        the system's trust plus `ca_file`'s."""
+        if self.tls_verify is False:
+            return False
+        return trust_with(self.ca_file) if self.ca_file else True
+
+
+NOT_SAID = HostSettings()
+
+
+@dataclass(frozen=True, kw_only=True)
 class RegistryOptions:
     """Connection settings shared by every registry a run talks to.
 
-    `insecure` names registries (host[:port]) whose TLS certificates are not verified;
-    `plain_http` names registries spoken to over HTTP (True: every registry). Loopback
-    registries fall back to HTTP when they do not speak TLS, as Docker does.
+    `hosts` says what applies to one registry (host[:port]) alone, over `defaults`, which
+    apply to every registry; `host(registry)` is the two merged. `credentials` is a shorthand
+    for `hosts={host: HostSettings(credentials=…)}` (a host's own record wins).
     """
 
-    credentials: dict[str, Credentials] = field(default_factory=dict, repr=False)
-    default_credentials: Credentials | None = field(default=None, repr=False)
+    hosts: Mapping[str, HostSettings] = field(default_factory=dict)
+    defaults: HostSettings = NOT_SAID
+    credentials: InitVar[Mapping[str, Credentials] | None] = None
     docker_config: Path | None = None
     use_docker_config: bool = True
-    plain_http: bool | frozenset[str] = False
-    insecure: frozenset[str] = frozenset()
-    #: a CA bundle trusted, besides the system's, for every registry ...
-    ca_file: str | None = None
-    #: ... or, for the registries named here, this one instead (host -> PEM file)
-    ca_files: dict[str, str] = field(default_factory=dict)
     concurrency: int = 16
     #: cheap requests in flight at once — HEADs, tag lists, blobs up to 1 MiB — not queued
     #: behind the `concurrency` large transfers (requests_per_second still paces them)
@@ -68,14 +101,10 @@ class RegistryOptions:
     ranged_parallel: int = 4
     state_dir: Path | None = None
     #: sign-in sources asked first, in order (e.g. `AzureAD(credential)` for ACR); then the
-    #: credentials above, the Docker config, ACR's anonymous grant, anonymous tokens
+    #: credentials `host()` gives, the Docker config, ACR's anonymous grant, anonymous tokens
     sign_in: tuple[CredentialSource, ...] = ()
     #: registries to treat as ACR besides the *.azurecr.io/.cn/.us login servers
     acr: frozenset[str] = frozenset()
-    #: requests per second allowed per registry (host -> rate)
-    rate_limits: dict[str, float] = field(default_factory=dict)
-    #: per registry, the announced budget below which no more manifests are asked for
-    rate_limit_reserves: dict[str, int] = field(default_factory=dict)
     user_agent: str = "mirror"
     #: time, rate, size and count bounds on what registries send (mirror.limits)
     limits: Limits = DEFAULT_LIMITS
@@ -87,6 +116,23 @@ class RegistryOptions:
     on_response: Callable[[str, str, int], None] | None = field(
         default=None, compare=False, repr=False
     )
+
+    def __post_init__(self, credentials: Mapping[str, Credentials] | None) -> None:
+        if credentials:
+            given = {
+                host: self.hosts.get(host, NOT_SAID).over(HostSettings(credentials=c))
+                for host, c in credentials.items()
+            }
+            object.__setattr__(self, "hosts", {**self.hosts, **given})
+
+    def host(self, registry: str) -> HostSettings:
+        """What applies to `registry` (host[:port]): its own record over the defaults."""
+        return self.hosts.get(registry, NOT_SAID).over(self.defaults)
+
+    def with_hosts(self, said: Mapping[str, HostSettings]) -> RegistryOptions:
+        """These options with `said` of each host over what they said of it before."""
+        hosts = {host: s.over(self.hosts.get(host, NOT_SAID)) for host, s in said.items()}
+        return replace(self, hosts={**self.hosts, **hosts})
 
     def is_acr(self, registry: str) -> bool:
         """True when `registry` is an Azure Container Registry (by name or as told)."""
@@ -114,18 +160,12 @@ class RegistryOptions:
 
     def uses_plain_http(self, registry: str) -> bool:
         """True when `registry` is to be spoken to over HTTP."""
-        if isinstance(self.plain_http, bool):
-            return self.plain_http
-        return registry in self.plain_http
+        return self.host(registry).plain_http is True
 
     def ssl_for(self, registry: str) -> ssl.SSLContext | bool:
-        """The `ssl` argument for aiohttp: verification on unless `registry` is named insecure."""
-        if registry in self.insecure:
-            return False
-        ca_file = self.ca_files.get(registry, self.ca_file)
-        if ca_file:
-            return trust_with(ca_file)
-        return True
+        """The `ssl` argument for aiohttp: verification on unless `registry`'s settings say
+        `tls_verify=False`."""
+        return self.host(registry).ssl()
 
     def credential_sources(self) -> tuple[CredentialSource, ...]:
         """Where sign-ins come from, first match wins: the sources given in `sign_in`, the
@@ -133,8 +173,11 @@ class RegistryOptions:
         docker = (DockerConfigFile(self.docker_config),) if self.use_docker_config else ()
         return (
             *self.sign_in,
-            GivenCredentials(self.credentials, self.default_credentials),
+            GivenCredentials(self._credentials_for),
             *docker,
             AzureAD(registries=self.acr),
             Anonymous(),
         )
+
+    def _credentials_for(self, registry: str) -> Credentials | None:
+        return self.host(registry).credentials

@@ -60,7 +60,7 @@ class RegistryTransport:
         self._base: URL | None = None
         self._base_lock = asyncio.Lock()
         self.retry = options.retry
-        rate = options.rate_limits.get(registry)
+        rate = options.host(registry).requests_per_second
         self.pacer = Pacer(rate) if rate else None
         self.auth = sign_in(
             registry,
@@ -264,7 +264,7 @@ class RegistryTransport:
 
     def _check_reserve(self, what: str) -> None:
         """Refuse a manifest GET once the announced budget is down to the user's reserve."""
-        reserve = self.options.rate_limit_reserves.get(self.registry)
+        reserve = self.options.host(self.registry).rate_limit_reserve
         if reserve is not None and self.budget is not None and self.budget.remaining <= reserve:
             raise BudgetReserved(
                 f"{what}: {self.registry} has {self.budget.remaining} requests of its rate "

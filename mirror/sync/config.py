@@ -57,6 +57,7 @@ from mirror.auth.credentials import Credentials
 from mirror.errors import InvalidDigest, MirrorError
 from mirror.oci.digest import Digest
 from mirror.oci.platform import Platform
+from mirror.registry.options import HostSettings
 
 __all__ = ["ConfigError", "Job", "RegistrySettings", "SyncConfig", "TagFilter", "load_config"]
 
@@ -128,18 +129,8 @@ class TagFilter:
         return _semver_of(tag)
 
 
-@dataclass(frozen=True)
-class RegistrySettings:
-    """Per-registry settings."""
-
-    credentials: Credentials | None = None
-    #: None where the configuration does not say: the run's global setting applies
-    plain_http: bool | None = None
-    tls_verify: bool | None = None
-    ca_file: str | None = None
-    requests_per_second: float | None = None
-    #: stop asking for manifests when the registry's announced budget is down to this
-    rate_limit_reserve: int | None = None
+#: a `[registries."host"]` table: what it says of that registry (None: the run's setting)
+RegistrySettings = HostSettings
 
 
 @dataclass(frozen=True)
@@ -171,7 +162,7 @@ class SyncConfig:
     """The whole configuration."""
 
     jobs: tuple[Job, ...]
-    registries: dict[str, RegistrySettings] = field(default_factory=dict)
+    registries: dict[str, HostSettings] = field(default_factory=dict)
     concurrency: int = 16
     platforms: tuple[Platform, ...] = ()
     retries: int = 5
@@ -272,7 +263,7 @@ def _tag_filter(obj: Any, where: str) -> TagFilter:
     )
 
 
-def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
+def _registry(host: str, obj: Any, env: dict[str, str]) -> HostSettings:
     where = f"registries.{host!r}"
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -304,7 +295,7 @@ def _registry(host: str, obj: Any, env: dict[str, str]) -> RegistrySettings:
     rps = _typed(obj, "requests_per_second", (int, float), where)
     if rps is not None and rps <= 0:
         raise ConfigError(f"{where}.requests_per_second: must be positive")
-    return RegistrySettings(
+    return HostSettings(
         credentials=credentials,
         plain_http=_typed(obj, "plain_http", bool, where),
         tls_verify=_typed(obj, "tls_verify", bool, where),

@@ -41,39 +41,10 @@ __all__ = [
 
 def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> RegistryOptions:
     """Registry options for a run: the base (the global flags) for every registry, and what
-    the configuration says of one registry for that registry alone (it wins)."""
+    the configuration says of one registry over what the base says of it (it wins)."""
     base = base or RegistryOptions()
-    settings = config.registries
-    hosts = config.hosts()
-    said_verify = {h: s.tls_verify for h, s in settings.items() if s.tls_verify is not None}
-    said_plain = {h: s.plain_http for h, s in settings.items() if s.plain_http is not None}
-    plain = {h for h in hosts if base.uses_plain_http(h)}
     return replace(
-        base,
-        credentials={
-            **base.credentials,
-            **{h: s.credentials for h, s in settings.items() if s.credentials},
-        },
-        plain_http=frozenset(
-            {h for h in plain if said_plain.get(h, True)} | {h for h, p in said_plain.items() if p}
-        ),
-        insecure=frozenset(
-            {h for h in base.insecure if said_verify.get(h, False) is False}
-            | {h for h, verify in said_verify.items() if not verify}
-        ),
-        ca_files={**base.ca_files, **{h: s.ca_file for h, s in settings.items() if s.ca_file}},
-        rate_limit_reserves={
-            **base.rate_limit_reserves,
-            **{
-                h: s.rate_limit_reserve
-                for h, s in settings.items()
-                if s.rate_limit_reserve is not None
-            },
-        },
-        rate_limits={
-            **base.rate_limits,
-            **{h: s.requests_per_second for h, s in settings.items() if s.requests_per_second},
-        },
+        base.with_hosts(config.registries),
         concurrency=config.concurrency,
         retries=config.retries,
         blob_cache=base.blob_cache and config.blob_cache,

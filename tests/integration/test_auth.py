@@ -20,7 +20,7 @@ from mirror.auth import Credentials
 from mirror.auth.challenge import parse_challenges
 from mirror.auth.tokens import Authenticator
 from mirror.errors import Unauthorized
-from mirror.registry import RegistryOptions
+from mirror.registry import HostSettings, RegistryOptions
 from tests.support.registry import Registry, free_port, start_registry
 from tests.support.scripted import (
     FaultProxy,
@@ -50,7 +50,7 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 
 
 def _options(creds: Credentials | None) -> RegistryOptions:
-    return RegistryOptions(default_credentials=creds, use_docker_config=False)
+    return RegistryOptions(defaults=HostSettings(credentials=creds), use_docker_config=False)
 
 
 async def test_basic_auth_push_pull_and_catalog(basic_registry: Registry, tmp_path: Path) -> None:

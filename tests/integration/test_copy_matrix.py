@@ -15,7 +15,7 @@ from mirror.layout import Layout, verify
 from mirror.oci.digest import Digest
 from mirror.oci.model import Manifest
 from mirror.oci.reference import RegistryReference, parse_reference
-from mirror.registry import RegistryClient, RegistryOptions
+from mirror.registry import HostSettings, RegistryClient, RegistryOptions
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy
 from tests.support.tools import FIXTURES, fixture_digest, skopeo
@@ -150,7 +150,7 @@ async def test_into_a_repository_seen_empty_only_large_blobs_are_asked_first(
     make_big_image(tmp_path / "img", "v1", 1, UNASKED_UPLOAD_LIMIT + 1)
     async with (
         await Layout.open(tmp_path / "img") as src,
-        RegistryClient(RegistryOptions(plain_http=True)) as client,
+        RegistryClient(RegistryOptions(defaults=HostSettings(plain_http=True))) as client,
     ):
         ref = parse_reference(f"docker://{host}/fresh/app")
         assert isinstance(ref, RegistryReference)

@@ -11,7 +11,7 @@ import mirror
 from mirror.auth import Credentials
 from mirror.errors import DigestMismatch, ManifestInvalid
 from mirror.oci import mediatypes as mt
-from mirror.registry import RegistryOptions
+from mirror.registry import HostSettings, RegistryOptions
 from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry
 from tests.support.scripted import ScriptedProxy, StorageServer, address, serve, serving
@@ -45,7 +45,7 @@ async def test_blob_redirect_to_another_host_drops_authorization(
     try:
         async for host in _proxy(proxy):
             opts = RegistryOptions(
-                default_credentials=Credentials("bob", "pw"), use_docker_config=False
+                defaults=HostSettings(credentials=Credentials("bob", "pw")), use_docker_config=False
             )
             result = await mirror.copy(
                 f"docker://{host}/{seeded}", f"oci:{tmp_path / 'l'}:v1", options=opts

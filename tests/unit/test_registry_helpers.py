@@ -12,7 +12,7 @@ import pytest
 from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient
 from mirror.registry.errors import parse_retry_after
-from mirror.registry.options import RegistryOptions, is_loopback
+from mirror.registry.options import HostSettings, RegistryOptions, is_loopback
 from mirror.registry.pacing import Pacer
 from mirror.registry.paging import next_link
 from mirror.sync.config import load_config
@@ -54,7 +54,12 @@ def test_loopback(host: str, loopback: bool) -> None:
 
 
 def test_tls_is_verified_unless_a_registry_is_named_insecure() -> None:
-    opts = RegistryOptions(insecure=frozenset({"a.example.com"}), plain_http=frozenset({"b:5000"}))
+    opts = RegistryOptions(
+        hosts={
+            "a.example.com": HostSettings(tls_verify=False),
+            "b:5000": HostSettings(plain_http=True),
+        }
+    )
     assert opts.ssl_for("a.example.com") is False
     assert opts.ssl_for("c.example.com") is True
     assert opts.uses_plain_http("b:5000")
@@ -85,7 +90,8 @@ async def test_requests_per_second_of_a_sync_config_paces_that_registry_only(
         '[[jobs]]\nsource = "slow.example/a"\ndestination = "fast.example/b"\n'
     )
     options = options_for(load_config(path))
-    assert options.rate_limits == {"slow.example": 5.0}
+    assert options.host("slow.example").requests_per_second == 5.0
+    assert options.host("fast.example").requests_per_second is None
     async with RegistryClient(options) as client:
         slow = client.repository(RegistryReference("slow.example", "a"))
         fast = client.repository(RegistryReference("fast.example", "b"))
