@@ -46,7 +46,8 @@ async def test_tags_prints_only_tags_of_the_grammar_and_no_escape(
     assert done.returncode == 0, done.stderr
     _clean(done.stdout + done.stderr)
     assert done.stdout.split() == ["v1"]
-    assert "2 tags of" in done.stderr and "break the tag grammar" in done.stderr
+    assert "2 tags of" in done.stderr
+    assert "break the tag grammar" in done.stderr
 
 
 async def test_tags_as_json_are_exact(hostile: tuple[HostileRegistry, str]) -> None:
