@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -115,7 +116,16 @@ def _from_auth_entry(entry: dict[str, Any], key: str, path: Path | None) -> Cred
     )
 
 
+#: a credential helper's name: `docker-credential-NAME` is looked up on PATH, never a path
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def _run_helper(helper: str, server_url: str) -> Credentials | None:
+    if not _HELPER_NAME.fullmatch(helper) or ".." in helper:
+        raise MirrorError(
+            f"credential helper {helper[:80]!r} is not a helper name (letters, digits, '.', "
+            "'_', '-'): refusing to run it"
+        )
     program = shutil.which(f"docker-credential-{helper}")
     if program is None:
         raise MirrorError(f"credential helper docker-credential-{helper} is not installed")

@@ -147,10 +147,13 @@ class Authenticator:
                 f"{self.registry} is spoken to over HTTPS but names a token realm over plain "
                 f"HTTP ({host}): refusing to ask there"
             )
-        trusted = same_site(self.registry, host) or host_of(host) in self.trusted_hosts
+        where = f"[{host}]" if ":" in host else host
+        if url.explicit_port is not None:
+            where = f"{where}:{url.explicit_port}"
+        trusted = same_site(self.registry, where) or host_of(host) in self.trusted_hosts
         if secret and not trusted:
             raise Unauthorized(
-                f"{self.registry} names a token realm on another site ({host}): not sending "
+                f"{self.registry} names a token realm on another site ({where}): not sending "
                 f"credentials there unless that host is trusted as a token host"
             )
         return realm

@@ -8,9 +8,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mirror.support.fsutil import write_atomic
+from mirror.errors import LayoutError
+from mirror.support.fsutil import read_capped, write_atomic
 
-__all__ = ["UploadSession", "UploadSessions"]
+__all__ = ["MAX_SESSION_FILE", "UploadSession", "UploadSessions"]
+
+#: the most a session file may hold (a Location and an offset take well under 4 KiB)
+MAX_SESSION_FILE = 64 * 1024
 
 
 @dataclass
@@ -40,12 +44,12 @@ class UploadSessions:
     def load(self, registry: str, repository: str, digest: str) -> UploadSession | None:
         """The saved session, or None (also for an unreadable file, which is then dropped)."""
         path = self._path(registry, repository, digest)
-        try:
-            data = json.loads(path.read_text())
+        try:  # opened as a layout file is: no link followed, nothing but a small regular file
+            data = json.loads(read_capped(path, MAX_SESSION_FILE))
             return UploadSession(**data)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, LayoutError):
             path.unlink(missing_ok=True)
             return None
 

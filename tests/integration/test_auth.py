@@ -49,8 +49,15 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     reg.stop()
 
 
+#: the token service runs on another port of the registry's loopback address: another site,
+#: so the user trusts it as a token host (as a company would with --token-host)
+TOKEN_HOSTS = frozenset({"127.0.0.1"})
+
+
 def _options(creds: Credentials | None) -> RegistryOptions:
-    return RegistryOptions(defaults=HostSettings(credentials=creds), use_docker_config=False)
+    return RegistryOptions(
+        defaults=HostSettings(credentials=creds), use_docker_config=False, token_hosts=TOKEN_HOSTS
+    )
 
 
 async def test_basic_auth_push_pull_and_catalog(basic_registry: Registry, tmp_path: Path) -> None:
@@ -255,6 +262,7 @@ async def test_a_token_that_dies_mid_upload_is_renewed_and_the_upload_goes_on(
         options = RegistryOptions(
             use_docker_config=False,
             credentials={host: Credentials(USER, PASSWORD)},
+            token_hosts=TOKEN_HOSTS,
             chunk_size=MiB,
             chunked_upload_threshold=2 * MiB,
             state_dir=tmp_path / "state",

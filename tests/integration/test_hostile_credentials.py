@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+import mirror
 from mirror.auth.azure import AzureAuthenticator
 from mirror.auth.challenge import parse_challenges
 from mirror.auth.credentials import Credentials
 from mirror.auth.tokens import Authenticator
 from mirror.errors import Unauthorized
+from mirror.registry import HostSettings, RegistryOptions
 from tests.support.bounded import abounded_mirror, bounded_mirror
 from tests.support.hostile import HostileRegistry, basic, image
 from tests.support.registry import Registry
@@ -96,7 +100,7 @@ async def test_credentials_never_go_to_a_realm_on_another_site(
         args = ("copy", f"docker://{host}/app:v1", f"oci:{out}:v1")
         result = await abounded_mirror("--creds", f"{host}=alice:s3cret", *args)
         assert result.returncode == 1
-        assert "token realm on another site (127.0.0.2)" in result.lines[0]
+        assert "token realm on another site (127.0.0.2:" in result.lines[0]
         assert token_server.authorizations == []
         assert token_server.requests == 0
         # the user may trust that host: then the credentials go there, and the copy works
@@ -161,3 +165,63 @@ async def test_the_azure_ad_token_goes_only_to_the_registry_itself() -> None:
         assert hits == []
     finally:
         await runner.cleanup()
+
+
+# issue 25, item 8: sibling sites never receive the credentials
+
+
+@pytest.fixture
+async def token_service() -> AsyncIterator[tuple[HostileRegistry, int]]:
+    """A token endpoint on another port of the registries' loopback address."""
+    token_server = HostileRegistry()
+    async with serving(token_server.app()) as host:
+        yield token_server, int(host.rsplit(":", 1)[1])
+
+
+async def test_a_realm_on_another_port_of_the_registry_s_address_gets_no_credentials(
+    token_service: tuple[HostileRegistry, int], tmp_path: Path
+) -> None:
+    token_server, port = token_service
+    registry = HostileRegistry(bearer_realm=f"http://127.0.0.1:{port}/token")
+    image(registry, "v1")
+    async with serving(registry.app()) as host:
+        args = ("copy", f"docker://{host}/app:v1", f"oci:{tmp_path / 'out'}:v1")
+        result = await abounded_mirror("--creds", f"{host}=alice:s3cret", *args)
+        assert result.returncode == 1, result.stderr
+        assert f"token realm on another site (127.0.0.1:{port})" in result.lines[0]
+        assert token_server.requests == 0
+        assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("registry_name", "realm_name"),
+    [("corp.co.uk", "evil.co.uk"), ("myreg.azurecr.io", "attacker.azurecr.io")],
+)
+async def test_a_realm_on_a_sibling_site_gets_no_credentials(
+    token_service: tuple[HostileRegistry, int],
+    monkeypatch: pytest.MonkeyPatch,
+    registry_name: str,
+    realm_name: str,
+) -> None:
+    token_server, token_port = token_service
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def to_loopback(host: Any, *args: Any, **kwargs: Any) -> Any:
+        """The test's resolver: both names are on this machine's loopback address."""
+        named = host in (registry_name, realm_name)
+        return await resolve("127.0.0.1" if named else host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", to_loopback)
+    registry = HostileRegistry(bearer_realm=f"http://{realm_name}:{token_port}/token")
+    image(registry, "v1")
+    async with serving(registry.app()) as address:
+        name = f"{registry_name}:{address.rsplit(':', 1)[1]}"
+        options = RegistryOptions(
+            hosts={name: HostSettings(plain_http=True, credentials=Credentials("al", "s3cret"))},
+            use_docker_config=False,
+        )
+        with pytest.raises(Unauthorized, match=f"token realm on another site \\({realm_name}"):
+            await mirror.inspect(f"docker://{name}/app:v1", options=options)
+        assert registry.requests > 0  # the registry itself was reached, by its name
+    assert token_server.requests == 0
