@@ -12,7 +12,7 @@ from dataclasses import replace
 from mirror.copy_options import CopyOptions
 from mirror.endpoint import ImageDestination, ImageSource
 from mirror.engine import CopyResult, CopyRun, copy_image
-from mirror.graph import MAX_MANIFESTS
+from mirror.graph import MAX_MANIFESTS, ManifestBudget
 from mirror.oci.attached import digest_tags, prefix_of
 from mirror.oci.digest import Digest
 
@@ -37,6 +37,8 @@ async def copy_attached(
     """
     options = options or CopyOptions()
     run = run or CopyRun()
+    if run.budget is None:  # one bound for the image and everything attached to it
+        run = replace(run, budget=ManifestBudget())
     result = await copy_image(src, src_ref, dst, dst_tag, options, run=run)
     if not (options.referrers and options.digest_tags):
         return result

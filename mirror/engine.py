@@ -27,7 +27,7 @@ from mirror.endpoint import (
 )
 from mirror.errors import ContentError, RegistryError
 from mirror.events import ProgressSink, Silent
-from mirror.graph import ImageGraph, fetch_from, walk_image
+from mirror.graph import ImageGraph, ManifestBudget, fetch_from, walk_image
 from mirror.oci.attached import fallback_name, listing_index
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
@@ -119,6 +119,8 @@ class CopyRun:
     tags when the caller listed them (a copy with digest tags lists them once otherwise).
     `chosen_from`: the index an earlier copy chose this image's platform from (a bundle's
     image): what is attached to that index by digest tag is attached to this image too.
+    `budget`: the manifests this copy may reach, shared with the copies of what is attached
+    to the image (a fresh one of MAX_MANIFESTS when None).
     """
 
     blob_gate: asyncio.Semaphore | None = None
@@ -126,6 +128,7 @@ class CopyRun:
     fresh_destination: bool = False
     source_tags: frozenset[str] | None = None
     chosen_from: str | None = None
+    budget: ManifestBudget | None = None
 
 
 async def copy_image(
@@ -176,6 +179,7 @@ async def copy_image(
         max_blob_size=options.max_blob_size,
         referrers=referrers_of if options.referrers else None,
         only_referrers=result.up_to_date,
+        budget=run.budget,
     )
     result.manifests = [str(m.digest) for m in plan.manifests]
     result.platforms = [

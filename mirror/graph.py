@@ -27,6 +27,7 @@ __all__ = [
     "MAX_MANIFESTS",
     "GraphTooLarge",
     "ImageGraph",
+    "ManifestBudget",
     "Node",
     "Walked",
     "fetch_from",
@@ -83,20 +84,37 @@ def _referrer_nodes(
         yield Node(desc, f"referrer of {subject.digest}", depth + 1)
 
 
+class ManifestBudget:
+    """How many manifests one piece of work may reach in all: a walk spends from it, and
+    the copies of what is attached to an image (digest tags, hop after hop) spend from the
+    image's, so no hop starts a fresh bound."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_MANIFESTS if limit is None else limit
+        self.spent = 0
+
+    def spend(self, where: str) -> None:
+        """Count one more manifest reached at `where`; GraphTooLarge past the limit."""
+        self.spent += 1
+        if self.spent > self.limit:
+            raise GraphTooLarge(f"{where}: the graph holds more than {self.limit} manifests")
+
+
 async def walk(
     roots: Iterable[Node],
     visit: Visit,
     *,
     referrers: Referrers | None = None,
     max_depth: int = MAX_DEPTH,
-    max_manifests: int = MAX_MANIFESTS,
+    budget: ManifestBudget | None = None,
 ) -> Walked:
     """Visit every descriptor reachable from `roots` once, depth first; `visit` reads each.
 
     Raises GraphTooLarge (before visiting it) for a manifest deeper than `max_depth`, or when
-    more than `max_manifests` manifests are reached.
+    the manifests reached overdraw `budget` (a fresh one of MAX_MANIFESTS when None).
     """
-    walked, reached = Walked(), 0
+    walked = Walked()
+    budget = budget or ManifestBudget()
     # a frame: the manifest whose children are pending (None for a list of roots or
     # referrers, which is not itself written), its depth, and the nodes still to visit
     stack: list[tuple[ManifestLike | None, int, Iterator[Node]]] = [(None, -1, iter(roots))]
@@ -118,11 +136,7 @@ async def walk(
         manifest = await visit(node)
         if manifest is None:
             continue
-        reached += 1
-        if reached > max_manifests:
-            raise GraphTooLarge(
-                f"{node.where}: the graph holds more than {max_manifests} manifests"
-            )
+        budget.spend(node.where)
         stack.append((manifest, node.depth, _children(manifest, node.depth)))
     return walked
 
@@ -161,7 +175,7 @@ async def walk_image(
     include_foreign: bool = True,
     referrers: Referrers | None = None,
     max_depth: int = MAX_DEPTH,
-    max_manifests: int = MAX_MANIFESTS,
+    budget: ManifestBudget | None = None,
     max_blob_size: int = TIB,
     only_referrers: bool = False,
 ) -> ImageGraph:
@@ -209,7 +223,7 @@ async def walk_image(
         visit,
         referrers=referrers,
         max_depth=max_depth,
-        max_manifests=max_manifests,
+        budget=budget,
     )
     graph.manifests = walked.manifests
     return graph

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+import mirror
+from mirror import graph
+from mirror.graph import GraphTooLarge
 from tests.support.bounded import MEMORY_MIB, Bounded, abounded_mirror, assert_refused
 from tests.support.hostile import (
     OCI_INDEX,
@@ -241,3 +244,49 @@ async def test_tag_filters_take_bounded_time_on_hostile_tags(
     sources = sorted(i["source"].rsplit(":", 1)[1] for i in report["images"])
     assert sources == ["v1"]
     assert "left out 2 tags that break the tag grammar" in result.stderr
+
+
+async def test_a_chain_of_digest_tags_spends_one_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25, item 9: each digest-tag hop (a signature of a signature …) with its own
+    referrers got a fresh manifest budget, so a chain copied far more than the bound; one
+    budget covers the image and everything attached to it."""
+    monkeypatch.setattr(graph, "MAX_MANIFESTS", 300)
+    registry = HostileRegistry()
+    empty = registry.add_blob(b"{}", "application/vnd.oci.empty.v1+json")
+    subject = image(registry, "v1")
+    for hop in range(4):  # 4 hops x (100 referrers + 1 signature): 405 manifests, 101 a hop
+        referrers = [
+            registry.add_manifest(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "artifactType": "application/example",
+                    "config": empty,
+                    "layers": [empty],
+                    "subject": subject,
+                    "annotations": {"n": f"{hop}-{n}"},
+                }
+            )
+            for n in range(100)
+        ]
+        tag = "sha256-" + subject["digest"].removeprefix("sha256:")
+        registry.add_manifest(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers}, tag
+        )
+        subject = registry.add_manifest(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": empty,
+                "layers": [empty],
+                "annotations": {"signature": str(hop)},
+            },
+            f"{tag}.sig",
+        )
+    async with serving(registry.app()) as host:
+        with pytest.raises(GraphTooLarge, match="more than 300 manifests"):
+            await mirror.copy(
+                f"docker://{host}/app:v1", f"oci:{tmp_path / 'out'}:v1", referrers=True
+            )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mirror.graph import GraphTooLarge, Node, walk, walk_image
+from mirror.graph import GraphTooLarge, ManifestBudget, Node, walk, walk_image
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, ManifestLike, parse_manifest
@@ -91,7 +91,7 @@ async def test_a_walk_refuses_more_manifests_than_its_limit() -> None:
     children = [image(str(i)) for i in range(5)]
     top = index(*children)
     with pytest.raises(GraphTooLarge, match="more than 3 manifests"):
-        await walk_image(top, Store(top, *children).fetch, max_manifests=3)
+        await walk_image(top, Store(top, *children).fetch, budget=ManifestBudget(3))
 
 
 async def test_a_visit_sees_blobs_as_leaves_and_where_each_was_met() -> None:
