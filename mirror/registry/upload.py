@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
@@ -37,10 +36,8 @@ from mirror.errors import (
 from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
+from mirror.registry.handle import HoldsHandle, RepositoryHandle
 from mirror.registry.sessions import UploadSession, UploadSessions
-
-if TYPE_CHECKING:
-    from mirror.registry.repository import Repository
 
 __all__ = ["upload_blob"]
 
@@ -50,11 +47,15 @@ _RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 _log = logging.getLogger("mirror.upload")
 
 
-async def upload_blob(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    """Upload a blob, chunked above the configured threshold, with retries and resume; a
-    digest the registry refuses (bytes damaged on the way) starts it afresh once."""
-    options = repo.transport.options
-    sessions = UploadSessions(options.upload_state_dir())
+async def upload_blob(
+    repository: RepositoryHandle | HoldsHandle, desc: Descriptor, source: BlobSource
+) -> None:
+    """Upload a blob to a repository (its handle, or what holds one), chunked above the
+    configured threshold, with retries and resume; a digest the registry refuses (bytes
+    damaged on the way) starts it afresh once."""
+    repo = repository if isinstance(repository, RepositoryHandle) else repository.handle
+    options = repo.options
+    sessions = UploadSessions(repo.upload_state_dir())
     for fresh in (False, True):
         try:
             if desc.size >= options.chunked_upload_threshold:
@@ -83,12 +84,12 @@ def _digest_refused(exc: RegistryError) -> bool:
     return "DIGEST_INVALID" in exc.codes
 
 
-async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    policy = repo.transport.retry
+async def _monolithic(repo: RepositoryHandle, desc: Descriptor, source: BlobSource) -> None:
+    policy = repo.retry
     failures = 0
     while True:
         try:
-            location, _ = await repo.start_upload()
+            location, _ = await policy.call(repo.start_upload)
             await _commit(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
             return
         except Exception as exc:
@@ -96,7 +97,7 @@ async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) ->
 
 
 async def _commit(
-    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
 ) -> None:
     """Finish an upload with `PUT ?digest=`, as one unit that checks before anything is sent
     again: when its answer is lost (the connection cut, a 5xx) or says the upload is gone
@@ -121,23 +122,23 @@ def _maybe_committed(exc: MirrorError) -> bool:
     return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500
 
 
-async def _committed(repo: Repository, desc: Descriptor) -> bool:
+async def _committed(repo: RepositoryHandle, desc: Descriptor) -> bool:
     """True when the registry has the blob at its size; False also when it cannot be asked
     (the caller then retries the commit as it would have)."""
     try:
-        return await repo.blob_size(desc.digest) == desc.size
+        return await repo.retry.call(lambda: repo.blob_size(desc.digest)) == desc.size
     except MirrorError as exc:
         _log.info("%s: could not ask whether its commit went through: %s", desc.digest, exc)
         return False
 
 
 async def _finish(
-    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
 ) -> None:
     sep = "&" if "?" in location else "?"
     url = await repo.absolute(f"{location}{sep}digest={quote(str(desc.digest), safe='')}")
     length = desc.size if not isinstance(body, bytes) else len(body)
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "PUT",
         url,
         scopes=repo.push,
@@ -152,9 +153,9 @@ async def _finish(
 
 
 async def _chunked(
-    repo: Repository, desc: Descriptor, source: BlobSource, sessions: UploadSessions
+    repo: RepositoryHandle, desc: Descriptor, source: BlobSource, sessions: UploadSessions
 ) -> None:
-    policy = repo.transport.retry
+    policy = repo.retry
     key = (repo.registry, repo.name, str(desc.digest))
     saved = sessions.load(*key)
     state = await policy.call(lambda: _status(repo, saved.location)) if saved else None
@@ -162,11 +163,11 @@ async def _chunked(
         _log.info("resuming upload of %s at byte %d", desc.digest, state[1])
     min_chunk = 0
     if state is None:
-        location, min_chunk = await repo.start_upload()
+        location, min_chunk = await policy.call(repo.start_upload)
         offset = 0
     else:
         location, offset = state
-    chunk = max(repo.transport.options.chunk_size, min_chunk)
+    chunk = max(repo.options.chunk_size, min_chunk)
     failures = 0
     what = repo.describe("blob upload", str(desc.digest))
     reader = _Reader(source, desc)
@@ -185,7 +186,7 @@ async def _chunked(
                 failures = await policy.backoff(exc, failures)
                 where = await policy.call(lambda: _status(repo, location))  # noqa: B023
                 if where is None:
-                    location, min_chunk = await repo.start_upload()
+                    location, min_chunk = await policy.call(repo.start_upload)
                     offset = 0
                 else:
                     location, offset = where
@@ -212,11 +213,11 @@ def _grown(chunk: int, sent: int) -> int:
 
 
 async def _patch(
-    repo: Repository, location: str, desc: Descriptor, reader: _Reader, start: int, end: int
+    repo: RepositoryHandle, location: str, desc: Descriptor, reader: _Reader, start: int, end: int
 ) -> tuple[str, int]:
     """Send bytes [start, end) of the blob; return the next Location and the new offset."""
     what = repo.describe("blob upload", str(desc.digest))
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "PATCH",
         await repo.absolute(location),
         scopes=repo.push,
@@ -304,9 +305,9 @@ class _Reader:
             await stream.aclose()
 
 
-async def _status(repo: Repository, location: str) -> tuple[str, int] | None:
+async def _status(repo: RepositoryHandle, location: str) -> tuple[str, int] | None:
     """Where an upload stands: (Location, bytes received), or None if the registry forgot it."""
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "GET",
         await repo.absolute(location),
         scopes=repo.push,
