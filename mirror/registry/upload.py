@@ -15,6 +15,12 @@ upload is gone (404), the registry is asked for the blob (HEAD), and a blob ther
 size is taken as committed. When the registry refuses the digest (400 DIGEST_INVALID: what it
 received was damaged on the way), the saved session is dropped and the blob uploaded afresh,
 once; a second refusal is final.
+
+Tries never multiply: a monolithic upload (start, then PUT) is one `Repeat.CHECKED`
+operation, whose start is a step of its try; a chunked upload's loop counts its failures in
+a row with `Attempts`, asking where the upload stands (and starting afresh) as steps of its
+next try, and its commit is one `Repeat.CHECKED` operation. A try after one whose commit's
+answer was lost asks for the blob first.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
 from mirror.registry.handle import HoldsHandle, RepositoryHandle
 from mirror.registry.sessions import UploadSession, UploadSessions
+from mirror.retry import Attempt, Repeat
 
 __all__ = ["upload_blob"]
 
@@ -85,55 +92,73 @@ def _digest_refused(exc: RegistryError) -> bool:
 
 
 async def _monolithic(repo: RepositoryHandle, desc: Descriptor, source: BlobSource) -> None:
-    policy = repo.retry
-    failures = 0
-    while True:
-        try:
-            location, _ = await policy.call(repo.start_upload)
-            await _commit(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
+    """Start an upload and PUT the blob whole, as one `Repeat.CHECKED` operation: the start
+    is a step of its try, not retried on its own, and a try after one whose commit's answer
+    was lost asks first whether that commit went through."""
+
+    async def upload(attempt: Attempt) -> None:
+        if await _placed_by_lost_try(repo, desc, attempt):
             return
-        except Exception as exc:
-            failures = await policy.backoff(exc, failures)
+        location, _ = await repo.start_upload()
+        body = verify_stream(source(0), desc.digest, desc.size)
+        await _commit(repo, location, desc, body, attempt)
+
+    await repo.retry.run(upload, Repeat.CHECKED)
 
 
 async def _commit(
-    repo: RepositoryHandle, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle,
+    location: str,
+    desc: Descriptor,
+    body: AsyncIterator[bytes] | bytes,
+    attempt: Attempt,
 ) -> None:
-    """Finish an upload with `PUT ?digest=`, as one unit that checks before anything is sent
-    again: when its answer is lost (the connection cut, a 5xx) or says the upload is gone
-    (404), the blob is committed if the registry has it at its size (HEAD); otherwise that
-    answer is raised (a lost one for a retry)."""
+    """Finish an upload with `PUT ?digest=`, the step of a `Repeat.CHECKED` operation (its
+    try is `attempt`): when its answer is lost (the connection cut, a 5xx) or says the upload
+    is gone (404), the blob is committed if the registry has it at its size (HEAD);
+    otherwise that answer is raised (a lost one for a retry, which checks first)."""
     try:
-        await _finish(repo, location, desc, body)
+        await _finish(repo, location, desc, body, attempt)
     except MirrorError as exc:
-        if not _maybe_committed(exc) or not await _committed(repo, desc):
+        if not _maybe_committed(exc, attempt) or not await _committed(repo, desc):
             raise
         _log.info("%s: its commit's answer was lost (%s); the registry has it", desc.digest, exc)
 
 
-def _maybe_committed(exc: MirrorError) -> bool:
-    """True when a commit may have gone through whatever its answer: the answer was lost (a
-    cut, a 5xx), or the upload is gone (404: the HTTP client sends a bodiless PUT again on
-    its own after a cut, and the registry no longer knows the upload it finished)."""
-    if isinstance(exc, TransportError):
-        return exc.retryable
-    if isinstance(exc, BlobNotFound):
-        return True
-    return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500
+def _maybe_committed(exc: MirrorError, attempt: Attempt) -> bool:
+    """True when a commit may have gone through whatever its answer: the answer was lost (the
+    transport marks the try: a cut or a 5xx once the request went out), or the upload is gone
+    (404: the HTTP client sends a bodiless PUT again on its own after a cut, and the registry
+    no longer knows the upload it finished)."""
+    return attempt.answer_lost or isinstance(exc, BlobNotFound)
+
+
+async def _placed_by_lost_try(repo: RepositoryHandle, desc: Descriptor, attempt: Attempt) -> bool:
+    """True when an earlier try's answer was lost and the registry has the blob at its size:
+    that try committed it, and nothing is sent again."""
+    if not attempt.after_lost_answer or not await _committed(repo, desc):
+        return False
+    _log.info("%s: an earlier try whose answer was lost committed it", desc.digest)
+    return True
 
 
 async def _committed(repo: RepositoryHandle, desc: Descriptor) -> bool:
-    """True when the registry has the blob at its size; False also when it cannot be asked
-    (the caller then retries the commit as it would have)."""
+    """True when the registry has the blob at its size (one HEAD, a step of the commit's
+    try); False also when it cannot be asked (the commit's operation then goes on as it would
+    have)."""
     try:
-        return await repo.retry.call(lambda: repo.blob_size(desc.digest)) == desc.size
+        return await repo.blob_size(desc.digest) == desc.size
     except MirrorError as exc:
         _log.info("%s: could not ask whether its commit went through: %s", desc.digest, exc)
         return False
 
 
 async def _finish(
-    repo: RepositoryHandle, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle,
+    location: str,
+    desc: Descriptor,
+    body: AsyncIterator[bytes] | bytes,
+    attempt: Attempt,
 ) -> None:
     sep = "&" if "?" in location else "?"
     url = await repo.absolute(f"{location}{sep}digest={quote(str(desc.digest), safe='')}")
@@ -148,6 +173,7 @@ async def _finish(
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
         data=body,
         replayable=isinstance(body, bytes),
+        attempt=attempt,
     )
     resp.release()
 
@@ -168,12 +194,22 @@ async def _chunked(
     else:
         location, offset = state
     chunk = max(repo.options.chunk_size, min_chunk)
-    failures = 0
+    attempts = policy.attempts()
+    #: a step failed: where the upload stands is asked first (a step of the next try)
+    unsure = False
     what = repo.describe("blob upload", str(desc.digest))
     reader = _Reader(source, desc)
     try:
         while True:
             try:
+                if unsure:
+                    where = await _status(repo, location)
+                    if where is None:  # the registry forgot the upload: a fresh one
+                        location, _ = await repo.start_upload()
+                        offset = 0
+                    else:
+                        location, offset = where
+                    unsure = False
                 # every byte before `offset` hashed (one an earlier run sent is read again)
                 await reader.seek(offset, what)
                 if offset >= desc.size:
@@ -181,15 +217,10 @@ async def _chunked(
                 end = min(offset + _grown(chunk, offset), desc.size)
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
-                failures = 0  # a chunk went through: what is counted is failures in a row
+                attempts.progressed()  # what is counted is failures in a row
             except Exception as exc:
-                failures = await policy.backoff(exc, failures)
-                where = await policy.call(lambda: _status(repo, location))  # noqa: B023
-                if where is None:
-                    location, min_chunk = await policy.call(repo.start_upload)
-                    offset = 0
-                else:
-                    location, offset = where
+                await attempts.failed(exc)
+                unsure = True
         try:
             reader.check()
         except ContentError:
@@ -197,8 +228,13 @@ async def _chunked(
             raise
     finally:
         await reader.close()
+
+    async def commit(attempt: Attempt) -> None:
+        if not await _placed_by_lost_try(repo, desc, attempt):
+            await _commit(repo, location, desc, b"", attempt)
+
     try:
-        await policy.call(lambda: _commit(repo, location, desc, b""))
+        await policy.run(commit, Repeat.CHECKED)
     except RegistryError as exc:
         if _digest_refused(exc):
             sessions.drop(*key)  # the bytes at the registry are wrong: never resume them
