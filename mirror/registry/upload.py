@@ -184,12 +184,14 @@ async def _chunked(
     policy = repo.retry
     key = (repo.registry, repo.name, str(desc.digest))
     saved = sessions.load(*key)
-    state = await policy.call(lambda: _status(repo, saved.location)) if saved else None
+    state = (
+        await policy.run(lambda _: _status(repo, saved.location), Repeat.WHOLE) if saved else None
+    )
     if saved and state:
         _log.info("resuming upload of %s at byte %d", desc.digest, state[1])
     min_chunk = 0
     if state is None:
-        location, min_chunk = await policy.call(repo.start_upload)
+        location, min_chunk = await policy.run(lambda _: repo.start_upload(), Repeat.WHOLE)
         offset = 0
     else:
         location, offset = state
