@@ -22,7 +22,7 @@ async def receive(
     """Hand the blob's bytes to `write` (run in a worker thread), hashed as they come; a
     failed stream is re-opened where it stopped, so no byte is written twice; ContentError
     when the bytes are not the blob's."""
-    hasher, failures = DigestHasher(desc.digest.algorithm), 0
+    hasher, attempts = DigestHasher(desc.digest.algorithm), retry.attempts()
     while True:
         try:
             async for chunk in source(hasher.size):
@@ -32,7 +32,7 @@ async def receive(
                 hasher.update(chunk)
             break
         except Exception as exc:
-            failures = await retry.backoff(exc, failures)
+            await attempts.failed(exc)
     check_content(hasher, desc.digest, desc.size, "blob")
 
 

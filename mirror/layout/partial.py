@@ -112,7 +112,7 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
     if resumed_at:
         _log.info("resuming %s at byte %d of %d", desc.digest, resumed_at, desc.size)
     await finish_in_thread(os.lseek, fd, hasher.size, os.SEEK_SET)
-    failures = 0
+    attempts = retry.attempts()
     while True:
         try:
             await _append(fd, source, desc, hasher)
@@ -128,14 +128,14 @@ async def fill_partial(fd: int, desc: Descriptor, source: BlobSource, retry: Ret
             hasher = DigestHasher(desc.digest.algorithm)
             await finish_in_thread(os.lseek, fd, 0, os.SEEK_SET)
         except Exception as exc:
-            failures = await retry.backoff(exc, failures)
+            await attempts.failed(exc)
     await finish_in_thread(os.fsync, fd)
     return desc.size - resumed_at
 
 
 async def read_small(source: BlobSource, desc: Descriptor, retry: RetryPolicy) -> list[bytes]:
     """A small blob's bytes in memory (never more than its size), retried from the start."""
-    failures = 0
+    attempts = retry.attempts()
     while True:
         chunks: list[bytes] = []
         size = 0
@@ -149,4 +149,4 @@ async def read_small(source: BlobSource, desc: Descriptor, retry: RetryPolicy) -
                 chunks.append(chunk)
             return chunks
         except Exception as exc:
-            failures = await retry.backoff(exc, failures)
+            await attempts.failed(exc)

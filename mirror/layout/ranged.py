@@ -98,7 +98,7 @@ async def fill_ranged(
 
     async def fetch_part(start: int) -> None:
         end = min(start + part_size, size)
-        position, failures = start, 0
+        position, attempts = start, retry.attempts()
         while position < end:
             try:
                 async for chunk in fetch(position, end):
@@ -113,7 +113,7 @@ async def fill_ranged(
             except Exception as exc:
                 if position == end and not isinstance(exc, SizeMismatch):
                     break  # cut after the part's last byte: the whole-blob digest decides
-                failures = await retry.backoff(exc, failures)
+                await attempts.failed(exc)
         async with record_lock:
             done.add(start)
             record = json.dumps({"size": size, "part": part_size, "done": sorted(done)}).encode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -14,10 +13,8 @@ from mirror.limits import Limits
 from mirror.oci.digest import DigestHasher, check_content
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
+from mirror.registry.handle import RepositoryHandle
 from mirror.support.httpbody import StallGuard
-
-if TYPE_CHECKING:
-    from mirror.registry.repository import Repository
 
 __all__ = ["CHUNK_SIZE", "open_blob", "open_range"]
 
@@ -27,7 +24,7 @@ SOCKET_READ = 1024 * 1024
 
 
 async def open_blob(
-    repo: Repository, desc: Descriptor, offset: int = 0, *, verify: bool = True
+    repo: RepositoryHandle, desc: Descriptor, offset: int = 0, *, verify: bool = True
 ) -> AsyncGenerator[bytes, None]:
     """Stream a blob from `offset`; verified when read from 0; resumes on retryable errors.
 
@@ -37,7 +34,7 @@ async def open_blob(
     destination re-opens its source where it stopped): one attempt, and its error raised,
     so that retries are counted in one place.
     """
-    attempts = repo.transport.retry.attempts()
+    attempts = repo.retry.attempts()
     hasher = DigestHasher(desc.digest.algorithm) if offset == 0 and verify else None
     position = offset
     what = repo.describe("blob", str(desc.digest))
@@ -64,7 +61,7 @@ async def open_blob(
 
 
 async def open_range(
-    repo: Repository, desc: Descriptor, start: int, end: int
+    repo: RepositoryHandle, desc: Descriptor, start: int, end: int
 ) -> AsyncGenerator[bytes, None]:
     """Bytes [start, end) with `Range: bytes=start-(end-1)`; RangeNotHonoured on a 200."""
     what = repo.describe("blob", str(desc.digest))
@@ -72,14 +69,14 @@ async def open_range(
     try:
         if resp.status == 200 and (start, end) != (0, desc.size):
             raise RangeNotHonoured(f"{what}: the registry ignores Range")
-        async for chunk in _body(resp, what, repo.transport.options.limits):
+        async for chunk in _body(resp, what, repo.limits):
             yield chunk
     finally:
         resp.release()
 
 
 async def _get_from(
-    repo: Repository, desc: Descriptor, offset: int, what: str
+    repo: RepositoryHandle, desc: Descriptor, offset: int, what: str
 ) -> AsyncIterator[bytes]:
     resp = await _get(repo, desc, what, f"bytes={offset}-" if offset else None)
     try:
@@ -89,7 +86,7 @@ async def _get_from(
             raise SizeMismatch(
                 f"{what}: server sends {resp.content_length} bytes, expected {expected}"
             )
-        async for chunk in _body(resp, what, repo.transport.options.limits):
+        async for chunk in _body(resp, what, repo.limits):
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk, skip = chunk[dropped:], skip - dropped
@@ -100,10 +97,10 @@ async def _get_from(
 
 
 async def _get(
-    repo: Repository, desc: Descriptor, what: str, byte_range: str | None
+    repo: RepositoryHandle, desc: Descriptor, what: str, byte_range: str | None
 ) -> aiohttp.ClientResponse:
     """GET the blob (a 200 or a 206 for `byte_range`); redirects go without credentials."""
-    return await repo.transport.request(
+    return await repo.request(
         "GET",
         f"/v2/{repo.name}/blobs/{desc.digest}",
         scopes=repo.pull,

@@ -25,7 +25,6 @@ from mirror.errors import (
     ManifestNotFound,
     NotFound,
     RegistryError,
-    TransportError,
     Unauthorized,
     UnsupportedOperation,
 )
@@ -35,6 +34,7 @@ from mirror.oci.model import Descriptor, Index, ManifestLike, fallback_tag, pars
 from mirror.oci.reference import validate_tag
 from mirror.registry.download import open_blob, open_range
 from mirror.registry.errors import Missing
+from mirror.registry.handle import RepositoryHandle
 from mirror.registry.paging import paged_names
 from mirror.registry.reuse import reuse_in_registry
 from mirror.registry.transport import RegistryTransport, read_body, repeated_whole
@@ -58,6 +58,8 @@ class Repository:
         writing: bool = False,
         locations: BlobLocator | None = None,
     ) -> None:
+        #: the repository as its blob transfers (`download.py`, `upload.py`) see it
+        self.handle = RepositoryHandle(transport, name, writing)
         self.transport = transport
         self.name = name
         #: where blobs are in this registry's other repositories (mount sources)
@@ -73,12 +75,12 @@ class Repository:
     @property
     def pull(self) -> tuple[str, ...]:
         """Token scopes for reading (the push scope when this is a destination)."""
-        return self.push if self.writing else (f"repository:{self.name}:pull",)
+        return self.handle.pull
 
     @property
     def push(self) -> tuple[str, ...]:
         """Token scopes for writing."""
-        return (f"repository:{self.name}:pull,push",)
+        return self.handle.push
 
     @property
     def delete_scope(self) -> tuple[str, ...]:
@@ -91,8 +93,7 @@ class Repository:
 
     def describe(self, kind: str, ref: str) -> str:
         """How messages name something in this repository, e.g. `blob host/repo@sha256:…`."""
-        sep = "@" if ref.startswith(("sha256:", "sha512:")) else ":"
-        return f"{kind} {self.registry}/{self.name}{sep}{ref}"
+        return self.handle.describe(kind, ref)
 
     # -- manifests ----------------------------------------------------------------------
 
@@ -227,22 +228,7 @@ class Repository:
     @repeated_whole
     async def blob_size(self, digest: Digest) -> int | None:
         """The size of a blob (HEAD), or None when the registry does not have it."""
-        resp = await self.transport.request(
-            "HEAD",
-            f"/v2/{self.name}/blobs/{Digest(digest)}",
-            scopes=self.pull,
-            what=self.describe("blob", str(digest)),
-            missing=Missing.BLOB,
-            ok=(200, 404),
-        )
-        resp.release()
-        if resp.status == 404:
-            return None
-        if resp.content_length is None:
-            raise RegistryError(
-                f"{self.describe('blob', str(digest))}: HEAD gave no Content-Length"
-            )
-        return resp.content_length
+        return await self.handle.blob_size(digest)
 
     @repeated_whole
     async def blob_exists(self, desc: Descriptor) -> bool:
@@ -263,19 +249,19 @@ class Repository:
     ) -> AsyncGenerator[bytes, None]:
         """Stream a blob from `offset` (verified when whole), resuming after cut connections;
         read to its end, the blob is remembered here (a mount source for other repositories)."""
-        async for chunk in open_blob(self, desc, offset, verify=verify):
+        async for chunk in open_blob(self.handle, desc, offset, verify=verify):
             yield chunk
         if self.locations is not None:
             self.locations.remember(self.registry, desc.digest, self.name)
 
     def blob_range(self, desc: Descriptor, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end) of a blob (unverified: the caller assembles and verifies)."""
-        return open_range(self, desc, start, end)
+        return open_range(self.handle, desc, start, end)
 
     async def blob_put(self, desc: Descriptor, source: BlobSource) -> None:
         """Upload a blob (one PUT, or resumable chunks for large blobs), with retries; then
         remember it is here (the next image of the run that needs it mounts or skips it)."""
-        await upload_blob(self, desc, source)
+        await upload_blob(self.handle, desc, source)
         if self.locations is not None:
             self.locations.remember(self.registry, desc.digest, self.name)
 
@@ -298,25 +284,11 @@ class Repository:
     @repeated_whole
     async def start_upload(self) -> tuple[str, int]:
         """Open an upload session: its Location and the registry's minimum chunk size."""
-        resp = await self.transport.request(
-            "POST",
-            f"/v2/{self.name}/blobs/uploads/",
-            scopes=self.push,
-            what=f"upload to {self.registry}/{self.name}",
-            ok=(202,),
-            headers={"Content-Length": "0"},
-        )
-        resp.release()
-        location = resp.headers.get("Location")
-        if not location:
-            raise TransportError(f"upload to {self.registry}/{self.name}: no Location given")
-        min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "0")
-        return location, int(min_chunk) if min_chunk.isdigit() else 0
+        return await self.handle.start_upload()
 
     async def absolute(self, location: str) -> URL:
         """An upload Location resolved against the registry (relative or absolute, as given)."""
-        base = await self.transport.base()
-        return base.join(URL(location, encoded=True))
+        return await self.handle.absolute(location)
 
     @repeated_whole
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
@@ -344,21 +316,8 @@ class Repository:
         _log.info("%s from %s declined (202): uploading it", what, source_repository)
         location = resp.headers.get("Location")
         if location:
-            await self._cancel_upload(location)
+            await self.handle.cancel_upload(location)
         return False
-
-    async def _cancel_upload(self, location: str) -> None:
-        try:
-            resp = await self.transport.request(
-                "DELETE",
-                await self.absolute(location),
-                scopes=self.push,
-                what=f"cancel upload to {self.registry}/{self.name}",
-                ok=(200, 202, 204, 404),
-            )
-            resp.release()
-        except Exception:  # noqa: S110 - cancelling is best effort by the spec
-            pass
 
     async def blob_delete(self, digest: Digest) -> None:
         """Delete a blob by digest."""

@@ -15,6 +15,12 @@ upload is gone (404), the registry is asked for the blob (HEAD), and a blob ther
 size is taken as committed. When the registry refuses the digest (400 DIGEST_INVALID: what it
 received was damaged on the way), the saved session is dropped and the blob uploaded afresh,
 once; a second refusal is final.
+
+Tries never multiply: a monolithic upload (start, then PUT) is one `Repeat.CHECKED`
+operation, whose start is a step of its try; a chunked upload's loop counts its failures in
+a row with `Attempts`, asking where the upload stands (and starting afresh) as steps of its
+next try, and its commit is one `Repeat.CHECKED` operation. A try after one whose commit's
+answer was lost asks for the blob first.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirror.endpoint import BlobSource
@@ -37,10 +42,9 @@ from mirror.errors import (
 from mirror.oci.digest import DigestHasher, check_content, verify_stream
 from mirror.oci.model import Descriptor
 from mirror.registry.errors import Missing
+from mirror.registry.handle import HoldsHandle, RepositoryHandle
 from mirror.registry.sessions import UploadSession, UploadSessions
-
-if TYPE_CHECKING:
-    from mirror.registry.repository import Repository
+from mirror.retry import Attempt, Repeat
 
 __all__ = ["upload_blob"]
 
@@ -50,11 +54,15 @@ _RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 _log = logging.getLogger("mirror.upload")
 
 
-async def upload_blob(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    """Upload a blob, chunked above the configured threshold, with retries and resume; a
-    digest the registry refuses (bytes damaged on the way) starts it afresh once."""
-    options = repo.transport.options
-    sessions = UploadSessions(options.upload_state_dir())
+async def upload_blob(
+    repository: RepositoryHandle | HoldsHandle, desc: Descriptor, source: BlobSource
+) -> None:
+    """Upload a blob to a repository (its handle, or what holds one), chunked above the
+    configured threshold, with retries and resume; a digest the registry refuses (bytes
+    damaged on the way) starts it afresh once."""
+    repo = repository if isinstance(repository, RepositoryHandle) else repository.handle
+    options = repo.options
+    sessions = UploadSessions(repo.upload_state_dir())
     for fresh in (False, True):
         try:
             if desc.size >= options.chunked_upload_threshold:
@@ -83,47 +91,61 @@ def _digest_refused(exc: RegistryError) -> bool:
     return "DIGEST_INVALID" in exc.codes
 
 
-async def _monolithic(repo: Repository, desc: Descriptor, source: BlobSource) -> None:
-    policy = repo.transport.retry
-    failures = 0
-    while True:
-        try:
-            location, _ = await repo.start_upload()
-            await _commit(repo, location, desc, verify_stream(source(0), desc.digest, desc.size))
+async def _monolithic(repo: RepositoryHandle, desc: Descriptor, source: BlobSource) -> None:
+    """Start an upload and PUT the blob whole, as one `Repeat.CHECKED` operation: the start
+    is a step of its try, not retried on its own, and a try after one whose commit's answer
+    was lost asks first whether that commit went through."""
+
+    async def upload(attempt: Attempt) -> None:
+        if await _placed_by_lost_try(repo, desc, attempt):
             return
-        except Exception as exc:
-            failures = await policy.backoff(exc, failures)
+        location, _ = await repo.start_upload()
+        body = verify_stream(source(0), desc.digest, desc.size)
+        await _commit(repo, location, desc, body, attempt)
+
+    await repo.retry.run(upload, Repeat.CHECKED)
 
 
 async def _commit(
-    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle,
+    location: str,
+    desc: Descriptor,
+    body: AsyncIterator[bytes] | bytes,
+    attempt: Attempt,
 ) -> None:
-    """Finish an upload with `PUT ?digest=`, as one unit that checks before anything is sent
-    again: when its answer is lost (the connection cut, a 5xx) or says the upload is gone
-    (404), the blob is committed if the registry has it at its size (HEAD); otherwise that
-    answer is raised (a lost one for a retry)."""
+    """Finish an upload with `PUT ?digest=`, the step of a `Repeat.CHECKED` operation (its
+    try is `attempt`): when its answer is lost (the connection cut, a 5xx) or says the upload
+    is gone (404), the blob is committed if the registry has it at its size (HEAD);
+    otherwise that answer is raised (a lost one for a retry, which checks first)."""
     try:
-        await _finish(repo, location, desc, body)
+        await _finish(repo, location, desc, body, attempt)
     except MirrorError as exc:
-        if not _maybe_committed(exc) or not await _committed(repo, desc):
+        if not _maybe_committed(exc, attempt) or not await _committed(repo, desc):
             raise
         _log.info("%s: its commit's answer was lost (%s); the registry has it", desc.digest, exc)
 
 
-def _maybe_committed(exc: MirrorError) -> bool:
-    """True when a commit may have gone through whatever its answer: the answer was lost (a
-    cut, a 5xx), or the upload is gone (404: the HTTP client sends a bodiless PUT again on
-    its own after a cut, and the registry no longer knows the upload it finished)."""
-    if isinstance(exc, TransportError):
-        return exc.retryable
-    if isinstance(exc, BlobNotFound):
-        return True
-    return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500
+def _maybe_committed(exc: MirrorError, attempt: Attempt) -> bool:
+    """True when a commit may have gone through whatever its answer: the answer was lost (the
+    transport marks the try: a cut or a 5xx once the request went out), or the upload is gone
+    (404: the HTTP client sends a bodiless PUT again on its own after a cut, and the registry
+    no longer knows the upload it finished)."""
+    return attempt.answer_lost or isinstance(exc, BlobNotFound)
 
 
-async def _committed(repo: Repository, desc: Descriptor) -> bool:
-    """True when the registry has the blob at its size; False also when it cannot be asked
-    (the caller then retries the commit as it would have)."""
+async def _placed_by_lost_try(repo: RepositoryHandle, desc: Descriptor, attempt: Attempt) -> bool:
+    """True when an earlier try's answer was lost and the registry has the blob at its size:
+    that try committed it, and nothing is sent again."""
+    if not attempt.after_lost_answer or not await _committed(repo, desc):
+        return False
+    _log.info("%s: an earlier try whose answer was lost committed it", desc.digest)
+    return True
+
+
+async def _committed(repo: RepositoryHandle, desc: Descriptor) -> bool:
+    """True when the registry has the blob at its size (one HEAD, a step of the commit's
+    try); False also when it cannot be asked (the commit's operation then goes on as it would
+    have)."""
     try:
         return await repo.blob_size(desc.digest) == desc.size
     except MirrorError as exc:
@@ -132,12 +154,16 @@ async def _committed(repo: Repository, desc: Descriptor) -> bool:
 
 
 async def _finish(
-    repo: Repository, location: str, desc: Descriptor, body: AsyncIterator[bytes] | bytes
+    repo: RepositoryHandle,
+    location: str,
+    desc: Descriptor,
+    body: AsyncIterator[bytes] | bytes,
+    attempt: Attempt,
 ) -> None:
     sep = "&" if "?" in location else "?"
     url = await repo.absolute(f"{location}{sep}digest={quote(str(desc.digest), safe='')}")
     length = desc.size if not isinstance(body, bytes) else len(body)
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "PUT",
         url,
         scopes=repo.push,
@@ -147,32 +173,45 @@ async def _finish(
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
         data=body,
         replayable=isinstance(body, bytes),
+        attempt=attempt,
     )
     resp.release()
 
 
 async def _chunked(
-    repo: Repository, desc: Descriptor, source: BlobSource, sessions: UploadSessions
+    repo: RepositoryHandle, desc: Descriptor, source: BlobSource, sessions: UploadSessions
 ) -> None:
-    policy = repo.transport.retry
+    policy = repo.retry
     key = (repo.registry, repo.name, str(desc.digest))
     saved = sessions.load(*key)
-    state = await policy.call(lambda: _status(repo, saved.location)) if saved else None
+    state = (
+        await policy.run(lambda _: _status(repo, saved.location), Repeat.WHOLE) if saved else None
+    )
     if saved and state:
         _log.info("resuming upload of %s at byte %d", desc.digest, state[1])
     min_chunk = 0
     if state is None:
-        location, min_chunk = await repo.start_upload()
+        location, min_chunk = await policy.run(lambda _: repo.start_upload(), Repeat.WHOLE)
         offset = 0
     else:
         location, offset = state
-    chunk = max(repo.transport.options.chunk_size, min_chunk)
-    failures = 0
+    chunk = max(repo.options.chunk_size, min_chunk)
+    attempts = policy.attempts()
+    #: a step failed: where the upload stands is asked first (a step of the next try)
+    unsure = False
     what = repo.describe("blob upload", str(desc.digest))
     reader = _Reader(source, desc)
     try:
         while True:
             try:
+                if unsure:
+                    where = await _status(repo, location)
+                    if where is None:  # the registry forgot the upload: a fresh one
+                        location, _ = await repo.start_upload()
+                        offset = 0
+                    else:
+                        location, offset = where
+                    unsure = False
                 # every byte before `offset` hashed (one an earlier run sent is read again)
                 await reader.seek(offset, what)
                 if offset >= desc.size:
@@ -180,15 +219,10 @@ async def _chunked(
                 end = min(offset + _grown(chunk, offset), desc.size)
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
-                failures = 0  # a chunk went through: what is counted is failures in a row
+                attempts.progressed()  # what is counted is failures in a row
             except Exception as exc:
-                failures = await policy.backoff(exc, failures)
-                where = await policy.call(lambda: _status(repo, location))  # noqa: B023
-                if where is None:
-                    location, min_chunk = await repo.start_upload()
-                    offset = 0
-                else:
-                    location, offset = where
+                await attempts.failed(exc)
+                unsure = True
         try:
             reader.check()
         except ContentError:
@@ -196,8 +230,13 @@ async def _chunked(
             raise
     finally:
         await reader.close()
+
+    async def commit(attempt: Attempt) -> None:
+        if not await _placed_by_lost_try(repo, desc, attempt):
+            await _commit(repo, location, desc, b"", attempt)
+
     try:
-        await policy.call(lambda: _commit(repo, location, desc, b""))
+        await policy.run(commit, Repeat.CHECKED)
     except RegistryError as exc:
         if _digest_refused(exc):
             sessions.drop(*key)  # the bytes at the registry are wrong: never resume them
@@ -212,11 +251,11 @@ def _grown(chunk: int, sent: int) -> int:
 
 
 async def _patch(
-    repo: Repository, location: str, desc: Descriptor, reader: _Reader, start: int, end: int
+    repo: RepositoryHandle, location: str, desc: Descriptor, reader: _Reader, start: int, end: int
 ) -> tuple[str, int]:
     """Send bytes [start, end) of the blob; return the next Location and the new offset."""
     what = repo.describe("blob upload", str(desc.digest))
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "PATCH",
         await repo.absolute(location),
         scopes=repo.push,
@@ -304,9 +343,9 @@ class _Reader:
             await stream.aclose()
 
 
-async def _status(repo: Repository, location: str) -> tuple[str, int] | None:
+async def _status(repo: RepositoryHandle, location: str) -> tuple[str, int] | None:
     """Where an upload stands: (Location, bytes received), or None if the registry forgot it."""
-    resp = await repo.transport.request(
+    resp = await repo.request(
         "GET",
         await repo.absolute(location),
         scopes=repo.push,

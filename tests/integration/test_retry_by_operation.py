@@ -4,7 +4,8 @@ and is then answered 404 is done, and a retried operation never runs another's r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -12,8 +13,10 @@ from aiohttp import web
 import mirror
 from mirror.errors import ManifestNotFound, ServerError
 from mirror.oci.digest import Digest
+from mirror.oci.model import Descriptor
 from mirror.oci.reference import RegistryReference
 from mirror.registry import RegistryClient, RegistryOptions
+from mirror.registry.upload import upload_blob
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy, address, serve
 from tests.support.tools import FIXTURES, amirror
@@ -142,3 +145,65 @@ async def test_a_head_whose_fallback_get_fails_is_not_retried_inside_a_retry(
         await runner.cleanup()
     asked = Counter(method for method, path in proxy.seen if "/manifests/" in path)
     assert asked == {"HEAD": 1, "GET": retries + 1}, asked
+
+
+#: the POST that opens an upload session
+_UPLOAD_START = r"^POST /v2/.*/blobs/uploads/$"
+#: a chunked upload's PATCHes and status GETs on its session
+_UPLOAD_SESSION = r"^(PATCH|GET) /v2/.*/blobs/uploads/."
+
+
+def _blob(size: int) -> tuple[Descriptor, Callable[[int], AsyncGenerator[bytes, None]]]:
+    """A blob of `size` bytes and its source."""
+    data = bytes(range(256)) * (size // 256)
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+
+    async def source(offset: int) -> AsyncGenerator[bytes, None]:
+        yield data[offset:]
+
+    return desc, source
+
+
+async def _upload_through(
+    proxy: FaultProxy, options: RegistryOptions, repository: str, size: int
+) -> None:
+    desc, source = _blob(size)
+    runner = await serve(proxy.app())
+    try:
+        async with RegistryClient(options) as client:
+            repo = client.repository(RegistryReference(address(runner), repository), writing=True)
+            with pytest.raises(ServerError, match="503"):
+                await upload_blob(repo, desc, source)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_monolithic_upload_whose_start_always_fails_is_tried_retries_plus_one_times(
+    registry: Registry, tmp_path: Path, retries: int
+) -> None:
+    """The upload (start, then PUT) is one operation: its POST is not retried inside it."""
+    proxy = FaultProxy(registry.host, rate=1.0, faults=("503",), fault_on=_UPLOAD_START)
+    options = RegistryOptions(use_docker_config=False, retries=retries, state_dir=tmp_path)
+    await _upload_through(proxy, options, "nested/monolithic", 64 * 1024)
+    posts = [path for method, path in proxy.seen if method == "POST"]
+    assert len(posts) == retries + 1, posts
+
+
+async def test_a_chunked_upload_counts_its_status_checks_among_its_tries(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Every PATCH and every status check of a chunked upload fails (503): the status check
+    after a failed PATCH is a try of the upload's own loop, not a retried operation inside
+    it, so the session is asked retries + 1 times in all."""
+    proxy = FaultProxy(registry.host, rate=1.0, faults=("503",), fault_on=_UPLOAD_SESSION)
+    options = RegistryOptions(
+        use_docker_config=False,
+        retries=2,
+        chunk_size=64 * 1024,
+        chunked_upload_threshold=64 * 1024,
+        state_dir=tmp_path,
+    )
+    await _upload_through(proxy, options, "nested/chunked", 256 * 1024)
+    asked = [m for m, path in proxy.seen if m in ("PATCH", "GET") and "/uploads/" in path]
+    assert len(asked) == 3, asked
