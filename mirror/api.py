@@ -21,7 +21,7 @@ from mirror.copy_options import CopyOptions
 from mirror.endpoint import ImageDestination, ImageSource
 from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
-from mirror.events import ProgressSink, Silent
+from mirror.events import ProgressSink
 from mirror.imageconfig import read_config
 from mirror.layout import Layout
 from mirror.oci.model import Index, Manifest, ManifestLike
@@ -169,7 +169,7 @@ async def copy(
         include_foreign=include_foreign,
         referrers=referrers,
         digest_tags=digest_tags,
-        progress=progress or Silent(),
+        progress=progress,
     )
     async with (
         RegistryClient(opts) as client,

@@ -10,7 +10,7 @@ the destination) is not an option: it is the engine's `CopyRun`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mirror.events import ProgressSink, Silent
 from mirror.limits import TIB
@@ -56,10 +56,25 @@ class CopyOptions:
     progress: ProgressSink = field(default_factory=Silent, compare=False, repr=False)
 
     @classmethod
-    def for_registries(cls, options: RegistryOptions, **choices: Any) -> CopyOptions:
+    def for_registries(
+        cls,
+        options: RegistryOptions,
+        *,
+        platforms: tuple[Platform, ...] = (),
+        single_must_match: bool = True,
+        include_foreign: bool = False,
+        referrers: bool = False,
+        digest_tags: bool = True,
+        progress: ProgressSink | None = None,
+    ) -> CopyOptions:
         """The options a run with `options` copies with (concurrency, ranged downloads, the
-        blob-size cap), and the caller's `choices` (platforms, referrers, progress …)."""
-        derived = cls(
+        blob-size cap), and what the caller chose of the image."""
+        return cls(
+            platforms=platforms,
+            single_must_match=single_must_match,
+            include_foreign=include_foreign,
+            referrers=referrers,
+            digest_tags=digest_tags,
             concurrency=options.concurrency,
             small_concurrency=options.check_concurrency,
             ranges=RangePolicy(
@@ -68,8 +83,8 @@ class CopyOptions:
                 parallel=options.ranged_parallel,
             ),
             max_blob_size=options.limits.max_blob_size,
+            progress=progress or Silent(),
         )
-        return replace(derived, **choices)
 
     def for_attached(self) -> CopyOptions:
         """The options for what is attached to an image: the same, without the platform

@@ -274,7 +274,7 @@ async def create_docker_archive(
         opts,
         platforms=tuple(platforms) or (Platform.host(),),
         single_must_match=bool(platforms),
-        progress=progress or Silent(),
+        progress=progress,
     )
     writer = DockerArchiveWriter(out, opts.retry)
     await writer.start()

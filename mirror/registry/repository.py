@@ -39,6 +39,7 @@ from mirror.registry.paging import paged_names
 from mirror.registry.reuse import reuse_in_registry
 from mirror.registry.transport import RegistryTransport, read_body, repeated_whole
 from mirror.registry.upload import upload_blob
+from mirror.support.tasks import together
 
 __all__ = ["Repository"]
 
@@ -336,7 +337,7 @@ class Repository:
             return tag, str(head.digest) if head else None
 
         by_digest: dict[str, list[str]] = {}
-        for tag, digest in await asyncio.gather(*(resolve(t) for t in tags)):
+        for tag, digest in await together(resolve(t) for t in tags):
             if digest is not None:
                 by_digest.setdefault(digest, []).append(tag)
         return by_digest

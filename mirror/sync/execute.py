@@ -12,7 +12,7 @@ from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
 from mirror.engine import CopyRun
 from mirror.errors import BudgetReserved, MirrorError
-from mirror.events import ProgressSink, Silent
+from mirror.events import ProgressSink
 from mirror.graph import fetch_from, walk_image
 from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
@@ -190,7 +190,7 @@ async def execute(
         single_must_match=False,
         referrers=config.referrers,
         digest_tags=config.digest_tags,
-        progress=progress or Silent(),
+        progress=progress,
     )
     reports = [
         TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
