@@ -89,7 +89,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return float(value) if len(value) <= 18 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

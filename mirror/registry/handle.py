@@ -26,8 +26,13 @@ from mirror.registry.errors import Missing
 from mirror.registry.options import RegistryOptions
 from mirror.registry.transport import RegistryTransport
 from mirror.retry import Attempt, RetryPolicy
+from mirror.support.headers import header_int
 
-__all__ = ["HoldsHandle", "RepositoryHandle"]
+__all__ = ["MAX_MIN_CHUNK", "HoldsHandle", "RepositoryHandle"]
+
+#: the largest minimum chunk size a registry may ask for (OCI-Chunk-Min-Length): more is
+#: no size a chunk is ever sent in
+MAX_MIN_CHUNK = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,14 @@ class RepositoryHandle:
         location = resp.headers.get("Location")
         if not location:
             raise TransportError(f"{what}: no Location given")
-        min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "0")
-        return location, int(min_chunk) if min_chunk.isdigit() else 0
+        said = resp.headers.get("OCI-Chunk-Min-Length", "0")
+        min_chunk = header_int(said, most=MAX_MIN_CHUNK)
+        if min_chunk is None:
+            raise RegistryError(
+                f"{what}: the registry asks for chunks of at least {said[:40]!r} bytes: not a "
+                f"size up to {MAX_MIN_CHUNK} bytes"
+            )
+        return location, min_chunk
 
     async def blob_size(self, digest: Digest) -> int | None:
         """The size of a blob (one HEAD), or None when the registry does not have it."""

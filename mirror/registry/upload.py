@@ -25,6 +25,7 @@ answer was lost asks for the blob first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -50,7 +51,12 @@ __all__ = ["upload_blob"]
 
 #: the largest PATCH of a chunked upload: chunks grow from `chunk_size` as an upload goes on
 MAX_CHUNK = 128 * 1024 * 1024
-_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
+#: a blob's bytes are sent at most this many times over (a registry that keeps losing what
+#: it is sent, or rewinds the upload, ends the upload in one line)
+MAX_SENDS = 3
+#: seconds to wait for the HTTP client to let go of a chunk's body after an early answer
+SLICE_END_WAIT = 30.0
+_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d{1,18})$")
 _log = logging.getLogger("mirror.upload")
 
 
@@ -216,6 +222,11 @@ async def _chunked(
                 await reader.seek(offset, what)
                 if offset >= desc.size:
                     break
+                if reader.sent > MAX_SENDS * desc.size:
+                    raise RegistryError(
+                        f"{what}: {reader.sent} bytes sent for a blob of {desc.size}: the "
+                        "registry keeps losing what it is sent; giving up"
+                    )
                 end = min(offset + _grown(chunk, offset), desc.size)
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
                 sessions.save(UploadSession(*key, location=location, offset=offset))
@@ -272,7 +283,12 @@ async def _patch(
     )
     resp.release()
     offset = _parse_range(resp.headers.get("Range"))
-    return resp.headers.get("Location") or location, end if offset is None else offset
+    if offset is not None and offset != end:
+        # progress that goes backwards (or past what was sent) is a failure, not a step
+        raise TransportError(
+            f"{what}: the registry holds {offset} bytes after a chunk that ended at byte {end}"
+        )
+    return resp.headers.get("Location") or location, end
 
 
 class _Reader:
@@ -289,6 +305,11 @@ class _Reader:
         self.stream: AsyncGenerator[bytes, None] | None = None
         self.position = 0  # the offset of the next byte handed out
         self.left = b""  # read from the stream, not yet handed out
+        #: bytes handed out to be sent, over every try
+        self.sent = 0
+        #: set while no slice is being read (the HTTP client reads one in a task of its own)
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     async def seek(self, offset: int, what: str) -> None:
         """Be ready to hand out the bytes from `offset` on, every byte before it hashed."""
@@ -309,14 +330,18 @@ class _Reader:
         if self.stream is None or self.position != start:
             raise RuntimeError(f"{what}: a slice from {start} asked at {self.position}")
         need = end - start
+        self.idle.clear()
         try:
             while need:
                 piece = await self._take(need, what)
                 need -= len(piece)
+                self.sent += len(piece)
                 yield piece
         except BaseException:
-            await self.close()  # a slice not sent whole: start afresh where the upload stands
+            await self._close_stream()  # a slice not sent whole: afresh where the upload stands
             raise
+        finally:
+            self.idle.set()
 
     async def _take(self, most: int, what: str) -> bytes:
         """The next piece (at most `most` bytes), hashed if it reaches past the hashed part."""
@@ -337,7 +362,17 @@ class _Reader:
         check_content(self.hasher, self.desc.digest, self.desc.size, "blob")
 
     async def close(self) -> None:
-        """Close the source stream, if open."""
+        """Close the source stream, if open, once no slice is being read: a registry that
+        answers before it read the body leaves the HTTP client's sending task to be cancelled,
+        and the stream cannot be closed while that task is inside it."""
+        try:
+            async with asyncio.timeout(SLICE_END_WAIT):
+                await self.idle.wait()
+        except TimeoutError:
+            raise TransportError("an upload's source did not stop being read") from None
+        await self._close_stream()
+
+    async def _close_stream(self) -> None:
         if self.stream is not None:
             stream, self.stream, self.left = self.stream, None, b""
             await stream.aclose()

@@ -62,6 +62,15 @@ class HostileRegistry:
     repositories: list[str] | None = None
     #: the message of a MANIFEST_UNKNOWN error body
     unknown_message: str = "manifest unknown"
+    #: how uploads are answered: None (no upload API), "rewind" (every PATCH taken and
+    #: answered `Range: 0-0`), "rewind-every-other" (every second PATCH of an upload),
+    #: "early-404" (a PATCH answered 404 before its body is read), "min-length" (the POST
+    #: asks for a minimum chunk size of 5,000 digits)
+    uploads: str | None = None
+    #: bytes of upload bodies read
+    upload_bytes: int = 0
+    #: PATCHes received
+    patches: int = 0
     #: every Range header received
     ranges: list[str] = field(default_factory=list)
     #: every Authorization header received, by path
@@ -70,10 +79,12 @@ class HostileRegistry:
 
     def app(self) -> web.Application:
         """The aiohttp application (registry API and a /token endpoint)."""
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 30)  # upload bodies of large chunks
         app.router.add_get("/v2/", self.ping)
         app.router.add_get("/v2/_catalog", self.catalog)
         app.router.add_get("/token", self.token)
+        app.router.add_post("/v2/{name:.+}/blobs/uploads/", self.upload_start)
+        app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/{id}", self.upload)
         app.router.add_route("*", "/v2/{name:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_get("/v2/{name:.+}/tags/list", self.tag_list)
@@ -198,6 +209,41 @@ class HostileRegistry:
             request.transport.close()  # the terminating chunk never comes
             return stream
         return await self._send(request, self.blobs[digest], "blob", headers)
+
+    async def upload_start(self, request: web.Request) -> web.Response:
+        """POST: a new upload session (with `uploads` set), else UNSUPPORTED."""
+        self.requests += 1
+        if self.uploads is None:
+            return _error(405, "UNSUPPORTED", "uploads are not taken here")
+        name = request.match_info["name"]
+        headers = {"Location": f"/v2/{name}/blobs/uploads/u{self.requests}", "Range": "0-0"}
+        if self.uploads == "min-length":
+            headers["OCI-Chunk-Min-Length"] = "9" * 5000
+        return web.Response(status=202, headers=headers)
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        """An upload session: PATCHes answered as `uploads` says; status says 0 bytes."""
+        self.requests += 1
+        if request.method == "PATCH":
+            self.patches += 1
+            if self.uploads == "early-404":
+                return _error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown")
+            body = await request.read()
+            self.upload_bytes += len(body)
+            end = request.headers.get("Content-Range", "0-0").partition("-")[2]
+            honest = self.uploads == "rewind-every-other" and self.patches % 2 == 1
+            held = f"0-{end}" if honest else "0-0"
+            return web.Response(status=202, headers={"Location": request.path, "Range": held})
+        if request.method == "GET":
+            return web.Response(status=204, headers={"Location": request.path, "Range": "0-0"})
+        if request.method == "PUT":  # a monolithic upload (small blobs) is taken as it is
+            digest = request.query.get("digest", "")
+            body = await request.read()
+            if digest != digest_of(body):
+                return _error(400, "DIGEST_INVALID", "provided digest did not match")
+            self.blobs[digest] = body
+            return web.Response(status=201, headers={"Docker-Content-Digest": digest})
+        return _error(400, "BLOB_UPLOAD_INVALID", "not taken")
 
     async def catalog(self, request: web.Request) -> web.Response:
         """Repositories: with `paging = "endless"`, fresh pages forever."""
