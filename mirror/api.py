@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
@@ -15,6 +15,7 @@ from mirror.archive.docker_tar import DockerArchive
 from mirror.archive.reader import ArchiveReader
 from mirror.archive.tarfiles import is_zstd
 from mirror.archive.unpack import unpacked
+from mirror.archive.writeonly import written
 from mirror.archive.writer import ArchiveWriter
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
@@ -87,11 +88,11 @@ async def open_destination(
     file (staged, renamed into place when the copy succeeds, removed when it fails)."""
     retry = client.options.retry
     if isinstance(ref, DockerArchiveReference):
-        async with _written(DockerArchiveWriter(Path(ref.path), retry)) as docker_writer:
+        async with written(DockerArchiveWriter(Path(ref.path), retry)) as docker_writer:
             yield docker_writer, ref.image
         return
     if isinstance(ref, ArchiveReference):
-        async with _written(ArchiveWriter(Path(ref.path), retry)) as writer:
+        async with written(ArchiveWriter(Path(ref.path), retry)) as writer:
             yield writer, ref.ref
         return
     if isinstance(ref, LayoutReference):
@@ -99,22 +100,6 @@ async def open_destination(
             yield layout, ref.ref
         return
     yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
-
-
-W = TypeVar("W", ArchiveWriter, DockerArchiveWriter)
-
-
-@contextlib.asynccontextmanager
-async def _written(writer: W) -> AsyncIterator[W]:
-    """An archive writer started, finished when the block succeeds, aborted (what it
-    staged removed) when the block fails or is cancelled."""
-    await writer.start()
-    try:
-        yield writer
-    except BaseException:
-        await writer.abort()
-        raise
-    await writer.finish()
 
 
 def _import_format(manifest_format: str, compression: str) -> ImportFormat:

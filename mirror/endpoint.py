@@ -28,6 +28,7 @@ __all__ = [
     "RangedSink",
     "RangedSource",
     "Referrers",
+    "RemembersBlobs",
     "Reuse",
     "StoredBlobs",
     "bytes_source",
@@ -230,6 +231,15 @@ class BlobLocator(Protocol):
 
     def here(self, registry: str, digest: Digest, repository: str) -> bool:
         """True when this run put or saw `digest` in `repository`."""
+        ...
+
+
+@runtime_checkable
+class RemembersBlobs(Protocol):
+    """A source that keeps where blobs were found (a registry repository: mount sources)."""
+
+    def blob_verified(self, desc: Descriptor) -> None:
+        """A copy read `desc` from here and its destination verified every byte."""
         ...
 
 

@@ -23,6 +23,7 @@ from mirror.endpoint import (
     RangedSink,
     RangedSource,
     Referrers,
+    RemembersBlobs,
     Reuse,
 )
 from mirror.errors import ContentError, RegistryError
@@ -299,6 +300,8 @@ async def _copy_blobs(
             )
         else:
             await dst.blob_put(desc, source)
+        if isinstance(src, RemembersBlobs):
+            src.blob_verified(desc)
         result.blobs_copied += 1
         return "copied"
 

@@ -14,7 +14,6 @@ __all__ = [
     "is_acr_host",
     "is_loopback",
     "same_site",
-    "site_of",
 ]
 
 #: the login-server suffixes of Azure Container Registries in the public and national clouds
@@ -86,7 +85,7 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()
 
 
-def site_of(host: str) -> str:
+def _site_of(host: str) -> str:
     """The site of a host name: its registrable domain by the Public Suffix List (private
     domains included), or the host itself under a multi-tenant registry domain."""
     name = host_of(host)
@@ -110,7 +109,7 @@ def same_site(registry: str, other: str) -> bool:
         return mine == theirs and _same_port(_port_of(registry), _port_of(other))
     if mine == theirs:
         return True
-    return site_of(mine) == site_of(theirs)
+    return _site_of(mine) == _site_of(theirs)
 
 
 def _same_port(mine: int | None, theirs: int | None) -> bool:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -142,8 +142,8 @@ class RetryPolicy:
         once, with that try: the outer run counts the failure and decides.
         """
         outer = _trying.get()
-        if outer is not None:
-            return await operation(outer)
+        if outer is not None and outer[0] is asyncio.current_task():
+            return await operation(outer[1])
         current = Attempt()
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
@@ -158,7 +158,7 @@ class RetryPolicy:
                 lost = current.after_lost_answer or current.answer_lost
                 current = Attempt(number, after_lost_answer=lost)
             with attempt:
-                token = _trying.set(current)
+                token = _trying.set((asyncio.current_task(), current))
                 try:
                     return await operation(current)
                 finally:
@@ -168,13 +168,6 @@ class RetryPolicy:
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """`run(operation, Repeat.WHOLE)` for an operation that needs no `Attempt`."""
         return await self.run(lambda _: operation(), Repeat.WHOLE)
-
-    async def backoff(self, exc: BaseException, failures: int) -> int:
-        """For a resuming loop that counts its own failures (prefer `attempts()`): re-raise
-        `exc` unless another try is allowed; else wait and return failures + 1."""
-        attempts = Attempts(self, failures)
-        await attempts.failed(exc)
-        return attempts.failures
 
 
 class Attempts:
@@ -211,8 +204,9 @@ class Attempts:
 _RETRYING = AsyncRetrying()
 
 #: the try of the `RetryPolicy.run` under way in this task, if any
-_trying: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
-    "mirror_retry_trying", default=None
+#: (a task started inside it inherits the variable, not the try: the task is compared)
+_trying: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, Attempt] | None] = (
+    contextvars.ContextVar("mirror_retry_trying", default=None)
 )
 
 

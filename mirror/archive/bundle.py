@@ -22,6 +22,7 @@ from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.pack import pack_layout
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
+from mirror.archive.writeonly import written
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
 from mirror.engine import CopyResult, CopyRun
@@ -276,20 +277,16 @@ async def create_docker_archive(
         single_must_match=bool(platforms),
         progress=progress,
     )
-    writer = DockerArchiveWriter(out, opts.retry)
-    await writer.start()
     done: list[tuple[str, CopyResult]] = []
-    try:
-        async with RegistryClient(opts) as client:
-            for ref in (_image_ref(i) for i in images):
-                result = await copy_attached(
-                    client.repository(ref), ref.reference, writer, repo_tag(ref), copy_options
-                )
-                done.append((repo_tag(ref) or _bundle_name(ref), result))
-    except BaseException:
-        await writer.abort()
-        raise
-    await writer.finish()
+    async with (
+        written(DockerArchiveWriter(out, opts.retry)) as writer,
+        RegistryClient(opts) as client,
+    ):
+        for ref in (_image_ref(i) for i in images):
+            result = await copy_attached(
+                client.repository(ref), ref.reference, writer, repo_tag(ref), copy_options
+            )
+            done.append((repo_tag(ref) or _bundle_name(ref), result))
     return done
 
 

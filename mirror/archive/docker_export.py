@@ -38,6 +38,7 @@ from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
 from mirror.support.oserrors import storage_boundary
+from mirror.support.tasks import finish_in_thread
 
 __all__ = ["DockerArchiveWriter"]
 
@@ -214,7 +215,7 @@ class DockerArchiveWriter(WriteOnly):
         if not self._images:
             raise UnsupportedOperation(f"docker archive {self.path}: no image was copied into it")
         try:
-            await asyncio.to_thread(self._write_tar)
+            await finish_in_thread(self._write_tar)  # cancelled: it ends before the abort
             os.replace(self._tmp, self.path)
             fsync_dir(self.path.parent)
         finally:

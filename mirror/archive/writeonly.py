@@ -5,7 +5,9 @@ destination only: nothing can be read back or removed until the file is finished
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
 from mirror.endpoint import BlobSource, Referrers, StoredBlobs
 from mirror.errors import SizeMismatch
@@ -13,7 +15,7 @@ from mirror.oci.digest import Digest, DigestHasher, check_content
 from mirror.oci.model import Descriptor
 from mirror.retry import RetryPolicy
 
-__all__ = ["WriteOnly", "receive"]
+__all__ = ["Staged", "WriteOnly", "receive", "written"]
 
 
 async def receive(
@@ -50,3 +52,35 @@ class WriteOnly(StoredBlobs):
         """None: a new archive holds nothing before this copy (its listings are written by
         this copy and not read back)."""
         return Referrers()
+
+
+class Staged(Protocol):
+    """An archive written under a temporary name and renamed into place when finished."""
+
+    async def start(self) -> None:
+        """Open the temporary file."""
+        ...
+
+    async def finish(self) -> None:
+        """Complete the archive and rename it into place."""
+        ...
+
+    async def abort(self) -> None:
+        """Remove what was staged."""
+        ...
+
+
+S = TypeVar("S", bound=Staged)
+
+
+@contextlib.asynccontextmanager
+async def written(writer: S) -> AsyncIterator[S]:
+    """The writer started; finished when the block succeeds; aborted (what it staged
+    removed) when the block or the finishing fails or is cancelled."""
+    await writer.start()
+    try:
+        yield writer
+        await writer.finish()
+    except BaseException:
+        await writer.abort()
+        raise

@@ -25,6 +25,7 @@ from mirror.oci.model import Descriptor, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support.fsutil import fsync_dir, temp_name
 from mirror.support.oserrors import storage_boundary
+from mirror.support.tasks import finish_in_thread
 
 __all__ = ["ArchiveWriter"]
 
@@ -140,7 +141,7 @@ class ArchiveWriter(WriteOnly):
         remainder = self._written % tarfile.RECORDSIZE
         if remainder:
             self._write(_NUL * (tarfile.RECORDSIZE - remainder))
-        await asyncio.to_thread(self._close)
+        await finish_in_thread(self._close)  # cancelled: the thread ends before abort
         os.replace(self._tmp, self.path)
         fsync_dir(self.path.parent)
 

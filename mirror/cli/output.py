@@ -191,8 +191,14 @@ def sigterm_ends_the_command() -> Iterator[None]:
     """Within, SIGTERM raises Terminated where the command is (as SIGINT raises
     KeyboardInterrupt); `run` turns it into a cancellation while a coroutine runs."""
     _Sigterm.received = False  # a new command (main may be called again in one process)
-    with _on_sigterm(_raise_terminated):
-        yield
+    in_main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        with _on_sigterm(_raise_terminated):
+            yield
+    finally:  # the command has said its last line: the caller's handler back
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
 
 class _MainTask:

@@ -61,7 +61,6 @@ class LayoutReader:
     #: the store, for messages ("layout /x", "archive /y.tar")
     where: str
 
-    @storage_boundary
     async def read_index(self) -> dict[str, Any]:
         """The parsed `index.json`."""
         raise NotImplementedError

@@ -15,7 +15,7 @@ from mirror.registry.options import RegistryOptions
 from mirror.registry.paging import paged_names
 from mirror.registry.ratelimit import Budget
 from mirror.registry.repository import Repository
-from mirror.registry.transport import RegistryTransport
+from mirror.registry.transport import RegistryTransport, count_sends
 
 __all__ = ["RegistryClient"]
 
@@ -66,8 +66,13 @@ class RegistryClient:
                 sock_connect=limits.connect_timeout,
                 sock_read=limits.stall_timeout,
             )
+            sends = aiohttp.TraceConfig()  # a request the client sent twice may have acted
+            sends.on_request_headers_sent.append(count_sends)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=False
+                connector=connector,
+                timeout=timeout,
+                auto_decompress=False,
+                trace_configs=[sends],
             )
         return self._session
 

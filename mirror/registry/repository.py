@@ -245,13 +245,15 @@ class Repository:
         resp.release()
         return resp.status == 200
 
-    async def blob_open(
+    def blob_open(
         self, desc: Descriptor, offset: int = 0, *, verify: bool = True
     ) -> AsyncGenerator[bytes, None]:
-        """Stream a blob from `offset` (verified when whole), resuming after cut connections;
-        read to its end, the blob is remembered here (a mount source for other repositories)."""
-        async for chunk in open_blob(self.handle, desc, offset, verify=verify):
-            yield chunk
+        """Stream a blob from `offset` (verified when whole), resuming after cut connections."""
+        return open_blob(self.handle, desc, offset, verify=verify)
+
+    def blob_verified(self, desc: Descriptor) -> None:
+        """A copy read `desc` from here and its destination verified it: remember it is here
+        (a mount source for the registry's other repositories)."""
         if self.locations is not None:
             self.locations.remember(self.registry, desc.digest, self.name)
 

@@ -59,7 +59,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.platform import Platform
 from mirror.registry.options import HostSettings
 
-__all__ = ["ConfigError", "Job", "RegistrySettings", "SyncConfig", "TagFilter", "load_config"]
+__all__ = ["ConfigError", "Job", "SyncConfig", "TagFilter", "load_config"]
 
 
 class ConfigError(MirrorError):
@@ -127,10 +127,6 @@ class TagFilter:
     def semver_key(tag: str) -> semver.Version | None:
         """The sort key for newest-by-semver (None: not a version)."""
         return _semver_of(tag)
-
-
-#: a `[registries."host"]` table: what it says of that registry (None: the run's setting)
-RegistrySettings = HostSettings
 
 
 @dataclass(frozen=True)

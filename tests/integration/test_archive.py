@@ -3,13 +3,18 @@ read in place; failures leave nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import mirror
 from mirror.archive import unpack as mirror_archive
+from mirror.archive.docker_export import DockerArchiveWriter
+from mirror.archive.writer import ArchiveWriter
 from mirror.errors import DigestMismatch
 from tests.support.layouts import archive_problems
 from tests.support.registry import Registry
@@ -69,3 +74,39 @@ async def test_a_plain_tar_is_read_in_place(
     archive.write_bytes(bytes(data))
     with pytest.raises(DigestMismatch):
         await mirror.copy(f"oci-archive:{archive}:x", f"oci:{tmp_path / 'l2'}:x")
+
+
+@pytest.mark.parametrize(
+    ("writer", "slow", "destination"),
+    [
+        (ArchiveWriter, "_close", "oci-archive:{out}:v1"),
+        (DockerArchiveWriter, "_write_tar", "docker-archive:{out}:app:v1"),
+    ],
+)
+async def test_a_copy_cancelled_while_the_archive_is_finished_leaves_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    writer: type[ArchiveWriter | DockerArchiveWriter],
+    slow: str,
+    destination: str,
+) -> None:
+    """A Ctrl-C or SIGTERM while the archive's last bytes are flushed (seconds for a large
+    one) removes what was staged, as one during the copy does."""
+    started = threading.Event()
+    finishing = getattr(writer, slow)
+
+    def slowly(self: object) -> None:
+        started.set()
+        time.sleep(0.5)
+        finishing(self)
+
+    monkeypatch.setattr(writer, slow, slowly)
+    out = tmp_path / "out" / "image.tar"
+    copying = asyncio.create_task(
+        mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", destination.format(out=out))
+    )
+    assert await asyncio.to_thread(started.wait, 30)
+    copying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await copying
+    assert list(out.parent.iterdir()) == []

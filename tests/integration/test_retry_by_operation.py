@@ -207,3 +207,32 @@ async def test_a_chunked_upload_counts_its_status_checks_among_its_tries(
     await _upload_through(proxy, options, "nested/chunked", 256 * 1024)
     asked = [m for m, path in proxy.seen if m in ("PATCH", "GET") and "/uploads/" in path]
     assert len(asked) == 3, asked
+
+
+@pytest.mark.parametrize("by", ["digest", "tag"])
+async def test_a_delete_whose_connection_was_cut_after_forwarding_is_done(
+    registry: Registry, by: str
+) -> None:
+    """The HTTP client sends a DELETE again by itself after a cut connection, inside one of
+    our tries: the registry had deleted, and that repeat's 404 is not "not found"."""
+    proxy = FaultProxy(
+        registry.host,
+        rate=1.0,
+        faults=("after-reset",),
+        fault_on=_MANIFEST_DELETE,
+        faults_at_most=1,
+    )
+    runner = await serve(proxy.app())
+    try:
+        front = address(runner)
+        digest = await _push(registry.host, f"cut/lib-{by}")
+        async with RegistryClient(_options()) as client:
+            repo = client.repository(RegistryReference(front, f"cut/lib-{by}"))
+            if by == "digest":
+                await repo.manifest_delete(Digest(digest))
+            else:
+                await repo.tag_delete("v1")
+    finally:
+        await runner.cleanup()
+    assert proxy.injected_on == [("DELETE", "after-reset")]
+    assert await _gone(registry.host, f"cut/lib-{by}", digest)
