@@ -100,7 +100,7 @@ async def _get(
     repo: RepositoryHandle, desc: Descriptor, what: str, byte_range: str | None
 ) -> aiohttp.ClientResponse:
     """GET the blob (a 200 or a 206 for `byte_range`); redirects go without credentials."""
-    return await repo.request(
+    return await repo.transport.request(
         "GET",
         f"/v2/{repo.name}/blobs/{desc.digest}",
         scopes=repo.pull,

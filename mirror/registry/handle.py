@@ -3,7 +3,7 @@ and hands to `download.py` and `upload.py` (as go-containerregistry's `remote.wr
 what a push needs), so that neither imports the repository that calls them.
 
 It knows the repository's name and registry, its token scopes, how messages name things in
-it, how an upload's Location resolves, the transport's `request`, and the options, limits and
+it, how an upload's Location resolves, its `transport` (whose `request` it sends), and the options, limits and
 retry policy of the run. Its verbs are one request each: the operation that calls one
 decides how it is tried again (`Repository` retries its own, `upload.py` counts them among
 an upload's tries).
@@ -11,12 +11,10 @@ an upload's tries).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiohttp
 from yarl import URL
 
 from mirror.errors import RegistryError, TransportError
@@ -25,7 +23,7 @@ from mirror.oci.digest import Digest
 from mirror.registry.errors import Missing
 from mirror.registry.options import RegistryOptions
 from mirror.registry.transport import RegistryTransport
-from mirror.retry import Attempt, RetryPolicy
+from mirror.retry import RetryPolicy
 from mirror.support.headers import header_int
 
 __all__ = ["MAX_MIN_CHUNK", "HoldsHandle", "RepositoryHandle"]
@@ -89,39 +87,11 @@ class RepositoryHandle:
         base = await self.transport.base()
         return base.join(URL(location, encoded=True))
 
-    async def request(
-        self,
-        method: str,
-        target: str | URL,
-        *,
-        scopes: Iterable[str],
-        what: str,
-        missing: Missing = Missing.ANYTHING,
-        ok: Iterable[int] = (200,),
-        headers: dict[str, str] | None = None,
-        data: Any = None,
-        replayable: bool = True,
-        attempt: Attempt | None = None,
-    ) -> aiohttp.ClientResponse:
-        """The transport's `request` (the caller releases the response)."""
-        return await self.transport.request(
-            method,
-            target,
-            scopes=scopes,
-            what=what,
-            missing=missing,
-            ok=ok,
-            headers=headers,
-            data=data,
-            replayable=replayable,
-            attempt=attempt,
-        )
-
     async def start_upload(self) -> tuple[str, int]:
         """Open an upload session (one POST): its Location and the registry's minimum chunk
         size."""
         what = f"upload to {self.registry}/{self.name}"
-        resp = await self.request(
+        resp = await self.transport.request(
             "POST",
             f"/v2/{self.name}/blobs/uploads/",
             scopes=self.push,
@@ -145,7 +115,7 @@ class RepositoryHandle:
     async def blob_size(self, digest: Digest) -> int | None:
         """The size of a blob (one HEAD), or None when the registry does not have it."""
         what = self.describe("blob", str(digest))
-        resp = await self.request(
+        resp = await self.transport.request(
             "HEAD",
             f"/v2/{self.name}/blobs/{Digest(digest)}",
             scopes=self.pull,
@@ -165,7 +135,7 @@ class RepositoryHandle:
         ignored)."""
         what = f"cancel upload to {self.registry}/{self.name}"
         try:
-            resp = await self.request(
+            resp = await self.transport.request(
                 "DELETE",
                 await self.absolute(location),
                 scopes=self.push,

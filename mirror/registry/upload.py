@@ -169,7 +169,7 @@ async def _finish(
     sep = "&" if "?" in location else "?"
     url = await repo.absolute(f"{location}{sep}digest={quote(str(desc.digest), safe='')}")
     length = desc.size if not isinstance(body, bytes) else len(body)
-    resp = await repo.request(
+    resp = await repo.transport.request(
         "PUT",
         url,
         scopes=repo.push,
@@ -266,7 +266,7 @@ async def _patch(
 ) -> tuple[str, int]:
     """Send bytes [start, end) of the blob; return the next Location and the new offset."""
     what = repo.describe("blob upload", str(desc.digest))
-    resp = await repo.request(
+    resp = await repo.transport.request(
         "PATCH",
         await repo.absolute(location),
         scopes=repo.push,
@@ -380,7 +380,7 @@ class _Reader:
 
 async def _status(repo: RepositoryHandle, location: str) -> tuple[str, int] | None:
     """Where an upload stands: (Location, bytes received), or None if the registry forgot it."""
-    resp = await repo.request(
+    resp = await repo.transport.request(
         "GET",
         await repo.absolute(location),
         scopes=repo.push,
