@@ -3,10 +3,10 @@ and hands to `download.py` and `upload.py` (as go-containerregistry's `remote.wr
 what a push needs), so that neither imports the repository that calls them.
 
 It knows the repository's name and registry, its token scopes, how messages name things in
-it, how an upload's Location resolves, its `transport` (whose `request` it sends), and the options, limits and
-retry policy of the run. Its verbs are one request each: the operation that calls one
-decides how it is tried again (`Repository` retries its own, `upload.py` counts them among
-an upload's tries).
+it, how an upload's Location resolves, its `transport` (whose `request` the transfers send),
+and the options, limits and retry policy of the run. Its verbs are one request each: the
+operation that calls one decides how it is tried again (`Repository` retries its own,
+`upload.py` counts them among an upload's tries).
 """
 
 from __future__ import annotations
