@@ -116,6 +116,10 @@ class RegistryOptions:
     on_response: Callable[[str, str, int], None] | None = field(
         default=None, compare=False, repr=False
     )
+    #: `host()`'s answers, worked out once per registry (every request asks)
+    _resolved: dict[str, HostSettings] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self, credentials: Mapping[str, Credentials] | None) -> None:
         if credentials:
@@ -127,7 +131,12 @@ class RegistryOptions:
 
     def host(self, registry: str) -> HostSettings:
         """What applies to `registry` (host[:port]): its own record over the defaults."""
-        return self.hosts.get(registry, NOT_SAID).over(self.defaults)
+        found = self._resolved.get(registry)
+        if found is None:
+            found = self._resolved[registry] = self.hosts.get(registry, NOT_SAID).over(
+                self.defaults
+            )
+        return found
 
     def with_hosts(self, said: Mapping[str, HostSettings]) -> RegistryOptions:
         """These options with `said` of each host over what they said of it before."""
