@@ -26,6 +26,7 @@ from mirror.oci.reference import (
     LayoutReference,
     Reference,
     RegistryReference,
+    check_destination,
     parse_reference,
 )
 
@@ -193,9 +194,14 @@ def copy_command(
       oci:DIR[:REF]                              an OCI image layout directory
       oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
       docker-archive:FILE[:NAME:TAG|:@N]         a `docker save` tar (docker load reads it)
-    REF is an image name in the layout, or a digest (sha256:…).
+    REF is an image name in the layout, or a digest (sha256:…); @N, the N-th image of a
+    docker archive, is for reading only.
     """
     src, dst = _parse(source, "SOURCE"), _parse(destination, "DESTINATION")
+    try:
+        check_destination(dst)
+    except InvalidReference as exc:
+        raise click.BadParameter(str(exc), param_hint="DESTINATION") from None
     _do_copy(src, dst, flags, manifest_format, compression)
 
 

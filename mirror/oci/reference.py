@@ -18,6 +18,7 @@ __all__ = [
     "LayoutReference",
     "Reference",
     "RegistryReference",
+    "check_destination",
     "parse_reference",
     "repo_tag",
 ]
@@ -161,6 +162,18 @@ def _parse_docker_archive(rest: str, original: str) -> DockerArchiveReference:
                 f"invalid reference {original!r}: a docker archive names images NAME:TAG"
             )
     return DockerArchiveReference(path=path, image=image or None)
+
+
+def check_destination(ref: Reference) -> Reference:
+    """`ref` when an image can be written there; InvalidReference for a name that only picks
+    an image when reading (a docker archive's `@N`: written, it became `RepoTags: ["@0"]`,
+    which `docker load` refuses)."""
+    if isinstance(ref, DockerArchiveReference) and ref.image and ref.image.startswith("@"):
+        raise InvalidReference(
+            f"invalid destination {str(ref)!r}: {ref.image} picks an image when reading; "
+            "name the image written NAME:TAG, or give none"
+        )
+    return ref
 
 
 def repo_tag(ref: RegistryReference) -> str | None:
