@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.support.bounded import assert_refused, bounded_mirror
-from tests.support.offline import offline_mirror
+from tests.support.offline import OfflineRun, offline_mirror
 from tests.support.tools import FIXTURES
 
 
@@ -36,7 +36,44 @@ def test_a_registry_that_is_down_is_one_line_in_our_words_at_once() -> None:
         assert time.monotonic() - started < 3, "a refusal on this machine is not retried"
 
 
-# a name that does not resolve
+# a transport or a host forgotten
+
+
+def test_a_registry_host_alone_is_not_a_docker_hub_repository(tmp_path: Path) -> None:
+    """`127.0.0.1:33807` was `docker.io/library/127.0.0.1`, tag 33807: 7 s of retries towards
+    registry-1.docker.io. A first component with a port, `localhost` or an address is a
+    registry host, as Docker's normalisation says; alone, it lacks the repository."""
+    for name in ("127.0.0.1:33807", "localhost:5000", "localhost", "[::1]:5000", "10.1.2.3"):
+        result = offline_mirror("tags", name, cwd=tmp_path)
+        _usage_line(result, f"{name} is a registry", f"{name}/REPOSITORY")
+
+
+def test_a_forgotten_colon_after_the_transport_is_hinted(tmp_path: Path) -> None:
+    source = f"oci:{FIXTURES / 'oci-single'}:v1"
+    for destination, meant in (
+        ("oci", "oci:DIR"),
+        ("oci./backup", "oci:./backup"),
+        ("oci/tmp/backup:v1", "oci:/tmp/backup:v1"),
+        ("oci-archive./app.tar", "oci-archive:./app.tar"),
+        ("docker-archive/tmp/app.tar", "docker-archive:/tmp/app.tar"),
+    ):
+        result = offline_mirror("copy", source, destination, cwd=tmp_path)
+        _usage_line(result, f"did you mean {meant}?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_inspect_and_tags_hint_a_path_as_copy_does(tmp_path: Path) -> None:
+    """`inspect ./backup` went to Docker Hub; `inspect backup:1.0`, with `backup` a layout
+    here, too."""
+    shutil.copytree(FIXTURES / "oci-single", tmp_path / "backup")
+    for args, meant in (
+        (("inspect", "./backup"), "oci:./backup"),
+        (("inspect", "backup:1.0"), "oci:backup:1.0"),
+        (("tags", "./backup"), "oci:./backup"),
+        (("copy", "backup:v1", "oci:./out:v1"), "oci:backup:v1"),
+    ):
+        result = offline_mirror(*args, cwd=tmp_path)
+        _usage_line(result, f"did you mean {meant}?")
 
 
 def test_a_push_to_a_bare_name_fails_at_once_naming_docker_hub(tmp_path: Path) -> None:
@@ -48,4 +85,14 @@ def test_a_push_to_a_bare_name_fails_at_once_naming_docker_hub(tmp_path: Path) -
     assert len(result.lines) == 1, result.stderr
     assert "cannot resolve registry registry-1.docker.io" in result.lines[0]
     assert result.lookups == ["registry-1.docker.io"]
+    assert result.seconds < 3
+
+
+def _usage_line(result: OfflineRun, *words: str) -> None:
+    """A usage error (exit 2) in one line naming `words`, at once, with no lookup made."""
+    assert result.returncode == 2, result.stderr
+    assert len(result.lines) == 1, result.stderr
+    for word in words:
+        assert word in result.lines[0], result.stderr
+    assert result.lookups == [], "nothing is looked up for a name refused"
     assert result.seconds < 3
