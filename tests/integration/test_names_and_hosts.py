@@ -96,3 +96,27 @@ def _usage_line(result: OfflineRun, *words: str) -> None:
         assert word in result.lines[0], result.stderr
     assert result.lookups == [], "nothing is looked up for a name refused"
     assert result.seconds < 3
+
+
+def test_a_sync_destination_given_as_a_path_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """`destination = "/tmp/b"` passed the check: `--dry-run` planned `docker:///tmp/b/…` and
+    exited 0, and the run failed every image."""
+    target = tmp_path / "b"
+    for key, path, meant in (
+        ("destination", str(target), f"oci:{target}"),
+        ("destination", "./b", "oci:./b"),
+        ("destination", "oci/srv/b", "oci:/srv/b"),
+        ("source", "./layout", "oci:./layout"),
+    ):
+        job = {"source": "registry.example.com/team/app", "destination": f"oci:{target}"}
+        job[key] = path
+        config = tmp_path / "sync.toml"
+        config.write_text("[[jobs]]\n" + "".join(f'{k} = "{v}"\n' for k, v in job.items()))
+        for args in (("sync", "--dry-run", str(config)), ("sync", str(config))):
+            result = offline_mirror(*args, cwd=tmp_path)
+            assert result.returncode == 1, result.stderr
+            assert len(result.lines) == 1, result.stderr
+            assert f"jobs[0].{key}" in result.lines[0]
+            assert f"did you mean {meant}?" in result.lines[0]
+            assert result.lookups == []
+    assert not target.exists()
