@@ -175,7 +175,9 @@ def copy_command(
       oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
       docker-archive:FILE[:NAME:TAG|:@N]         a `docker save` tar (docker load reads it)
     REF is an image name in the layout, or a digest (sha256:…); @N, the N-th image of a
-    docker archive, is for reading only.
+    docker archive, is for reading only. As a layout does, an existing oci-archive keeps its
+    images: the image is added (an image REF named before leaves the file), and one the
+    archive holds under REF already is up to date (the file is left as it was).
     """
     src, dst = parse_endpoint(source, "SOURCE"), parse_endpoint(destination, "DESTINATION")
     try:
