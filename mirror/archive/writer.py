@@ -75,15 +75,20 @@ class ArchiveWriter(WriteOnly):
     @storage_boundary
     async def start(self) -> None:
         """Read what an existing archive holds; create the temporary file (and the zstd
-        stream for `.zst` names)."""
-        await self._read_existing()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish/abort
-        self._sink = self._raw
-        if self.path.suffix in (".zst", ".zstd"):
-            self._sink = zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(
-                self._raw, closefd=False
-            )
+        stream for `.zst` names). A failure leaves nothing (an archive unpacked to be read
+        is removed)."""
+        try:
+            await self._read_existing()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+            self._sink = self._raw
+            if self.path.suffix in (".zst", ".zstd"):
+                self._sink = zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(
+                    self._raw, closefd=False
+                )
+        except BaseException:
+            await self.abort()
+            raise
 
     async def _read_existing(self) -> None:
         """Open the archive at `path`, if there is one (an empty file is none): a file that

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -230,17 +231,22 @@ def test_copy_help_says_what_an_existing_archive_gets() -> None:
     assert "an existing oci-archive keeps its images" in text
 
 
+@pytest.mark.parametrize("name", ["week.tar", "week.tar.zst"])
 async def test_a_bundle_is_not_made_a_single_image_archive(
-    registry: Registry, tmp_path: Path
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     """A bundle's record lists its images (and a delta leaves blobs out): a copy into it
-    would lose the record, so it is refused and the bundle left as it was."""
+    would lose the record, so it is refused and the bundle left as it was; a compressed one
+    unpacked to be read leaves nothing in the temporary folder either."""
     image = registry.push_fixture("oci-single", "archive/bundled")
-    bundle = tmp_path / "week.tar"
+    bundle, scratch = tmp_path / name, tmp_path / "scratch"
     made = mirror_cli("bundle", "create", str(bundle), image)
     assert made.returncode == 0, made.stderr
     kept = bundle.read_bytes()
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with pytest.raises(LayoutError, match="is a bundle"):
         await mirror.copy(MULTI, f"oci-archive:{bundle}:two")
     assert bundle.read_bytes() == kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["week.tar"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "scratch"])
+    assert list(scratch.iterdir()) == []
