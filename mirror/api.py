@@ -33,6 +33,7 @@ from mirror.oci.reference import (
     LayoutReference,
     Reference,
     RegistryReference,
+    check_destination,
     parse_reference,
     repo_tag,
 )
@@ -85,7 +86,9 @@ async def open_destination(
 ) -> AsyncIterator[tuple[ImageDestination, str | None]]:
     """The destination a reference names, and the tag/name within it to write: a registry
     repository, a layout (made at its first write), or an archive written straight into its
-    file (staged, renamed into place when the copy succeeds, removed when it fails)."""
+    file (staged, renamed into place when the copy succeeds, removed when it fails).
+    InvalidReference for a name that only picks an image when reading (`docker-archive:F:@N`)."""
+    check_destination(ref)
     retry = client.options.retry
     if isinstance(ref, DockerArchiveReference):
         async with written(DockerArchiveWriter(Path(ref.path), retry)) as docker_writer:
@@ -135,7 +138,7 @@ async def copy(
     docker archive gets a new manifest: `manifest_format` "v2s2" (Docker) or "oci", layers
     compressed with `compression` "gzip" or "zstd" (zstd implies OCI).
     """
-    src_ref, dst_ref = _parse(source), _parse(destination)
+    src_ref, dst_ref = _parse(source), check_destination(_parse(destination))
     imported = _import_format(manifest_format, compression)
     wanted = tuple(p if isinstance(p, Platform) else Platform.parse(p) for p in platforms)
     single_must_match = True

@@ -15,7 +15,8 @@
     │   ├─ RateLimited (.retry_after)
     │   └─ ServerError
     ├─ BudgetReserved                           a registry's budget is down to the reserve
-    ├─ TransportError                           connection reset, timeout (retryable)
+    ├─ TransportError                           connection reset, timeout (retryable, unless
+    │                                           said: a name unknown, a refusal on loopback)
     │   └─ UntrustedCertificate                 a TLS certificate no trusted CA signed
     ├─ ContentError (also ValueError)           bytes that are not what they claim
     │   ├─ DigestMismatch
@@ -148,9 +149,16 @@ class ServerError(RegistryError):
 
 
 class TransportError(MirrorError):
-    """The connection failed: reset, refused, timed out. Worth a retry."""
+    """The connection failed: reset, refused, timed out. Worth a retry, unless the one who
+    raises it says another try would fail the same way (`retryable=False`: a name that does
+    not resolve, a refusal by this machine)."""
 
     retryable = True
+
+    def __init__(self, message: str = "", *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class UntrustedCertificate(TransportError):

@@ -211,8 +211,14 @@ _trying: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, Attempt] | None]
 
 
 def log_retry(delay: float, exc: BaseException | None) -> None:
-    """Say (at -v, and on a progress line) that a retry comes, when, and why."""
-    _log.info("retrying in %.0f s: %s", delay, exc)
+    """Say (at -v, and on a progress line) that a retry comes, when, and why: a wait under
+    ten seconds to the tenth (the first is a fifth of a second, never "0 s")."""
+    if delay <= 0:
+        _log.info("retrying now: %s", exc)
+    elif delay < 10:
+        _log.info("retrying in %.1f s: %s", max(delay, 0.1), exc)
+    else:
+        _log.info("retrying in %.0f s: %s", delay, exc)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable
 
 import click
 
 from mirror.api import copy
 from mirror.cli.context import registry_options
+from mirror.cli.endpoints import parse_endpoint
 from mirror.cli.output import (
     emit_report,
     json_option,
@@ -26,7 +26,7 @@ from mirror.oci.reference import (
     LayoutReference,
     Reference,
     RegistryReference,
-    parse_reference,
+    check_destination,
 )
 
 __all__ = ["copy_command", "pull_command", "push_command"]
@@ -137,25 +137,6 @@ def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
     return "\n".join(lines)
 
 
-def _looks_like_path(text: str) -> bool:
-    """A bare path where an endpoint belongs: `./dir`, `/abs`, `../up`, `~/x`, or a directory
-    that exists (never a `docker://` or `oci:` reference)."""
-    if "://" in text or text.startswith(("oci:", "oci-archive:", "docker-archive:")):
-        return False
-    return text.startswith(("./", "../", "/", "~")) or text in (".", "..") or os.path.isdir(text)
-
-
-def _parse(text: str, what: str) -> Reference:
-    if _looks_like_path(text):
-        raise click.BadParameter(
-            f"{text!r} is a path, not an endpoint: did you mean oci:{text}?", param_hint=what
-        )
-    try:
-        return parse_reference(text)
-    except InvalidReference as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from None
-
-
 @click.command("copy")
 @click.argument("source")
 @click.argument("destination")
@@ -193,9 +174,16 @@ def copy_command(
       oci:DIR[:REF]                              an OCI image layout directory
       oci-archive:FILE[:REF]                     the same as a .tar or .tar.zst file
       docker-archive:FILE[:NAME:TAG|:@N]         a `docker save` tar (docker load reads it)
-    REF is an image name in the layout, or a digest (sha256:…).
+    REF is an image name in the layout, or a digest (sha256:…); @N, the N-th image of a
+    docker archive, is for reading only. As a layout does, an existing oci-archive keeps its
+    images: the image is added (an image REF named before leaves the file), and one the
+    archive holds under REF already is up to date (the file is left as it was).
     """
-    src, dst = _parse(source, "SOURCE"), _parse(destination, "DESTINATION")
+    src, dst = parse_endpoint(source, "SOURCE"), parse_endpoint(destination, "DESTINATION")
+    try:
+        check_destination(dst)
+    except InvalidReference as exc:
+        raise click.BadParameter(str(exc), param_hint="DESTINATION") from None
     _do_copy(src, dst, flags, manifest_format, compression)
 
 
@@ -207,13 +195,13 @@ def copy_command(
 def pull_command(image: str, directory: str, flags: _Flags, as_json: bool) -> None:
     """Pull IMAGE (HOST/REPO[:TAG][@DIGEST]) into the OCI layout DIRECTORY (also written
     oci:DIR[:NAME] or oci-archive:FILE[:NAME]), named by its tag unless NAME is given."""
-    src = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
+    src = parse_endpoint(image, "IMAGE", registry=True, hints=False)
     if not isinstance(src, RegistryReference):
         raise click.BadParameter("IMAGE must be a registry image", param_hint="IMAGE")
     name = src.tag or (None if src.digest else "latest")
     dst: Reference = LayoutReference(directory, name)
     if directory.startswith(("oci:", "oci-archive:")):
-        dst = _parse(directory, "DIRECTORY")
+        dst = parse_endpoint(directory, "DIRECTORY")
         assert isinstance(dst, LayoutReference)
         dst = dataclasses.replace(dst, ref=dst.ref or name)
     _do_copy(src, dst, flags)
@@ -228,8 +216,8 @@ def push_command(layout: str, image: str, flags: _Flags, as_json: bool) -> None:
     """Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE
     (HOST/REPO[:TAG][@DIGEST])."""
     known = layout.startswith(("oci:", "oci-archive:"))
-    src = _parse(layout if known else f"oci:{layout}", "LAYOUT")
-    dst = _parse(image if "://" in image else f"docker://{image}", "IMAGE")
+    src = parse_endpoint(layout if known else f"oci:{layout}", "LAYOUT")
+    dst = parse_endpoint(image, "IMAGE", registry=True, hints=False)
     if not isinstance(dst, RegistryReference):
         raise click.BadParameter("IMAGE must be a registry image", param_hint="IMAGE")
     _do_copy(src, dst, flags)

@@ -8,22 +8,11 @@ import click
 
 from mirror.api import ImageInfo, inspect, list_repositories, list_tags
 from mirror.cli.context import registry_options
+from mirror.cli.endpoints import parse_endpoint
 from mirror.cli.output import emit, json_option, options, run, say
-from mirror.errors import InvalidReference
-from mirror.oci.reference import Reference, RegistryReference, is_valid_tag, parse_reference
+from mirror.oci.reference import RegistryReference, is_valid_tag
 
 __all__ = ["inspect_command", "ls_command", "tags_command"]
-
-
-def _parse(text: str, what: str) -> Reference:
-    try:
-        return parse_reference(
-            text
-            if "://" in text or text.startswith(("oci:", "oci-archive:", "docker-archive:"))
-            else f"docker://{text}"
-        )
-    except InvalidReference as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 @click.command("inspect")
@@ -32,7 +21,7 @@ def _parse(text: str, what: str) -> Reference:
 @json_option
 def inspect_command(reference: str, raw: bool, as_json: bool) -> None:
     """Show digest, media type, platforms, layers and sizes of REFERENCE."""
-    ref = _parse(reference, "REFERENCE")
+    ref = parse_endpoint(reference, "REFERENCE", registry=True)
     info = run(inspect(ref, options=registry_options([ref])))
     if raw:
         sys.stdout.buffer.write(info.raw)
@@ -74,7 +63,7 @@ def tags_command(repository: str, properties: bool, as_json: bool) -> None:
         rows, text = tag_table(repository)
         emit(rows, text)
         return
-    ref = _parse(repository, "REPOSITORY")
+    ref = parse_endpoint(repository, "REPOSITORY", registry=True)
     tags = run(list_tags(ref, options=registry_options([ref])))
     if options().as_json:  # exact, as the registry sent them
         emit(tags, "")

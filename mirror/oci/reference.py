@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -13,11 +14,14 @@ from mirror.oci.digest import Digest
 
 __all__ = [
     "DOCKER_HUB",
+    "TRANSPORTS",
     "ArchiveReference",
     "DockerArchiveReference",
     "LayoutReference",
     "Reference",
     "RegistryReference",
+    "check_destination",
+    "endpoint_hint",
     "parse_reference",
     "repo_tag",
 ]
@@ -25,6 +29,8 @@ __all__ = [
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"
 _HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+#: the transports written `NAME:…` (docker's is `docker://`), longest first
+TRANSPORTS: Final = ("docker-archive", "oci-archive", "oci")
 _UNSUPPORTED_TRANSPORTS: Final = frozenset(
     {"dir", "docker-daemon", "containers-storage", "ostree", "sif", "tarball"}
 )
@@ -134,7 +140,26 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"invalid reference {text!r}: transport {transport!r} is not supported"
         )
+    hint = endpoint_hint(text)
+    if hint is not None:
+        raise InvalidReference(hint)
     return parse_registry_reference(text, original=text)
+
+
+def endpoint_hint(text: str) -> str | None:
+    """Why a bare `text` (no transport) cannot be meant for a registry, and what was: a path
+    (`./x`, `/x`, `../x`, `~/x`: "did you mean oci:./x?") or a transport without its colon
+    (`oci/tmp/x`, `oci./x`, `oci`); None for anything else (judged by its spelling alone)."""
+    if "://" in text or text.startswith(tuple(f"{t}:" for t in TRANSPORTS)):
+        return None
+    if text.startswith(("./", "../", "/", "~")) or text in (".", ".."):
+        return f"{text!r} is a path, not an endpoint: did you mean oci:{text}?"
+    for transport in TRANSPORTS:
+        rest = text[len(transport) :]
+        if text.startswith(transport) and (not rest or rest.startswith(("/", "./", "../"))):
+            meant = f"{transport}:{rest or ('DIR' if transport == 'oci' else 'FILE')}"
+            return f"{text!r} lacks the colon after its transport: did you mean {meant}?"
+    return None
 
 
 def _parse_layout(transport: str, rest: str, original: str) -> LayoutReference:
@@ -161,6 +186,18 @@ def _parse_docker_archive(rest: str, original: str) -> DockerArchiveReference:
                 f"invalid reference {original!r}: a docker archive names images NAME:TAG"
             )
     return DockerArchiveReference(path=path, image=image or None)
+
+
+def check_destination(ref: Reference) -> Reference:
+    """`ref` when an image can be written there; InvalidReference for a name that only picks
+    an image when reading (a docker archive's `@N`: written, it became `RepoTags: ["@0"]`,
+    which `docker load` refuses)."""
+    if isinstance(ref, DockerArchiveReference) and ref.image and ref.image.startswith("@"):
+        raise InvalidReference(
+            f"invalid destination {str(ref)!r}: {ref.image} picks an image when reading; "
+            "name the image written NAME:TAG, or give none"
+        )
+    return ref
 
 
 def repo_tag(ref: RegistryReference) -> str | None:
@@ -224,6 +261,12 @@ def parse_registry_reference(text: str, *, original: str | None = None) -> Regis
     registry, sep, repository = name.partition("/")
     names_host = "." in registry or ":" in registry or registry == "localhost"
     names_host = names_host or registry.startswith("[")
+    if not sep and _is_host_alone(name):
+        host = f"{name}:{tag}" if tag and tag.isdigit() else name
+        raise InvalidReference(
+            f"invalid reference {original!r}: {host} is a registry, not a repository: "
+            f"name one as {host}/REPOSITORY"
+        )
     if sep and names_host and not repository:
         raise InvalidReference(f"invalid reference {original!r}: missing repository")
     if not sep or not names_host:
@@ -250,3 +293,15 @@ def parse_registry_reference(text: str, *, original: str | None = None) -> Regis
     if len(registry) + 1 + len(repository) > 255:
         raise InvalidReference(f"invalid reference {original!r}: name longer than 255 characters")
     return RegistryReference(registry, repository, tag, digest)
+
+
+def _is_host_alone(name: str) -> bool:
+    """True when a name without `/` can only be a registry host (`localhost`, an IP
+    address): Docker Hub has no such repository, and a port after it is no tag."""
+    if name == "localhost" or name.startswith("["):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

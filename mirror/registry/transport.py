@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from types import SimpleNamespace
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -173,7 +174,7 @@ class RegistryTransport:
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _untrusted(url.host or self.registry, exc) from None
             except aiohttp.ClientConnectorError as exc:  # never connected: nothing went out
-                raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
+                raise _cannot_connect(what, url, same_origin, exc) from None
             except (aiohttp.ClientError, TimeoutError, TransportError) as exc:
                 ours = _raised_by_body(exc)
                 if ours is not None:  # the body we sent failed (bad content): not the network
@@ -354,6 +355,38 @@ def _raised_by_body(exc: BaseException) -> MirrorError | None:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+#: lookup failures another try may get past (the others say the name does not exist)
+_TEMPORARY_LOOKUP = frozenset({socket.EAI_AGAIN})
+
+
+def _cannot_connect(
+    what: str, url: URL, registry: bool, exc: aiohttp.ClientConnectorError
+) -> TransportError:
+    """A connection never made, in mirror's words, naming the host: a name that does not
+    resolve and a refusal by this machine are final (another try would fail the same way);
+    a refusal elsewhere (a registry restarting) and other failures are retried."""
+    host = url.host or ""
+    where = f"{'registry' if registry else 'host'} {_host_port(url)}"
+    cause = exc.os_error
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        temporary = isinstance(cause, socket.gaierror) and cause.errno in _TEMPORARY_LOOKUP
+        reason = (cause.strerror or str(cause)).lower() if cause else "lookup failed"
+        return TransportError(f"{what}: cannot resolve {where}: {reason}", retryable=temporary)
+    if isinstance(cause, ConnectionRefusedError):
+        return TransportError(
+            f"{what}: cannot connect to {where}: connection refused",
+            retryable=not is_loopback(host),
+        )
+    reason = cause.strerror if cause is not None and cause.strerror else str(cause or exc)
+    return TransportError(f"{what}: cannot connect to {where}: {reason.lower()}")
+
+
+def _host_port(url: URL) -> str:
+    """`host:port` as the user names a registry (the port left out when it is the scheme's)."""
+    host = f"[{url.host}]" if url.host and ":" in url.host else (url.host or "")
+    return host if url.port is None or url.is_default_port() else f"{host}:{url.port}"
 
 
 def _untrusted(host: str, exc: aiohttp.ClientConnectorCertificateError) -> UntrustedCertificate:

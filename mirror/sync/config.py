@@ -57,6 +57,7 @@ from mirror.auth.credentials import Credentials
 from mirror.errors import InvalidDigest, MirrorError
 from mirror.oci.digest import Digest
 from mirror.oci.platform import Platform
+from mirror.oci.reference import endpoint_hint
 from mirror.registry.options import HostSettings
 
 __all__ = ["ConfigError", "Job", "SyncConfig", "TagFilter", "load_config"]
@@ -347,12 +348,19 @@ def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
         raise ConfigError(f"{where}.destination: missing")
     if (obj.get("include") or obj.get("exclude")) and not registry:
         raise ConfigError(f'{where}.include: repository globs go with registry = "host"')
-    for key, text in [("destination", destination), *(("source", s) for s in sources or [source])]:
+    source_key = "sources" if sources else "source"
+    for key, text in [
+        ("destination", destination),
+        *((source_key, s) for s in sources or [source]),
+    ]:
         if text and text.startswith(("oci-archive:", "docker-archive:")):
             raise ConfigError(
                 f"{where}.{key}: {text.partition(':')[0]} files are for copy and bundle; "
                 'a sync takes registries and layouts ("oci:DIR")'
             )
+        hint = endpoint_hint(text) if text else None
+        if hint is not None:  # a registry prefix cannot start so: a layout was meant
+            raise ConfigError(f"{where}.{key}: {hint}")
     return Job(
         name=_typed(obj, "name", str, where) or f"job{index}",
         sources=(source,) if source else sources,

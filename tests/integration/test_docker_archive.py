@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+import mirror as mirror_api
+from mirror.errors import InvalidReference
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, mirror, skopeo
 
@@ -319,3 +321,20 @@ def test_a_compressed_archive_as_docker_load_takes_it(registry: Registry, tmp_pa
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(packed.read_bytes()[:-40])
     _refused(tmp_path, cut, "cut.tar.gz")
+
+
+async def test_a_position_names_no_image_to_write(tmp_path: Path) -> None:
+    """`@N` picks an image when reading; written, it became `RepoTags: ["@0"]`, which neither
+    `docker load` nor `podman load` accepts (skopeo: "Destination reference must not contain
+    a manifest index @0"). Refused as a usage error, with nothing written."""
+    out = tmp_path / "app.tar"
+    source = f"oci:{FIXTURES / 'oci-single'}:v1"
+    result = mirror("copy", source, f"docker-archive:{out}:@0")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "@0" in lines[0]
+    assert "NAME:TAG" in lines[0]
+    with pytest.raises(InvalidReference, match="@1"):
+        await mirror_api.copy(source, f"docker-archive:{out}:@1")
+    assert list(tmp_path.iterdir()) == []

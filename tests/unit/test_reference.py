@@ -126,3 +126,34 @@ def test_the_repo_tag_docker_save_would_write(text: str, expected: str | None) -
     ref = parse_reference(text)
     assert isinstance(ref, RegistryReference)
     assert repo_tag(ref) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("127.0.0.1:33807", "127.0.0.1:33807 is a registry, not a repository"),
+        ("docker://localhost:5000", "localhost:5000/REPOSITORY"),
+        ("localhost", "localhost is a registry"),
+        ("[::1]:5000", "[::1]:5000 is a registry"),
+        ("10.0.0.7", "10.0.0.7/REPOSITORY"),
+        ("./backup", "did you mean oci:./backup?"),
+        ("/srv/backup:v1", "did you mean oci:/srv/backup:v1?"),
+        ("oci", "did you mean oci:DIR?"),
+        ("oci./x:1", "did you mean oci:./x:1?"),
+        ("oci/tmp/x", "did you mean oci:/tmp/x?"),
+        ("oci-archive./a.tar", "did you mean oci-archive:./a.tar?"),
+        ("docker-archive", "did you mean docker-archive:FILE?"),
+    ],
+)
+def test_a_host_alone_a_path_or_a_transport_without_its_colon(text: str, says: str) -> None:
+    """Each went to Docker Hub (`docker.io/library/127.0.0.1`, tag 33807)."""
+    with pytest.raises(InvalidReference) as info:
+        parse_reference(text)
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["oci.example.com/app:1", "ocifoo/app", "alpine:3", "localhost.example.com/a"]
+)
+def test_names_like_those_still_name_registries(text: str) -> None:
+    assert isinstance(parse_reference(text), RegistryReference)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from mirror.errors import RateLimited, ServerError, TransportError
-from mirror.retry import Attempt, Repeat, RetryPolicy
+from mirror.retry import Attempt, Repeat, RetryPolicy, log_retry
 
 _FAST = RetryPolicy(retries=3, initial=0.001, maximum=0.001)
 
@@ -50,3 +52,16 @@ async def test_a_checked_operation_is_told_when_an_earlier_answer_was_lost() -> 
 
     assert await _FAST.run(step, Repeat.CHECKED) == "done"
     assert seen == [(1, False), (2, False), (3, True), (4, True)]
+
+
+def test_a_wait_under_ten_seconds_is_said_to_the_tenth(caplog: pytest.LogCaptureFixture) -> None:
+    """The first retry's wait (0.2 s and jitter) was said "retrying in 0 s"."""
+    with caplog.at_level(logging.INFO, logger="mirror.retry"):
+        for delay in (0.23, 0.04, 1.66, 12.4):
+            log_retry(delay, TransportError("reset"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "retrying in 0.2 s: reset",
+        "retrying in 0.1 s: reset",
+        "retrying in 1.7 s: reset",
+        "retrying in 12 s: reset",
+    ]
