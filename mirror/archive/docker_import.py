@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zstandard
 
 from mirror.archive.docker_tar import DockerArchive, DockerImageEntry, choose
 from mirror.errors import LayoutError
 from mirror.layout import Layout, index_file
+from mirror.limits import DEFAULT_LIMITS
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher
 from mirror.support.tasks import finish_in_thread, together
@@ -37,6 +40,7 @@ __all__ = ["IMPORTED_NAME", "ImportFormat", "imported_image"]
 IMPORTED_NAME = "imported"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,32 +69,24 @@ class ImportFormat:
         return mt.OCI_LAYER_GZIP if self.oci else mt.DOCKER_LAYER_GZIP
 
 
-class _Decompressed:
-    """The uncompressed bytes of a layer member, whatever it was stored as."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-
-    def __iter__(self) -> Iterator[bytes]:
-        first = next(self._chunks, b"")
-        if first.startswith(_GZIP_MAGIC):
-            inflate = zlib.decompressobj(wbits=47)
-            for chunk in _chain(first, self._chunks):
-                yield inflate.decompress(chunk)
-            yield inflate.flush()
-            if not inflate.eof:
-                raise zlib.error("the gzip stream ends early")
-        elif first.startswith(_ZSTD_MAGIC):
-            unzstd = zstandard.ZstdDecompressor().decompressobj()
-            for chunk in _chain(first, self._chunks):
-                yield unzstd.decompress(chunk)
-        else:
-            yield from _chain(first, self._chunks)
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
+def _decompressed(source: io.BufferedReader[Any]) -> _Reader:
+    """The uncompressed bytes of a layer member, whatever it was stored as: every read of
+    a gzip or zstd stream gives at most what it asks, however well the stream compresses."""
+    magic = source.peek(len(_ZSTD_MAGIC))[: len(_ZSTD_MAGIC)]
+    if magic.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=source, mode="rb")
+    if magic == _ZSTD_MAGIC:
+        unzstd = zstandard.ZstdDecompressor()
+        return unzstd.stream_reader(source, read_size=_CHUNK, read_across_frames=True)
+    return source
+
+
+#: what a damaged compressed stream raises
+_DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, gzip.BadGzipFile, EOFError)
 
 
 def _compressor(zstd: bool) -> Any:
@@ -99,32 +95,39 @@ def _compressor(zstd: bool) -> Any:
     return zlib.compressobj(6, zlib.DEFLATED, 31)
 
 
-def _convert(archive: DockerArchive, member: str, diff_id: str, out: Path, zstd: bool) -> Digest:
-    """Stream one layer into `out` compressed, checking its diff_id; the new blob's digest."""
+def _convert(
+    archive: DockerArchive, member: str, diff_id: str, out: Path, zstd: bool, max_size: int
+) -> Digest:
+    """Stream one layer into `out` compressed, checking its diff_id; the new blob's digest.
+    Memory stays flat: each read gives at most `_CHUNK` uncompressed bytes, and a layer
+    over `max_size` uncompressed bytes is refused."""
     uncompressed, compressed = hashlib.sha256(), DigestHasher()
     compress = _compressor(zstd)
+    where = f"docker archive {archive.label}: layer {member[:200]}"
     try:
-        with open(out, "wb") as f:
+        with archive.open_member(member) as source, open(out, "wb") as f:
 
             def emit(data: bytes) -> None:
                 if data:
                     f.write(data)
                     compressed.update(data)
 
-            for chunk in _Decompressed(iter(archive.stream(member))):
+            size = 0
+            reader = _decompressed(source)
+            while chunk := reader.read(_CHUNK):
+                size += len(chunk)
+                if size > max_size:
+                    raise LayoutError(f"{where} is over {max_size} bytes uncompressed")
                 uncompressed.update(chunk)
                 emit(compress.compress(chunk))
             emit(compress.flush())
             f.flush()
             os.fsync(f.fileno())
-    except (zlib.error, zstandard.ZstdError) as exc:
-        raise LayoutError(f"docker archive {archive.label}: layer {member}: {exc}") from None
+    except _DECOMPRESSION_ERRORS as exc:
+        raise LayoutError(f"{where}: {exc}") from None
     found = f"sha256:{uncompressed.hexdigest()}"
     if found != diff_id:
-        raise LayoutError(
-            f"docker archive {archive.label}: layer {member} has diff_id {found}, "
-            f"but the image config says {diff_id}"
-        )
+        raise LayoutError(f"{where} has diff_id {found}, but the image config says {diff_id}")
     return compressed.digest()
 
 
@@ -168,39 +171,36 @@ def _place(root: Path, digest: Digest, written: Path | None = None, data: bytes 
 def _plain_tar(path: Path, spare: Path) -> Path:
     """The archive itself, or (`docker save | gzip`, zstd) its tar decompressed into `spare`."""
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise LayoutError(f"cannot open docker archive {path}: {exc.strerror}") from None
-    if not magic.startswith(_GZIP_MAGIC) and magic != _ZSTD_MAGIC:
-        return path
-
-    def chunks() -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while chunk := f.read(1024 * 1024):
-                yield chunk
-
-    try:
-        with open(spare, "wb") as out:
-            for data in _Decompressed(chunks()):
-                out.write(data)
-    except (zlib.error, zstandard.ZstdError) as exc:
-        raise LayoutError(f"docker archive {path} does not decompress: {exc}") from None
+    with raw, io.BufferedReader(raw, _CHUNK) as source:
+        reader = _decompressed(source)
+        if reader is source:
+            return path
+        try:
+            with open(spare, "wb") as out:
+                while chunk := reader.read(_CHUNK):
+                    out.write(chunk)
+        except _DECOMPRESSION_ERRORS as exc:
+            raise LayoutError(f"docker archive {path} does not decompress: {exc}") from None
     return spare
 
 
-async def _build(path: Path, wanted: str | None, fmt: ImportFormat, root: Path) -> None:
+async def _build(
+    path: Path, wanted: str | None, fmt: ImportFormat, root: Path, max_size: int
+) -> None:
     """Write the chosen image as the only image of a new layout at `root`."""
     spare = root / "archive.tar"
     plain = await asyncio.to_thread(_plain_tar, path, spare)
     try:
-        await _build_from(plain, path, wanted, fmt, root)
+        await _build_from(plain, path, wanted, fmt, root, max_size)
     finally:
         spare.unlink(missing_ok=True)
 
 
 async def _build_from(
-    plain: Path, path: Path, wanted: str | None, fmt: ImportFormat, root: Path
+    plain: Path, path: Path, wanted: str | None, fmt: ImportFormat, root: Path, max_size: int
 ) -> None:
     archive = await asyncio.to_thread(DockerArchive.open, plain, path)
     entry = choose(await asyncio.to_thread(archive.entries), wanted, path)
@@ -211,7 +211,13 @@ async def _build_from(
         part = root / f"layer-{number}.part"
         async with gate:
             digest = await finish_in_thread(  # the thread ends before its folder goes
-                _convert, archive, entry.layers[number], diff_ids[number], part, fmt.zstd
+                _convert,
+                archive,
+                entry.layers[number],
+                diff_ids[number],
+                part,
+                fmt.zstd,
+                max_size,
             )
         size = part.stat().st_size
         _place(root, digest, written=part)
@@ -247,11 +253,16 @@ async def _build_from(
 
 @contextlib.asynccontextmanager
 async def imported_image(
-    path: Path, wanted: str | None, fmt: ImportFormat = ImportFormat()
+    path: Path,
+    wanted: str | None,
+    fmt: ImportFormat = ImportFormat(),
+    *,
+    max_layer_size: int = DEFAULT_LIMITS.max_blob_size,
 ) -> AsyncIterator[Layout]:
     """The image `wanted` of the docker archive (NAME:TAG, @N, None for the only one) as the
-    image `IMPORTED_NAME` of a temporary layout, removed afterwards."""
+    image `IMPORTED_NAME` of a temporary layout, removed afterwards; a layer over
+    `max_layer_size` bytes uncompressed is refused."""
     with tempfile.TemporaryDirectory(prefix="mirror-docker-archive-") as tmp:
-        await _build(path, wanted, fmt, Path(tmp))
+        await _build(path, wanted, fmt, Path(tmp), max_layer_size)
         async with await Layout.open(tmp) as layout:
             yield layout

