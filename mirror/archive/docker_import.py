@@ -95,12 +95,22 @@ def _compressor(zstd: bool) -> Any:
     return zlib.compressobj(6, zlib.DEFLATED, 31)
 
 
+@dataclass(frozen=True)
+class _Converted:
+    """A layer member as converted: its uncompressed digest (the diff_id it has), the new
+    blob's digest and size."""
+
+    diff_id: str
+    digest: Digest
+    size: int
+
+
 def _convert(
-    archive: DockerArchive, member: str, diff_id: str, out: Path, zstd: bool, max_size: int
-) -> Digest:
-    """Stream one layer into `out` compressed, checking its diff_id; the new blob's digest.
-    Memory stays flat: each read gives at most `_CHUNK` uncompressed bytes, and a layer
-    over `max_size` uncompressed bytes is refused."""
+    archive: DockerArchive, member: str, out: Path, zstd: bool, max_size: int
+) -> _Converted:
+    """Stream one layer member into `out` compressed. Memory stays flat: each read gives at
+    most `_CHUNK` uncompressed bytes, and a layer over `max_size` uncompressed bytes is
+    refused."""
     uncompressed, compressed = hashlib.sha256(), DigestHasher()
     compress = _compressor(zstd)
     where = f"docker archive {archive.label}: layer {member[:200]}"
@@ -125,10 +135,24 @@ def _convert(
             os.fsync(f.fileno())
     except _DECOMPRESSION_ERRORS as exc:
         raise LayoutError(f"{where}: {exc}") from None
-    found = f"sha256:{uncompressed.hexdigest()}"
-    if found != diff_id:
-        raise LayoutError(f"{where} has diff_id {found}, but the image config says {diff_id}")
-    return compressed.digest()
+    return _Converted(f"sha256:{uncompressed.hexdigest()}", compressed.digest(), compressed.size)
+
+
+def _check_diff_ids(
+    archive: DockerArchive,
+    entry: DockerImageEntry,
+    diff_ids: list[str],
+    members: list[str],
+    converted: dict[str, _Converted],
+) -> None:
+    """Every layer's uncompressed digest is the diff_id the config gives it."""
+    for name, member, diff_id in zip(entry.layers, members, diff_ids, strict=True):
+        found = converted[member].diff_id
+        if found != diff_id:
+            raise LayoutError(
+                f"docker archive {archive.label}: layer {name[:200]} has diff_id {found}, "
+                f"but the image config says {diff_id}"
+            )
 
 
 def _config(archive: DockerArchive, entry: DockerImageEntry) -> tuple[bytes, list[str]]:
@@ -205,38 +229,18 @@ async def _build_from(
     archive = await asyncio.to_thread(DockerArchive.open, plain, path)
     entry = choose(await asyncio.to_thread(archive.entries), wanted, path)
     config_raw, diff_ids = await asyncio.to_thread(_config, archive, entry)
-    gate = asyncio.Semaphore(os.cpu_count() or 2)
-
-    async def layer(number: int) -> dict[str, Any]:
-        part = root / f"layer-{number}.part"
-        async with gate:
-            digest = await finish_in_thread(  # the thread ends before its folder goes
-                _convert,
-                archive,
-                entry.layers[number],
-                diff_ids[number],
-                part,
-                fmt.zstd,
-                max_size,
-            )
-        size = part.stat().st_size
-        _place(root, digest, written=part)
-        return {"mediaType": fmt.layer_type, "size": size, "digest": str(digest)}
-
-    layers = await together(layer(n) for n in range(len(entry.layers)))
     config_digest = Digest.of(config_raw)
+    config = {"mediaType": fmt.config_type, "size": len(config_raw), "digest": str(config_digest)}
+    _check_room(archive, fmt, config, len(entry.layers))
+    members = [archive.resolve(name) for name in entry.layers]
+    converted = await _convert_all(archive, list(dict.fromkeys(members)), root, fmt.zstd, max_size)
+    _check_diff_ids(archive, entry, diff_ids, members, converted)
     _place(root, config_digest, data=config_raw)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": fmt.manifest_type,
-        "config": {
-            "mediaType": fmt.config_type,
-            "size": len(config_raw),
-            "digest": str(config_digest),
-        },
-        "layers": layers,
-    }
-    raw = json.dumps(manifest, indent=3).encode()
+    layers = [
+        {"mediaType": fmt.layer_type, "size": converted[m].size, "digest": str(converted[m].digest)}
+        for m in members
+    ]
+    raw = _manifest(fmt, config, layers)
     _place(root, Digest.of(raw), data=raw)
     index = index_file.empty_index()
     index["manifests"] = [
@@ -249,6 +253,50 @@ async def _build_from(
     ]
     (root / "oci-layout").write_bytes(index_file.OCI_LAYOUT_BYTES)
     (root / "index.json").write_bytes(index_file.serialize(index))
+
+
+async def _convert_all(
+    archive: DockerArchive, members: list[str], root: Path, zstd: bool, max_size: int
+) -> dict[str, _Converted]:
+    """Each distinct layer member converted once, one per CPU at a time, placed in the
+    layout by its new digest."""
+    converted: dict[str, _Converted] = {}
+    work = iter(enumerate(members))
+
+    async def worker() -> None:
+        for number, member in work:  # shared: each worker takes the next member
+            part = root / f"layer-{number}.part"
+            done = await finish_in_thread(  # the thread ends before its folder goes
+                _convert, archive, member, part, zstd, max_size
+            )
+            _place(root, done.digest, written=part)
+            converted[member] = done
+
+    await together(worker() for _ in range(min(os.cpu_count() or 2, len(members))))
+    return converted
+
+
+def _manifest(fmt: ImportFormat, config: dict[str, Any], layers: list[dict[str, Any]]) -> bytes:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": fmt.manifest_type,
+        "config": config,
+        "layers": layers,
+    }
+    return json.dumps(manifest, indent=3).encode()
+
+
+def _check_room(
+    archive: DockerArchive, fmt: ImportFormat, config: dict[str, Any], count: int
+) -> None:
+    """Refuse, before any layer is read, an image with more layers than a manifest holds
+    (the least each layer's descriptor can take counted: a size of one digit)."""
+    least = {"mediaType": fmt.layer_type, "size": 0, "digest": config["digest"]}
+    if len(_manifest(fmt, config, [least] * count)) > mt.MAX_MANIFEST_SIZE:
+        raise LayoutError(
+            f"docker archive {archive.label}: the image has {count} layers; its manifest "
+            f"would be over the {mt.MAX_MANIFEST_SIZE} byte manifest limit"
+        )
 
 
 @contextlib.asynccontextmanager

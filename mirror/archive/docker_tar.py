@@ -90,16 +90,20 @@ class DockerArchive:
             )
         self._regular[name] = (member.offset_data, member.size)
 
-    def member(self, name: str) -> tuple[int, int]:
-        """The offset and size of a member named by `manifest.json` (links followed inside)."""
+    def resolve(self, name: str) -> str:
+        """The regular member a name in `manifest.json` stands for (links followed inside)."""
         clean = _clean(name, self.label)
         for _ in range(_MAX_LINK_HOPS):
             if clean in self._regular:
-                return self._regular[clean]
+                return clean
             if clean not in self._links:
                 raise LayoutError(f"docker archive {self.label} has no member {name[:200]!r}")
             clean = self._links[clean]
         raise LayoutError(f"docker archive {self.label}: member {name[:200]!r} links in a loop")
+
+    def member(self, name: str) -> tuple[int, int]:
+        """The offset and size of a member named by `manifest.json` (links followed inside)."""
+        return self._regular[self.resolve(name)]
 
     def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
         """A small member's bytes (`manifest.json`, a config), refused over `limit`."""

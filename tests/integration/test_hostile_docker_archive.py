@@ -4,6 +4,8 @@ a bound, duplicate members refused, a layer named many times processed once."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from tests.support.tars import (
     docker_members,
     gzip_of,
     header,
+    member,
     sha256_of,
+    symlink,
     write,
     zeros,
     zstd_of,
@@ -91,3 +95,53 @@ async def test_a_layer_over_the_size_limit_is_refused_as_it_streams(tmp_path: Pa
             pass
     async with imported_image(archive, None, max_layer_size=3 * MIB) as layout:
         assert [image.name for image in await layout.images()] == ["imported"]
+
+
+# 5. a layer named many times is read, hashed and compressed once
+
+
+def test_a_layer_named_many_times_is_processed_once(tmp_path: Path) -> None:
+    """300 references (half through a link) to one 8 MiB layer: converted 300 times, it would
+    take minutes."""
+    layer = os.urandom(8 * MIB)
+    names = ["l/layer.tar", "alias/layer.tar"] * 150
+    archive = tmp_path / "many.tar"
+    manifest, config = docker_members(docker_config([sha256_of([layer])] * 300), names)
+    write(
+        archive,
+        [
+            member("l/layer.tar", layer),
+            symlink("alias/layer.tar", "../l/layer.tar"),
+            config,
+            manifest,
+        ],
+    )
+    out = tmp_path / "out"
+    result = bounded_mirror("copy", f"docker-archive:{archive}", f"oci:{out}:v1", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.peak_mib < MEMORY_MIB, result.peak_mib
+    index = json.loads((out / "index.json").read_bytes())
+    digest = index["manifests"][0]["digest"].partition(":")[2]
+    layers = json.loads((out / "blobs" / "sha256" / digest).read_bytes())["layers"]
+    assert len(layers) == 300
+    assert len({layer["digest"] for layer in layers}) == 1
+
+
+def test_more_layers_than_a_manifest_can_hold_are_refused_first(tmp_path: Path) -> None:
+    """The 4 MiB config cap lets 55,000 diff_ids through; their manifest would be over the
+    4 MiB manifest cap, so the image is refused before any layer is read."""
+    layer = os.urandom(MIB)
+    count = 50_000
+    manifest, config = docker_members(
+        docker_config([sha256_of([layer])] * count), ["l/layer.tar"] * count
+    )
+    archive = tmp_path / "many.tar"
+    write(archive, [member("l/layer.tar", layer), config, manifest])
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    result = bounded_mirror(
+        "copy", f"docker-archive:{archive}", f"oci:{out}:v1", timeout=30, env={"TMPDIR": str(tmp)}
+    )
+    assert_refused(result, "50000 layers", "manifest")
+    assert not out.exists()
+    _nothing_left(tmp)
