@@ -106,16 +106,15 @@ class _Converted:
 
 
 def _convert(
-    archive: DockerArchive, member: str, out: Path, zstd: bool, max_size: int
+    source: io.BufferedReader[Any], where: str, out: Path, zstd: bool, max_size: int
 ) -> _Converted:
     """Stream one layer member into `out` compressed. Memory stays flat: each read gives at
     most `_CHUNK` uncompressed bytes, and a layer over `max_size` uncompressed bytes is
     refused."""
     uncompressed, compressed = hashlib.sha256(), DigestHasher()
     compress = _compressor(zstd)
-    where = f"docker archive {archive.label}: layer {member[:200]}"
     try:
-        with archive.open_member(member) as source, open(out, "wb") as f:
+        with open(out, "wb") as f:
 
             def emit(data: bytes) -> None:
                 if data:
@@ -138,6 +137,18 @@ def _convert(
     return _Converted(f"sha256:{uncompressed.hexdigest()}", compressed.digest(), compressed.size)
 
 
+def _convert_member(
+    archive: DockerArchive, member: str, out: Path, zstd: bool, max_size: int
+) -> _Converted:
+    """One layer member of a plain archive, read by its offset, converted into `out`."""
+    with archive.open_member(member) as source:
+        return _convert(source, _where(archive, member), out, zstd, max_size)
+
+
+def _where(archive: DockerArchive, member: str) -> str:
+    return f"docker archive {archive.label}: layer {member[:200]}"
+
+
 def _check_diff_ids(
     archive: DockerArchive,
     entry: DockerImageEntry,
@@ -155,9 +166,8 @@ def _check_diff_ids(
             )
 
 
-def _config(archive: DockerArchive, entry: DockerImageEntry) -> tuple[bytes, list[str]]:
-    """The config's bytes (checked against the digest its name carries) and its diff_ids."""
-    raw = archive.read(entry.config)
+def _diff_ids(archive: DockerArchive, entry: DockerImageEntry, raw: bytes) -> list[str]:
+    """The config's diff_ids (the config checked against the digest its name carries)."""
     named = os.path.basename(entry.config).removesuffix(".json")
     is_hex = len(named) == 64 and all(c in "0123456789abcdef" for c in named)
     if is_hex and hashlib.sha256(raw).hexdigest() != named:
@@ -180,7 +190,7 @@ def _config(archive: DockerArchive, entry: DockerImageEntry) -> tuple[bytes, lis
         )
     for diff_id in diff_ids:
         Digest(diff_id)  # a malformed one is refused here, never used as a name
-    return raw, diff_ids
+    return diff_ids
 
 
 def _place(root: Path, digest: Digest, written: Path | None = None, data: bytes = b"") -> None:
@@ -192,50 +202,33 @@ def _place(root: Path, digest: Digest, written: Path | None = None, data: bytes 
         target.write_bytes(data)
 
 
-def _plain_tar(path: Path, spare: Path) -> Path:
-    """The archive itself, or (`docker save | gzip`, zstd) its tar decompressed into `spare`."""
-    try:
-        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise LayoutError(f"cannot open docker archive {path}: {exc.strerror}") from None
-    with raw, io.BufferedReader(raw, _CHUNK) as source:
-        reader = _decompressed(source)
-        if reader is source:
-            return path
-        try:
-            with open(spare, "wb") as out:
-                while chunk := reader.read(_CHUNK):
-                    out.write(chunk)
-        except _DECOMPRESSION_ERRORS as exc:
-            raise LayoutError(f"docker archive {path} does not decompress: {exc}") from None
-    return spare
-
-
 async def _build(
     path: Path, wanted: str | None, fmt: ImportFormat, root: Path, max_size: int
 ) -> None:
     """Write the chosen image as the only image of a new layout at `root`."""
-    spare = root / "archive.tar"
-    plain = await asyncio.to_thread(_plain_tar, path, spare)
-    try:
-        await _build_from(plain, path, wanted, fmt, root, max_size)
-    finally:
-        spare.unlink(missing_ok=True)
-
-
-async def _build_from(
-    plain: Path, path: Path, wanted: str | None, fmt: ImportFormat, root: Path, max_size: int
-) -> None:
-    archive = await asyncio.to_thread(DockerArchive.open, plain, path)
+    archive = await asyncio.to_thread(DockerArchive.open, path)
     entry = choose(await asyncio.to_thread(archive.entries), wanted, path)
-    config_raw, diff_ids = await asyncio.to_thread(_config, archive, entry)
-    config_digest = Digest.of(config_raw)
-    config = {"mediaType": fmt.config_type, "size": len(config_raw), "digest": str(config_digest)}
-    _check_room(archive, fmt, config, len(entry.layers))
+    _check_room(archive, fmt, len(entry.layers))
+    config_member = archive.resolve(entry.config)
     members = [archive.resolve(name) for name in entry.layers]
-    converted = await _convert_all(archive, list(dict.fromkeys(members)), root, fmt.zstd, max_size)
+    if config_member in members:
+        raise LayoutError(
+            f"docker archive {archive.label}: config {entry.config[:200]} is named as a layer"
+        )
+    distinct = list(dict.fromkeys(members))
+    if archive.compressed:  # one pass over the stream, in the order the archive holds them
+        config_raw, converted = await finish_in_thread(
+            _convert_streamed, archive, config_member, distinct, root, fmt.zstd, max_size
+        )
+        diff_ids = _diff_ids(archive, entry, config_raw)
+    else:  # the config first, then the layers by offset, one per CPU at a time
+        config_raw = await asyncio.to_thread(archive.read, config_member)
+        diff_ids = _diff_ids(archive, entry, config_raw)
+        converted = await _convert_all(archive, distinct, root, fmt.zstd, max_size)
     _check_diff_ids(archive, entry, diff_ids, members, converted)
+    config_digest = Digest.of(config_raw)
     _place(root, config_digest, data=config_raw)
+    config = {"mediaType": fmt.config_type, "size": len(config_raw), "digest": str(config_digest)}
     layers = [
         {"mediaType": fmt.layer_type, "size": converted[m].size, "digest": str(converted[m].digest)}
         for m in members
@@ -258,8 +251,8 @@ async def _build_from(
 async def _convert_all(
     archive: DockerArchive, members: list[str], root: Path, zstd: bool, max_size: int
 ) -> dict[str, _Converted]:
-    """Each distinct layer member converted once, one per CPU at a time, placed in the
-    layout by its new digest."""
+    """Each distinct layer member of a plain archive converted once, one per CPU at a time,
+    placed in the layout by its new digest."""
     converted: dict[str, _Converted] = {}
     work = iter(enumerate(members))
 
@@ -267,13 +260,32 @@ async def _convert_all(
         for number, member in work:  # shared: each worker takes the next member
             part = root / f"layer-{number}.part"
             done = await finish_in_thread(  # the thread ends before its folder goes
-                _convert, archive, member, part, zstd, max_size
+                _convert_member, archive, member, part, zstd, max_size
             )
             _place(root, done.digest, written=part)
             converted[member] = done
 
     await together(worker() for _ in range(min(os.cpu_count() or 2, len(members))))
     return converted
+
+
+def _convert_streamed(
+    archive: DockerArchive, config: str, members: list[str], root: Path, zstd: bool, max_size: int
+) -> tuple[bytes, dict[str, _Converted]]:
+    """The config and each distinct layer member of a compressed archive, converted in one
+    pass over its stream (blocking); nothing but the converted layers is written."""
+    size = archive.small_size(config)
+    numbers = {member: number for number, member in enumerate(members)}
+    converted: dict[str, _Converted] = {}
+    config_raw = b""
+    for name, source in archive.stream_members({config, *members}):
+        if name == config:
+            config_raw = source.read(size)
+            continue
+        part = root / f"layer-{numbers[name]}.part"
+        converted[name] = _convert(source, _where(archive, name), part, zstd, max_size)
+        _place(root, converted[name].digest, written=part)
+    return config_raw, converted
 
 
 def _manifest(fmt: ImportFormat, config: dict[str, Any], layers: list[dict[str, Any]]) -> bytes:
@@ -286,12 +298,11 @@ def _manifest(fmt: ImportFormat, config: dict[str, Any], layers: list[dict[str, 
     return json.dumps(manifest, indent=3).encode()
 
 
-def _check_room(
-    archive: DockerArchive, fmt: ImportFormat, config: dict[str, Any], count: int
-) -> None:
+def _check_room(archive: DockerArchive, fmt: ImportFormat, count: int) -> None:
     """Refuse, before any layer is read, an image with more layers than a manifest holds
-    (the least each layer's descriptor can take counted: a size of one digit)."""
-    least = {"mediaType": fmt.layer_type, "size": 0, "digest": config["digest"]}
+    (the least each descriptor can take counted: sizes of one digit)."""
+    least = {"mediaType": fmt.layer_type, "size": 0, "digest": f"sha256:{'0' * 64}"}
+    config = {**least, "mediaType": fmt.config_type}
     if len(_manifest(fmt, config, [least] * count)) > mt.MAX_MANIFEST_SIZE:
         raise LayoutError(
             f"docker archive {archive.label}: the image has {count} layers; its manifest "

@@ -16,11 +16,12 @@ import json
 import os
 import posixpath
 import tarfile
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from mirror.archive.tarfiles import SafeTarInfo
+from mirror.archive.tarfiles import SafeTarInfo, is_compressed, open_stream
 from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.reference import parse_registry_reference
 
@@ -31,6 +32,7 @@ MAX_CONFIG_SIZE = 4 * 1024 * 1024
 #: symbolic links followed one after another before the member is refused
 _MAX_LINK_HOPS = 8
 _CHUNK = 1024 * 1024
+_MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -43,38 +45,62 @@ class DockerImageEntry:
 
 
 class DockerArchive:
-    """A `docker save` tar indexed by member name (offsets and sizes, no data read)."""
+    """A `docker save` tar indexed by member name (offsets and sizes, no data read).
+
+    A plain tar is read by offsets. A compressed one (`docker save | gzip`, zstd) is read as a
+    stream, never inflated onto the disk: indexing streams through it once (keeping
+    `manifest.json`), and `stream_members` streams through it again for the members wanted.
+    """
 
     def __init__(self, path: Path, label: Path | None = None) -> None:
         self.path = path
-        #: the file errors name (the compressed one the user gave, when `path` unpacks it)
+        #: the file errors name
         self.label = label or path
+        #: gzip or zstd: members are read in one pass over the stream, not by offset
+        self.compressed = False
         self._regular: dict[str, tuple[int, int]] = {}
         self._links: dict[str, str] = {}
+        self._kept: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, path: Path, label: Path | None = None) -> DockerArchive:
         """Index the archive (blocking: run in a thread); LayoutError when it is damaged."""
         archive = cls(path, label)
         try:
-            with tarfile.open(path, "r:", tarinfo=SafeTarInfo) as tar:
-                for member in tar:
-                    archive._add(member)
+            archive.compressed = is_compressed(path)
         except OSError as exc:
             raise LayoutError(
                 f"cannot open docker archive {archive.label}: {exc.strerror}"
             ) from None
+        if archive.compressed:
+            archive._index_stream()
+        else:
+            archive._index_file()
+        return archive
+
+    def _index_file(self) -> None:
+        try:
+            with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
+                for member in tar:
+                    self._add(member)
+        except OSError as exc:
+            raise LayoutError(f"cannot open docker archive {self.label}: {exc.strerror}") from None
         except (tarfile.TarError, EOFError) as exc:
             raise LayoutError(
-                f"docker archive {archive.label} is truncated or not a tar: {exc}"
+                f"docker archive {self.label} is truncated or not a tar: {exc}"
             ) from None
-        end = os.path.getsize(path)
-        for name, (offset, size) in archive._regular.items():
+        end = os.path.getsize(self.path)
+        for name, (offset, size) in self._regular.items():
             if offset + size > end:
-                raise LayoutError(
-                    f"docker archive {archive.label} is truncated: {name} is cut short"
-                )
-        return archive
+                raise LayoutError(f"docker archive {self.label} is truncated: {name} is cut short")
+
+    def _index_stream(self) -> None:
+        with open_stream(self.path) as tar:
+            for member in tar:
+                self._add(member)
+                if member.name.removeprefix("./") == _MANIFEST and member.size <= MAX_CONFIG_SIZE:
+                    data = tar.extractfile(member)
+                    self._kept[_MANIFEST] = data.read(member.size) if data is not None else b""
 
     def _add(self, member: tarfile.TarInfo) -> None:
         name = _clean(member.name, self.label)
@@ -105,19 +131,43 @@ class DockerArchive:
         """The offset and size of a member named by `manifest.json` (links followed inside)."""
         return self._regular[self.resolve(name)]
 
-    def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
-        """A small member's bytes (`manifest.json`, a config), refused over `limit`."""
-        offset, size = self.member(name)
+    def small_size(self, name: str, limit: int = MAX_CONFIG_SIZE) -> int:
+        """The size of a member read whole (`manifest.json`, a config); refused over `limit`."""
+        _, size = self.member(name)
         if size > limit:
             raise LayoutError(
                 f"docker archive {self.label}: {name[:200]} is {size} bytes, over {limit}"
             )
+        return size
+
+    def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
+        """A small member's bytes (`manifest.json`, a config), refused over `limit`."""
+        size = self.small_size(name, limit)
+        offset, _ = self.member(name)
+        resolved = self.resolve(name)
+        if resolved in self._kept:
+            return self._kept[resolved]
+        if self.compressed:
+            for _, source in self.stream_members({resolved}):
+                return source.read(size)
         with open(self.path, "rb") as f:
             f.seek(offset)
             return f.read(size)
 
-    def open_member(self, name: str) -> io.BufferedReader:
-        """A member's bytes as a file (blocking reads), exactly its size."""
+    def stream_members(self, names: Set[str]) -> Iterator[tuple[str, io.BufferedReader[Any]]]:
+        """One pass over the archive (blocking): each regular member of `names` (as `resolve`
+        gives them) with its bytes, in the order the archive holds them; each is read before
+        the next is given."""
+        with open_stream(self.path) as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name in names and self._regular.get(name) == (member.offset_data, member.size):
+                    source = tar.extractfile(member)  # tarfile's ExFileObject: buffered
+                    if source is not None:
+                        yield name, cast("io.BufferedReader[Any]", source)
+
+    def open_member(self, name: str) -> io.BufferedReader[Any]:
+        """A member's bytes as a file (blocking reads), exactly its size (a plain archive)."""
         offset, size = self.member(name)
         where = f"docker archive {self.label} is truncated inside {name[:200]}"
         raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the span closes it

@@ -6,8 +6,10 @@ layout files, the top files (`oci-layout`, `index.json`, the bundle record) read
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -23,6 +25,7 @@ __all__ = [
     "RECORD",
     "SafeTarInfo",
     "copy_member",
+    "is_compressed",
     "is_zstd",
     "member_target",
     "named_members",
@@ -37,6 +40,7 @@ MAX_TOP_FILE = 64 * 1024 * 1024
 #: the largest pax or GNU long-name header extension of a member
 MAX_HEADER_EXTENSION = 1024 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
 _TOP_FILES = ("oci-layout", "index.json", RECORD)
 _COPY_BUFFER = 1024 * 1024
 
@@ -45,6 +49,13 @@ def is_zstd(path: Path) -> bool:
     """True when the file starts with the zstd frame magic."""
     with open(path, "rb") as f:
         return f.read(4) == _ZSTD_MAGIC
+
+
+def is_compressed(path: Path) -> bool:
+    """True when the file starts with the zstd frame magic or the gzip magic."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return magic == _ZSTD_MAGIC or magic.startswith(_GZIP_MAGIC)
 
 
 class SafeTarInfo(tarfile.TarInfo):
@@ -77,22 +88,26 @@ _EXTENSIONS = frozenset(
 
 @contextlib.contextmanager
 def open_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    """The archive as a tar stream, read forward only: a zstd or gzip file decompressed as it
+    is read (each read bounded, however well it compresses), nothing written anywhere."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise LayoutError(f"cannot open archive {path}: {exc.strerror}") from None
     try:
-        stream: IO[bytes] = raw
-        if raw.read(4) == _ZSTD_MAGIC:
-            raw.seek(0)
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)
-        else:
-            raw.seek(0)
+        stream: IO[bytes] | gzip.GzipFile = raw
+        magic = raw.read(4)
+        raw.seek(0)
+        if magic == _ZSTD_MAGIC:
+            unzstd = zstandard.ZstdDecompressor()
+            stream = unzstd.stream_reader(raw, read_size=_COPY_BUFFER, read_across_frames=True)
+        elif magic.startswith(_GZIP_MAGIC):
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
         with tarfile.open(
             fileobj=stream, mode="r|", tarinfo=SafeTarInfo, bufsize=_COPY_BUFFER
         ) as tar:
             yield tar
-    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+    except (tarfile.TarError, zstandard.ZstdError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise LayoutError(f"archive {path} is truncated or not a tar: {exc}") from None
     finally:
         raw.close()

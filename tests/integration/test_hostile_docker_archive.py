@@ -13,6 +13,7 @@ import pytest
 from mirror.archive.docker_import import imported_image
 from mirror.errors import LayoutError
 from tests.support.bounded import MEMORY_MIB, assert_refused, bounded_mirror
+from tests.support.disk import small_disk
 from tests.support.tars import (
     GIB,
     MIB,
@@ -95,6 +96,26 @@ async def test_a_layer_over_the_size_limit_is_refused_as_it_streams(tmp_path: Pa
             pass
     async with imported_image(archive, None, max_layer_size=3 * MIB) as layout:
         assert [image.name for image in await layout.images()] == ["imported"]
+
+
+# 2. `docker save | gzip` is read as a stream: never inflated whole onto the disk
+
+
+def test_a_gzip_archive_is_never_inflated_onto_the_disk(tmp_path: Path) -> None:
+    """1 GiB of layer in a 5 MB `.tar.gz`, `manifest.json` last (as docker writes it), a wrong
+    diff_id: refused after one stream through, the temporary folder on a 32 MiB disk."""
+    manifest, config = docker_members(docker_config([WRONG_DIFF_ID]), ["l/layer.tar"])
+    archive = tmp_path / "app.tar.gz"
+    write(archive, [(header("l/layer.tar", GIB), zeros(GIB), GIB), config, manifest])
+    assert archive.stat().st_size < 8 * MIB
+    out = tmp_path / "out"
+    with small_disk(tmp_path / "tmp", "32m") as tmp:
+        result = bounded_mirror(
+            "copy", f"docker-archive:{archive}", f"oci:{out}:v1", env={"TMPDIR": str(tmp)}
+        )
+        assert_refused(result, "diff_id")
+        _nothing_left(tmp)
+    assert not out.exists()
 
 
 # 5. a layer named many times is read, hashed and compressed once
