@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from mirror.archive.tarfiles import SafeTarInfo, is_compressed, open_stream
+from mirror.archive.tarfiles import (
+    MemberCount,
+    SafeTarInfo,
+    headers,
+    is_compressed,
+    open_stream,
+)
 from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.reference import parse_registry_reference
 
@@ -81,8 +87,9 @@ class DockerArchive:
     def _index_file(self) -> None:
         try:
             with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
-                for member in tar:
-                    self._add(member)
+                count = MemberCount(f"docker archive {self.label}")
+                for member in headers(tar):
+                    self._add(member, count)
         except OSError as exc:
             raise LayoutError(f"cannot open docker archive {self.label}: {exc.strerror}") from None
         except (tarfile.TarError, EOFError) as exc:
@@ -96,16 +103,19 @@ class DockerArchive:
 
     def _index_stream(self) -> None:
         with open_stream(self.path) as tar:
-            for member in tar:
-                self._add(member)
+            count = MemberCount(f"docker archive {self.label}")
+            for member in headers(tar):
+                self._add(member, count)
                 if member.name.removeprefix("./") == _MANIFEST and member.size <= MAX_CONFIG_SIZE:
                     data = tar.extractfile(member)
                     self._kept[_MANIFEST] = data.read(member.size) if data is not None else b""
 
-    def _add(self, member: tarfile.TarInfo) -> None:
+    def _add(self, member: tarfile.TarInfo, count: MemberCount) -> None:
         name = _clean(member.name, self.label)
         if member.isdir():
+            count.skip()
             return
+        count.index()
         if member.issym():
             target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
             self._links[name] = _clean(target, self.label)
@@ -159,7 +169,7 @@ class DockerArchive:
         gives them) with its bytes, in the order the archive holds them; each is read before
         the next is given."""
         with open_stream(self.path) as tar:
-            for member in tar:
+            for member in headers(tar):  # as many as indexing counted, or refused there
                 name = member.name.removeprefix("./")
                 if name in names and self._regular.get(name) == (member.offset_data, member.size):
                     source = tar.extractfile(member)  # tarfile's ExFileObject: buffered

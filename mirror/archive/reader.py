@@ -43,7 +43,7 @@ class ArchiveReader(LayoutReader):
     def _scan(self) -> None:
         try:
             with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
-                for member, target in named_members(tar):
+                for member, target in named_members(tar, self.where):
                     self._members[target] = (member.offset_data, member.size)
         except tarfile.TarError as exc:
             raise LayoutError(f"archive {self.path} is truncated or not a tar: {exc}") from None

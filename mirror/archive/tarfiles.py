@@ -21,10 +21,13 @@ from mirror.oci.digest import Digest
 from mirror.support.fsutil import create_new
 
 __all__ = [
+    "MAX_MEMBERS",
     "MAX_TOP_FILE",
     "RECORD",
+    "MemberCount",
     "SafeTarInfo",
     "copy_member",
+    "headers",
     "is_compressed",
     "is_zstd",
     "member_target",
@@ -37,6 +40,9 @@ __all__ = [
 RECORD = "mirror-bundle.json"
 #: the largest `index.json`, `oci-layout` or bundle record read from an archive
 MAX_TOP_FILE = 64 * 1024 * 1024
+#: the most members one pass over an archive indexes (layout files; a docker archive's files
+#: and links), and the most it reads past (directories, files nothing names)
+MAX_MEMBERS = 100_000
 #: the largest pax or GNU long-name header extension of a member
 MAX_HEADER_EXTENSION = 1024 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -132,15 +138,51 @@ def member_target(name: str) -> str | None:
     return None
 
 
-def named_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str]]:
+class MemberCount:
+    """The members one pass over an archive has indexed and read past; LayoutError past
+    MAX_MEMBERS of either (tarfile would keep them all, and each pass would take longer)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.indexed = 0
+        self.skipped = 0
+
+    def index(self) -> None:
+        """One more member that can matter (a layout file, a docker archive's file or link)."""
+        self.indexed += 1
+        if self.indexed > MAX_MEMBERS:
+            raise LayoutError(
+                f"{self.where} holds more than {MAX_MEMBERS} members it could use; refused"
+            )
+
+    def skip(self) -> None:
+        """One more member read past (a directory, a file nothing names)."""
+        self.skipped += 1
+        if self.skipped > MAX_MEMBERS:
+            raise LayoutError(
+                f"{self.where} holds more than {MAX_MEMBERS} members it has no use for; refused"
+            )
+
+
+def headers(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Each member's header in archive order, none kept (tarfile keeps every member it reads,
+    as `TarFile.members`: each pass drops them as it goes)."""
+    while (member := tar.next()) is not None:
+        tar.members.clear()  # type: ignore[attr-defined]  # the list is not in the stubs
+        yield member
+
+
+def named_members(tar: tarfile.TarFile, where: str) -> Iterator[tuple[tarfile.TarInfo, str]]:
     """The members that stand for a layout file, each a plain regular file (no link, no
-    sparse member), with their layout paths."""
-    for member in tar:
-        if member.isdir():
-            continue
-        target = member_target(member.name)
+    sparse member), with their layout paths; LayoutError (naming `where`) past MAX_MEMBERS
+    of them or of the members skipped."""
+    count = MemberCount(where)
+    for member in headers(tar):
+        target = None if member.isdir() else member_target(member.name)
         if target is None:
+            count.skip()
             continue
+        count.index()
         if not member.isfile() or member.issparse():
             raise LayoutError(f"archive member {member.name!r} is not a plain regular file")
         yield member, target
@@ -161,7 +203,7 @@ def read_top(path: Path) -> dict[str, bytes]:
     record read (each capped); no blob is unpacked."""
     top: dict[str, bytes] = {}
     with open_stream(path) as tar:
-        for member, target in named_members(tar):
+        for member, target in named_members(tar, f"archive {path}"):
             if target not in _TOP_FILES or target in top:
                 continue
             if member.size > MAX_TOP_FILE:

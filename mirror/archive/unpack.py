@@ -60,7 +60,7 @@ def _extract(path: Path, dest: Path, batch: dict[str, int]) -> set[str]:
     """One pass: unpack the members in `batch` whose size is the declared one."""
     written: set[str] = set()
     with open_stream(path) as tar:
-        for member, target in named_members(tar):
+        for member, target in named_members(tar, f"archive {path}"):
             if target not in batch or target in written:
                 continue
             if member.size != batch[target]:
@@ -140,7 +140,7 @@ def _record_blobs(raw: bytes, path: Path) -> dict[Digest, int]:
 def read_record(path: Path) -> dict[str, Any] | None:
     """The bundle record of an archive mirror wrote (the first member), without unpacking."""
     with open_stream(path) as tar:
-        for member, target in named_members(tar):
+        for member, target in named_members(tar, f"archive {path}"):
             if target == RECORD:
                 if member.size > MAX_TOP_FILE:
                     raise LayoutError(f"archive {path}: {RECORD} is over the size limit")

@@ -19,6 +19,7 @@ from tests.support.tars import (
     MIB,
     docker_config,
     docker_members,
+    empty_members,
     gzip_of,
     header,
     member,
@@ -116,6 +117,24 @@ def test_a_gzip_archive_is_never_inflated_onto_the_disk(tmp_path: Path) -> None:
         assert_refused(result, "diff_id")
         _nothing_left(tmp)
     assert not out.exists()
+
+
+# 3. a flood of members is refused past a bound
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_a_flood_of_members_is_refused(tmp_path: Path, suffix: str) -> None:
+    layer = os.urandom(1024)
+    manifest, config = docker_members(docker_config([sha256_of([layer])]), ["l/layer.tar"])
+    flood = empty_members(f"junk/{n}" for n in range(200_000))
+    archive = tmp_path / f"flood{suffix}"
+    write(archive, [member("l/layer.tar", layer), config, manifest, *flood])
+    for args in (
+        ("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'out'}:v1"),
+        ("tags", f"docker-archive:{archive}"),
+    ):
+        assert_refused(bounded_mirror(*args), "100000", "members")
+    assert not (tmp_path / "out").exists()
 
 
 # 5. a layer named many times is read, hashed and compressed once
