@@ -11,6 +11,7 @@ leaves the archive (absolute, `..`), a hard link, a device or a sparse member is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -19,14 +20,16 @@ import tarfile
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from mirror.archive.tarfiles import (
     MemberCount,
     SafeTarInfo,
+    copies_differ,
     headers,
     is_compressed,
     open_stream,
+    same_bytes,
 )
 from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.reference import parse_registry_reference
@@ -67,6 +70,9 @@ class DockerArchive:
         self._regular: dict[str, tuple[int, int]] = {}
         self._links: dict[str, str] = {}
         self._kept: dict[str, bytes] = {}
+        #: later copies of a regular member (name, offset): the first is the one read, and
+        #: each must hold the same bytes
+        self._repeats: list[tuple[str, int]] = []
 
     @classmethod
     def open(cls, path: Path, label: Path | None = None) -> DockerArchive:
@@ -100,13 +106,21 @@ class DockerArchive:
         for name, (offset, size) in self._regular.items():
             if offset + size > end:
                 raise LayoutError(f"docker archive {self.label} is truncated: {name} is cut short")
+        for name, offset in self._repeats:
+            first, size = self._regular[name]
+            with open(self.path, "rb") as a, open(self.path, "rb") as b:
+                a.seek(first)
+                b.seek(offset)
+                if not same_bytes(a, b, size):
+                    raise copies_differ(f"docker archive {self.label}", name)
 
     def _index_stream(self) -> None:
         with open_stream(self.path) as tar:
             count = MemberCount(f"docker archive {self.label}")
             for member in headers(tar):
                 self._add(member, count)
-                if member.name.removeprefix("./") == _MANIFEST and member.size <= MAX_CONFIG_SIZE:
+                name = member.name.removeprefix("./")
+                if name == _MANIFEST and member.isfile() and member.size <= MAX_CONFIG_SIZE:
                     data = tar.extractfile(member)
                     self._kept[_MANIFEST] = data.read(member.size) if data is not None else b""
 
@@ -116,15 +130,26 @@ class DockerArchive:
             count.skip()
             return
         count.index()
+        again = name in self._regular or name in self._links
+        if again and name == _MANIFEST:
+            raise LayoutError(f"docker archive {self.label} holds {_MANIFEST} twice; refused")
         if member.issym():
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
-            self._links[name] = _clean(target, self.label)
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+            target = _clean(joined, self.label)
+            if again and self._links.get(name) != target:
+                raise copies_differ(f"docker archive {self.label}", name)
+            self._links[name] = target
             return
         if not member.isfile() or member.issparse():
             raise LayoutError(
                 f"docker archive {self.label}: member {name[:200]!r} is not a regular file"
             )
-        self._regular[name] = (member.offset_data, member.size)
+        if not again:
+            self._regular[name] = (member.offset_data, member.size)
+        elif self._regular.get(name, (0, -1))[1] == member.size:
+            self._repeats.append((name, member.offset_data))  # its bytes compared when read
+        else:
+            raise copies_differ(f"docker archive {self.label}", name)
 
     def resolve(self, name: str) -> str:
         """The regular member a name in `manifest.json` stands for (links followed inside)."""
@@ -167,14 +192,25 @@ class DockerArchive:
     def stream_members(self, names: Set[str]) -> Iterator[tuple[str, io.BufferedReader[Any]]]:
         """One pass over the archive (blocking): each regular member of `names` (as `resolve`
         gives them) with its bytes, in the order the archive holds them; each is read before
-        the next is given."""
+        the next is given. A later copy of one must hold the same bytes (hashed to compare)."""
+        repeated = {name for name, _ in self._repeats} & names
+        firsts: dict[str, bytes] = {}
         with open_stream(self.path) as tar:
             for member in headers(tar):  # as many as indexing counted, or refused there
                 name = member.name.removeprefix("./")
-                if name in names and self._regular.get(name) == (member.offset_data, member.size):
-                    source = tar.extractfile(member)  # tarfile's ExFileObject: buffered
-                    if source is not None:
+                source = tar.extractfile(member) if name in names and member.isfile() else None
+                if source is None:
+                    continue
+                first = self._regular.get(name) == (member.offset_data, member.size)
+                if name not in repeated:
+                    if first:  # tarfile's ExFileObject: buffered
                         yield name, cast("io.BufferedReader[Any]", source)
+                elif first:
+                    hashed = _Hashed(source)
+                    yield name, io.BufferedReader(hashed, _CHUNK)
+                    firsts[name] = hashed.finish()
+                elif _Hashed(source).finish() != firsts.get(name):
+                    raise copies_differ(f"docker archive {self.label}", name)
 
     def open_member(self, name: str) -> io.BufferedReader[Any]:
         """A member's bytes as a file (blocking reads), exactly its size (a plain archive)."""
@@ -192,6 +228,28 @@ class DockerArchive:
         if not isinstance(data, list) or not data:
             raise LayoutError(f"docker archive {self.label}: manifest.json lists no image")
         return [_entry(item, self.label) for item in data]
+
+
+class _Hashed(io.RawIOBase):
+    """A member's bytes as they are read, hashed on the way (to compare two copies)."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source, self._hash = source, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(memoryview(buffer).cast("B")))
+        self._hash.update(data)
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> bytes:
+        """The digest of all the member's bytes (what was not read yet is read now)."""
+        while chunk := self._source.read(_CHUNK):
+            self._hash.update(chunk)
+        return self._hash.digest()
 
 
 class _Span(io.RawIOBase):

@@ -26,6 +26,7 @@ __all__ = [
     "RECORD",
     "MemberCount",
     "SafeTarInfo",
+    "copies_differ",
     "copy_member",
     "headers",
     "is_compressed",
@@ -34,6 +35,8 @@ __all__ = [
     "named_members",
     "open_stream",
     "read_top",
+    "same_bytes",
+    "seen_before",
 ]
 
 #: The bundle record, written first in archives mirror makes.
@@ -188,6 +191,36 @@ def named_members(tar: tarfile.TarFile, where: str) -> Iterator[tuple[tarfile.Ta
         yield member, target
 
 
+def seen_before(where: str, target: str, size: int, seen: dict[str, int]) -> bool:
+    """Whether this pass met `target` before (its sizes kept in `seen`): then its bytes are
+    to be compared with the first copy's. LayoutError for a top file twice (readers would
+    differ on which one counts) or a blob twice at another size."""
+    if target not in seen:
+        seen[target] = size
+        return False
+    if target in _TOP_FILES:
+        raise LayoutError(f"{where} holds {target} twice; refused")
+    if seen[target] != size:
+        raise copies_differ(where, target)
+    return True
+
+
+def copies_differ(where: str, name: str) -> LayoutError:
+    """The error for a member held twice with different bytes."""
+    return LayoutError(f"{where} holds {name[:200]} twice, with bytes that differ; refused")
+
+
+def same_bytes(a: IO[bytes], b: IO[bytes], size: int) -> bool:
+    """Whether the next `size` bytes of two files are the same (read in bounded chunks)."""
+    left = size
+    while left:
+        chunk = a.read(min(_COPY_BUFFER, left))
+        if not chunk or chunk != b.read(len(chunk)):
+            return False
+        left -= len(chunk)
+    return True
+
+
 def copy_member(source: IO[bytes], out: Path, size: int) -> int:
     """Copy exactly up to `size` bytes into a new file; the bytes written."""
     written = 0
@@ -200,11 +233,14 @@ def copy_member(source: IO[bytes], out: Path, size: int) -> int:
 
 def read_top(path: Path) -> dict[str, bytes]:
     """Pass one: every header checked, and `oci-layout`, `index.json` and the bundle
-    record read (each capped); no blob is unpacked."""
+    record read (each capped, each refused when it is there twice; so is a blob twice at
+    another size); no blob is unpacked."""
     top: dict[str, bytes] = {}
+    seen: dict[str, int] = {}
     with open_stream(path) as tar:
         for member, target in named_members(tar, f"archive {path}"):
-            if target not in _TOP_FILES or target in top:
+            seen_before(f"archive {path}", target, member.size, seen)
+            if target not in _TOP_FILES:
                 continue
             if member.size > MAX_TOP_FILE:
                 raise LayoutError(

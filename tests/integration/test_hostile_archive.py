@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.bounded import MEMORY_MIB, assert_refused, bounded_mirror
-from tests.support.tars import GIB, MIB, Member, empty_members, header, write, zeros
+from tests.support.tars import GIB, MIB, Member, empty_members, header, member, write, zeros
 from tests.support.tools import FIXTURES
 
 _ZEROS = bytes(MIB)
 
 
-def _layout_members() -> list[Member]:
-    """The members of the oci-single fixture, as a tar of a layout holds them."""
-    root = FIXTURES / "oci-single"
+def _layout_members(fixture: str = "oci-single") -> list[Member]:
+    """The members of a fixture layout, as a tar of a layout holds them."""
+    root = FIXTURES / fixture
     files = [root / "oci-layout", root / "index.json", *sorted((root / "blobs/sha256").iterdir())]
     out: list[Member] = []
     for path in files:
@@ -138,3 +138,62 @@ def test_a_million_empty_members_cost_neither_memory_nor_minutes(tmp_path: Path)
     write(archive, [*_layout_members(), *empty_members(_junk(1_000_000))])
     assert archive.stat().st_size < 16 * MIB
     assert_refused(bounded_mirror("bundle", "verify", str(archive), timeout=30), "members")
+
+
+# issue 25, item 4: what is verified is what is used: no member twice, unless the same bytes
+
+
+def _by_name(members: list[Member]) -> dict[str, Member]:
+    return {tarfile.TarInfo.frombuf(m[0], "utf-8", "strict").name: m for m in members}
+
+
+def _refused_everywhere(tmp_path: Path, members: list[Member], *words: str) -> None:
+    """`copy`, `inspect` and `bundle verify` refuse the archive, as `.tar` and `.tar.zst`."""
+    for suffix in (".tar", ".tar.zst"):
+        archive = tmp_path / f"dup{suffix}"
+        write(archive, members)
+        for args in (
+            ("copy", f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}:v1"),
+            ("inspect", f"oci-archive:{archive}:v1"),
+            ("bundle", "verify", str(archive)),
+        ):
+            assert_refused(bounded_mirror(*args), *words)
+        assert not (tmp_path / "out").exists()
+
+
+def test_two_index_files_are_refused(tmp_path: Path) -> None:
+    """Image A's index.json first, image B's last: verify read A, copy and inspect B."""
+    first, second = _by_name(_layout_members()), _by_name(_layout_members("docker-v2"))
+    members = [*first.values(), *(m for n, m in second.items() if n != "oci-layout")]
+    _refused_everywhere(tmp_path, members, "index.json", "twice")
+
+
+@pytest.mark.parametrize("name", ["oci-layout", "mirror-bundle.json"])
+def test_a_top_file_twice_is_refused(tmp_path: Path, name: str) -> None:
+    members = _layout_members()
+    data = b'{"imageLayoutVersion":"1.0.0"}' if name == "oci-layout" else b"{}"
+    members += [member(name, data), member(name, data)]
+    _refused_everywhere(tmp_path, members, name, "twice")
+
+
+@pytest.mark.parametrize("same_size", [True, False], ids=["same-size", "other-size"])
+def test_a_blob_twice_with_other_bytes_is_refused(tmp_path: Path, same_size: bool) -> None:
+    members = _layout_members()
+    name, chunks = next((n, m[1]) for n, m in _by_name(members).items() if n.startswith("blobs/"))
+    data = b"".join(chunks)
+    other = member(name, bytes(b ^ 1 for b in data) if same_size else data + b"\n")
+    for forged in ([other, *members], [*members, other]):
+        _refused_everywhere(tmp_path, forged, name, "twice", "differ")
+
+
+def test_a_blob_twice_with_the_same_bytes_is_read(tmp_path: Path) -> None:
+    members = _layout_members()
+    members += [m for n, m in _by_name(members).items() if n.startswith("blobs/")]
+    for suffix in (".tar", ".tar.zst"):
+        archive = tmp_path / f"same{suffix}"
+        write(archive, members)
+        out = tmp_path / f"out{suffix}"
+        result = bounded_mirror("copy", f"oci-archive:{archive}:v1", f"oci:{out}:v1")
+        assert result.returncode == 0, result.stderr
+        result = bounded_mirror("bundle", "verify", str(archive))  # unpacked, then looked at
+        assert "not a mirror bundle" in result.stderr, result.stderr

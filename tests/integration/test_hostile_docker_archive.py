@@ -17,6 +17,7 @@ from tests.support.disk import small_disk
 from tests.support.tars import (
     GIB,
     MIB,
+    Member,
     docker_config,
     docker_members,
     empty_members,
@@ -135,6 +136,51 @@ def test_a_flood_of_members_is_refused(tmp_path: Path, suffix: str) -> None:
     ):
         assert_refused(bounded_mirror(*args), "100000", "members")
     assert not (tmp_path / "out").exists()
+
+
+# 4. what is verified is what is used: no member twice, unless with the same bytes
+
+
+def _image(layer: bytes, tag: str = "hostile/app:1") -> list[Member]:
+    manifest, config = docker_members(docker_config([sha256_of([layer])]), ["l/layer.tar"], tag)
+    return [member("l/layer.tar", layer), config, manifest]
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_two_manifest_files_are_refused(tmp_path: Path, suffix: str) -> None:
+    first, second = _image(os.urandom(1024)), _image(os.urandom(1024), "hostile/app:2")
+    archive = tmp_path / f"dup{suffix}"
+    write(archive, first + second)
+    for args in (
+        ("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'out'}:v1"),
+        ("tags", f"docker-archive:{archive}"),
+    ):
+        assert_refused(bounded_mirror(*args), "manifest.json", "twice")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+@pytest.mark.parametrize("same_size", [True, False], ids=["same-size", "other-size"])
+def test_a_layer_twice_with_other_bytes_is_refused(
+    tmp_path: Path, suffix: str, same_size: bool
+) -> None:
+    layer = os.urandom(1024)
+    other = member("l/layer.tar", os.urandom(1024 if same_size else 1000))
+    for forged in ([other, *_image(layer)], [*_image(layer), other]):
+        archive = tmp_path / f"dup{suffix}"
+        write(archive, forged)
+        result = bounded_mirror("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'o'}:v1")
+        assert_refused(result, "l/layer.tar", "twice", "differ")
+        assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_a_layer_twice_with_the_same_bytes_is_read(tmp_path: Path, suffix: str) -> None:
+    image = _image(os.urandom(1024))
+    archive = tmp_path / f"same{suffix}"
+    write(archive, [image[0], *image])
+    result = bounded_mirror("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'o'}:v1")
+    assert result.returncode == 0, result.stderr
 
 
 # 5. a layer named many times is read, hashed and compressed once
