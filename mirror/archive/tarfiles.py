@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import os
 import tarfile
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,8 +47,11 @@ MAX_TOP_FILE = 64 * 1024 * 1024
 #: the most members one pass over an archive indexes (layout files; a docker archive's files
 #: and links), and the most it reads past (directories, files nothing names)
 MAX_MEMBERS = 100_000
-#: the largest pax or GNU long-name header extension of a member
+#: the largest pax or GNU long-name header extension of a member, and of an archive's global
+#: pax extensions in all
 MAX_HEADER_EXTENSION = 1024 * 1024
+#: the most header extensions (pax, GNU long names) before one member
+MAX_EXTENSION_CHAIN = 8
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 _TOP_FILES = ("oci-layout", "index.json", RECORD)
@@ -70,7 +74,10 @@ def is_compressed(path: Path) -> bool:
 class SafeTarInfo(tarfile.TarInfo):
     """Tar headers read with bounds: a pax or GNU long-name extension larger than
     MAX_HEADER_EXTENSION and any GNU sparse member are refused before their data is read
-    (tarfile would read a whole extension into memory, and expand a sparse member)."""
+    (tarfile would read a whole extension into memory, and expand a sparse member); so are
+    more than MAX_EXTENSION_CHAIN extensions before one member (tarfile reads them by
+    recursion) and global pax extensions over MAX_HEADER_EXTENSION in all (tarfile keeps
+    every global record to the end of the archive)."""
 
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _EXTENSIONS and self.size > MAX_HEADER_EXTENSION:
@@ -80,8 +87,40 @@ class SafeTarInfo(tarfile.TarInfo):
             )
         if self.type == tarfile.GNUTYPE_SPARSE:
             raise LayoutError(f"archive member {self.name[:100]!r} is sparse; refused")
+        _count_extension(tar, self)
         checked: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
         return checked
+
+
+class _Extensions:
+    """The header extensions of one archive read so far: in a row, and global in all."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+        self.global_bytes = 0
+
+
+_extensions: weakref.WeakKeyDictionary[tarfile.TarFile, _Extensions] = weakref.WeakKeyDictionary()
+
+
+def _count_extension(tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    seen = _extensions.setdefault(tar, _Extensions())
+    if info.type not in _EXTENSIONS:
+        seen.in_a_row = 0
+        return
+    seen.in_a_row += 1
+    if seen.in_a_row > MAX_EXTENSION_CHAIN:
+        raise LayoutError(
+            f"archive member {info.name[:100]!r}: more than {MAX_EXTENSION_CHAIN} header "
+            f"extensions in a row; refused"
+        )
+    if info.type == tarfile.XGLTYPE:
+        seen.global_bytes += info.size
+        if seen.global_bytes > MAX_HEADER_EXTENSION:
+            raise LayoutError(
+                f"archive member {info.name[:100]!r}: the archive's global header extensions "
+                f"are over the {MAX_HEADER_EXTENSION} byte limit in all"
+            )
 
 
 _EXTENSIONS = frozenset(

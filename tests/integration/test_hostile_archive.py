@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.support.bounded import MEMORY_MIB, assert_refused, bounded_mirror
-from tests.support.tars import GIB, MIB, Member, empty_members, header, member, write, zeros
+from tests.support.tars import (
+    GIB,
+    MIB,
+    Member,
+    empty_members,
+    header,
+    member,
+    pax,
+    write,
+    zeros,
+)
 from tests.support.tools import FIXTURES
 
 _ZEROS = bytes(MIB)
@@ -91,6 +101,29 @@ def test_a_1_gib_pax_header_is_refused_unread(tmp_path: Path) -> None:
         ("copy", f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}:v1"),
     ):
         assert_refused(bounded_mirror(*args), "header extension", "limit")
+
+
+def test_a_chain_of_header_extensions_is_refused(tmp_path: Path) -> None:
+    """tarfile reads a chain of extension headers by recursion (5,000 was a traceback)."""
+    archive = tmp_path / "chain.tar"
+    write(archive, [*(pax("comment", b"x") for _ in range(5000)), *_layout_members()])
+    result = bounded_mirror("copy", f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}:v1")
+    assert_refused(result, "header extensions in a row")
+
+
+def test_global_header_extensions_are_capped_in_all(tmp_path: Path) -> None:
+    """tarfile keeps every global pax record for the rest of the archive: 300 of 1 MB, one
+    before each of 300 members, take 300 MB."""
+    members = _layout_members()
+    for number in range(300):
+        members += [
+            pax(f"k{number}", bytes(1000 * 1000), tarfile.XGLTYPE),
+            member(f"{number}", b""),
+        ]
+    archive = tmp_path / "global.tar.zst"
+    write(archive, members)
+    result = bounded_mirror("copy", f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}:v1")
+    assert_refused(result, "global header extensions", "limit")
 
 
 def test_a_100_mib_index_in_an_archive_is_refused(tmp_path: Path) -> None:

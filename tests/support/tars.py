@@ -41,6 +41,16 @@ def member(name: str, data: bytes) -> Member:
     return header(name, len(data)), [data], len(data)
 
 
+def pax(key: str, value: bytes, kind: bytes = tarfile.XHDTYPE) -> Member:
+    """A pax extended header member (local, or global with `tarfile.XGLTYPE`) of one record."""
+    body = key.encode() + b"=" + value + b"\n"
+    length = len(body) + 2
+    while len(str(length)) + 1 + len(body) != length:
+        length += 1
+    record = str(length).encode() + b" " + body
+    return header("././@PaxHeader", len(record), kind), [record], len(record)
+
+
 def zeros(size: int) -> Iterator[bytes]:
     """`size` zero bytes in chunks of at most 1 MiB."""
     while size > 0:
