@@ -2,27 +2,31 @@
 `diff_ids` checked, a manifest written (a docker archive keeps none, so its digest is new).
 
 The image is built in a private temporary OCI layout, which the copy then reads like any
-other: each layer is streamed from the archive once — decompressed if it was compressed,
-hashed (its diff_id, checked against the config's `rootfs.diff_ids`) and compressed again
-(gzip, or zstd) into the layout — so memory stays flat whatever the layer's size. Nothing
-reaches the destination before every layer has been checked.
+other: each distinct layer member is streamed from the archive once (by its offset in a plain
+tar, one per CPU at a time; in one pass over a compressed archive's stream) — decompressed in
+bounded reads if it was compressed, hashed (its diff_id, checked against the config's
+`rootfs.diff_ids`) and compressed again (gzip, or zstd) into the layout — so memory stays flat
+whatever the layer's size. Nothing reaches the destination before every layer has been
+checked; a cancelled import stops its conversions at their next chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
 import json
 import os
 import tempfile
+import threading
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import zstandard
 
@@ -32,9 +36,11 @@ from mirror.layout import Layout, index_file
 from mirror.limits import DEFAULT_LIMITS
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher
-from mirror.support.tasks import finish_in_thread, together
+from mirror.support.tasks import together
 
 __all__ = ["IMPORTED_NAME", "ImportFormat", "imported_image"]
+
+T = TypeVar("T")
 
 #: the name the chosen image has in the temporary layout
 IMPORTED_NAME = "imported"
@@ -106,11 +112,16 @@ class _Converted:
 
 
 def _convert(
-    source: io.BufferedReader[Any], where: str, out: Path, zstd: bool, max_size: int
+    source: io.BufferedReader[Any],
+    where: str,
+    out: Path,
+    zstd: bool,
+    max_size: int,
+    stop: threading.Event,
 ) -> _Converted:
     """Stream one layer member into `out` compressed. Memory stays flat: each read gives at
     most `_CHUNK` uncompressed bytes, and a layer over `max_size` uncompressed bytes is
-    refused."""
+    refused; `stop` set ends it at the next chunk."""
     uncompressed, compressed = hashlib.sha256(), DigestHasher()
     compress = _compressor(zstd)
     try:
@@ -124,6 +135,8 @@ def _convert(
             size = 0
             reader = _decompressed(source)
             while chunk := reader.read(_CHUNK):
+                if stop.is_set():
+                    raise _Stopped
                 size += len(chunk)
                 if size > max_size:
                     raise LayoutError(f"{where} is over {max_size} bytes uncompressed")
@@ -138,11 +151,36 @@ def _convert(
 
 
 def _convert_member(
-    archive: DockerArchive, member: str, out: Path, zstd: bool, max_size: int
+    archive: DockerArchive,
+    member: str,
+    out: Path,
+    zstd: bool,
+    max_size: int,
+    stop: threading.Event,
 ) -> _Converted:
     """One layer member of a plain archive, read by its offset, converted into `out`."""
     with archive.open_member(member) as source:
-        return _convert(source, _where(archive, member), out, zstd, max_size)
+        return _convert(source, _where(archive, member), out, zstd, max_size, stop)
+
+
+class _Stopped(Exception):
+    """A conversion ended because its caller was cancelled."""
+
+
+async def _stoppable(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args, stop)` in a worker thread. When the caller is cancelled, `stop` is set
+    and the thread is waited for (it ends at its next chunk) before the cancellation goes
+    on, so nothing writes into a folder being removed and a signal is not held up."""
+    stop = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args, stop))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # the cancellation is what is raised: the thread's end is seen
+        raise
 
 
 def _where(archive: DockerArchive, member: str) -> str:
@@ -217,7 +255,7 @@ async def _build(
         )
     distinct = list(dict.fromkeys(members))
     if archive.compressed:  # one pass over the stream, in the order the archive holds them
-        config_raw, converted = await finish_in_thread(
+        config_raw, converted = await _stoppable(
             _convert_streamed, archive, config_member, distinct, root, fmt.zstd, max_size
         )
         diff_ids = _diff_ids(archive, entry, config_raw)
@@ -259,7 +297,7 @@ async def _convert_all(
     async def worker() -> None:
         for number, member in work:  # shared: each worker takes the next member
             part = root / f"layer-{number}.part"
-            done = await finish_in_thread(  # the thread ends before its folder goes
+            done = await _stoppable(  # the thread ends before its folder goes
                 _convert_member, archive, member, part, zstd, max_size
             )
             _place(root, done.digest, written=part)
@@ -270,21 +308,31 @@ async def _convert_all(
 
 
 def _convert_streamed(
-    archive: DockerArchive, config: str, members: list[str], root: Path, zstd: bool, max_size: int
+    archive: DockerArchive,
+    config: str,
+    members: list[str],
+    root: Path,
+    zstd: bool,
+    max_size: int,
+    stop: threading.Event,
 ) -> tuple[bytes, dict[str, _Converted]]:
     """The config and each distinct layer member of a compressed archive, converted in one
     pass over its stream (blocking); nothing but the converted layers is written."""
     size = archive.small_size(config)
     numbers = {member: number for number, member in enumerate(members)}
     converted: dict[str, _Converted] = {}
-    config_raw = b""
+    config_raw = None
     for name, source in archive.stream_members({config, *members}):
+        if stop.is_set():
+            raise _Stopped
         if name == config:
             config_raw = source.read(size)
             continue
         part = root / f"layer-{numbers[name]}.part"
-        converted[name] = _convert(source, _where(archive, name), part, zstd, max_size)
+        converted[name] = _convert(source, _where(archive, name), part, zstd, max_size, stop)
         _place(root, converted[name].digest, written=part)
+    if config_raw is None or len(converted) != len(members):
+        raise LayoutError(f"docker archive {archive.label} changed while it was read")
     return config_raw, converted
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +102,43 @@ async def test_a_layer_over_the_size_limit_is_refused_as_it_streams(tmp_path: Pa
             pass
     async with imported_image(archive, None, max_layer_size=3 * MIB) as layout:
         assert [image.name for image in await layout.images()] == ["imported"]
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.zst"])
+def test_sigterm_mid_layer_stops_at_once(tmp_path: Path, suffix: str) -> None:
+    """A layer that takes half a minute to convert (4 GiB of zeros: as a zstd layer in a plain
+    tar, or plain in a `.tar.zst`) does not hold up SIGTERM: the thread converting it stops
+    at its next chunk, and the temporary folder is gone."""
+    size = 4 * GIB
+    if suffix == ".tar":
+        layer = zstd_of(zeros(size))
+        stored: Member = (header("l/layer.tar", len(layer)), [layer], len(layer))
+    else:
+        stored = (header("l/layer.tar", size), zeros(size), size)
+    archive = tmp_path / f"big{suffix}"
+    write(archive, [*docker_members(docker_config([WRONG_DIFF_ID]), ["l/layer.tar"]), stored])
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "copy", f"docker-archive:{archive}", f"oci:{tmp}/o:v1"],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 64 * 1024 for p in tmp.glob("*/layer-*.part")):
+            assert proc.poll() is None, proc.stderr
+            assert time.monotonic() < deadline, "the layer never got under way"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err.splitlines()) == (143, ["mirror: error: terminated"])
+    _nothing_left(tmp)
 
 
 # 2. `docker save | gzip` is read as a stream: never inflated whole onto the disk
