@@ -11,16 +11,26 @@ leaves the archive (absolute, `..`), a hard link, a device or a sparse member is
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
-from mirror.archive.tarfiles import SafeTarInfo
+from mirror.archive.tarfiles import (
+    MemberCount,
+    SafeTarInfo,
+    copies_differ,
+    headers,
+    is_compressed,
+    open_stream,
+    same_bytes,
+)
 from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.reference import parse_registry_reference
 
@@ -31,6 +41,7 @@ MAX_CONFIG_SIZE = 4 * 1024 * 1024
 #: symbolic links followed one after another before the member is refused
 _MAX_LINK_HOPS = 8
 _CHUNK = 1024 * 1024
+_MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -43,86 +54,170 @@ class DockerImageEntry:
 
 
 class DockerArchive:
-    """A `docker save` tar indexed by member name (offsets and sizes, no data read)."""
+    """A `docker save` tar indexed by member name (offsets and sizes, no data read).
+
+    A plain tar is read by offsets. A compressed one (`docker save | gzip`, zstd) is read as a
+    stream, never inflated onto the disk: indexing streams through it once (keeping
+    `manifest.json`), and `stream_members` streams through it again for the members wanted.
+    """
 
     def __init__(self, path: Path, label: Path | None = None) -> None:
         self.path = path
-        #: the file errors name (the compressed one the user gave, when `path` unpacks it)
+        #: the file errors name
         self.label = label or path
+        #: gzip or zstd: members are read in one pass over the stream, not by offset
+        self.compressed = False
         self._regular: dict[str, tuple[int, int]] = {}
         self._links: dict[str, str] = {}
+        self._kept: dict[str, bytes] = {}
+        #: later copies of a regular member (name, offset): the first is the one read, and
+        #: each must hold the same bytes
+        self._repeats: list[tuple[str, int]] = []
 
     @classmethod
     def open(cls, path: Path, label: Path | None = None) -> DockerArchive:
         """Index the archive (blocking: run in a thread); LayoutError when it is damaged."""
         archive = cls(path, label)
         try:
-            with tarfile.open(path, "r:", tarinfo=SafeTarInfo) as tar:
-                for member in tar:
-                    archive._add(member)
+            archive.compressed = is_compressed(path)
         except OSError as exc:
             raise LayoutError(
                 f"cannot open docker archive {archive.label}: {exc.strerror}"
             ) from None
-        except (tarfile.TarError, EOFError) as exc:
-            raise LayoutError(
-                f"docker archive {archive.label} is truncated or not a tar: {exc}"
-            ) from None
-        end = os.path.getsize(path)
-        for name, (offset, size) in archive._regular.items():
-            if offset + size > end:
-                raise LayoutError(
-                    f"docker archive {archive.label} is truncated: {name} is cut short"
-                )
+        if archive.compressed:
+            archive._index_stream()
+        else:
+            archive._index_file()
         return archive
 
-    def _add(self, member: tarfile.TarInfo) -> None:
+    def _index_file(self) -> None:
+        try:
+            with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
+                count = MemberCount(f"docker archive {self.label}")
+                for member in headers(tar):
+                    self._add(member, count)
+        except OSError as exc:
+            raise LayoutError(f"cannot open docker archive {self.label}: {exc.strerror}") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise LayoutError(
+                f"docker archive {self.label} is truncated or not a tar: {exc}"
+            ) from None
+        end = os.path.getsize(self.path)
+        for name, (offset, size) in self._regular.items():
+            if offset + size > end:
+                raise LayoutError(f"docker archive {self.label} is truncated: {name} is cut short")
+        for name, offset in self._repeats:
+            first, size = self._regular[name]
+            with open(self.path, "rb") as a, open(self.path, "rb") as b:
+                a.seek(first)
+                b.seek(offset)
+                if not same_bytes(a, b, size):
+                    raise copies_differ(f"docker archive {self.label}", name)
+
+    def _index_stream(self) -> None:
+        with open_stream(self.path) as tar:
+            count = MemberCount(f"docker archive {self.label}")
+            for member in headers(tar):
+                self._add(member, count)
+                name = member.name.removeprefix("./")
+                if name == _MANIFEST and member.isfile() and member.size <= MAX_CONFIG_SIZE:
+                    data = tar.extractfile(member)
+                    self._kept[_MANIFEST] = data.read(member.size) if data is not None else b""
+
+    def _add(self, member: tarfile.TarInfo, count: MemberCount) -> None:
         name = _clean(member.name, self.label)
         if member.isdir():
+            count.skip()
             return
+        count.index()
+        again = name in self._regular or name in self._links
+        if again and name == _MANIFEST:
+            raise LayoutError(f"docker archive {self.label} holds {_MANIFEST} twice; refused")
         if member.issym():
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
-            self._links[name] = _clean(target, self.label)
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+            target = _clean(joined, self.label)
+            if again and self._links.get(name) != target:
+                raise copies_differ(f"docker archive {self.label}", name)
+            self._links[name] = target
             return
         if not member.isfile() or member.issparse():
             raise LayoutError(
                 f"docker archive {self.label}: member {name[:200]!r} is not a regular file"
             )
-        self._regular[name] = (member.offset_data, member.size)
+        if not again:
+            self._regular[name] = (member.offset_data, member.size)
+        elif self._regular.get(name, (0, -1))[1] == member.size:
+            self._repeats.append((name, member.offset_data))  # its bytes compared when read
+        else:
+            raise copies_differ(f"docker archive {self.label}", name)
 
-    def member(self, name: str) -> tuple[int, int]:
-        """The offset and size of a member named by `manifest.json` (links followed inside)."""
+    def resolve(self, name: str) -> str:
+        """The regular member a name in `manifest.json` stands for (links followed inside)."""
         clean = _clean(name, self.label)
         for _ in range(_MAX_LINK_HOPS):
             if clean in self._regular:
-                return self._regular[clean]
+                return clean
             if clean not in self._links:
                 raise LayoutError(f"docker archive {self.label} has no member {name[:200]!r}")
             clean = self._links[clean]
         raise LayoutError(f"docker archive {self.label}: member {name[:200]!r} links in a loop")
 
-    def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
-        """A small member's bytes (`manifest.json`, a config), refused over `limit`."""
-        offset, size = self.member(name)
+    def member(self, name: str) -> tuple[int, int]:
+        """The offset and size of a member named by `manifest.json` (links followed inside)."""
+        return self._regular[self.resolve(name)]
+
+    def small_size(self, name: str, limit: int = MAX_CONFIG_SIZE) -> int:
+        """The size of a member read whole (`manifest.json`, a config); refused over `limit`."""
+        _, size = self.member(name)
         if size > limit:
             raise LayoutError(
                 f"docker archive {self.label}: {name[:200]} is {size} bytes, over {limit}"
             )
+        return size
+
+    def read(self, name: str, limit: int = MAX_CONFIG_SIZE) -> bytes:
+        """A small member's bytes (`manifest.json`, a config), refused over `limit`."""
+        size = self.small_size(name, limit)
+        offset, _ = self.member(name)
+        resolved = self.resolve(name)
+        if resolved in self._kept:
+            return self._kept[resolved]
+        if self.compressed:
+            for _, source in self.stream_members({resolved}):
+                return source.read(size)
         with open(self.path, "rb") as f:
             f.seek(offset)
             return f.read(size)
 
-    def stream(self, name: str) -> Iterator[bytes]:
-        """A member's bytes in chunks (blocking), exactly its size."""
+    def stream_members(self, names: Set[str]) -> Iterator[tuple[str, io.BufferedReader[Any]]]:
+        """One pass over the archive (blocking): each regular member of `names` (as `resolve`
+        gives them) with its bytes, in the order the archive holds them; each is read before
+        the next is given. A later copy of one must hold the same bytes (hashed to compare)."""
+        repeated = {name for name, _ in self._repeats} & names
+        firsts: dict[str, bytes] = {}
+        with open_stream(self.path) as tar:
+            for member in headers(tar):  # as many as indexing counted, or refused there
+                name = member.name.removeprefix("./")
+                source = tar.extractfile(member) if name in names and member.isfile() else None
+                if source is None:
+                    continue
+                first = self._regular.get(name) == (member.offset_data, member.size)
+                if name not in repeated:
+                    if first:  # tarfile's ExFileObject: buffered
+                        yield name, cast("io.BufferedReader[Any]", source)
+                elif first:
+                    hashed = _Hashed(source)
+                    yield name, io.BufferedReader(hashed, _CHUNK)
+                    firsts[name] = hashed.finish()
+                elif _Hashed(source).finish() != firsts.get(name):
+                    raise copies_differ(f"docker archive {self.label}", name)
+
+    def open_member(self, name: str) -> io.BufferedReader[Any]:
+        """A member's bytes as a file (blocking reads), exactly its size (a plain archive)."""
         offset, size = self.member(name)
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            left = size
-            while left and (chunk := f.read(min(_CHUNK, left))):
-                left -= len(chunk)
-                yield chunk
-        if left:
-            raise LayoutError(f"docker archive {self.label} is truncated inside {name[:200]}")
+        where = f"docker archive {self.label} is truncated inside {name[:200]}"
+        raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the span closes it
+        return io.BufferedReader(_Span(raw, offset, size, where), _CHUNK)
 
     def entries(self) -> list[DockerImageEntry]:
         """The images `manifest.json` lists; LayoutError when it is missing or malformed."""
@@ -133,6 +228,53 @@ class DockerArchive:
         if not isinstance(data, list) or not data:
             raise LayoutError(f"docker archive {self.label}: manifest.json lists no image")
         return [_entry(item, self.label) for item in data]
+
+
+class _Hashed(io.RawIOBase):
+    """A member's bytes as they are read, hashed on the way (to compare two copies)."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source, self._hash = source, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(memoryview(buffer).cast("B")))
+        self._hash.update(data)
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> bytes:
+        """The digest of all the member's bytes (what was not read yet is read now)."""
+        while chunk := self._source.read(_CHUNK):
+            self._hash.update(chunk)
+        return self._hash.digest()
+
+
+class _Span(io.RawIOBase):
+    """`size` bytes of a file from `offset`; LayoutError `truncated` when the file ends first."""
+
+    def __init__(self, file: io.FileIO, offset: int, size: int, truncated: str) -> None:
+        self._file, self._left, self._truncated = file, size, truncated
+        file.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._left:
+            return 0
+        view = memoryview(buffer).cast("B")[: self._left]
+        count = self._file.readinto(view)
+        if not count:
+            raise LayoutError(self._truncated)
+        self._left -= count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _clean(name: str, path: Path) -> str:

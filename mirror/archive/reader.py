@@ -10,7 +10,14 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from mirror.archive.tarfiles import MAX_TOP_FILE, SafeTarInfo, named_members
+from mirror.archive.tarfiles import (
+    MAX_TOP_FILE,
+    SafeTarInfo,
+    copies_differ,
+    named_members,
+    same_bytes,
+    seen_before,
+)
 from mirror.errors import BlobNotFound, LayoutError, SizeMismatch
 from mirror.layout import index_file
 from mirror.layout.reading import BlobSpan, LayoutReader
@@ -41,15 +48,21 @@ class ArchiveReader(LayoutReader):
         return reader
 
     def _scan(self) -> None:
+        seen: dict[str, int] = {}
+        repeats: list[tuple[str, int]] = []
         try:
             with tarfile.open(self.path, "r:", tarinfo=SafeTarInfo) as tar:
-                for member, target in named_members(tar):
+                for member, target in named_members(tar, self.where):
+                    if seen_before(self.where, target, member.size, seen):
+                        repeats.append((target, member.offset_data))
+                        continue
                     self._members[target] = (member.offset_data, member.size)
         except tarfile.TarError as exc:
             raise LayoutError(f"archive {self.path} is truncated or not a tar: {exc}") from None
         end = max((o + s for o, s in self._members.values()), default=0)
         if end > self.path.stat().st_size:
             raise LayoutError(f"archive {self.path} is truncated")
+        self._compare(repeats)
         if "index.json" not in self._members or "oci-layout" not in self._members:
             raise LayoutError(f"archive {self.path} holds no OCI image layout")
         offset, size = self._members["index.json"]
@@ -61,6 +74,17 @@ class ArchiveReader(LayoutReader):
             f.seek(offset)
             raw = f.read(size)
         self._index = index_file.parse_index(raw, f"{self.path}:index.json")
+
+    def _compare(self, repeats: list[tuple[str, int]]) -> None:
+        """A member there twice (at the same size) must hold the same bytes twice: what is
+        verified (the first copy, as an unpacked archive keeps it) is what is read."""
+        for target, offset in repeats:
+            first, size = self._members[target]
+            with open(self.path, "rb") as a, open(self.path, "rb") as b:
+                a.seek(first)
+                b.seek(offset)
+                if not same_bytes(a, b, size):
+                    raise copies_differ(self.where, target)
 
     async def read_index(self) -> dict[str, Any]:
         """The archive's `index.json`, read when it was opened."""

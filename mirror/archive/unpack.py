@@ -17,10 +17,12 @@ from typing import Any
 from mirror.archive.tarfiles import (
     MAX_TOP_FILE,
     RECORD,
+    copies_differ,
     copy_member,
     named_members,
     open_stream,
     read_top,
+    same_bytes,
 )
 from mirror.errors import ContentError, InvalidDigest, LayoutError, MirrorError
 from mirror.graph import MAX_DEPTH
@@ -57,11 +59,12 @@ class _Wanted:
 
 
 def _extract(path: Path, dest: Path, batch: dict[str, int]) -> set[str]:
-    """One pass: unpack the members in `batch` whose size is the declared one."""
+    """One pass: unpack the members in `batch` whose size is the declared one; a member
+    there twice must hold the same bytes twice."""
     written: set[str] = set()
     with open_stream(path) as tar:
-        for member, target in named_members(tar):
-            if target not in batch or target in written:
+        for member, target in named_members(tar, f"archive {path}"):
+            if target not in batch:
                 continue
             if member.size != batch[target]:
                 raise LayoutError(
@@ -69,7 +72,14 @@ def _extract(path: Path, dest: Path, batch: dict[str, int]) -> set[str]:
                     f"but {batch[target]} are declared"
                 )
             source = tar.extractfile(member)
-            if source is None or copy_member(source, dest / target, member.size) != member.size:
+            if source is None:
+                raise LayoutError(f"archive {path}: {member.name!r} is not a regular file")
+            if target in written:
+                with open(dest / target, "rb") as first:
+                    if not same_bytes(first, source, member.size):
+                        raise copies_differ(f"archive {path}", target)
+                continue
+            if copy_member(source, dest / target, member.size) != member.size:
                 raise LayoutError(f"archive {path} is truncated in {member.name!r}")
             written.add(target)
     return written
@@ -140,7 +150,7 @@ def _record_blobs(raw: bytes, path: Path) -> dict[Digest, int]:
 def read_record(path: Path) -> dict[str, Any] | None:
     """The bundle record of an archive mirror wrote (the first member), without unpacking."""
     with open_stream(path) as tar:
-        for member, target in named_members(tar):
+        for member, target in named_members(tar, f"archive {path}"):
             if target == RECORD:
                 if member.size > MAX_TOP_FILE:
                     raise LayoutError(f"archive {path}: {RECORD} is over the size limit")

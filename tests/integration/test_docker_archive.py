@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 
 import mirror as mirror_api
 from mirror.errors import InvalidReference
@@ -311,13 +312,20 @@ def test_what_a_docker_archive_cannot_hold_leaves_no_file(tmp_path: Path) -> Non
 
 
 def test_a_compressed_archive_as_docker_load_takes_it(registry: Registry, tmp_path: Path) -> None:
-    """`docker save app | gzip > app.tar.gz` is read as well (decompressed to a temporary
-    file first: the tar inside is read by offsets)."""
+    """`docker save app | gzip > app.tar.gz` (or zstd) is read as well, as a stream (never
+    decompressed onto the disk)."""
     archive = skopeo_archive(registry, tmp_path, "docker-v2", "app:1")
     packed = tmp_path / "app.tar.gz"
     packed.write_bytes(gzip.compress(archive.read_bytes()))
-    _ok("copy", f"docker-archive:{packed}", f"oci:{tmp_path / 'out'}:v1")
-    assert image_config(tmp_path / "out") == archive_config(archive)
+    zstd = tmp_path / "app.tar.zst"
+    zstd.write_bytes(zstandard.ZstdCompressor().compress(archive.read_bytes()))
+    for compressed in (packed, zstd):
+        out = tmp_path / f"out-{compressed.suffix}"
+        _ok("copy", f"docker-archive:{compressed}", f"oci:{out}:v1")
+        assert image_config(out) == archive_config(archive)
+        assert json.loads(_ok("--json", "tags", f"docker-archive:{compressed}")) == [
+            "docker.io/library/app:1"
+        ]
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(packed.read_bytes()[:-40])
     _refused(tmp_path, cut, "cut.tar.gz")

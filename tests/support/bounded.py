@@ -64,11 +64,17 @@ def _result(code: int, out: bytes, err: bytes, timed_out: bool) -> Bounded:
     return Bounded(code, out.decode(errors="replace"), text, peak, timed_out)
 
 
-def bounded_mirror(*args: str, timeout: float = 60, file_size: int | None = None) -> Bounded:
-    """Run `mirror ARGS` with the memory cap (and no file written past `file_size` bytes);
-    kill it (and say so) after `timeout` seconds."""
+def bounded_mirror(
+    *args: str,
+    timeout: float = 60,
+    file_size: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Bounded:
+    """Run `mirror ARGS` with the memory cap (and no file written past `file_size` bytes),
+    `env` added to the environment; kill it (and say so) after `timeout` seconds."""
     proc = subprocess.Popen(
         _command(args, file_size),
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
