@@ -62,7 +62,9 @@ async def open_source(
     repository, a layout, a plain tar read in place, a zstd one unpacked, or a docker
     archive's image made a registry image (`imported`: its manifest and compression)."""
     if isinstance(ref, DockerArchiveReference):
-        async with imported_image(Path(ref.path), ref.image, imported or ImportFormat()) as made:
+        how = imported or ImportFormat()
+        largest = client.options.limits.max_blob_size
+        async with imported_image(Path(ref.path), ref.image, how, max_layer_size=largest) as made:
             yield made, IMPORTED_NAME
         return
     if isinstance(ref, ArchiveReference):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gzip
 import hashlib
 import io
@@ -23,7 +22,7 @@ import os
 import tempfile
 import threading
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -36,7 +35,7 @@ from mirror.layout import Layout, index_file
 from mirror.limits import DEFAULT_LIMITS
 from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher
-from mirror.support.tasks import together
+from mirror.support.tasks import stoppable_in_thread, together
 
 __all__ = ["IMPORTED_NAME", "ImportFormat", "imported_image"]
 
@@ -167,22 +166,6 @@ class _Stopped(Exception):
     """A conversion ended because its caller was cancelled."""
 
 
-async def _stoppable(func: Callable[..., T], *args: Any) -> T:
-    """`func(*args, stop)` in a worker thread. When the caller is cancelled, `stop` is set
-    and the thread is waited for (it ends at its next chunk) before the cancellation goes
-    on, so nothing writes into a folder being removed and a signal is not held up."""
-    stop = threading.Event()
-    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args, stop))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        stop.set()
-        await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # the cancellation is what is raised: the thread's end is seen
-        raise
-
-
 def _where(archive: DockerArchive, member: str) -> str:
     return f"docker archive {archive.label}: layer {member[:200]}"
 
@@ -255,7 +238,7 @@ async def _build(
         )
     distinct = list(dict.fromkeys(members))
     if archive.compressed:  # one pass over the stream, in the order the archive holds them
-        config_raw, converted = await _stoppable(
+        config_raw, converted = await stoppable_in_thread(
             _convert_streamed, archive, config_member, distinct, root, fmt.zstd, max_size
         )
         diff_ids = _diff_ids(archive, entry, config_raw)
@@ -297,7 +280,7 @@ async def _convert_all(
     async def worker() -> None:
         for number, member in work:  # shared: each worker takes the next member
             part = root / f"layer-{number}.part"
-            done = await _stoppable(  # the thread ends before its folder goes
+            done = await stoppable_in_thread(  # the thread ends before its folder goes
                 _convert_member, archive, member, part, zstd, max_size
             )
             _place(root, done.digest, written=part)

@@ -8,10 +8,17 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["finish_in_thread", "gather_all", "task_scope", "together"]
+__all__ = [
+    "finish_in_thread",
+    "gather_all",
+    "stoppable_in_thread",
+    "task_scope",
+    "together",
+]
 
 T = TypeVar("T")
 
@@ -50,12 +57,26 @@ async def _awaited(job: Awaitable[T]) -> T:
 async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
     """Run blocking I/O in a worker thread; if the caller is cancelled, wait for the thread
     to finish before re-raising, so a descriptor is never closed under a running write."""
+    return await _in_thread(functools.partial(func, *args), None)
+
+
+async def stoppable_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args, stop)` in a worker thread, `stop` a `threading.Event`: if the caller is
+    cancelled, `stop` is set and the thread waited for (it ends at its next check) before
+    the cancellation goes on, so long work does not hold a signal up."""
+    stop = threading.Event()
+    return await _in_thread(functools.partial(func, *args, stop), stop)
+
+
+async def _in_thread(call: Callable[[], T], stop: threading.Event | None) -> T:
     loop = asyncio.get_running_loop()
-    call = functools.partial(contextvars.copy_context().run, func, *args)
-    future = loop.run_in_executor(None, call)  # a future, not a task: nothing per call to run
+    run = functools.partial(contextvars.copy_context().run, call)
+    future = loop.run_in_executor(None, run)  # a future, not a task: nothing per call to run
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        if stop is not None:
+            stop.set()
         await asyncio.wait([future])
         if not future.cancelled():
             future.exception()  # the cancellation is what is raised: the thread's error is seen
