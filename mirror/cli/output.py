@@ -196,8 +196,8 @@ def sigterm_ends_the_command() -> Iterator[None]:
     try:
         with _on_sigterm(_raise_terminated):
             yield
-    finally:  # the command has said its last line: the caller's handler back
-        if in_main:
+    finally:  # the caller's handler back; after a SIGTERM the process is ending: ignore more
+        if in_main and not _Sigterm.received:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
 
