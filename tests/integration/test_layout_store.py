@@ -38,20 +38,24 @@ def _index(path: Path) -> list[dict[str, object]]:
     return list(json.loads((path / "index.json").read_bytes())["manifests"])
 
 
-async def test_naming_an_image_again_takes_the_name_off_the_old_entry(tmp_path: Path) -> None:
+async def test_naming_an_image_again_takes_the_old_image_out(tmp_path: Path) -> None:
     out = tmp_path / "l"
-    first = await copy_image(FIXTURES / "oci-single", "v1", out, "app")
+    first = await copy_image(FIXTURES / "oci-single", "v1", out, None)
     second = await copy_image(FIXTURES / "docker-v2", "v1", out, "app")
+    # naming the unnamed digest replaces that entry instead of adding one
+    await copy_image(FIXTURES / "oci-single", "v1", out, "again")
     entries = _index(out)
     assert [e["digest"] for e in entries] == [first.digest, second.digest]
-    assert "annotations" not in entries[0]
-    assert entries[1]["annotations"] == {"org.opencontainers.image.ref.name": "app"}
-    # naming the unnamed digest again replaces that entry instead of adding one
-    await copy_image(FIXTURES / "oci-single", "v1", out, "again")
-    assert [e["digest"] for e in _index(out)] == [first.digest, second.digest]
+    assert entries[0]["annotations"] == {"org.opencontainers.image.ref.name": "again"}
+    # listed unnamed again, a named image is not listed twice
+    await copy_image(FIXTURES / "oci-single", "v1", out, None)
+    assert _index(out) == entries
+    # a name given to another image takes the place of the image it named, which leaves
+    await copy_image(FIXTURES / "docker-v2", "v1", out, "again")
+    assert [e["digest"] for e in _index(out)] == [second.digest, second.digest]
     async with await Layout.open(out) as layout:
-        assert (await layout.resolve("again")).digest == first.digest
-        await layout.remove_image("again")
+        assert (await layout.resolve("again")).digest == second.digest
+        assert await layout.remove_image("again") == ("again",)
         with pytest.raises(ManifestNotFound, match="'again'"):
             await layout.resolve("again")
         with pytest.raises(ManifestNotFound):
