@@ -38,6 +38,7 @@ from mirror.errors import (
 )
 from mirror.layout import index_file
 from mirror.layout.attachments import orphaned_attachments
+from mirror.layout.discard import discard_unused
 from mirror.layout.partial import fill_partial, lock_partial, read_small
 from mirror.layout.ranged import fill_ranged
 from mirror.layout.reading import CHUNK_SIZE, BlobSpan, LayoutReader, close_on_error
@@ -58,6 +59,7 @@ from mirror.support.fsutil import (
     write_atomic,
 )
 from mirror.support.oserrors import storage_boundary
+from mirror.support.tasks import finish_in_thread
 
 __all__ = ["Layout", "check_file"]
 
@@ -84,6 +86,9 @@ class Layout(LayoutReader, StoredBlobs):
         self._dirty_dirs: set[Path] = set()
         #: opened to be created, and nothing written yet: nothing exists on disk
         self._pending = False
+        #: made on disk by this object (a failed write takes it away: `discard.py`), with the
+        #: folders it made for it, deepest first
+        self._made: list[Path] | None = None
         #: how many images that lost their last name `index.json` keeps, per repository
         self.retention = index_file.Retention()
         #: what each index read for `_listed_by` lists (a digest's content never changes)
@@ -127,7 +132,12 @@ class Layout(LayoutReader, StoredBlobs):
 
     def _prepare_new(self) -> None:
         self._check_new()
+        missing, folder = [], self.path.absolute()
+        while not os.path.lexists(folder):
+            missing.append(folder)
+            folder = folder.parent
         self.path.mkdir(parents=True, exist_ok=True)
+        self._made = missing
         self._ensure_state_dir()
 
     async def _materialise(self) -> None:
@@ -187,7 +197,12 @@ class Layout(LayoutReader, StoredBlobs):
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Close; after a failure, take away a layout this object made when nothing in it is
+        worth keeping (no image named, no large blob whole or in part: `discard.py`)."""
         await self.aclose()
+        if e is not None and self._made is not None:
+            made, self._made = self._made, None
+            await finish_in_thread(discard_unused, self.path, made, SMALL_BLOB, MAX_INDEX_SIZE)
 
     # -- paths and locks ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from mirror.oci import mediatypes as mt
 from mirror.oci import model as mirror_model
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, parse_manifest
+from mirror.retry import RetryPolicy
 from tests.support.layouts import copy_image
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy
@@ -376,3 +377,49 @@ async def test_a_damaged_layout_blob_is_named_and_never_retried(
     assert f"layout file {layer} is damaged" in result.stderr
     puts = [p for m, p in proxy.seen if m == "PUT" and "/blobs/uploads/" in p]
     assert len(puts) <= len(list(manifest.blobs()))  # each blob at most once: no retry
+
+
+async def test_a_failed_write_keeps_a_new_layout_only_for_what_a_next_run_uses(
+    tmp_path: Path,
+) -> None:
+    """A layout made by a write that fails goes, unless it names an image, holds a large
+    blob whole or in part, or another writer holds it."""
+    small, large = b"s" * 100, b"L" * (2 * 1024 * 1024)
+
+    def blob(data: bytes) -> Descriptor:
+        return Descriptor("application/octet-stream", Digest.of(data), len(data))
+
+    async def write_then_fail(out: Path, data: bytes) -> None:
+        async with await Layout.open(out, create=True) as layout:
+            await layout.blob_put(blob(data), bytes_source(data))
+            raise RuntimeError("the write failed")
+
+    async def failed_write(out: Path, data: bytes) -> None:
+        with pytest.raises(RuntimeError):
+            await write_then_fail(out, data)
+
+    await failed_write(tmp_path / "a" / "small", small)
+    assert not (tmp_path / "a").exists()
+    await failed_write(tmp_path / "large", large)
+    assert (tmp_path / "large" / "blobs" / "sha256" / Digest.of(large).encoded).exists()
+    held = tmp_path / "held"
+    layout = await Layout.open(held, create=True)
+    await layout.blob_put(blob(small), bytes_source(small))
+    other = await Layout.open(held, create=True)  # another writer, from now until it closes
+    await layout.__aexit__(RuntimeError, RuntimeError("the write failed"), None)
+    await other.aclose()
+    assert (held / "oci-layout").exists()
+
+    def broken(data: bytes) -> BlobSource:
+        async def stream(offset: int = 0) -> AsyncGenerator[bytes, None]:
+            yield data[offset : offset + 1024 * 1024]
+            raise RuntimeError("the source failed")
+
+        return stream
+
+    partial = tmp_path / "partial"
+    with pytest.raises(RuntimeError):
+        async with await Layout.open(partial, create=True, retry=RetryPolicy(retries=0)) as out:
+            await out.blob_put(blob(large), broken(large))
+    kept = list((partial / ".mirror" / "partial").iterdir())
+    assert [p.stat().st_size for p in kept] == [1024 * 1024]  # resumed by the next run
