@@ -10,13 +10,20 @@ import click
 from mirror.cli.context import registry_options
 from mirror.cli.output import emit, emit_report, json_option, run
 from mirror.errors import InvalidReference
+from mirror.layout import Layout
 from mirror.manage import (
     ArtifactAttributes,
     ContainerRegistryClient,
     ManifestOrder,
     ManifestProperties,
 )
-from mirror.oci.reference import RegistryReference, parse_registry_reference
+from mirror.oci.digest import Digest
+from mirror.oci.reference import (
+    LayoutReference,
+    RegistryReference,
+    parse_reference,
+    parse_registry_reference,
+)
 
 __all__ = ["delete_command", "manifests_command", "props_command", "prune_command", "tag_table"]
 
@@ -142,7 +149,17 @@ def _shown(value: object) -> str:
 @click.argument("reference")
 @json_option
 def delete_command(reference: str, as_json: bool) -> None:
-    """Delete a tag (HOST/REPO:TAG) or a manifest with its tags (HOST/REPO@DIGEST)."""
+    """Delete a tag (HOST/REPO:TAG) or a manifest with its tags (HOST/REPO@DIGEST); in a
+    layout, a name (oci:DIR:REF) or an image with all its names (oci:DIR@DIGEST)."""
+    if reference.startswith(("oci-archive:", "docker-archive:")):
+        raise InvalidReference(
+            f"{reference}: an archive is not edited in place; delete in a registry or a "
+            "layout (oci:DIR:REF)"
+        )
+    if reference.startswith("oci:"):
+        done, names = run(_delete_in_layout(reference))
+        emit_report({"reference": reference, "result": done, "names": list(names)}, done)
+        return
     ref = _ref(reference)
     if not ref.tag and not ref.digest:
         raise InvalidReference(f"{reference}: name a tag or a digest to delete")
@@ -158,6 +175,32 @@ def delete_command(reference: str, as_json: bool) -> None:
 
     done = _with_client(ref, work)
     emit_report({"reference": reference, "result": done}, done)
+
+
+def _layout_target(reference: str) -> tuple[str, str]:
+    """The layout directory and the name or digest `oci:DIR:REF` or `oci:DIR@DIGEST` names."""
+    path, at, digest = reference.removeprefix("oci:").rpartition("@")
+    if at and digest.startswith(("sha256:", "sha512:")):
+        return path, str(Digest(digest))
+    ref = parse_reference(reference)
+    assert isinstance(ref, LayoutReference)
+    if ref.ref is None:
+        raise InvalidReference(f"{reference}: name a tag or a digest to delete")
+    return ref.path, ref.ref
+
+
+async def _delete_in_layout(reference: str) -> tuple[str, tuple[str, ...]]:
+    """Take a name off a layout, or a manifest out of it; what was done, and the names that
+    left (fallback and digest tags go with their subject)."""
+    path, target = _layout_target(reference)
+    async with await Layout.open(path) as layout:
+        if target.startswith(("sha256:", "sha512:")):
+            names = await layout.remove_manifest(Digest(target))
+            listed = f" ({', '.join(sorted(names))})" if names else ""
+            return f"deleted manifest {target}{listed}", names
+        names = await layout.remove_image(target)
+    attached = f" and what was attached to it ({', '.join(names[1:])})" if names[1:] else ""
+    return f"deleted tag {target}{attached}", names
 
 
 @click.command("prune")

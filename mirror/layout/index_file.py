@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.errors import LayoutError
 from mirror.oci import mediatypes as mt
+from mirror.oci.attached import is_attached_tag
 from mirror.support import jsonutil
 
 __all__ = [
     "OCI_LAYOUT_BYTES",
     "REF_NAME",
+    "UNTAGGED_AT",
+    "UNTAGGED_FROM",
+    "Edited",
+    "Retention",
     "add_entry",
     "empty_index",
+    "list_entry",
     "parse_index",
+    "ref_name_of",
+    "remove_digest",
     "remove_named",
+    "repository_of",
     "serialize",
+    "untag",
+    "untagged_from",
 ]
 
 #: the `oci-layout` file mirror writes (image-spec 1.0.0)
@@ -24,6 +36,32 @@ OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 
 
 REF_NAME = "org.opencontainers.image.ref.name"
+#: on an image kept after it lost its last name (`Retention`): the name it had, and when
+UNTAGGED_FROM = "io.mirror.untagged.from"
+UNTAGGED_AT = "io.mirror.untagged.at"
+
+
+@dataclass
+class Retention:
+    """How many images that lost their last name a layout keeps listed, per repository (the
+    part of a name before its last colon; empty for bare names), newest first."""
+
+    default: int = 0
+    per_repository: dict[str, int] = field(default_factory=dict)
+
+    def keep(self, repository: str) -> int:
+        """The untagged images of `repository` to keep."""
+        return self.per_repository.get(repository, self.default)
+
+
+@dataclass(frozen=True)
+class Edited:
+    """An edit of the entries of `index.json`: the entries now, the entries that left them,
+    and the names taken off."""
+
+    entries: list[dict[str, Any]]
+    departed: list[dict[str, Any]]
+    unnamed: list[str]
 
 
 def empty_index() -> dict[str, Any]:
@@ -63,30 +101,118 @@ def ref_name_of(entry: dict[str, Any]) -> str | None:
 
 
 def add_entry(entries: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """Add an image entry with skopeo's semantics and return the new list.
+    """The entries with `new` listed (`list_entry`, keeping no untagged image)."""
+    return list_entry(entries, new).entries
 
-    A name on the new entry is taken off any older entry that had it (the older entry stays,
-    unnamed); an unnamed entry with the same digest is replaced rather than duplicated.
-    """
-    out = [dict(e) for e in entries]
+
+def list_entry(
+    entries: list[dict[str, Any]],
+    new: dict[str, Any],
+    retention: Retention | None = None,
+    now: str = "",
+) -> Edited:
+    """List an image entry: `new` takes the place of the entry that had its name (that image
+    is untagged, see `untag`) and of an unnamed entry with its digest; a bare entry (no
+    annotations) for an image listed under a name already adds nothing. `now` is the time an
+    untagged image is marked with."""
     name = ref_name_of(new)
-    if name is not None:
-        for i, entry in enumerate(out):
-            if ref_name_of(entry) == name:
-                annotations = dict(entry["annotations"])
-                del annotations[REF_NAME]
-                out[i] = {k: v for k, v in entry.items() if k != "annotations"}
-                if annotations:
-                    out[i]["annotations"] = annotations
-    for i, entry in enumerate(out):
-        if entry.get("digest") == new.get("digest") and ref_name_of(entry) is None:
-            out[i] = new
-            return out
-    out.append(new)
-    return out
+    digest = new.get("digest")
+    named = any(e.get("digest") == digest and ref_name_of(e) for e in entries)
+    if not new.get("annotations") and named:
+        return Edited([dict(e) for e in entries], [], [])
+    out: list[dict[str, Any]] = []
+    lost: list[dict[str, Any]] = []
+    placed = False
+    for entry in entries:
+        had_name = name is not None and ref_name_of(entry) == name
+        if had_name or (ref_name_of(entry) is None and entry.get("digest") == digest):
+            if not placed:
+                out.append(new)
+                placed = True
+            if had_name:
+                lost.append(entry)
+            continue
+        out.append(dict(entry))
+    if not placed:
+        out.append(new)
+    return untag(out, lost, retention or Retention(), now)
 
 
-def remove_named(entries: list[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]], bool]:
-    """Drop the entry carrying `name`; return the new list and whether one was dropped."""
-    kept = [e for e in entries if ref_name_of(e) != name]
-    return kept, len(kept) != len(entries)
+def remove_named(
+    entries: list[dict[str, Any]], name: str, retention: Retention | None = None, now: str = ""
+) -> Edited:
+    """Take `name` off the layout (its image is untagged, see `untag`)."""
+    lost = [e for e in entries if ref_name_of(e) == name]
+    kept = [dict(e) for e in entries if ref_name_of(e) != name]
+    return untag(kept, lost, retention or Retention(), now)
+
+
+def remove_digest(entries: list[dict[str, Any]], digest: str) -> Edited:
+    """Drop every entry of the manifest `digest`, named or not (no retention: it is deleted)."""
+    gone = [e for e in entries if e.get("digest") == digest]
+    kept = [dict(e) for e in entries if e.get("digest") != digest]
+    return Edited(kept, gone, [n for e in gone if (n := ref_name_of(e))])
+
+
+def untag(
+    entries: list[dict[str, Any]], lost: list[dict[str, Any]], retention: Retention, now: str
+) -> Edited:
+    """Settle the entries that lost their name, `entries` being what stays: an image listed
+    elsewhere, or a fallback or digest tag's manifest, leaves; another is kept unnamed (marked
+    with the name it had and `now`) when its repository retains untagged images, and then
+    only the newest `retention.keep(repository)` untagged images of that repository stay."""
+    out = list(entries)
+    departed: list[dict[str, Any]] = []
+    touched: set[str] = set()
+    for entry in lost:
+        name = ref_name_of(entry) or ""
+        repository = repository_of(name)
+        listed = any(e.get("digest") == entry.get("digest") for e in out)
+        if is_attached_tag(name) or listed or retention.keep(repository) < 1:
+            departed.append(entry)
+        else:
+            out.append(_untagged(entry, name, now))
+        if not is_attached_tag(name):
+            touched.add(repository)
+    for repository in sorted(touched):
+        out, evicted = _evict(out, repository, retention.keep(repository))
+        departed += evicted
+    return Edited(out, departed, [n for e in lost if (n := ref_name_of(e))])
+
+
+def _untagged(entry: dict[str, Any], name: str, now: str) -> dict[str, Any]:
+    """The entry without its name, marked with that name and the time it lost it."""
+    annotations = {k: v for k, v in entry.get("annotations", {}).items() if k != REF_NAME}
+    annotations |= {UNTAGGED_FROM: name, UNTAGGED_AT: now}
+    return {**{k: v for k, v in entry.items() if k != "annotations"}, "annotations": annotations}
+
+
+def untagged_from(entry: dict[str, Any]) -> str | None:
+    """The name an image kept untagged had (None for any other entry)."""
+    annotations = entry.get("annotations")
+    if ref_name_of(entry) is not None or not isinstance(annotations, dict):
+        return None
+    name = annotations.get(UNTAGGED_FROM)
+    return name if isinstance(name, str) else None
+
+
+def repository_of(name: str) -> str:
+    """The repository of a layout image name `repository:tag` (empty for a bare name)."""
+    return name.rsplit(":", 1)[0] if ":" in name else ""
+
+
+def _evict(
+    entries: list[dict[str, Any]], repository: str, keep: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the newest `keep` untagged images of `repository` (by the time each was untagged,
+    then by position); the entries that stay and those that leave."""
+    untagged = [
+        (str(e["annotations"].get(UNTAGGED_AT, "")), i)
+        for i, e in enumerate(entries)
+        if (name := untagged_from(e)) is not None and repository_of(name) == repository
+    ]
+    doomed = {i for _, i in sorted(untagged)[: max(0, len(untagged) - keep)]}
+    return (
+        [e for i, e in enumerate(entries) if i not in doomed],
+        [e for i, e in enumerate(entries) if i in doomed],
+    )

@@ -14,9 +14,10 @@ The read path is `mirror/layout/reading.py`, resumable writes `partial.py` and `
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,14 +33,18 @@ from mirror.errors import (
     BlobNotFound,
     LayoutError,
     ManifestNotFound,
+    MirrorError,
     SizeMismatch,
 )
 from mirror.layout import index_file
+from mirror.layout.attachments import orphaned_attachments
+from mirror.layout.discard import discard_unused
 from mirror.layout.partial import fill_partial, lock_partial, read_small
 from mirror.layout.ranged import fill_ranged
 from mirror.layout.reading import CHUNK_SIZE, BlobSpan, LayoutReader, close_on_error
+from mirror.oci import mediatypes as mt
 from mirror.oci.digest import Digest, DigestHasher, check_content
-from mirror.oci.model import Descriptor, ManifestLike
+from mirror.oci.model import Descriptor, Index, ManifestLike
 from mirror.retry import RetryPolicy
 from mirror.support import jsonutil
 from mirror.support.fsutil import (
@@ -54,6 +59,7 @@ from mirror.support.fsutil import (
     write_atomic,
 )
 from mirror.support.oserrors import storage_boundary
+from mirror.support.tasks import finish_in_thread
 
 __all__ = ["Layout", "check_file"]
 
@@ -80,6 +86,13 @@ class Layout(LayoutReader, StoredBlobs):
         self._dirty_dirs: set[Path] = set()
         #: opened to be created, and nothing written yet: nothing exists on disk
         self._pending = False
+        #: made on disk by this object (a failed write takes it away: `discard.py`), with the
+        #: folders it made for it, deepest first
+        self._made: list[Path] | None = None
+        #: how many images that lost their last name `index.json` keeps, per repository
+        self.retention = index_file.Retention()
+        #: what each index read for `_listed_by` lists (a digest's content never changes)
+        self._children: dict[str, list[dict[str, Any]]] = {}
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -119,7 +132,12 @@ class Layout(LayoutReader, StoredBlobs):
 
     def _prepare_new(self) -> None:
         self._check_new()
+        missing, folder = [], self.path.absolute()
+        while not os.path.lexists(folder):
+            missing.append(folder)
+            folder = folder.parent
         self.path.mkdir(parents=True, exist_ok=True)
+        self._made = missing
         self._ensure_state_dir()
 
     async def _materialise(self) -> None:
@@ -179,7 +197,12 @@ class Layout(LayoutReader, StoredBlobs):
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Close; after a failure, take away a layout this object made when nothing in it is
+        worth keeping (no image named, no large blob whole or in part: `discard.py`)."""
         await self.aclose()
+        if e is not None and self._made is not None:
+            made, self._made = self._made, None
+            await finish_in_thread(discard_unused, self.path, made, SMALL_BLOB, MAX_INDEX_SIZE)
 
     # -- paths and locks ----------------------------------------------------------------
 
@@ -389,7 +412,8 @@ class Layout(LayoutReader, StoredBlobs):
     async def add_image(
         self, desc: Descriptor, name: str | None = None, annotations: dict[str, str] | None = None
     ) -> None:
-        """List a stored manifest in `index.json`, optionally under `name` (skopeo semantics)."""
+        """List a stored manifest in `index.json`, optionally under `name`; an image that had
+        the name is untagged (`index_file.untag`, under `self.retention`)."""
         if not await self.blob_exists(desc):
             raise BlobNotFound(f"cannot list {desc.digest}: its manifest is not in the layout")
         entry: dict[str, Any] = {
@@ -404,54 +428,89 @@ class Layout(LayoutReader, StoredBlobs):
             entry["annotations"] = merged
         if desc.platform is not None:
             entry["platform"] = desc.platform.to_json()
-        await self.update_index(lambda entries: index_file.add_entry(entries, entry))
+        await self._edit_index(
+            lambda entries: index_file.list_entry(entries, entry, self.retention, _now())
+        )
 
     @storage_boundary
-    async def remove_image(self, name: str) -> None:
-        """Drop the image named `name` from `index.json` (its blobs stay until `gc`)."""
-        removed = False
-
-        def edit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            nonlocal removed
-            kept, removed = index_file.remove_named(entries, name)
-            return kept
-
-        await self.update_index(edit)
-        if not removed:
+    async def remove_image(self, name: str) -> tuple[str, ...]:
+        """Take the name `name` off its image, which is untagged (`index_file.untag`); the
+        names that left `index.json`: `name` and the fallback and digest tags that went with
+        the image. Its blobs stay until `gc`."""
+        edited = await self._edit_index(
+            lambda entries: index_file.remove_named(entries, name, self.retention, _now())
+        )
+        if not edited.unnamed:
             raise ManifestNotFound(f"no image named {name!r} in layout {self.path}")
+        return (name, *_names(e for e in edited.departed if index_file.ref_name_of(e) != name))
+
+    @storage_boundary
+    async def remove_manifest(self, digest: Digest) -> tuple[str, ...]:
+        """Drop every `index.json` entry of `digest` and the fallback and digest tags that
+        go with it; the names that left. Its blobs stay until `gc`."""
+        edited = await self._edit_index(
+            lambda entries: index_file.remove_digest(entries, str(digest))
+        )
+        if not any(e.get("digest") == str(digest) for e in edited.departed):
+            raise ManifestNotFound(f"no image {digest} in layout {self.path}")
+        return tuple(_names(edited.departed))
 
     @storage_boundary
     async def tag_delete(self, tag: str) -> None:
-        """Drop the image named `tag` (the endpoint verb; see `remove_image`)."""
+        """Take the name `tag` off its image (the endpoint verb; see `remove_image`)."""
         await self.remove_image(tag)
 
     @storage_boundary
     async def manifest_delete(self, digest: Digest) -> None:
-        """Drop every `index.json` entry that points at `digest` (its blobs stay until `gc`)."""
-        removed = 0
-
-        def edit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            nonlocal removed
-            kept = [e for e in entries if e.get("digest") != str(digest)]
-            removed = len(entries) - len(kept)
-            return kept
-
-        await self.update_index(edit)
-        if not removed:
-            raise ManifestNotFound(f"no image {digest} in layout {self.path}")
+        """Drop the manifest `digest` from `index.json` (see `remove_manifest`)."""
+        await self.remove_manifest(digest)
 
     @storage_boundary
     async def update_index(
         self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     ) -> None:
         """Read-modify-write `index.json` under the cross-process lock, replaced atomically."""
+        await self._edit_index(lambda entries: index_file.Edited(edit(entries), [], []))
+
+    async def _edit_index(
+        self, edit: Callable[[list[dict[str, Any]]], index_file.Edited]
+    ) -> index_file.Edited:
+        """`update_index` for edits that take images out: the fallback and digest tags that go
+        with what left (`attachments.py`) leave in the same replacement of `index.json`."""
         await self._begin_writing()
         await self.sync_blobs()  # blobs and manifests are durable before the index names them
         async with self.index_lock().hold():
             index = await self.read_index()
-            index["manifests"] = edit(index["manifests"])
+            edited = edit(index["manifests"])
+            if edited.departed:
+                doomed = await orphaned_attachments(
+                    edited.entries, edited.departed, self._listed_by
+                )
+                edited = index_file.Edited(
+                    [e for i, e in enumerate(edited.entries) if i not in doomed],
+                    edited.departed + [e for i, e in enumerate(edited.entries) if i in doomed],
+                    edited.unnamed,
+                )
+            index["manifests"] = edited.entries
             data = index_file.serialize(index)
             await asyncio.to_thread(write_atomic, self.path / "index.json", data, self._tmp_dir)
+        return edited
+
+    async def _listed_by(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """The manifests an index entry lists (none for an image, nor for an index that cannot
+        be read: what it lists is then unknown, and nothing is taken for it)."""
+        if entry.get("mediaType") not in mt.INDEXES:
+            return []
+        digest = str(entry.get("digest"))
+        if digest not in self._children:
+            try:
+                desc = Descriptor.from_json(entry, "index.json entry")
+                manifest = await self.manifest_by_descriptor(desc)
+            except (MirrorError, ValueError):
+                return []
+            listed = manifest.manifests if isinstance(manifest, Index) else ()
+            self._children[digest] = [d.to_json() for d in listed]
+        return self._children[digest]
 
     @storage_boundary
     async def image_put(self, manifest: ManifestLike, tag: str | None = None) -> Descriptor:
@@ -459,6 +518,15 @@ class Layout(LayoutReader, StoredBlobs):
         desc = await self.manifest_put(manifest)
         await self.add_image(desc, tag)
         return desc
+
+
+def _now() -> str:
+    """The time an image is untagged, as `index.json` records it (RFC 3339, UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _names(entries: Iterable[dict[str, Any]]) -> list[str]:
+    return [name for e in entries if (name := index_file.ref_name_of(e)) is not None]
 
 
 def _hash_file(path: Path, algorithm: str, size: int) -> DigestHasher:

@@ -31,6 +31,7 @@ __all__ = [
     "real_dir",
     "regular_size",
     "temp_name",
+    "try_locked",
     "write_atomic",
 ]
 
@@ -165,6 +166,21 @@ async def open_locked(path: Path, *, shared: bool = False) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def try_locked(path: Path) -> int | None:
+    """An exclusive flock on the regular file `path` (created when absent) if nobody holds
+    one now: the descriptor to close, or None at once when the file is locked."""
+    fd = _open_or_create(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 _TOKEN = secrets.token_hex(6)  # drawn once per process start; the pid tells forks apart

@@ -9,6 +9,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     digest_tags = true             # with referrers: cosign's sha256-<hex>.sig/.att/.sbom tags
     keep_going = true
     blob_cache = true              # remember where blobs are, to mount them next run too
+    keep_untagged = 0              # layouts: images that lost their last name kept, per repo
 
     [registries."registry.example.com"]
     username_env = "REG_USER"      # credentials from environment variables
@@ -27,6 +28,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     # source = "oci:/backup"                      # a layout
     destination = "mirror.internal:5000/upstream" # a registry prefix, or "oci:/backup"
     delete = false                 # mirror deletions of tags that left the source
+    keep_untagged = 0              # over the default, for this job's layout destination
     [jobs.tags]
     include = ["^v\\d+"]           # regular expressions (any must match)
     exclude = ["-rc"]
@@ -142,6 +144,8 @@ class Job:
     destination: str = ""
     delete: bool = False
     tags: TagFilter = field(default_factory=TagFilter)
+    #: a layout destination keeps this many images that lost their last name, per repository
+    keep_untagged: int = 0
 
     def describe_source(self) -> str:
         """The job's source as its configuration names it."""
@@ -318,7 +322,14 @@ def _existing_file(path: str | None, where: str) -> str | None:
     return path
 
 
-def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
+def _keep_untagged(obj: dict[str, Any], where: str) -> int | None:
+    keep = _typed(obj, "keep_untagged", int, where)
+    if keep is not None and keep < 0:
+        raise ConfigError(f"{where}.keep_untagged: must be 0 or more")
+    return None if keep is None else int(keep)
+
+
+def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: int = 0) -> Job:
     where = f"jobs[{index}]"
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -334,6 +345,7 @@ def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
             "destination",
             "delete",
             "tags",
+            "keep_untagged",
         },
         where,
     )
@@ -361,6 +373,12 @@ def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
         hint = endpoint_hint(text) if text else None
         if hint is not None:  # a registry prefix cannot start so: a layout was meant
             raise ConfigError(f"{where}.{key}: {hint}")
+    keep = _keep_untagged(obj, where)
+    if keep is not None and destination and not destination.startswith("oci:"):
+        raise ConfigError(
+            f"{where}.keep_untagged: for layout destinations (oci:DIR); a registry keeps "
+            "untagged manifests until its own garbage collection"
+        )
     return Job(
         name=_typed(obj, "name", str, where) or f"job{index}",
         sources=(source,) if source else sources,
@@ -370,6 +388,7 @@ def _job(index: int, obj: Any, *, need_destination: bool = True) -> Job:
         destination=destination,
         delete=bool(_typed(obj, "delete", bool, where)),
         tags=_tag_filter(obj.get("tags"), f"{where}.tags"),
+        keep_untagged=keep_untagged if keep is None else keep,
     )
 
 
@@ -395,6 +414,7 @@ def parse_config(
             "digest_tags",
             "keep_going",
             "blob_cache",
+            "keep_untagged",
         },
         "defaults",
     )
@@ -413,8 +433,12 @@ def parse_config(
     concurrency = _typed(defaults, "concurrency", int, "defaults") or 16
     retries = _typed(defaults, "retries", int, "defaults")
     keep_going = _typed(defaults, "keep_going", bool, "defaults")
+    keep_untagged = _keep_untagged(defaults, "defaults") or 0
     return SyncConfig(
-        jobs=tuple(_job(i, j, need_destination=need_destination) for i, j in enumerate(jobs)),
+        jobs=tuple(
+            _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged)
+            for i, j in enumerate(jobs)
+        ),
         registries={host: _registry(host, obj, env) for host, obj in registries.items()},
         concurrency=max(1, concurrency),
         platforms=tuple(platforms),

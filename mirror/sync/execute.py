@@ -14,6 +14,7 @@ from mirror.engine import CopyRun
 from mirror.errors import BudgetReserved, MirrorError
 from mirror.events import ProgressSink
 from mirror.graph import fetch_from, walk_image
+from mirror.layout import Layout
 from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
 from mirror.registry import Repository
@@ -139,13 +140,21 @@ async def _delete(
     dry_run: bool,
 ) -> list[TaskReport]:
     """Delete a tag that left the source, and the fallback and digest tags of its manifest
-    when no tag the job keeps points at it (they go with their subject)."""
+    when no tag the job keeps points at it (they go with their subject). A layout decides
+    that itself, as it takes the name off (`Layout.remove_image`): an image it keeps
+    untagged keeps them."""
     target = deletion.repository.image(deletion.tag)
     status = Status.WOULD_DELETE if dry_run else Status.DELETED
     reports = [TaskReport(deletion.job.name, "", target, status)]
     try:
         endpoint, name = await endpoints.get(target, write=not dry_run)
         assert name is not None
+        if isinstance(endpoint, Layout) and not dry_run:
+            gone = await endpoint.remove_image(name)
+            base = deletion.repository.base
+            return reports + [
+                TaskReport(deletion.job.name, "", f"{base}:{n}", status) for n in gone[1:]
+            ]
         head = await endpoint.manifest_head(name)
         if not dry_run:
             await endpoint.tag_delete(name)
@@ -154,6 +163,8 @@ async def _delete(
         return reports
     if head is None or str(head.digest) in kept:
         return reports
+    if deletion.repository.is_layout and deletion.job.keep_untagged > 0:
+        return reports  # the image is kept untagged, and what is attached to it with it
     present = survey.present.get(str(deletion.repository), frozenset())
     for tag in sorted(present):
         if subject_of_tag(tag) != head.digest:
@@ -192,6 +203,10 @@ async def execute(
         digest_tags=config.digest_tags,
         progress=progress,
     )
+    for found in survey.repositories:
+        if found.destination is not None and found.destination.is_layout:
+            path = found.destination.base.removeprefix("oci:")
+            endpoints.retain(path, found.destination.path, found.job.keep_untagged)
     reports = [
         TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
         for failure in survey.failures

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.generate import make_big_image
 from tests.support.bounded import abounded_mirror, assert_refused, bounded_mirror
 from tests.support.hostile import HostileRegistry, image
 from tests.support.registry import Registry
@@ -105,6 +106,35 @@ def test_a_copy_that_fails_before_writing_leaves_no_directory(
         result = bounded_mirror("--retries", "0", "copy", *source, f"oci:{out}:v1")
         assert_refused(result)
         assert not out.exists(), name
+
+
+@pytest.fixture(scope="module")
+def damaged_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A layout whose 2 MiB layer (a resumable blob) has one byte changed."""
+    root = tmp_path_factory.mktemp("damaged") / "src"
+    make_big_image(root, "v1", layers=1, layer_size=2 * 1024 * 1024)
+    layer = max((root / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    with layer.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"X")
+    return root
+
+
+def test_a_copy_from_a_damaged_layout_leaves_no_new_layout(
+    damaged_layout: Path, tmp_path: Path
+) -> None:
+    """Nothing a copy stored before it failed is worth keeping for a next run (small blobs
+    only, an emptied partial): a new layout is gone, a folder that was there stays empty."""
+    for out in (tmp_path / "new", tmp_path / "deep" / "er" / "new"):
+        result = bounded_mirror("copy", f"oci:{damaged_layout}:v1", f"oci:{out}:v1")
+        assert_refused(result, "damaged")
+        assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    there = tmp_path / "there"
+    there.mkdir()
+    result = bounded_mirror("copy", f"oci:{damaged_layout}:v1", f"oci:{there}:v1")
+    assert_refused(result, "damaged")
+    assert list(there.iterdir()) == []
 
 
 def test_pull_into_oci_dir_and_a_bare_path_hint(registry: Registry, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from mirror.oci import mediatypes as mt
 from mirror.oci import model as mirror_model
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, parse_manifest
+from mirror.retry import RetryPolicy
 from tests.support.layouts import copy_image
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy
@@ -38,20 +39,24 @@ def _index(path: Path) -> list[dict[str, object]]:
     return list(json.loads((path / "index.json").read_bytes())["manifests"])
 
 
-async def test_naming_an_image_again_takes_the_name_off_the_old_entry(tmp_path: Path) -> None:
+async def test_naming_an_image_again_takes_the_old_image_out(tmp_path: Path) -> None:
     out = tmp_path / "l"
-    first = await copy_image(FIXTURES / "oci-single", "v1", out, "app")
+    first = await copy_image(FIXTURES / "oci-single", "v1", out, None)
     second = await copy_image(FIXTURES / "docker-v2", "v1", out, "app")
+    # naming the unnamed digest replaces that entry instead of adding one
+    await copy_image(FIXTURES / "oci-single", "v1", out, "again")
     entries = _index(out)
     assert [e["digest"] for e in entries] == [first.digest, second.digest]
-    assert "annotations" not in entries[0]
-    assert entries[1]["annotations"] == {"org.opencontainers.image.ref.name": "app"}
-    # naming the unnamed digest again replaces that entry instead of adding one
-    await copy_image(FIXTURES / "oci-single", "v1", out, "again")
-    assert [e["digest"] for e in _index(out)] == [first.digest, second.digest]
+    assert entries[0]["annotations"] == {"org.opencontainers.image.ref.name": "again"}
+    # listed unnamed again, a named image is not listed twice
+    await copy_image(FIXTURES / "oci-single", "v1", out, None)
+    assert _index(out) == entries
+    # a name given to another image takes the place of the image it named, which leaves
+    await copy_image(FIXTURES / "docker-v2", "v1", out, "again")
+    assert [e["digest"] for e in _index(out)] == [second.digest, second.digest]
     async with await Layout.open(out) as layout:
-        assert (await layout.resolve("again")).digest == first.digest
-        await layout.remove_image("again")
+        assert (await layout.resolve("again")).digest == second.digest
+        assert await layout.remove_image("again") == ("again",)
         with pytest.raises(ManifestNotFound, match="'again'"):
             await layout.resolve("again")
         with pytest.raises(ManifestNotFound):
@@ -372,3 +377,49 @@ async def test_a_damaged_layout_blob_is_named_and_never_retried(
     assert f"layout file {layer} is damaged" in result.stderr
     puts = [p for m, p in proxy.seen if m == "PUT" and "/blobs/uploads/" in p]
     assert len(puts) <= len(list(manifest.blobs()))  # each blob at most once: no retry
+
+
+async def test_a_failed_write_keeps_a_new_layout_only_for_what_a_next_run_uses(
+    tmp_path: Path,
+) -> None:
+    """A layout made by a write that fails goes, unless it names an image, holds a large
+    blob whole or in part, or another writer holds it."""
+    small, large = b"s" * 100, b"L" * (2 * 1024 * 1024)
+
+    def blob(data: bytes) -> Descriptor:
+        return Descriptor("application/octet-stream", Digest.of(data), len(data))
+
+    async def write_then_fail(out: Path, data: bytes) -> None:
+        async with await Layout.open(out, create=True) as layout:
+            await layout.blob_put(blob(data), bytes_source(data))
+            raise RuntimeError("the write failed")
+
+    async def failed_write(out: Path, data: bytes) -> None:
+        with pytest.raises(RuntimeError):
+            await write_then_fail(out, data)
+
+    await failed_write(tmp_path / "a" / "small", small)
+    assert not (tmp_path / "a").exists()
+    await failed_write(tmp_path / "large", large)
+    assert (tmp_path / "large" / "blobs" / "sha256" / Digest.of(large).encoded).exists()
+    held = tmp_path / "held"
+    layout = await Layout.open(held, create=True)
+    await layout.blob_put(blob(small), bytes_source(small))
+    other = await Layout.open(held, create=True)  # another writer, from now until it closes
+    await layout.__aexit__(RuntimeError, RuntimeError("the write failed"), None)
+    await other.aclose()
+    assert (held / "oci-layout").exists()
+
+    def broken(data: bytes) -> BlobSource:
+        async def stream(offset: int = 0) -> AsyncGenerator[bytes, None]:
+            yield data[offset : offset + 1024 * 1024]
+            raise RuntimeError("the source failed")
+
+        return stream
+
+    partial = tmp_path / "partial"
+    with pytest.raises(RuntimeError):
+        async with await Layout.open(partial, create=True, retry=RetryPolicy(retries=0)) as out:
+            await out.blob_put(blob(large), broken(large))
+    kept = list((partial / ".mirror" / "partial").iterdir())
+    assert [p.stat().st_size for p in kept] == [1024 * 1024]  # resumed by the next run
