@@ -180,12 +180,7 @@ def cli(
     azure_cloud: str | None,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PrintableFormatter("mirror: %(levelname)s: %(message)s"))
-        logger = logging.getLogger("mirror")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    _log_to_stderr(verbose)
     ctx.obj = Options(
         as_json=as_json,
         quiet=quiet,
@@ -216,6 +211,23 @@ class _PrintableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The line as `logging.Formatter` makes it, made printable."""
         return printable(super().format(record))
+
+
+#: the handler `_log_to_stderr` installed (replaced when `main` runs again in one process)
+_handler: list[logging.Handler] = []
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """mirror's log on stderr with its `mirror:` prefix: warnings always, more with -v."""
+    logger = logging.getLogger("mirror")
+    for old in _handler:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("mirror: %(levelname)s: %(message)s"))
+    _handler[:] = [handler]
+    logger.addHandler(handler)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logger.setLevel(levels.get(verbose, logging.DEBUG))
 
 
 _NOT_HOISTED = frozenset({"-h", "--help", "--version"})

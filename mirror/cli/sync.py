@@ -25,7 +25,7 @@ from mirror.cli.output import (
 )
 from mirror.support.timestamps import parse_duration
 from mirror.sync.config import SyncConfig, load_config
-from mirror.sync.report import SyncReport
+from mirror.sync.report import Status, SyncReport
 from mirror.sync.run import run_sync
 
 if TYPE_CHECKING:
@@ -67,10 +67,11 @@ def _address(
 
 
 def _text(report: SyncReport) -> str:
+    """The report for people; why an image failed is said once, by its line on stderr."""
     lines = [
         f"{i.status:<12} {i.source or '-'} -> {i.destination or '-'}"
         + (f"  {i.bytes} bytes" if i.status == "planned" else "")
-        + (f"  ({i.error})" if i.error else "")
+        + (f"  ({i.error})" if i.error and i.status is not Status.FAILED else "")
         for i in report.images
     ]
     planned = [i for i in report.images if i.status == "planned"]
