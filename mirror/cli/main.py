@@ -57,7 +57,38 @@ class _LazyGroup(click.Group):
             return None
         command = getattr(importlib.import_module(spec[0]), spec[1])
         assert isinstance(command, click.Command)
+        _list_global_options_in_help(command)
         return command
+
+
+class _HelpWithGlobalOptions(click.Context):
+    """A command's context whose help ends with the global options the command accepts
+    after its name (cobra's "Global Flags"), so `mirror copy --help` shows `--plain-http`."""
+
+    def get_help(self) -> str:
+        """The command's help, then a "Global options" section."""
+        formatter = self.make_formatter()
+        self.command.format_help(self, formatter)
+        top = click.Context(cli)
+        records = [
+            record
+            for param in cli.get_params(top)
+            if isinstance(param, click.Option)
+            and set(param.opts) & set(_hoisted_names(self.command))
+            and (record := param.get_help_record(top)) is not None
+        ]
+        with formatter.section("Global options (here or before the command)"):
+            formatter.write_dl(records)
+        return formatter.getvalue().rstrip("\n")
+
+
+def _list_global_options_in_help(command: click.Command) -> None:
+    """`command`'s help (and each of its subcommands', for a group) lists the global
+    options."""
+    command.context_class = _HelpWithGlobalOptions
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _list_global_options_in_help(sub)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -243,45 +274,41 @@ def _option_names(command: click.Command) -> dict[str, bool]:
     return names
 
 
-def _leaf(words: list[str]) -> click.Command | None:
-    """The command `words` (what follows the global options) runs, through groups."""
-    command: click.Command | None = cli
-    ctx = click.Context(cli)
-    for word in words:
-        if not isinstance(command, click.Group):
-            return command
-        if word.startswith("-"):
-            continue
-        command = command.get_command(ctx, word)
-    return command
-
-
 def hoist_global_options(argv: list[str]) -> list[str]:
     """Global options given after the command moved before it, so that `mirror copy
-    --plain-http A B` means `mirror --plain-http copy A B` (skopeo and crane users put
-    options after the verb). A command's own option of the same name (`--json`) stays."""
+    --plain-http A B` and `mirror layout --json ls DIR` mean `mirror --plain-http copy A B`
+    and `mirror --json layout ls DIR` (skopeo and crane users put options after the verb).
+    An option the command (or group) where it stands has itself (`ls --json`) stays there."""
     globals_ = _option_names(cli)
     start = 0
     while start < len(argv) and argv[start].startswith("-"):
         name = argv[start].split("=", 1)[0]
         start += 2 if globals_.get(name) and "=" not in argv[start] else 1
-    if start >= len(argv):
-        return argv
-    leaf = _leaf(argv[start:])
-    own = _option_names(leaf) if leaf is not None else {}
     moved: list[str] = []
     kept: list[str] = []
     words = argv[start:]
+    command: click.Command | None = cli
+    own: dict[str, bool] = {}
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--":
             kept.extend(words[i:])
             break
-        name = word.split("=", 1)[0]
-        if re.fullmatch(r"-v+", word):
-            name = "-v"
-        if name in globals_ and name not in own and name not in _NOT_HOISTED:
+        if not word.startswith("-") or word == "-":
+            if isinstance(command, click.Group):  # the next command down, through groups
+                command = command.get_command(click.Context(cli), word)
+                own = _option_names(command) if command is not None else {}
+            kept.append(word)
+            i += 1
+            continue
+        name = "-v" if re.fullmatch(r"-v+", word) else word.split("=", 1)[0]
+        if name in own:  # the command's own option, with its value
+            takes = own[name] and "=" not in word
+            kept.extend(words[i : i + 2] if takes else [word])
+            i += 2 if takes else 1
+            continue
+        if name in globals_ and name not in _NOT_HOISTED:
             takes = globals_[name] and "=" not in word
             moved.extend(words[i : i + 2] if takes else [word])
             i += 2 if takes else 1
@@ -289,6 +316,22 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         kept.append(word)
         i += 1
     return argv[:start] + moved + kept
+
+
+def _hoisted_names(command: click.Command) -> list[str]:
+    """The global option names `command` accepts after its name (those it has not itself)."""
+    own = _option_names(command)
+    return [n for n in _option_names(cli) if n not in own and n not in _NOT_HOISTED]
+
+
+def _suggest_global_options(error: click.NoSuchOption) -> click.NoSuchOption:
+    """A misspelt option after a command, with a "did you mean" among the global options it
+    accepts there as well as its own (click suggests only the command's own)."""
+    command = error.ctx.command if error.ctx else None
+    if error.possibilities or command is None or command is cli:
+        return error
+    names = [*_option_names(command), *_hoisted_names(command)]
+    return click.NoSuchOption(error.option_name, possibilities=names, ctx=error.ctx)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -314,6 +357,8 @@ def _main(args: list[str]) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
+        if isinstance(exc, click.NoSuchOption):
+            exc = _suggest_global_options(exc)
         hint = (
             f" (see 'mirror {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ")
             if exc.ctx

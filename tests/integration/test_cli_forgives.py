@@ -1,0 +1,48 @@
+"""A CLI that forgives (issue 26): global options wherever a user puts them, a "did you mean"
+for every misspelt option, help that lists what a command accepts, dry runs that -q cannot
+silence, and usage errors that come before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.tools import FIXTURES, mirror
+
+LAYOUT = str(FIXTURES / "oci-single")
+SINGLE = f"oci:{LAYOUT}:v1"
+
+
+# global options between a group and its subcommand, as before or after the command
+
+
+def test_global_options_between_a_group_and_its_subcommand() -> None:
+    before = mirror("--json", "layout", "ls", LAYOUT)
+    assert before.returncode == 0, before.stderr
+    between = mirror("layout", "--json", "ls", LAYOUT)
+    assert between.returncode == 0, between.stderr
+    assert json.loads(between.stdout) == json.loads(before.stdout)
+    valued = mirror("layout", "--retries", "2", "-q", "verify", LAYOUT)
+    assert (valued.returncode, valued.stdout, valued.stderr) == (0, "", "")
+
+
+def test_a_misspelt_global_option_after_the_command_gets_a_did_you_mean(tmp_path: Path) -> None:
+    result = mirror("copy", SINGLE, f"oci:{tmp_path / 'x'}", "--concurency", "4")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "did you mean '--concurrency'" in result.stderr.lower(), result.stderr
+    own = mirror("copy", SINGLE, f"oci:{tmp_path / 'x'}", "--referers")
+    assert "did you mean '--referrers'" in own.stderr.lower(), own.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_commands_help_lists_the_global_options_it_accepts() -> None:
+    for words in (["copy"], ["layout", "ls"], ["layout"], ["sync"]):
+        result = mirror(*words, "--help")
+        assert result.returncode == 0, result.stderr
+        _, _, globals_ = result.stdout.partition("Global options")
+        for option in ("--plain-http", "--concurrency", "--retries", "-q, --quiet"):
+            assert option in globals_, (words, result.stdout)
+        assert "--version" not in globals_
+    copy_help = mirror("copy", "--help").stdout
+    assert copy_help.count("--json") == 1  # its own, not listed again
