@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mirror.cli.output import emit, emit_report, json_option, options, run, say
+from mirror.cli.output import emit, emit_outcome, emit_report, json_option, options, run, say
 from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
 
 __all__ = ["layout_group", "report_problems"]
@@ -96,7 +96,7 @@ def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
 
     report = run(work())
     verb = "would remove" if dry_run else "removed"
-    emit_report(
+    emit_outcome(
         {
             "dryRun": dry_run,
             "removed": [str(d) for d in report.removed],
@@ -105,4 +105,5 @@ def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
         },
         f"{verb} {len(report.removed)} blobs ({report.freed_bytes} bytes)"
         f" and {report.temp_files} temporary files",
+        dry_run=dry_run,
     )

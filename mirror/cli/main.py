@@ -94,7 +94,12 @@ def _list_global_options_in_help(command: click.Command) -> None:
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="mirror")
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only errors and the data asked for (a dry run's plan).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")
 @click.option(
     "--creds",

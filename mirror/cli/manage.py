@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, emit_report, json_option, run
+from mirror.cli.output import emit, emit_outcome, emit_report, json_option, run
 from mirror.errors import InvalidReference
 from mirror.manage import (
     ArtifactAttributes,
@@ -174,10 +174,11 @@ def prune_command(repository: str, keep: int, dry_run: bool, as_json: bool) -> N
 
     doomed = _with_client(ref, work)
     verb = "would delete" if dry_run else "deleted"
-    emit_report(
+    emit_outcome(
         {"dryRun": dry_run, "deleted": [m.to_json() for m in doomed]},
         lambda: (
             "\n".join(f"{verb} {_manifest_line(m)}" for m in doomed)
             or f"nothing to delete: {keep} or fewer manifests"
         ),
+        dry_run=dry_run,
     )

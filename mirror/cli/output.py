@@ -27,6 +27,7 @@ __all__ = [
     "Options",
     "Terminated",
     "emit",
+    "emit_outcome",
     "emit_report",
     "json_option",
     "options",
@@ -140,6 +141,12 @@ def emit_report(data: Any, text: Callable[[], str] | str) -> None:
     """Print what a command did (JSON when asked); nothing in text when quiet."""
     if options().as_json or not options().quiet:
         emit(data, text)
+
+
+def emit_outcome(data: Any, text: Callable[[], str] | str, *, dry_run: bool) -> None:
+    """Print what a command did (`emit_report`), or with `dry_run` what it would do: a dry
+    run's plan is the data it exists to print, which `-q` never silences (`emit`)."""
+    (emit if dry_run else emit_report)(data, text)
 
 
 class Terminated(BaseException):

@@ -16,7 +16,7 @@ import click
 from mirror.cli.context import registry_options
 from mirror.cli.output import (
     Terminated,
-    emit_report,
+    emit_outcome,
     json_option,
     options,
     progress_display,
@@ -130,7 +130,7 @@ def sync_command(
                 progress=progress,
             )
         )
-    emit_report(report.to_json(), lambda: _text(report))
+    emit_outcome(report.to_json(), lambda: _text(report), dry_run=dry_run)
     _say_failures(report)
     if report.failed:
         sys.exit(1)

@@ -5,8 +5,10 @@ silence, and usage errors that come before any work."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, mirror
 
 LAYOUT = str(FIXTURES / "oci-single")
@@ -46,3 +48,32 @@ def test_a_commands_help_lists_the_global_options_it_accepts() -> None:
         assert "--version" not in globals_
     copy_help = mirror("copy", "--help").stdout
     assert copy_help.count("--json") == 1  # its own, not listed again
+
+
+# -q silences reports of what was done, never a dry run's plan
+
+
+def test_quiet_dry_runs_still_print_their_plan(registry: Registry, tmp_path: Path) -> None:
+    for tag in ("v1", "v2"):
+        copied = mirror("--plain-http", "copy", SINGLE, f"docker://{registry.host}/quiet/p:{tag}")
+        assert copied.returncode == 0, copied.stderr
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'[registries."{registry.host}"]\nplain_http = true\n'
+        f'[[jobs]]\nsource = "{registry.host}/quiet/p"\ndestination = "oci:{tmp_path / "b"}"\n'
+    )
+    sync = mirror("-q", "sync", "--dry-run", str(config))
+    assert sync.returncode == 0, sync.stderr
+    planned = [line for line in sync.stdout.splitlines() if line.startswith("planned")]
+    assert len(planned) == 2, sync.stdout
+    assert not (tmp_path / "b").exists()
+    layout = tmp_path / "layout"  # gc takes the layout's locks: not in the committed fixture
+    shutil.copytree(LAYOUT, layout)
+    gc = mirror("-q", "layout", "gc", "--dry-run", str(layout))
+    assert gc.returncode == 0, gc.stderr
+    assert "would remove 0 blobs" in gc.stdout
+    prune = mirror("-q", "prune", f"{registry.host}/quiet/p", "--keep", "0", "--dry-run")
+    assert prune.returncode == 0, prune.stderr
+    assert "would delete" in prune.stdout
+    done = mirror("-q", "prune", f"{registry.host}/quiet/p", "--keep", "0")
+    assert (done.returncode, done.stdout) == (0, "")  # what was done: silenced
