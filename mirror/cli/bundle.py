@@ -23,8 +23,9 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
+from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
-from mirror.oci.reference import parse_registry_reference
+from mirror.oci.reference import is_valid_repository, parse_registry_reference
 from mirror.registry import RegistryOptions
 from mirror.sync.config import load_config
 from mirror.sync.run import options_for, selected_images
@@ -188,9 +189,27 @@ def verify_command(bundle: Path, as_json: bool) -> None:
     report_problems(problems, str(bundle))
 
 
+def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback: `REGISTRY[/PREFIX]`, checked before the bundle is read."""
+    host, _, prefix = value.removeprefix("docker://").strip("/").partition("/")
+    local = value.startswith(("oci:", "oci-archive:", "docker-archive:", ".", "/", "~"))
+    try:
+        parse_registry_reference(f"{host}/x")
+    except InvalidReference:
+        local = True
+    if local or (prefix and not is_valid_repository(prefix)):
+        raise click.BadParameter(
+            f"{value!r} is not REGISTRY[/PREFIX] (bundle push writes to a registry; "
+            "'mirror copy oci-archive:BUNDLE:NAME DESTINATION' copies one image elsewhere)",
+            ctx,
+            param,
+        )
+    return value
+
+
 @bundle_group.command("push")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("destination")
+@click.argument("destination", callback=_registry_prefix)
 @json_option
 def push_command(bundle: Path, destination: str, as_json: bool) -> None:
     """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""

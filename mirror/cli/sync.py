@@ -46,12 +46,20 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     return int(match.group(1)), int(match.group(2))
 
 
+#: the shortest pause `--every` takes between runs
+LEAST_INTERVAL = 1.0
+
+
 def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
     seconds = parse_duration(value)
-    if seconds is None or seconds <= 0:
+    if seconds is None:
         raise click.BadParameter(f"{value!r} is not a duration like 30s, 15m or 1h", ctx, param)
+    if seconds < LEAST_INTERVAL:
+        raise click.BadParameter(
+            f"{value!r} is too short: at least {LEAST_INTERVAL:g}s (30s, 15m, 1h)", ctx, param
+        )
     return seconds
 
 
@@ -92,8 +100,8 @@ def _text(report: SyncReport) -> str:
     "--every",
     callback=_interval,
     metavar="DURATION",
-    help="Run again DURATION (30s, 15m, 1h) after each run ends, until SIGTERM or SIGINT; "
-    "CONFIG is re-read before each run.",
+    help="Run again DURATION (30s, 15m, 1h; at least 1s) after each run ends, until SIGTERM "
+    "or SIGINT; CONFIG is re-read before each run.",
 )
 @click.option(
     "--metrics-addr",

@@ -77,3 +77,28 @@ def test_quiet_dry_runs_still_print_their_plan(registry: Registry, tmp_path: Pat
     assert "would delete" in prune.stdout
     done = mirror("-q", "prune", f"{registry.host}/quiet/p", "--keep", "0")
     assert (done.returncode, done.stdout) == (0, "")  # what was done: silenced
+
+
+# a usage error comes before any work, and says what would be accepted
+
+
+def test_bundle_push_refuses_a_destination_before_reading_the_bundle(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"  # were it read first, this would be the error
+    junk.write_bytes(b"not a tar" * 200)
+    for destination in ("oci:./x", "./x", "oci-archive:x.tar", "h.example.com/x:tag"):
+        result = mirror("bundle", "push", str(junk), destination)
+        assert result.returncode == 2, (destination, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert "REGISTRY[/PREFIX]" in result.stderr, result.stderr
+        assert "tar" not in result.stderr.replace(destination, ""), result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_every_says_the_least_it_accepts(tmp_path: Path) -> None:
+    config = tmp_path / "sync.toml"
+    config.write_text('[[jobs]]\nsource = "h.example.com/a"\ndestination = "oci:x"\n')
+    for given in ("0s", "500ms"):
+        result = mirror("sync", str(config), "--every", given)
+        assert result.returncode == 2
+        assert "at least 1s" in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
