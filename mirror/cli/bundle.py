@@ -1,18 +1,15 @@
-"""`mirror bundle create|ls|verify|push`: many images in one file for air-gapped transfer."""
+"""`mirror bundle create|ls|verify|push`: many images in one file for air-gapped transfer.
+
+Each command imports the bundle machinery when it runs: help and usage errors load no HTTP
+stack."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mirror.archive.bundle import (
-    create_bundle,
-    create_docker_archive,
-    list_bundle,
-    push_bundle,
-    verify_bundle,
-)
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
 from mirror.cli.output import (
@@ -26,9 +23,9 @@ from mirror.cli.output import (
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
 from mirror.oci.reference import is_valid_repository, parse_registry_reference
-from mirror.registry import RegistryOptions
-from mirror.sync.config import load_config
-from mirror.sync.run import options_for, selected_images
+
+if TYPE_CHECKING:
+    from mirror.registry import RegistryOptions
 
 __all__ = ["bundle_group"]
 
@@ -106,6 +103,10 @@ def create_command(
         )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
+    from mirror.archive.bundle import create_bundle
+    from mirror.sync.config import load_config
+    from mirror.sync.run import options_for, selected_images
+
     options = None
     if config_path is not None:
         config = load_config(config_path, need_destination=False)
@@ -147,6 +148,8 @@ def _docker_archive(
     out: Path, images: tuple[str, ...], options: RegistryOptions, platforms: tuple[Platform, ...]
 ) -> None:
     """`bundle create --format docker-archive`: the images in one `docker load` tar."""
+    from mirror.archive.bundle import create_docker_archive
+
     with progress_display() as progress:
         done = run(
             create_docker_archive(
@@ -172,6 +175,8 @@ def _docker_archive(
 @json_option
 def ls_command(bundle: Path, as_json: bool) -> None:
     """List the images a bundle records."""
+    from mirror.archive.bundle import list_bundle
+
     record = run(list_bundle(bundle))
     emit(
         record.to_json(),
@@ -184,6 +189,8 @@ def ls_command(bundle: Path, as_json: bool) -> None:
 @json_option
 def verify_command(bundle: Path, as_json: bool) -> None:
     """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
+    from mirror.archive.bundle import verify_bundle
+
     with progress_display() as progress:
         problems = run(verify_bundle(bundle, progress=progress))
     report_problems(problems, str(bundle))
@@ -213,6 +220,8 @@ def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> 
 @json_option
 def push_command(bundle: Path, destination: str, as_json: bool) -> None:
     """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
+    from mirror.archive.bundle import push_bundle
+
     host = destination.removeprefix("docker://").split("/", 1)[0]
     with progress_display() as progress:
         pushed = run(

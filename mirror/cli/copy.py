@@ -6,10 +6,10 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from mirror.api import copy
 from mirror.cli.context import registry_options
 from mirror.cli.output import (
     emit_report,
@@ -18,7 +18,6 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
-from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
 from mirror.oci.reference import (
@@ -28,6 +27,9 @@ from mirror.oci.reference import (
     RegistryReference,
     parse_reference,
 )
+
+if TYPE_CHECKING:
+    from mirror.engine import CopyResult
 
 __all__ = ["copy_command", "pull_command", "push_command"]
 
@@ -97,6 +99,8 @@ def _do_copy(
     manifest_format: str = "v2s2",
     compression: str = "gzip",
 ) -> None:
+    from mirror.api import copy  # once the arguments are understood: help loads no HTTP stack
+
     with progress_display() as progress:
         result = run(
             copy(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import re
 import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -13,8 +13,10 @@ from mirror._version import __version__
 from mirror.cli.output import Options, Terminated, parse_size, sigterm_ends_the_command
 from mirror.errors import MirrorError, UntrustedCertificate
 from mirror.limits import DEFAULT_LIMITS, Limits
-from mirror.retry import DEFAULT_RETRIES
 from mirror.support.terminal import printable
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "cli", "main"]
 
@@ -25,26 +27,82 @@ EXIT_INTERRUPTED = 128 + 2
 EXIT_TERMINATED = 128 + 15
 
 
-#: command -> (module, attribute): a command's module is imported only when it is used
+class _Spec(NamedTuple):
+    """Where a command is, and its summary for `mirror --help` (its docstring's first
+    sentence, as click shortens it; a test keeps the two equal)."""
+
+    module: str
+    attribute: str
+    summary: str
+
+
+#: every command: its module is imported only when it is used, not to list it in the help
 _COMMANDS = {
-    "bundle": ("mirror.cli.bundle", "bundle_group"),
-    "copy": ("mirror.cli.copy", "copy_command"),
-    "delete": ("mirror.cli.manage", "delete_command"),
-    "inspect": ("mirror.cli.discover", "inspect_command"),
-    "layout": ("mirror.cli.layout", "layout_group"),
-    "ls": ("mirror.cli.discover", "ls_command"),
-    "manifests": ("mirror.cli.manage", "manifests_command"),
-    "props": ("mirror.cli.manage", "props_command"),
-    "prune": ("mirror.cli.manage", "prune_command"),
-    "pull": ("mirror.cli.copy", "pull_command"),
-    "push": ("mirror.cli.copy", "push_command"),
-    "sync": ("mirror.cli.sync", "sync_command"),
-    "tags": ("mirror.cli.discover", "tags_command"),
+    "bundle": _Spec(
+        "mirror.cli.bundle",
+        "bundle_group",
+        "Carry images across an air gap in one verifiable file (.tar or .tar.zst).",
+    ),
+    "copy": _Spec("mirror.cli.copy", "copy_command", "Copy an image from SOURCE to DESTINATION."),
+    "delete": _Spec(
+        "mirror.cli.manage",
+        "delete_command",
+        "Delete a tag (HOST/REPO:TAG) or a manifest with its tags (HOST/REPO@DIGEST).",
+    ),
+    "inspect": _Spec(
+        "mirror.cli.discover",
+        "inspect_command",
+        "Show digest, media type, platforms, layers and sizes of REFERENCE.",
+    ),
+    "layout": _Spec(
+        "mirror.cli.layout", "layout_group", "Inspect, check and clean OCI image layouts."
+    ),
+    "ls": _Spec(
+        "mirror.cli.discover", "ls_command", "List the repositories of REGISTRY (HOST[:PORT])."
+    ),
+    "manifests": _Spec(
+        "mirror.cli.manage",
+        "manifests_command",
+        "List the manifests of REPOSITORY (HOST/REPO) with size, time and tags.",
+    ),
+    "props": _Spec(
+        "mirror.cli.manage",
+        "props_command",
+        "Show (or, with --can-* flags, set) properties of a repository, tag or manifest.",
+    ),
+    "prune": _Spec(
+        "mirror.cli.manage",
+        "prune_command",
+        "Keep the newest N manifests of REPOSITORY; delete the others with their tags.",
+    ),
+    "pull": _Spec(
+        "mirror.cli.copy",
+        "pull_command",
+        "Pull IMAGE (HOST/REPO[:TAG][@DIGEST]) into the OCI layout DIRECTORY (also written "
+        "oci:DIR[:NAME] or oci-archive:FILE[:NAME]), named by its tag unless NAME is given.",
+    ),
+    "push": _Spec(
+        "mirror.cli.copy",
+        "push_command",
+        "Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE "
+        "(HOST/REPO[:TAG][@DIGEST]).",
+    ),
+    "sync": _Spec(
+        "mirror.cli.sync",
+        "sync_command",
+        "Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.",
+    ),
+    "tags": _Spec(
+        "mirror.cli.discover",
+        "tags_command",
+        "List the tags of REPOSITORY (HOST/REPO, or oci:DIR for image names).",
+    ),
 }
 
 
 class _LazyGroup(click.Group):
-    """The top-level group: a start-up imports only the command that runs."""
+    """The top-level group: a start-up imports only the command that runs (none for
+    `mirror --help`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command name, sorted."""
@@ -55,10 +113,20 @@ class _LazyGroup(click.Group):
         spec = _COMMANDS.get(cmd_name)
         if spec is None:
             return None
-        command = getattr(importlib.import_module(spec[0]), spec[1])
+        command = getattr(importlib.import_module(spec.module), spec.attribute)
         assert isinstance(command, click.Command)
         _list_global_options_in_help(command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The "Commands" section, from the summaries: no command module is imported."""
+        limit = formatter.width - 6 - max(map(len, _COMMANDS))
+        rows = [
+            (name, click.Command(name, help=spec.summary).get_short_help_str(limit))
+            for name, spec in _COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
 
 
 class _HelpWithGlobalOptions(click.Context):
@@ -137,7 +205,7 @@ def _list_global_options_in_help(command: click.Command) -> None:
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
-    default=DEFAULT_RETRIES,
+    default=Options.retries,  # mirror.retry's DEFAULT_RETRIES, without importing tenacity
     show_default=True,
     help="Retries of a failing request (resets, 408, 429, 5xx), with backoff.",
 )
@@ -241,25 +309,25 @@ def cli(
     )
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log lines with control characters escaped: a log may quote what a registry sent."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The line as `logging.Formatter` makes it, made printable."""
-        return printable(super().format(record))
-
-
 #: the handler `_log_to_stderr` installed (replaced when `main` runs again in one process)
 _handler: list[logging.Handler] = []
 
 
 def _log_to_stderr(verbose: int) -> None:
-    """mirror's log on stderr with its `mirror:` prefix: warnings always, more with -v."""
+    """mirror's log on stderr with its `mirror:` prefix, control characters escaped (a log
+    may quote what a registry sent): warnings always, more with -v. logging is imported
+    here: help and usage errors never get this far."""
+    import logging
+
+    class PrintableFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
     logger = logging.getLogger("mirror")
     for old in _handler:
         logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_PrintableFormatter("mirror: %(levelname)s: %(message)s"))
+    handler.setFormatter(PrintableFormatter("mirror: %(levelname)s: %(message)s"))
     _handler[:] = [handler]
     logger.addHandler(handler)
     levels = {0: logging.WARNING, 1: logging.INFO}

@@ -1,22 +1,21 @@
-"""`mirror manifests|props|delete|prune`, and `mirror tags --properties`: registry management."""
+"""`mirror manifests|props|delete|prune`, and `mirror tags --properties`: registry management.
+
+`mirror.manage` is imported when a command runs: help and usage errors load no HTTP stack."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mirror.cli.context import registry_options
 from mirror.cli.output import emit, emit_outcome, emit_report, json_option, run
 from mirror.errors import InvalidReference
-from mirror.manage import (
-    ArtifactAttributes,
-    ContainerRegistryClient,
-    ManifestOrder,
-    ManifestProperties,
-)
 from mirror.oci.reference import RegistryReference, parse_registry_reference
+
+if TYPE_CHECKING:
+    from mirror.manage import ContainerRegistryClient, ManifestProperties
 
 __all__ = ["delete_command", "manifests_command", "props_command", "prune_command", "tag_table"]
 
@@ -31,6 +30,8 @@ def _ref(text: str) -> RegistryReference:
 def _with_client(
     ref: RegistryReference, work: Callable[[ContainerRegistryClient], Awaitable[T]]
 ) -> T:
+    from mirror.manage import ContainerRegistryClient
+
     async def go() -> T:
         options = registry_options([ref])
         async with ContainerRegistryClient(ref.registry, options=options) as client:
@@ -45,6 +46,8 @@ def _when(value: Any) -> str:
 
 def tag_table(registry_repo: str) -> tuple[list[dict[str, Any]], str]:
     """Rows and text of `mirror tags --properties`."""
+    from mirror.manage import ManifestOrder
+
     ref = _ref(registry_repo)
 
     async def work(client: ContainerRegistryClient) -> list[Any]:
@@ -71,6 +74,8 @@ def _manifest_line(m: ManifestProperties) -> str:
 @json_option
 def manifests_command(repository: str, order: str, as_json: bool) -> None:
     """List the manifests of REPOSITORY (HOST/REPO) with size, time and tags."""
+    from mirror.manage import ManifestOrder
+
     ref = _ref(repository)
 
     async def work(client: ContainerRegistryClient) -> list[ManifestProperties]:
@@ -101,6 +106,8 @@ def props_command(
     as_json: bool,
 ) -> None:
     """Show (or, with --can-* flags, set) properties of a repository, tag or manifest."""
+    from mirror.manage import ArtifactAttributes
+
     ref = _ref(reference)
     attributes = ArtifactAttributes(can_delete, can_write, can_list, can_read)
 

@@ -1,8 +1,10 @@
-"""How commands print: text for people, JSON for programs, nothing when quiet."""
+"""How commands print: text for people, JSON for programs, nothing when quiet.
+
+asyncio is imported when a command's coroutine runs (`run`): help and usage errors, which
+never get there, come back without it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -21,6 +23,8 @@ from mirror.oci.platform import Platform
 from mirror.support.terminal import printable
 
 if TYPE_CHECKING:
+    import asyncio
+
     from mirror.progress import RichProgress
 
 __all__ = [
@@ -218,6 +222,8 @@ class _MainTask:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro` in this task, unless a SIGTERM came before it could start."""
+        import asyncio
+
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         if _Sigterm.received:
@@ -238,6 +244,8 @@ class _MainTask:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine to completion; Terminated when SIGTERM stopped it (the
     coroutine was cancelled and its clean-up has run, worker threads finished)."""
+    import asyncio
+
     main = _MainTask()
     with _on_sigterm(main.on_sigterm), asyncio.Runner() as runner:
         try:

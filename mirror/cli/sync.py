@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import re
@@ -24,11 +23,10 @@ from mirror.cli.output import (
     say,
 )
 from mirror.support.timestamps import parse_duration
-from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.report import Status, SyncReport
-from mirror.sync.run import run_sync
 
 if TYPE_CHECKING:
+    from mirror.sync.config import SyncConfig
     from mirror.sync.service import RunOutcome
 
 #: the exit code of a sync that left images for later (a rate-limit reserve was reached)
@@ -124,6 +122,10 @@ def sync_command(
         raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
     if every is not None and dry_run:
         raise click.UsageError("--every and --dry-run do not go together")
+    # imported once the arguments are understood: help and usage errors load no HTTP stack
+    from mirror.sync.config import load_config
+    from mirror.sync.run import run_sync
+
     parsed = load_config(config)
     if every is not None:
         run(_service(config, parsed, every, metrics_addr, shard))
@@ -183,6 +185,8 @@ async def _service(
     (exit 0), a second one stops at once as that signal ends any command (Terminated or
     KeyboardInterrupt); nothing half-written is ever visible either way."""
     # imported here: a one-off sync need not load prometheus_client and aiohttp's server
+    import asyncio
+
     from mirror.sync.metrics import SyncMetrics
     from mirror.sync.service import ConfigWatcher, Health, run_every, serve_metrics
 
