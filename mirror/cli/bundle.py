@@ -13,6 +13,7 @@ import click
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
 from mirror.cli.output import (
+    counted,
     emit,
     emit_report,
     json_option,
@@ -132,10 +133,11 @@ def create_command(
         )
     size = out.stat().st_size
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
-    lines = [f"{out}: {len(record.images)} images, {size} bytes"]
+    lines = [f"{out}: {counted(len(record.images), 'image')}, {counted(size, 'byte')}"]
     lines += [f"  {i.name}  {i.digest}" for i in record.images]
     if record.omitted:
-        lines.append(f"  delta: {len(record.omitted)} blobs left out (carried by {record.since})")
+        left_out = counted(len(record.omitted), "blob")
+        lines.append(f"  delta: {left_out} left out (carried by {record.since})")
     for change in record.recompressed:
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
     emit_report(
@@ -157,7 +159,7 @@ def _docker_archive(
             )
         )
     size = out.stat().st_size
-    lines = [f"{out}: {len(done)} images for docker load, {size} bytes"]
+    lines = [f"{out}: {counted(len(done), 'image')} for docker load, {counted(size, 'byte')}"]
     lines += [f"  {tag}  {result.digest}" for tag, result in done]
     emit_report(
         {

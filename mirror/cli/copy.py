@@ -12,6 +12,7 @@ import click
 
 from mirror.cli.context import registry_options
 from mirror.cli.output import (
+    counted,
     emit_report,
     json_option,
     parse_platforms,
@@ -130,7 +131,7 @@ def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
     lines = [
         f"copied {src} to {dst}",
         f"digest {result.digest}",
-        f"{result.blobs_copied} blobs copied ({result.bytes_copied} bytes), "
+        f"{counted(result.blobs_copied, 'blob')} copied ({counted(result.bytes_copied, 'byte')}), "
         f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
         f"in {result.seconds:.2f} s",
     ]

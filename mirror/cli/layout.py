@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.cli.output import emit, emit_outcome, emit_report, json_option, options, run, say
+from mirror.cli.output import (
+    counted,
+    emit,
+    emit_outcome,
+    emit_report,
+    json_option,
+    options,
+    run,
+    say,
+)
 
 if TYPE_CHECKING:
     from mirror.layout import GcReport, LayoutImage, Problem
@@ -110,7 +119,7 @@ def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
             "freedBytes": report.freed_bytes,
             "tempFiles": report.temp_files,
         },
-        f"{verb} {len(report.removed)} blobs ({report.freed_bytes} bytes)"
-        f" and {report.temp_files} temporary files",
+        f"{verb} {counted(len(report.removed), 'blob')} ({counted(report.freed_bytes, 'byte')})"
+        f" and {counted(report.temp_files, 'temporary file')}",
         dry_run=dry_run,
     )

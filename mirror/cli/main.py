@@ -100,6 +100,10 @@ _COMMANDS = {
 }
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C (SIGINT) ended the command: KeyboardInterrupt, carried past click."""
+
+
 class _LazyGroup(click.Group):
     """The top-level group: a start-up imports only the command that runs (none for
     `mirror --help`)."""
@@ -117,6 +121,14 @@ class _LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         _list_global_options_in_help(command)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C passes click by as `_Interrupted` (click would print an
+        empty line and call it "aborted", even into a pipe)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The "Commands" section, from the summaries: no command module is imported."""
@@ -447,7 +459,9 @@ def _main(args: list[str]) -> None:
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
+        if sys.stderr.isatty():
+            click.echo(err=True)  # the line after the terminal's ^C echo
         _fail("interrupted", EXIT_INTERRUPTED)
     except Terminated:
         _fail("terminated", EXIT_TERMINATED)

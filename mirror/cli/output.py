@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Options",
     "Terminated",
+    "counted",
     "emit",
     "emit_outcome",
     "emit_report",
@@ -122,6 +123,11 @@ def options() -> Options:
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--json` to a subcommand (same as the global `mirror --json`)."""
     return click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")(f)
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count and its noun (a plural in -s), singular for one."""
+    return f"{number} {noun if number == 1 else noun + 's'}"
 
 
 def emit(data: Any, text: Callable[[], str] | str) -> None:

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+from fixtures.generate import LayoutWriter, image
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, mirror
 
@@ -102,3 +103,29 @@ def test_every_says_the_least_it_accepts(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert "at least 1s" in result.stderr, result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+# one of a thing is not "1 things"
+
+
+def test_counts_of_one_are_singular(registry: Registry, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    writer = LayoutWriter(source)
+    files = [{"f": b"shared layer"}]
+    writer.name(image(writer, files, created="2024-01-01T00:00:00Z"), "a")
+    writer.name(image(writer, files, created="2024-01-02T00:00:00Z"), "b")  # a new config only
+    writer.close()
+    dest = f"oci:{tmp_path / 'dest'}"
+    assert mirror("copy", f"oci:{source}:a", f"{dest}:a").returncode == 0
+    second = mirror("copy", f"oci:{source}:b", f"{dest}:b")
+    assert second.returncode == 0, second.stderr
+    assert "1 blob copied (" in second.stdout, second.stdout
+    assert "1 already there" in second.stdout, second.stdout
+    (tmp_path / "dest" / "blobs" / "sha256" / ("0" * 64)).write_bytes(b"stray")
+    gc = mirror("layout", "gc", "--dry-run", str(tmp_path / "dest"))
+    assert "would remove 1 blob (5 bytes) and 0 temporary files" in gc.stdout, gc.stdout
+    pushed = mirror("--plain-http", "copy", SINGLE, f"docker://{registry.host}/one/img:v1")
+    assert pushed.returncode == 0, pushed.stderr
+    bundle = mirror("bundle", "create", str(tmp_path / "b.tar"), f"{registry.host}/one/img:v1")
+    assert bundle.returncode == 0, bundle.stderr
+    assert ": 1 image, " in bundle.stdout, bundle.stdout
