@@ -315,7 +315,7 @@ def render_help_startup(rows: Sequence[tuple[str, Run]], repeat: int) -> list[st
         f"import). Wall seconds from process start to exit and CPU seconds, medians of {repeat}",
         "runs taking turns. Read each against the target, and its part above the interpreter's",
         "own start (the first row, which no command goes below) as what mirror's imports and",
-        "click's parsing cost: a busy machine raises every row, that part least.",
+        "click's parsing cost; on a busy machine every row's seconds rise, CPU seconds least.",
         "",
         "| command | seconds | CPU s | above the interpreter s | target s | met |",
         "|---|---:|---:|---:|---:|---|",
