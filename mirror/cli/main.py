@@ -150,11 +150,12 @@ class _HelpWithGlobalOptions(click.Context):
         formatter = self.make_formatter()
         self.command.format_help(self, formatter)
         top = click.Context(cli)
+        accepted = set(_hoisted_names(self.command))
         records = [
             record
             for param in cli.get_params(top)
             if isinstance(param, click.Option)
-            and set(param.opts) & set(_hoisted_names(self.command))
+            and accepted & set(param.opts)
             and (record := param.get_help_record(top)) is not None
         ]
         with formatter.section("Global options (here or before the command)"):

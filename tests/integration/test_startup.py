@@ -11,6 +11,8 @@ import click
 import pytest
 
 from mirror.cli.main import _COMMANDS, cli
+from mirror.cli.output import Options
+from mirror.retry import DEFAULT_RETRIES
 from tests.support.tools import REPO
 
 #: what only a transfer needs: the HTTP stack, the terminal display, the registry client
@@ -82,3 +84,9 @@ def test_each_commands_summary_in_mirror_help_is_its_own() -> None:
         command = cli.get_command(click.Context(cli), name)
         assert command is not None
         assert _COMMANDS[name].summary == command.get_short_help_str(limit=10_000), name
+
+
+def test_the_retries_mirror_help_shows_are_the_librarys() -> None:
+    """`--retries`'s default comes from the CLI's options (mirror.retry is not imported for
+    help): it is the library's."""
+    assert Options().retries == DEFAULT_RETRIES
