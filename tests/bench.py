@@ -13,6 +13,8 @@ wrote the same manifest digest.
     at a distance   a delay proxy in front of each registry (tests/bench_delay.py): sync 40
                     tags (first, no-op), pull 300 small layers, registry-to-registry 1 GiB
     growth          no-op sync of 20, 200, 2,000 tags (tests/bench_growth.py)
+    help start-up   `mirror --help`, `mirror copy --help` and a usage error, which load no
+                    transfer stack, against the interpreter's own start
     CPU per byte    CPU-seconds per GiB pulled and pushed; where mirror's CPU goes
                     (tests/bench_cpu.py)
     memory, shared  peak RSS as one blob grows; 8 repositories sharing layers
@@ -280,6 +282,58 @@ def startup(b: Bench, image: str) -> Startup:
     return Startup(median(runs["mirror"]), median(runs["skopeo"]))
 
 
+#: commands whose start-up loads no transfer stack (issue 26), each a name and its arguments
+HELP_COMMANDS = {
+    "mirror --help": ("--help",),
+    "mirror copy --help": ("copy", "--help"),
+    "a usage error (copy A B --concurency 4)": ("copy", "A", "B", "--concurency", "4"),
+}
+#: the wall seconds each of them should take at most
+HELP_TARGET = 0.15
+
+
+def help_startup(env: dict[str, str], repeat: int) -> list[tuple[str, Run]]:
+    """The start-up of help and of a usage error (exit 2), and of the bare interpreter
+    (`python -P -c pass`, which no command goes below): medians, the commands taking turns."""
+    commands = {"the interpreter alone (python -c pass)": [sys.executable, "-P", "-c", "pass"]}
+    commands |= {name: mirror_cmd(*args) for name, args in HELP_COMMANDS.items()}
+    runs: dict[str, list[Run]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(timed(command, env, expect=(0, 2)))
+    return [(name, median(found)) for name, found in runs.items()]
+
+
+def render_help_startup(rows: Sequence[tuple[str, Run]], repeat: int) -> list[str]:
+    """The report's section on the start-up of help and usage errors (the interpreter's row
+    first)."""
+    lines = [
+        "## Start-up of help and usage errors",
+        "",
+        "`mirror --help`, a command's `--help` and a usage error load no transfer stack (no",
+        "aiohttp, rich or registry client: `tests/integration/test_startup.py` checks what they",
+        f"import). Wall seconds from process start to exit and CPU seconds, medians of {repeat}",
+        "runs taking turns. Read each against the target, and its part above the interpreter's",
+        "own start (the first row, which no command goes below) as what mirror's imports and",
+        "click's parsing cost; on a busy machine every row's seconds rise, CPU seconds least.",
+        "",
+        "| command | seconds | CPU s | above the interpreter s | target s | met |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    floor = rows[0][1].seconds
+    for name, run in rows:
+        if name not in HELP_COMMANDS:
+            lines.append(f"| {name} | {run.seconds:.3f} | {run.cpu:.3f} | - | - | - |")
+            continue
+        met = "yes" if run.seconds <= HELP_TARGET else "no"
+        lines.append(
+            f"| {name} | {run.seconds:.3f} | {run.cpu:.3f} | {run.seconds - floor:.3f} "
+            f"| {HELP_TARGET:.2f} | {met} |"
+        )
+    lines.append("")
+    return lines
+
+
 def floor_upload(b: Bench, blob: Path) -> float:
     """The seconds of the blob's upload alone (one POST, one streamed PUT) into an empty
     registry, by the bare client of tests/bench_floor.py."""
@@ -374,6 +428,7 @@ def main() -> None:
         made = {n: layout_digest(work / n, n) for n in ("big", "real")}
         print("start-up ...", flush=True)
         started = startup(b, f"{host}/bench/small:v1")
+        helped = help_startup(b.env, max(args.repeat, 7))
         print("loopback ...", flush=True)
         b.rows.append(
             pull_case(
@@ -482,6 +537,7 @@ def main() -> None:
         memory = memory_profile(b, host)
         shared = bench_shared.profile(work, source, args.repeat, b.registries, mirror_cmd, b.env)
         report = render(b, args, started, growth, profiles, memory)
+        report += "\n".join(render_help_startup(helped, max(args.repeat, 7))) + "\n"
         report += "\n".join(bench_shared.render(shared)) + "\n"
         print(report)
         if args.write:

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,10 +48,16 @@ def _cpu_seconds(servers: Sequence[Server]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def timed(args: list[str], env: dict[str, str] | None = None, watch: Sequence[Server] = ()) -> Run:
+def timed(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    watch: Sequence[Server] = (),
+    expect: Collection[int] = (0,),
+) -> Run:
     """Run a command to completion; its wall time, peak RSS and CPU, and the CPU the
     `watch`ed servers spent meanwhile. What earlier runs left for the disk to write is
-    written first, untimed, so no run pays for another's write-back."""
+    written first, untimed, so no run pays for another's write-back. An exit code not in
+    `expect` stops the benchmark."""
     os.sync()
     cpu_before = _cpu_seconds(watch)
     started = time.perf_counter()
@@ -61,7 +67,7 @@ def timed(args: list[str], env: dict[str, str] | None = None, watch: Sequence[Se
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    if os.waitstatus_to_exitcode(status) not in expect:
         raise SystemExit(f"benchmark command failed: {' '.join(args)}\n{stderr}")
     return Run(
         elapsed,

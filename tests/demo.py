@@ -3,12 +3,14 @@
 Starts Debian's docker-registry on a free loopback port, pushes a fixture image into it with
 skopeo, pulls it into an OCI layout with mirror, pushes that layout to another repository,
 inspects the result, carries it through an air-gap bundle, backs it up with a sync (twice:
-the second run is a no-op), checks that every digest matches, and stops the registry.
+the second run is a no-op), checks that every digest matches, and stops the registry. Its
+state (blob locations, upload sessions) stays in its temporary folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -45,6 +47,9 @@ def digest_of(ref: str) -> str:
 def main() -> None:
     """Run the demo in a temporary directory."""
     work = Path(tempfile.mkdtemp(prefix="mirror-demo-"))
+    # the throwaway registry's blob locations and upload sessions go with it, not into the
+    # user's own state folder (every mirror the demo runs inherits this)
+    os.environ["XDG_STATE_HOME"] = str(work / "state")
     registry = start_registry(work / "registry")
     try:
         host = registry.host

@@ -178,8 +178,7 @@ class ArchiveWriter(WriteOnly):
         }
         if tag:
             entry["annotations"] = {index_file.REF_NAME: tag}
-            # the name moves: the image it named leaves the archive (nothing kept unnamed)
-            self._entries, _ = index_file.remove_named(self._entries, tag)
+        # a name that moves takes the old image out of the archive (nothing kept unnamed)
         self._entries = index_file.add_entry(self._entries, entry)
         return desc
 

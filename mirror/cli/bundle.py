@@ -1,21 +1,19 @@
-"""`mirror bundle create|ls|verify|push`: many images in one file for air-gapped transfer."""
+"""`mirror bundle create|ls|verify|push`: many images in one file for air-gapped transfer.
+
+Each command imports the bundle machinery when it runs: help and usage errors load no HTTP
+stack."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mirror.archive.bundle import (
-    create_bundle,
-    create_docker_archive,
-    list_bundle,
-    push_bundle,
-    verify_bundle,
-)
 from mirror.cli.context import registry_options
 from mirror.cli.layout import report_problems
 from mirror.cli.output import (
+    counted,
     emit,
     emit_report,
     json_option,
@@ -23,11 +21,12 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
+from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
-from mirror.oci.reference import parse_registry_reference
-from mirror.registry import RegistryOptions
-from mirror.sync.config import load_config
-from mirror.sync.run import options_for, selected_images
+from mirror.oci.reference import is_valid_repository, parse_registry_reference
+
+if TYPE_CHECKING:
+    from mirror.registry import RegistryOptions
 
 __all__ = ["bundle_group"]
 
@@ -105,6 +104,10 @@ def create_command(
         )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
+    from mirror.archive.bundle import create_bundle
+    from mirror.sync.config import load_config
+    from mirror.sync.run import options_for, selected_images
+
     options = None
     if config_path is not None:
         config = load_config(config_path, need_destination=False)
@@ -130,10 +133,11 @@ def create_command(
         )
     size = out.stat().st_size
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
-    lines = [f"{out}: {len(record.images)} images, {size} bytes"]
+    lines = [f"{out}: {counted(len(record.images), 'image')}, {counted(size, 'byte')}"]
     lines += [f"  {i.name}  {i.digest}" for i in record.images]
     if record.omitted:
-        lines.append(f"  delta: {len(record.omitted)} blobs left out (carried by {record.since})")
+        left_out = counted(len(record.omitted), "blob")
+        lines.append(f"  delta: {left_out} left out (carried by {record.since})")
     for change in record.recompressed:
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
     emit_report(
@@ -146,6 +150,8 @@ def _docker_archive(
     out: Path, images: tuple[str, ...], options: RegistryOptions, platforms: tuple[Platform, ...]
 ) -> None:
     """`bundle create --format docker-archive`: the images in one `docker load` tar."""
+    from mirror.archive.bundle import create_docker_archive
+
     with progress_display() as progress:
         done = run(
             create_docker_archive(
@@ -153,7 +159,7 @@ def _docker_archive(
             )
         )
     size = out.stat().st_size
-    lines = [f"{out}: {len(done)} images for docker load, {size} bytes"]
+    lines = [f"{out}: {counted(len(done), 'image')} for docker load, {counted(size, 'byte')}"]
     lines += [f"  {tag}  {result.digest}" for tag, result in done]
     emit_report(
         {
@@ -171,6 +177,8 @@ def _docker_archive(
 @json_option
 def ls_command(bundle: Path, as_json: bool) -> None:
     """List the images a bundle records."""
+    from mirror.archive.bundle import list_bundle
+
     record = run(list_bundle(bundle))
     emit(
         record.to_json(),
@@ -183,17 +191,39 @@ def ls_command(bundle: Path, as_json: bool) -> None:
 @json_option
 def verify_command(bundle: Path, as_json: bool) -> None:
     """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
+    from mirror.archive.bundle import verify_bundle
+
     with progress_display() as progress:
         problems = run(verify_bundle(bundle, progress=progress))
     report_problems(problems, str(bundle))
 
 
+def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback: `REGISTRY[/PREFIX]`, checked before the bundle is read."""
+    host, _, prefix = value.removeprefix("docker://").strip("/").partition("/")
+    local = value.startswith(("oci:", "oci-archive:", "docker-archive:", ".", "/", "~"))
+    try:
+        parse_registry_reference(f"{host}/x")
+    except InvalidReference:
+        local = True
+    if local or (prefix and not is_valid_repository(prefix)):
+        raise click.BadParameter(
+            f"{value!r} is not REGISTRY[/PREFIX] (bundle push writes to a registry; "
+            "'mirror copy oci-archive:BUNDLE:NAME DESTINATION' copies one image elsewhere)",
+            ctx,
+            param,
+        )
+    return value
+
+
 @bundle_group.command("push")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("destination")
+@click.argument("destination", callback=_registry_prefix)
 @json_option
 def push_command(bundle: Path, destination: str, as_json: bool) -> None:
     """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
+    from mirror.archive.bundle import push_bundle
+
     host = destination.removeprefix("docker://").split("/", 1)[0]
     with progress_display() as progress:
         pushed = run(

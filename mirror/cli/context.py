@@ -1,42 +1,46 @@
-"""Registry options from the global CLI flags, scoped to the registries a command names."""
+"""Registry options from the global CLI flags, scoped to the registries a command names.
+
+The registry and sign-in modules are imported when a command asks for its options, not
+before: help and usage errors never load the HTTP stack."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT, is_acr_host
-from mirror.auth.credentials import Credentials, DockerConfig, parse_creds
-from mirror.auth.sources import AzureAD
 from mirror.cli.output import options
 from mirror.errors import MirrorError
 from mirror.oci.reference import Reference, RegistryReference
-from mirror.registry import HostSettings, RegistryOptions
 
-__all__ = ["AZURE_CLOUDS", "azure_credential", "registry_options"]
+if TYPE_CHECKING:
+    from mirror.auth.credentials import Credentials
+    from mirror.registry import RegistryOptions
 
-#: --azure-cloud: (authority host, ACR audience)
-AZURE_CLOUDS = {
-    "public": ("login.microsoftonline.com", AZURE_PUBLIC),
-    "china": ("login.chinacloudapi.cn", AZURE_CHINA),
-    "usgov": ("login.microsoftonline.us", AZURE_US_GOVERNMENT),
+__all__ = ["azure_credential", "registry_options"]
+
+#: --azure-cloud: its authority host
+AZURE_AUTHORITIES = {
+    "public": "login.microsoftonline.com",
+    "china": "login.chinacloudapi.cn",
+    "usgov": "login.microsoftonline.us",
 }
 
 
 def azure_credential(cloud: str | None) -> tuple[Any, str | None]:
-    """DefaultAzureCredential for the cloud (environment, managed identity, Azure CLI, …).
-
-    With no cloud named, the audience follows each login server's suffix.
-    """
+    """DefaultAzureCredential for the cloud (environment, managed identity, Azure CLI, …),
+    and the cloud's ACR audience. With no cloud named, the audience follows each login
+    server's suffix."""
     from azure.identity import DefaultAzureCredential  # imported only when ACR is used
+
+    from mirror.auth.azure import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT
 
     if cloud is None:
         return DefaultAzureCredential(), None
-    authority, audience = AZURE_CLOUDS[cloud]
-    return DefaultAzureCredential(authority=authority), audience
+    audiences = {"public": AZURE_PUBLIC, "china": AZURE_CHINA, "usgov": AZURE_US_GOVERNMENT}
+    return DefaultAzureCredential(authority=AZURE_AUTHORITIES[cloud]), audiences[cloud]
 
 
 _HOST_RE = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?")
@@ -62,6 +66,8 @@ def credentials_by_host(given: Iterable[str], hosts: frozenset[str]) -> dict[str
 
 
 def _creds(text: str) -> Credentials:
+    from mirror.auth.credentials import parse_creds
+
     try:
         return parse_creds(text)
     except MirrorError as exc:
@@ -71,6 +77,11 @@ def _creds(text: str) -> Credentials:
 def registry_options(refs: Iterable[Reference | str]) -> RegistryOptions:
     """Options for a command: the TLS, plain-HTTP and credential flags are said of the
     registries it names (`--creds HOST=…` of HOST), `--ca-file` of every registry."""
+    from mirror.auth.credentials import DockerConfig
+    from mirror.auth.sources import AzureAD
+    from mirror.hosts import is_acr_host
+    from mirror.registry import HostSettings, RegistryOptions
+
     opts = options()
     hosts = frozenset(
         r.registry if isinstance(r, RegistryReference) else str(r)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from mirror.api import copy
 from mirror.cli.context import registry_options
 from mirror.cli.endpoints import parse_endpoint
 from mirror.cli.output import (
+    counted,
     emit_report,
     json_option,
     parse_platforms,
     progress_display,
     run,
 )
-from mirror.engine import CopyResult
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
 from mirror.oci.reference import (
@@ -28,6 +28,9 @@ from mirror.oci.reference import (
     RegistryReference,
     check_destination,
 )
+
+if TYPE_CHECKING:
+    from mirror.engine import CopyResult
 
 __all__ = ["copy_command", "pull_command", "push_command"]
 
@@ -97,6 +100,8 @@ def _do_copy(
     manifest_format: str = "v2s2",
     compression: str = "gzip",
 ) -> None:
+    from mirror.api import copy  # once the arguments are understood: help loads no HTTP stack
+
     with progress_display() as progress:
         result = run(
             copy(
@@ -126,7 +131,7 @@ def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
     lines = [
         f"copied {src} to {dst}",
         f"digest {result.digest}",
-        f"{result.blobs_copied} blobs copied ({result.bytes_copied} bytes), "
+        f"{counted(result.blobs_copied, 'blob')} copied ({counted(result.bytes_copied, 'byte')}), "
         f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
         f"in {result.seconds:.2f} s",
     ]

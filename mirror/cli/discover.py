@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from mirror.api import ImageInfo, inspect, list_repositories, list_tags
 from mirror.cli.context import registry_options
 from mirror.cli.endpoints import parse_endpoint
 from mirror.cli.output import emit, json_option, options, run, say
 from mirror.oci.reference import RegistryReference, is_valid_tag
+
+if TYPE_CHECKING:
+    from mirror.api import ImageInfo
 
 __all__ = ["inspect_command", "ls_command", "tags_command"]
 
@@ -21,6 +24,8 @@ __all__ = ["inspect_command", "ls_command", "tags_command"]
 @json_option
 def inspect_command(reference: str, raw: bool, as_json: bool) -> None:
     """Show digest, media type, platforms, layers and sizes of REFERENCE."""
+    from mirror.api import inspect  # once the arguments are understood (as in each command)
+
     ref = parse_endpoint(reference, "REFERENCE", registry=True)
     info = run(inspect(ref, options=registry_options([ref])))
     if raw:
@@ -63,6 +68,8 @@ def tags_command(repository: str, properties: bool, as_json: bool) -> None:
         rows, text = tag_table(repository)
         emit(rows, text)
         return
+    from mirror.api import list_tags
+
     ref = parse_endpoint(repository, "REPOSITORY", registry=True)
     tags = run(list_tags(ref, options=registry_options([ref])))
     if options().as_json:  # exact, as the registry sent them
@@ -81,6 +88,8 @@ def tags_command(repository: str, properties: bool, as_json: bool) -> None:
 @json_option
 def ls_command(registry: str, as_json: bool) -> None:
     """List the repositories of REGISTRY (HOST[:PORT])."""
+    from mirror.api import list_repositories
+
     host = registry.removeprefix("docker://").rstrip("/")
     names = run(list_repositories(host, options=registry_options([host])))
     emit(names, "\n".join(names))

@@ -1,14 +1,27 @@
-"""`mirror layout ls|verify|gc PATH`: look after an OCI image layout on disk."""
+"""`mirror layout ls|verify|gc PATH`: look after an OCI image layout on disk.
+
+`mirror.layout` is imported when a command runs: help and usage errors come back at once."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.cli.output import emit, emit_report, json_option, options, run, say
-from mirror.layout import GcReport, Layout, LayoutImage, Problem, gc, verify
+from mirror.cli.output import (
+    counted,
+    emit,
+    emit_outcome,
+    emit_report,
+    json_option,
+    options,
+    run,
+    say,
+)
+
+if TYPE_CHECKING:
+    from mirror.layout import GcReport, LayoutImage, Problem
 
 __all__ = ["layout_group", "report_problems"]
 
@@ -23,6 +36,7 @@ def layout_group() -> None:
 @json_option
 def ls_command(path: str, as_json: bool) -> None:
     """List the images in the layout at PATH."""
+    from mirror.layout import Layout
 
     async def work() -> list[LayoutImage]:
         async with await Layout.open(path) as layout:
@@ -75,6 +89,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @json_option
 def verify_command(path: str, strict: bool, as_json: bool) -> None:
     """Re-hash every blob in PATH and check every referenced blob is there; exit 1 on problems."""
+    from mirror.layout import Layout, verify
 
     async def work() -> list[Problem]:
         async with await Layout.open(path) as layout:
@@ -89,6 +104,7 @@ def verify_command(path: str, strict: bool, as_json: bool) -> None:
 @json_option
 def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
     """Delete blobs no image in PATH reaches, and stale temporary files."""
+    from mirror.layout import Layout, gc
 
     async def work() -> GcReport:
         async with await Layout.open(path) as layout:
@@ -96,13 +112,14 @@ def gc_command(path: str, dry_run: bool, as_json: bool) -> None:
 
     report = run(work())
     verb = "would remove" if dry_run else "removed"
-    emit_report(
+    emit_outcome(
         {
             "dryRun": dry_run,
             "removed": [str(d) for d in report.removed],
             "freedBytes": report.freed_bytes,
             "tempFiles": report.temp_files,
         },
-        f"{verb} {len(report.removed)} blobs ({report.freed_bytes} bytes)"
-        f" and {report.temp_files} temporary files",
+        f"{verb} {counted(len(report.removed), 'blob')} ({counted(report.freed_bytes, 'byte')})"
+        f" and {counted(report.temp_files, 'temporary file')}",
+        dry_run=dry_run,
     )

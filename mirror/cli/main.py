@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import re
 import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -13,8 +13,10 @@ from mirror._version import __version__
 from mirror.cli.output import Options, Terminated, parse_size, sigterm_ends_the_command
 from mirror.errors import MirrorError, UntrustedCertificate
 from mirror.limits import DEFAULT_LIMITS, Limits
-from mirror.retry import DEFAULT_RETRIES
 from mirror.support.terminal import printable
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "cli", "main"]
 
@@ -25,26 +27,87 @@ EXIT_INTERRUPTED = 128 + 2
 EXIT_TERMINATED = 128 + 15
 
 
-#: command -> (module, attribute): a command's module is imported only when it is used
+class _Spec(NamedTuple):
+    """Where a command is, and its summary for `mirror --help` (its docstring's first
+    sentence, as click shortens it; a test keeps the two equal)."""
+
+    module: str
+    attribute: str
+    summary: str
+
+
+#: every command: its module is imported only when it is used, not to list it in the help
 _COMMANDS = {
-    "bundle": ("mirror.cli.bundle", "bundle_group"),
-    "copy": ("mirror.cli.copy", "copy_command"),
-    "delete": ("mirror.cli.manage", "delete_command"),
-    "inspect": ("mirror.cli.discover", "inspect_command"),
-    "layout": ("mirror.cli.layout", "layout_group"),
-    "ls": ("mirror.cli.discover", "ls_command"),
-    "manifests": ("mirror.cli.manage", "manifests_command"),
-    "props": ("mirror.cli.manage", "props_command"),
-    "prune": ("mirror.cli.manage", "prune_command"),
-    "pull": ("mirror.cli.copy", "pull_command"),
-    "push": ("mirror.cli.copy", "push_command"),
-    "sync": ("mirror.cli.sync", "sync_command"),
-    "tags": ("mirror.cli.discover", "tags_command"),
+    "bundle": _Spec(
+        "mirror.cli.bundle",
+        "bundle_group",
+        "Carry images across an air gap in one verifiable file (.tar or .tar.zst).",
+    ),
+    "copy": _Spec("mirror.cli.copy", "copy_command", "Copy an image from SOURCE to DESTINATION."),
+    "delete": _Spec(
+        "mirror.cli.manage",
+        "delete_command",
+        "Delete a tag (HOST/REPO:TAG) or a manifest with its tags (HOST/REPO@DIGEST); in a "
+        "layout, a name (oci:DIR:REF) or an image with all its names (oci:DIR@DIGEST).",
+    ),
+    "inspect": _Spec(
+        "mirror.cli.discover",
+        "inspect_command",
+        "Show digest, media type, platforms, layers and sizes of REFERENCE.",
+    ),
+    "layout": _Spec(
+        "mirror.cli.layout", "layout_group", "Inspect, check and clean OCI image layouts."
+    ),
+    "ls": _Spec(
+        "mirror.cli.discover", "ls_command", "List the repositories of REGISTRY (HOST[:PORT])."
+    ),
+    "manifests": _Spec(
+        "mirror.cli.manage",
+        "manifests_command",
+        "List the manifests of REPOSITORY (HOST/REPO) with size, time and tags.",
+    ),
+    "props": _Spec(
+        "mirror.cli.manage",
+        "props_command",
+        "Show (or, with --can-* flags, set) properties of a repository, tag or manifest.",
+    ),
+    "prune": _Spec(
+        "mirror.cli.manage",
+        "prune_command",
+        "Keep the newest N manifests of REPOSITORY; delete the others with their tags.",
+    ),
+    "pull": _Spec(
+        "mirror.cli.copy",
+        "pull_command",
+        "Pull IMAGE (HOST/REPO[:TAG][@DIGEST]) into the OCI layout DIRECTORY (also written "
+        "oci:DIR[:NAME] or oci-archive:FILE[:NAME]), named by its tag unless NAME is given.",
+    ),
+    "push": _Spec(
+        "mirror.cli.copy",
+        "push_command",
+        "Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE "
+        "(HOST/REPO[:TAG][@DIGEST]).",
+    ),
+    "sync": _Spec(
+        "mirror.cli.sync",
+        "sync_command",
+        "Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.",
+    ),
+    "tags": _Spec(
+        "mirror.cli.discover",
+        "tags_command",
+        "List the tags of REPOSITORY (HOST/REPO, or oci:DIR for image names).",
+    ),
 }
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C (SIGINT) ended the command: KeyboardInterrupt, carried past click."""
+
+
 class _LazyGroup(click.Group):
-    """The top-level group: a start-up imports only the command that runs."""
+    """The top-level group: a start-up imports only the command that runs (none for
+    `mirror --help`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command name, sorted."""
@@ -55,15 +118,70 @@ class _LazyGroup(click.Group):
         spec = _COMMANDS.get(cmd_name)
         if spec is None:
             return None
-        command = getattr(importlib.import_module(spec[0]), spec[1])
+        command = getattr(importlib.import_module(spec.module), spec.attribute)
         assert isinstance(command, click.Command)
+        _list_global_options_in_help(command)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C passes click by as `_Interrupted` (click would print an
+        empty line and call it "aborted", even into a pipe)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The "Commands" section, from the summaries: no command module is imported."""
+        limit = formatter.width - 6 - max(map(len, _COMMANDS))
+        rows = [
+            (name, click.Command(name, help=spec.summary).get_short_help_str(limit))
+            for name, spec in _COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+class _HelpWithGlobalOptions(click.Context):
+    """A command's context whose help ends with the global options the command accepts
+    after its name (cobra's "Global Flags"), so `mirror copy --help` shows `--plain-http`."""
+
+    def get_help(self) -> str:
+        """The command's help, then a "Global options" section."""
+        formatter = self.make_formatter()
+        self.command.format_help(self, formatter)
+        top = click.Context(cli)
+        accepted = set(_hoisted_names(self.command))
+        records = [
+            record
+            for param in cli.get_params(top)
+            if isinstance(param, click.Option)
+            and accepted & set(param.opts)
+            and (record := param.get_help_record(top)) is not None
+        ]
+        with formatter.section("Global options (here or before the command)"):
+            formatter.write_dl(records)
+        return formatter.getvalue().rstrip("\n")
+
+
+def _list_global_options_in_help(command: click.Command) -> None:
+    """`command`'s help (and each of its subcommands', for a group) lists the global
+    options."""
+    command.context_class = _HelpWithGlobalOptions
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _list_global_options_in_help(sub)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="mirror")
 @click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only errors and the data asked for (a dry run's plan).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail (repeat for more).")
 @click.option(
     "--creds",
@@ -101,7 +219,7 @@ class _LazyGroup(click.Group):
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
-    default=DEFAULT_RETRIES,
+    default=Options.retries,  # mirror.retry's DEFAULT_RETRIES, without importing tenacity
     show_default=True,
     help="Retries of a failing request (resets, 408, 429, 5xx), with backoff.",
 )
@@ -180,12 +298,7 @@ def cli(
     azure_cloud: str | None,
 ) -> None:
     """Move OCI images between registries, OCI layouts and archives, verifying every byte."""
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PrintableFormatter("mirror: %(levelname)s: %(message)s"))
-        logger = logging.getLogger("mirror")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    _log_to_stderr(verbose)
     ctx.obj = Options(
         as_json=as_json,
         quiet=quiet,
@@ -210,12 +323,29 @@ def cli(
     )
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log lines with control characters escaped: a log may quote what a registry sent."""
+#: the handler `_log_to_stderr` installed (replaced when `main` runs again in one process)
+_handler: list[logging.Handler] = []
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The line as `logging.Formatter` makes it, made printable."""
-        return printable(super().format(record))
+
+def _log_to_stderr(verbose: int) -> None:
+    """mirror's log on stderr with its `mirror:` prefix, control characters escaped (a log
+    may quote what a registry sent): warnings always, more with -v. logging is imported
+    here: help and usage errors never get this far."""
+    import logging
+
+    class PrintableFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    logger = logging.getLogger("mirror")
+    for old in _handler:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("mirror: %(levelname)s: %(message)s"))
+    _handler[:] = [handler]
+    logger.addHandler(handler)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logger.setLevel(levels.get(verbose, logging.DEBUG))
 
 
 _NOT_HOISTED = frozenset({"-h", "--help", "--version"})
@@ -231,45 +361,41 @@ def _option_names(command: click.Command) -> dict[str, bool]:
     return names
 
 
-def _leaf(words: list[str]) -> click.Command | None:
-    """The command `words` (what follows the global options) runs, through groups."""
-    command: click.Command | None = cli
-    ctx = click.Context(cli)
-    for word in words:
-        if not isinstance(command, click.Group):
-            return command
-        if word.startswith("-"):
-            continue
-        command = command.get_command(ctx, word)
-    return command
-
-
 def hoist_global_options(argv: list[str]) -> list[str]:
     """Global options given after the command moved before it, so that `mirror copy
-    --plain-http A B` means `mirror --plain-http copy A B` (skopeo and crane users put
-    options after the verb). A command's own option of the same name (`--json`) stays."""
+    --plain-http A B` and `mirror layout --json ls DIR` mean `mirror --plain-http copy A B`
+    and `mirror --json layout ls DIR` (skopeo and crane users put options after the verb).
+    An option the command (or group) where it stands has itself (`ls --json`) stays there."""
     globals_ = _option_names(cli)
     start = 0
     while start < len(argv) and argv[start].startswith("-"):
         name = argv[start].split("=", 1)[0]
         start += 2 if globals_.get(name) and "=" not in argv[start] else 1
-    if start >= len(argv):
-        return argv
-    leaf = _leaf(argv[start:])
-    own = _option_names(leaf) if leaf is not None else {}
     moved: list[str] = []
     kept: list[str] = []
     words = argv[start:]
+    command: click.Command | None = cli
+    own: dict[str, bool] = {}
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--":
             kept.extend(words[i:])
             break
-        name = word.split("=", 1)[0]
-        if re.fullmatch(r"-v+", word):
-            name = "-v"
-        if name in globals_ and name not in own and name not in _NOT_HOISTED:
+        if not word.startswith("-") or word == "-":
+            if isinstance(command, click.Group):  # the next command down, through groups
+                command = command.get_command(click.Context(cli), word)
+                own = _option_names(command) if command is not None else {}
+            kept.append(word)
+            i += 1
+            continue
+        name = "-v" if re.fullmatch(r"-v+", word) else word.split("=", 1)[0]
+        if name in own:  # the command's own option, with its value
+            takes = own[name] and "=" not in word
+            kept.extend(words[i : i + 2] if takes else [word])
+            i += 2 if takes else 1
+            continue
+        if name in globals_ and name not in _NOT_HOISTED:
             takes = globals_[name] and "=" not in word
             moved.extend(words[i : i + 2] if takes else [word])
             i += 2 if takes else 1
@@ -277,6 +403,22 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         kept.append(word)
         i += 1
     return argv[:start] + moved + kept
+
+
+def _hoisted_names(command: click.Command) -> list[str]:
+    """The global option names `command` accepts after its name (those it has not itself)."""
+    own = _option_names(command)
+    return [n for n in _option_names(cli) if n not in own and n not in _NOT_HOISTED]
+
+
+def _suggest_global_options(error: click.NoSuchOption) -> click.NoSuchOption:
+    """A misspelt option after a command, with a "did you mean" among the global options it
+    accepts there as well as its own (click suggests only the command's own)."""
+    command = error.ctx.command if error.ctx else None
+    if error.possibilities or command is None or command is cli:
+        return error
+    names = [*_option_names(command), *_hoisted_names(command)]
+    return click.NoSuchOption(error.option_name, possibilities=names, ctx=error.ctx)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,6 +444,8 @@ def _main(args: list[str]) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
+        if isinstance(exc, click.NoSuchOption):
+            exc = _suggest_global_options(exc)
         hint = (
             f" (see 'mirror {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ")
             if exc.ctx
@@ -317,7 +461,9 @@ def _main(args: list[str]) -> None:
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
+        if sys.stderr.isatty():
+            click.echo(err=True)  # the line after the terminal's ^C echo
         _fail("interrupted", EXIT_INTERRUPTED)
     except Terminated:
         _fail("terminated", EXIT_TERMINATED)

@@ -1,22 +1,17 @@
-"""`mirror manifests|props|delete|prune`, and `mirror tags --properties`: registry management."""
+"""`mirror manifests|props|delete|prune`, and `mirror tags --properties`: registry management.
+
+`mirror.manage` is imported when a command runs: help and usage errors load no HTTP stack."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mirror.cli.context import registry_options
-from mirror.cli.output import emit, emit_report, json_option, run
+from mirror.cli.output import emit, emit_outcome, emit_report, json_option, run
 from mirror.errors import InvalidReference
-from mirror.layout import Layout
-from mirror.manage import (
-    ArtifactAttributes,
-    ContainerRegistryClient,
-    ManifestOrder,
-    ManifestProperties,
-)
 from mirror.oci.digest import Digest
 from mirror.oci.reference import (
     LayoutReference,
@@ -24,6 +19,9 @@ from mirror.oci.reference import (
     parse_reference,
     parse_registry_reference,
 )
+
+if TYPE_CHECKING:
+    from mirror.manage import ContainerRegistryClient, ManifestProperties
 
 __all__ = ["delete_command", "manifests_command", "props_command", "prune_command", "tag_table"]
 
@@ -38,6 +36,8 @@ def _ref(text: str) -> RegistryReference:
 def _with_client(
     ref: RegistryReference, work: Callable[[ContainerRegistryClient], Awaitable[T]]
 ) -> T:
+    from mirror.manage import ContainerRegistryClient
+
     async def go() -> T:
         options = registry_options([ref])
         async with ContainerRegistryClient(ref.registry, options=options) as client:
@@ -52,6 +52,8 @@ def _when(value: Any) -> str:
 
 def tag_table(registry_repo: str) -> tuple[list[dict[str, Any]], str]:
     """Rows and text of `mirror tags --properties`."""
+    from mirror.manage import ManifestOrder
+
     ref = _ref(registry_repo)
 
     async def work(client: ContainerRegistryClient) -> list[Any]:
@@ -78,6 +80,8 @@ def _manifest_line(m: ManifestProperties) -> str:
 @json_option
 def manifests_command(repository: str, order: str, as_json: bool) -> None:
     """List the manifests of REPOSITORY (HOST/REPO) with size, time and tags."""
+    from mirror.manage import ManifestOrder
+
     ref = _ref(repository)
 
     async def work(client: ContainerRegistryClient) -> list[ManifestProperties]:
@@ -108,6 +112,8 @@ def props_command(
     as_json: bool,
 ) -> None:
     """Show (or, with --can-* flags, set) properties of a repository, tag or manifest."""
+    from mirror.manage import ArtifactAttributes
+
     ref = _ref(reference)
     attributes = ArtifactAttributes(can_delete, can_write, can_list, can_read)
 
@@ -192,6 +198,8 @@ def _layout_target(reference: str) -> tuple[str, str]:
 async def _delete_in_layout(reference: str) -> tuple[str, tuple[str, ...]]:
     """Take a name off a layout, or a manifest out of it; what was done, and the names that
     left (fallback and digest tags go with their subject)."""
+    from mirror.layout import Layout
+
     path, target = _layout_target(reference)
     async with await Layout.open(path) as layout:
         if target.startswith(("sha256:", "sha512:")):
@@ -217,10 +225,11 @@ def prune_command(repository: str, keep: int, dry_run: bool, as_json: bool) -> N
 
     doomed = _with_client(ref, work)
     verb = "would delete" if dry_run else "deleted"
-    emit_report(
+    emit_outcome(
         {"dryRun": dry_run, "deleted": [m.to_json() for m in doomed]},
         lambda: (
             "\n".join(f"{verb} {_manifest_line(m)}" for m in doomed)
             or f"nothing to delete: {keep} or fewer manifests"
         ),
+        dry_run=dry_run,
     )

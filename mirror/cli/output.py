@@ -1,8 +1,10 @@
-"""How commands print: text for people, JSON for programs, nothing when quiet."""
+"""How commands print: text for people, JSON for programs, nothing when quiet.
+
+asyncio is imported when a command's coroutine runs (`run`): help and usage errors, which
+never get there, come back without it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -21,12 +23,16 @@ from mirror.oci.platform import Platform
 from mirror.support.terminal import printable
 
 if TYPE_CHECKING:
+    import asyncio
+
     from mirror.progress import RichProgress
 
 __all__ = [
     "Options",
     "Terminated",
+    "counted",
     "emit",
+    "emit_outcome",
     "emit_report",
     "json_option",
     "options",
@@ -119,6 +125,11 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Write JSON instead of text.")(f)
 
 
+def counted(number: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count and its noun (a plural in -s), singular for one."""
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
 def emit(data: Any, text: Callable[[], str] | str) -> None:
     """Print the data a command exists to print: JSON when asked, else the human text.
     `-q` never silences it (it silences progress, logs and reports)."""
@@ -140,6 +151,12 @@ def emit_report(data: Any, text: Callable[[], str] | str) -> None:
     """Print what a command did (JSON when asked); nothing in text when quiet."""
     if options().as_json or not options().quiet:
         emit(data, text)
+
+
+def emit_outcome(data: Any, text: Callable[[], str] | str, *, dry_run: bool) -> None:
+    """Print what a command did (`emit_report`), or with `dry_run` what it would do: a dry
+    run's plan is the data it exists to print, which `-q` never silences (`emit`)."""
+    (emit if dry_run else emit_report)(data, text)
 
 
 class Terminated(BaseException):
@@ -211,6 +228,8 @@ class _MainTask:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro` in this task, unless a SIGTERM came before it could start."""
+        import asyncio
+
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         if _Sigterm.received:
@@ -231,6 +250,8 @@ class _MainTask:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine to completion; Terminated when SIGTERM stopped it (the
     coroutine was cancelled and its clean-up has run, worker threads finished)."""
+    import asyncio
+
     main = _MainTask()
     with _on_sigterm(main.on_sigterm), asyncio.Runner() as runner:
         try:

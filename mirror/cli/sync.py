@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import re
@@ -16,7 +15,7 @@ import click
 from mirror.cli.context import registry_options
 from mirror.cli.output import (
     Terminated,
-    emit_report,
+    emit_outcome,
     json_option,
     options,
     progress_display,
@@ -24,11 +23,10 @@ from mirror.cli.output import (
     say,
 )
 from mirror.support.timestamps import parse_duration
-from mirror.sync.config import SyncConfig, load_config
-from mirror.sync.report import SyncReport
-from mirror.sync.run import run_sync
+from mirror.sync.report import Status, SyncReport
 
 if TYPE_CHECKING:
+    from mirror.sync.config import SyncConfig
     from mirror.sync.service import RunOutcome
 
 #: the exit code of a sync that left images for later (a rate-limit reserve was reached)
@@ -46,12 +44,20 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     return int(match.group(1)), int(match.group(2))
 
 
+#: the shortest pause `--every` takes between runs
+LEAST_INTERVAL = 1.0
+
+
 def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
     seconds = parse_duration(value)
-    if seconds is None or seconds <= 0:
+    if seconds is None:
         raise click.BadParameter(f"{value!r} is not a duration like 30s, 15m or 1h", ctx, param)
+    if seconds < LEAST_INTERVAL:
+        raise click.BadParameter(
+            f"{value!r} is too short: at least {LEAST_INTERVAL:g}s (30s, 15m, 1h)", ctx, param
+        )
     return seconds
 
 
@@ -67,10 +73,11 @@ def _address(
 
 
 def _text(report: SyncReport) -> str:
+    """The report for people; why an image failed is said once, by its line on stderr."""
     lines = [
         f"{i.status:<12} {i.source or '-'} -> {i.destination or '-'}"
         + (f"  {i.bytes} bytes" if i.status == "planned" else "")
-        + (f"  ({i.error})" if i.error else "")
+        + (f"  ({i.error})" if i.error and i.status is not Status.FAILED else "")
         for i in report.images
     ]
     planned = [i for i in report.images if i.status == "planned"]
@@ -91,8 +98,8 @@ def _text(report: SyncReport) -> str:
     "--every",
     callback=_interval,
     metavar="DURATION",
-    help="Run again DURATION (30s, 15m, 1h) after each run ends, until SIGTERM or SIGINT; "
-    "CONFIG is re-read before each run.",
+    help="Run again DURATION (30s, 15m, 1h; at least 1s) after each run ends, until SIGTERM "
+    "or SIGINT; CONFIG is re-read before each run.",
 )
 @click.option(
     "--metrics-addr",
@@ -115,6 +122,10 @@ def sync_command(
         raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
     if every is not None and dry_run:
         raise click.UsageError("--every and --dry-run do not go together")
+    # imported once the arguments are understood: help and usage errors load no HTTP stack
+    from mirror.sync.config import load_config
+    from mirror.sync.run import run_sync
+
     parsed = load_config(config)
     if every is not None:
         run(_service(config, parsed, every, metrics_addr, shard))
@@ -129,7 +140,7 @@ def sync_command(
                 progress=progress,
             )
         )
-    emit_report(report.to_json(), lambda: _text(report))
+    emit_outcome(report.to_json(), lambda: _text(report), dry_run=dry_run)
     _say_failures(report)
     if report.failed:
         sys.exit(1)
@@ -174,6 +185,8 @@ async def _service(
     (exit 0), a second one stops at once as that signal ends any command (Terminated or
     KeyboardInterrupt); nothing half-written is ever visible either way."""
     # imported here: a one-off sync need not load prometheus_client and aiohttp's server
+    import asyncio
+
     from mirror.sync.metrics import SyncMetrics
     from mirror.sync.service import ConfigWatcher, Health, run_every, serve_metrics
 

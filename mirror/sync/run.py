@@ -52,10 +52,11 @@ def options_for(config: SyncConfig, base: RegistryOptions | None = None) -> Regi
 
 
 async def selected_images(config: SyncConfig, options: RegistryOptions | None = None) -> list[str]:
-    """The registry images (`docker://host/repo:tag` or `@digest`) a config's jobs select."""
+    """The registry images (`docker://host/repo:tag` or `@digest`) a config's jobs select,
+    each once (two jobs may select one image), in the order the jobs first select them."""
     async with RegistryClient(options_for(config, options)) as client, AsyncExitStack() as stack:
         found = await survey(config, Endpoints(client, stack), destinations=False)
-    chosen = found.selected()
+    chosen = list(dict.fromkeys(found.selected()))
     for source in chosen:
         if not source.startswith("docker://"):
             raise InvalidReference(f"{source}: bundles take registry images, not layouts")

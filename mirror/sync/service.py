@@ -3,7 +3,8 @@ and dregsy do: run, sleep, re-read the configuration, run again — until told t
 
     ConfigWatcher   the configuration file re-read before each run; a broken edit is reported
                     once and the last good configuration kept
-    Health          "the last run finished within two intervals" (`/healthz`)
+    Health          "the runs keep their schedule" (`/healthz`): the last run finished within
+                    two intervals, or the first is running within one
     serve_metrics   `/metrics` (Prometheus text, from SyncMetrics) and `/healthz` over HTTP
     run_every       the loop; a set `stop` event lets the images in flight finish, starts
                     nothing more and returns
@@ -71,26 +72,34 @@ class ConfigWatcher:
 
 
 class Health:
-    """Healthy while the last run finished (or, before the first, the service started)
-    within two intervals."""
+    """Healthy while the runs keep their schedule, each run given one interval: the last run
+    finished within two intervals (the pause, then the next run); before the first run ends
+    (it starts at once), within one interval of the start."""
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self._clock = clock
-        self._since = clock()
+        self._started = clock()
+        self._finished: float | None = None
 
     def ran(self) -> None:
         """A run just finished."""
-        self._since = self._clock()
+        self._finished = self._clock()
 
     def healthy(self) -> bool:
-        """True while the last run is recent enough."""
-        return self._clock() - self._since <= 2 * self.interval
+        """True while the service is on schedule."""
+        if self._finished is None:
+            return self._clock() - self._started <= self.interval
+        return self._clock() - self._finished <= 2 * self.interval
 
     def describe(self) -> str:
         """One line for `/healthz`."""
-        ago = self._clock() - self._since
-        return f"last run finished {ago:.0f} s ago; the interval is {self.interval:g} s\n"
+        if self._finished is None:
+            ago = self._clock() - self._started
+            said = f"no run has finished yet; the first started {ago:.0f} s ago"
+        else:
+            said = f"last run finished {self._clock() - self._finished:.0f} s ago"
+        return f"{said}; the interval is {self.interval:g} s\n"
 
 
 async def serve_metrics(

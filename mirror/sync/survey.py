@@ -126,7 +126,7 @@ class Survey:
             raise SyncStopped(
                 f"job {job.name}: {error}; stopped at the first failure (keep_going = false)"
             )
-        _log.warning("job %s: %s", job.name, error)
+        _log.info("job %s: %s", job.name, error)  # the report says it: once is enough
         self.failures.append(JobFailure(job.name, source, str(error)))
 
     def source_tags(self, repository: Repo) -> frozenset[str]:

@@ -212,3 +212,21 @@ async def test_a_sync_config_chooses_the_bundle_images(registry: Registry, tmp_p
     ]
     both = await amirror("bundle", "create", str(out), "x.example.com/a:b", "--config", str(config))
     assert both.returncode == 2
+
+
+async def test_an_image_two_jobs_select_is_bundled_once(registry: Registry, tmp_path: Path) -> None:
+    await _seed(registry, "twice")
+    config = tmp_path / "bundle.toml"
+    config.write_text(
+        f'[[jobs]]\nregistry = "{registry.host}"\ninclude = ["twice/*"]\n'
+        '[jobs.tags]\ninclude = ["^v1$"]\n'
+        f'[[jobs]]\nsource = "{registry.host}/twice/oci-single"\n'
+    )
+    out = tmp_path / "twice.tar"
+    cli = await amirror("bundle", "create", str(out), "--config", str(config))
+    assert cli.returncode == 0, cli.stderr
+    names = [i.name for i in (await list_bundle(out)).images]
+    assert sorted(names) == [
+        f"{registry.host}/twice/multi-arch:v1",
+        f"{registry.host}/twice/oci-single:v1",
+    ]

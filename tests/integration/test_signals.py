@@ -84,8 +84,8 @@ def _staged_bytes(directory: Path, name: str) -> int:
 STOPS = {
     "sigterm": ([signal.SIGTERM], 143, ["mirror: error: terminated"]),
     "sigterm-twice": ([signal.SIGTERM, signal.SIGTERM], 143, ["mirror: error: terminated"]),
-    # Ctrl-C as it was before SIGTERM was handled (click prints an empty line first)
-    "sigint": ([signal.SIGINT], 130, ["", "mirror: error: aborted"]),
+    # Ctrl-C, piped: one line too (click's empty line closes a terminal's ^C echo only)
+    "sigint": ([signal.SIGINT], 130, ["mirror: error: interrupted"]),
 }
 
 

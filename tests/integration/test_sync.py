@@ -487,3 +487,38 @@ async def test_a_job_on_a_full_disk_fails_alone(
     assert str(full_disk / "backup") in failures[0]  # the line names the layout
     async with await Layout.open(tmp_path / "healthy") as healthy:
         assert "disk/small:v1" in [i.name for i in await healthy.images()]
+
+
+async def test_a_failed_image_is_said_once(registry: Registry, tmp_path: Path) -> None:
+    """A failure reaches a person once: the report on stdout lists the image as failed, and
+    one `mirror: failed:` line on stderr says why (both streams share a terminal)."""
+    source = tmp_path / "src"
+    writer = LayoutWriter(source)
+    for tag in ("good", "broken"):
+        writer.name(image(writer, [{"f": tag.encode()}]), f"app:{tag}")
+    writer.close()
+    async with await Layout.open(source) as layout:
+        broken = await layout.manifest_get("app:broken")
+    assert isinstance(broken, mirror.Manifest)
+    layout.blob_path(broken.layers[0].digest).unlink()
+    path = _config(
+        tmp_path,
+        f"""
+[[jobs]]
+source = "oci:{source}"
+destination = "{registry.host}/said-once"
+
+[[jobs]]
+source = "{registry.host}/said-once/nothere"
+destination = "oci:{tmp_path / "backup"}"
+""",
+    )
+    cli = await amirror("sync", str(path))
+    assert cli.returncode == 1
+    both = cli.stdout + cli.stderr
+    assert both.count("not known to registry") == 1, both  # the missing repository
+    assert both.count(str(broken.layers[0].digest)) == 1, both  # the missing blob
+    failed = [line for line in cli.stdout.splitlines() if line.startswith("failed")]
+    assert len(failed) == 2, cli.stdout
+    assert all(line.startswith("mirror: failed: ") for line in cli.stderr.splitlines()), both
+    assert len(cli.stderr.splitlines()) == 2, both

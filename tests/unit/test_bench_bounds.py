@@ -11,6 +11,7 @@ from tests.bench import (
     _targets,
     least_cpu,
     least_seconds,
+    render_help_startup,
 )
 from tests.bench_growth import GrowthRow
 from tests.bench_run import Run
@@ -106,3 +107,15 @@ def test_the_floor_is_scaled_to_every_byte_of_the_image() -> None:
     line = _all_layers_at_floor_rate(rows, STARTED, 200_000_000)[0]
     assert "all 300 MB of the image take 1.35 s" in line  # median floor 0.9 x 300 / 200
     assert "push 1.00 s, copy 1.10 s" in line
+
+
+def test_help_start_up_is_read_against_its_target_and_the_interpreter() -> None:
+    rows = [
+        ("the interpreter alone (python -c pass)", Run(0.04, 10, cpu=0.03)),
+        ("mirror --help", Run(0.12, 30, cpu=0.1)),
+        ("mirror copy --help", Run(0.16, 30, cpu=0.1)),
+    ]
+    lines = render_help_startup(rows, 7)
+    assert "| the interpreter alone (python -c pass) | 0.040 | 0.030 | - | - | - |" in lines
+    assert "| mirror --help | 0.120 | 0.100 | 0.080 | 0.15 | yes |" in lines
+    assert "| mirror copy --help | 0.160 | 0.100 | 0.120 | 0.15 | no |" in lines

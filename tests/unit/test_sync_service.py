@@ -52,13 +52,30 @@ def test_a_broken_edit_is_said_once_and_the_last_good_configuration_kept(tmp_pat
 def test_healthy_while_the_last_run_finished_within_two_intervals() -> None:
     now = [100.0]
     health = Health(10, clock=lambda: now[0])
-    now[0] = 119.0
+    now[0] = 105.0
+    health.ran()
+    now[0] = 125.0
     assert health.healthy()
-    now[0] = 121.0
+    assert health.describe().startswith("last run finished 20 s ago")
+    now[0] = 126.0
     assert not health.healthy()
     health.ran()
     now[0] = 140.0
     assert health.healthy()
+
+
+def test_before_the_first_run_ends_no_run_is_said_finished_and_it_has_one_interval() -> None:
+    now = [100.0]
+    health = Health(10, clock=lambda: now[0])
+    now[0] = 101.0
+    assert health.healthy()
+    said = health.describe()
+    assert "last run finished" not in said
+    assert said.startswith("no run has finished yet; the first started 1 s ago")
+    now[0] = 110.0
+    assert health.healthy()  # the first run starts at once: it has one interval
+    now[0] = 111.0
+    assert not health.healthy()
 
 
 def test_a_job_with_a_failed_image_has_no_new_success_time() -> None:
