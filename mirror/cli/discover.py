@@ -9,7 +9,7 @@ import click
 
 from mirror.cli.context import registry_options
 from mirror.cli.endpoints import parse_endpoint
-from mirror.cli.output import emit, json_option, options, run, say
+from mirror.cli.output import counted, emit, json_option, options, run, say
 from mirror.oci.reference import RegistryReference, is_valid_tag
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ def tags_command(repository: str, properties: bool, as_json: bool) -> None:
         tags if not isinstance(ref, RegistryReference) else [t for t in tags if is_valid_tag(t)]
     )
     if len(usable) < len(tags):
-        say(f"mirror: {len(tags) - len(usable)} tags of {ref} break the tag grammar: not listed")
+        left_out = counted(len(tags) - len(usable), "tag")
+        say(f"mirror: {left_out} of {ref} not listed: not of the tag grammar")
     emit(tags, "\n".join(usable))
 
 
