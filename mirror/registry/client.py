@@ -15,7 +15,7 @@ from mirror.registry.options import RegistryOptions
 from mirror.registry.paging import paged_names
 from mirror.registry.ratelimit import Budget
 from mirror.registry.repository import Repository
-from mirror.registry.transport import RegistryTransport, count_sends
+from mirror.registry.transport import RegistryTransport
 
 __all__ = ["RegistryClient"]
 
@@ -66,14 +66,14 @@ class RegistryClient:
                 sock_connect=limits.connect_timeout,
                 sock_read=limits.stall_timeout,
             )
-            sends = aiohttp.TraceConfig()  # a request the client sent twice may have acted
-            sends.on_request_headers_sent.append(count_sends)
             self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                auto_decompress=False,
-                trace_configs=[sends],
+                connector=connector, timeout=timeout, auto_decompress=False
             )
+            # aiohttp sends an idempotent request again by itself after a cut connection,
+            # inside one of our tries: a DELETE or a commit's PUT whose first sending acted
+            # then finds nothing, and tries multiply. Every repeat is the retry policy's, which
+            # knows the answer was lost (tests/unit/test_registry_helpers.py pins the switch).
+            self._session._retry_connection = False
         return self._session
 
     def budgets(self) -> dict[str, Budget]:

@@ -7,7 +7,6 @@ import functools
 import logging
 import socket
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from types import SimpleNamespace
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiohttp
@@ -158,7 +157,6 @@ class RegistryTransport:
             # sending the body, then the reply's headers, must keep moving (slowloris)
             guard = StallGuard(what, self.options.limits)
             body = guard.counted(data) if isinstance(data, AsyncIterable) else data
-            sends = Sends()
             try:
                 resp = await guard.send(
                     self.session.request(
@@ -168,7 +166,6 @@ class RegistryTransport:
                         data=body,
                         allow_redirects=False,
                         ssl=self.options.ssl_for(self.registry if same_origin else url.host or ""),
-                        trace_request_ctx=sends,
                     )
                 )
             except aiohttp.ClientConnectorCertificateError as exc:
@@ -182,10 +179,6 @@ class RegistryTransport:
                 if attempt is not None:
                     attempt.answer_lost = True
                 raise TransportError(f"{what}: connection to {url.host} failed: {exc}") from None
-            if sends.count > 1 and attempt is not None:
-                # the HTTP client sent it again by itself after a cut connection (RFC 9112
-                # 9.3.1.1, idempotent methods): the first sending may have acted
-                attempt.after_lost_answer = True
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", method, url.with_query(None), resp.status)
             if self.options.on_response is not None:
@@ -289,25 +282,6 @@ class RegistryTransport:
                 f" of {budget.limit}" if budget.limit is not None else "",
             )
         self.budget = budget
-
-
-class Sends:
-    """How many times the HTTP client sent one request (it sends an idempotent one again by
-    itself after a cut connection); counted by `count_sends`."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-async def count_sends(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    """aiohttp's trace hook for each sending of a request's headers: count it."""
-    counter = getattr(context, "trace_request_ctx", None)
-    if isinstance(counter, Sends):
-        counter.count += 1
 
 
 class _Renewed(Unauthorized):

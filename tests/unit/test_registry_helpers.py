@@ -98,3 +98,17 @@ async def test_requests_per_second_of_a_sync_config_paces_that_registry_only(
         assert slow.transport.pacer is not None
         assert slow.transport.pacer.interval == 0.2
         assert fast.transport.pacer is None
+
+
+async def test_the_http_client_never_repeats_a_request_by_itself() -> None:
+    """aiohttp would send an idempotent request again after a cut connection, inside one of
+    our tries (a DELETE that acted would then find nothing): the switch that turns it off is
+    still there and is off in mirror's session."""
+    import aiohttp
+
+    from mirror.registry import RegistryClient, RegistryOptions
+
+    async with aiohttp.ClientSession() as plain:
+        assert plain._retry_connection is True  # the switch aiohttp has
+    async with RegistryClient(RegistryOptions()) as client:
+        assert client.session._retry_connection is False
