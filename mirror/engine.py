@@ -262,6 +262,8 @@ async def _copy_blobs(
     """Place each blob of `plan` at `dst`: reused where the destination can (skipped,
     mounted), else sent; one image at a time per blob (the destination's turns)."""
 
+    remembers = src if isinstance(src, RemembersBlobs) else None
+
     async def one(desc: Descriptor) -> None:
         async with gates.small if desc.size <= SMALL_BLOB else gates.large:
             try:
@@ -300,8 +302,8 @@ async def _copy_blobs(
             )
         else:
             await dst.blob_put(desc, source)
-        if isinstance(src, RemembersBlobs):
-            src.blob_verified(desc)
+        if remembers is not None:
+            remembers.blob_verified(desc)
         result.blobs_copied += 1
         return "copied"
 

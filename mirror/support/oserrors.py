@@ -76,8 +76,12 @@ def storage_boundary(
 
     @functools.wraps(method)
     async def wrapper(self: L, *args: P.args, **kwargs: P.kwargs) -> T:
-        with named_os_errors(self.where, getattr(self, "path", None)):
+        try:  # not `named_os_errors`: this runs per call on every blob's path
             return await method(self, *args, **kwargs)
+        except OSError as exc:
+            if not is_storage_failure(exc):
+                raise
+            raise storage_error(self.where, exc, getattr(self, "path", None)) from None
 
     return cast(Callable[Concatenate[L, P], Coroutine[Any, Any, T]], wrapper)
 
