@@ -52,6 +52,20 @@ def _config(tmp_path: Path, text: str) -> Path:
     return path
 
 
+async def _with_a_broken_image(source: Path, tags: tuple[str, ...]) -> tuple[Path, mirror.Manifest]:
+    """A layout of one image per tag (`app:TAG`), the one tagged `broken` missing a layer;
+    the layout and that image."""
+    writer = LayoutWriter(source)
+    for tag in tags:
+        writer.name(image(writer, [{"f": tag.encode()}]), f"app:{tag}")
+    writer.close()
+    async with await Layout.open(source) as layout:
+        broken = await layout.manifest_get("app:broken")
+    assert isinstance(broken, mirror.Manifest)
+    layout.blob_path(broken.layers[0].digest).unlink()
+    return source, broken
+
+
 async def test_filters_and_a_second_run_that_requests_nothing(
     seeded: dict[str, str], counting_proxy: tuple[FaultProxy, str], tmp_path: Path
 ) -> None:
@@ -185,15 +199,7 @@ destination = "{second_registry.host}/restored"
 async def test_one_broken_tag_is_reported_and_the_rest_copied(
     registry: Registry, tmp_path: Path
 ) -> None:
-    source = tmp_path / "src"
-    writer = LayoutWriter(source)
-    for tag in ("good1", "broken", "good2"):
-        writer.name(image(writer, [{"f": tag.encode()}]), f"app:{tag}")
-    writer.close()
-    async with await Layout.open(source) as layout:
-        broken = await layout.manifest_get("app:broken")
-    assert isinstance(broken, mirror.Manifest)
-    layout.blob_path(broken.layers[0].digest).unlink()
+    source, _ = await _with_a_broken_image(tmp_path / "src", ("good1", "broken", "good2"))
     path = _config(
         tmp_path,
         f"""
@@ -492,15 +498,7 @@ async def test_a_job_on_a_full_disk_fails_alone(
 async def test_a_failed_image_is_said_once(registry: Registry, tmp_path: Path) -> None:
     """A failure reaches a person once: the report on stdout lists the image as failed, and
     one `mirror: failed:` line on stderr says why (both streams share a terminal)."""
-    source = tmp_path / "src"
-    writer = LayoutWriter(source)
-    for tag in ("good", "broken"):
-        writer.name(image(writer, [{"f": tag.encode()}]), f"app:{tag}")
-    writer.close()
-    async with await Layout.open(source) as layout:
-        broken = await layout.manifest_get("app:broken")
-    assert isinstance(broken, mirror.Manifest)
-    layout.blob_path(broken.layers[0].digest).unlink()
+    source, broken = await _with_a_broken_image(tmp_path / "src", ("good", "broken"))
     path = _config(
         tmp_path,
         f"""
