@@ -14,8 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import quote
 
-from yarl import URL
-
 from mirror.endpoint import BlobLocator, BlobSource, ImageSource, Referrers, Reuse
 from mirror.errors import (
     DigestMismatch,
@@ -288,10 +286,6 @@ class Repository:
     async def start_upload(self) -> tuple[str, int]:
         """Open an upload session: its Location and the registry's minimum chunk size."""
         return await self.handle.start_upload()
-
-    async def absolute(self, location: str) -> URL:
-        """An upload Location resolved against the registry (relative or absolute, as given)."""
-        return await self.handle.absolute(location)
 
     @repeated_whole
     async def blob_mount(self, desc: Descriptor, source_repository: str) -> bool:
