@@ -107,6 +107,13 @@ def _text(report: SyncReport) -> str:
     metavar="HOST:PORT",
     help="With --every: serve Prometheus metrics at /metrics and liveness at /healthz.",
 )
+@click.option(
+    "--verify-destination",
+    is_flag=True,
+    help="Compare every destination tag by a HEAD this run, whatever the last run recorded "
+    "(by default a registry repository whose tag listing is unchanged is trusted up to "
+    "verify_destination_every).",
+)
 @json_option
 def sync_command(
     config: Path,
@@ -114,6 +121,7 @@ def sync_command(
     shard: tuple[int, int] | None,
     every: float | None,
     metrics_addr: tuple[str, int] | None,
+    verify_destination: bool,
     as_json: bool,
 ) -> None:
     """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.
@@ -122,6 +130,10 @@ def sync_command(
         raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
     if every is not None and dry_run:
         raise click.UsageError("--every and --dry-run do not go together")
+    if every is not None and verify_destination:
+        raise click.UsageError(
+            "--verify-destination is for one run; with --every, set verify_destination_every"
+        )
     # imported once the arguments are understood: help and usage errors load no HTTP stack
     from mirror.sync.config import load_config
     from mirror.sync.run import run_sync
@@ -138,6 +150,7 @@ def sync_command(
                 dry_run=dry_run,
                 shard=shard,
                 progress=progress,
+                verify_destination=verify_destination,
             )
         )
     emit_outcome(report.to_json(), lambda: _text(report), dry_run=dry_run)

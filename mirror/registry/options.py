@@ -162,6 +162,11 @@ class RegistryOptions:
         """Where resumable upload sessions are kept (`$XDG_STATE_HOME/mirror/uploads`)."""
         return self._state() / "uploads"
 
+    def sync_records_dir(self) -> Path:
+        """Where a sync records its registry destinations
+        (`$XDG_STATE_HOME/mirror/sync-destinations`)."""
+        return self._state() / "sync-destinations"
+
     def blob_locations_dir(self) -> Path | None:
         """Where blob locations are remembered across runs
         (`$XDG_STATE_HOME/mirror/blob-locations`); None with the memory turned off."""

@@ -10,6 +10,10 @@ range or a missing credentials variable is one error naming the key, before anyt
     keep_going = true
     blob_cache = true              # remember where blobs are, to mount them next run too
     keep_untagged = 0              # layouts: images that lost their last name kept, per repo
+    verify_destination_every = "24h"  # compare every destination tag by a HEAD at least this
+                                   # often ("0": every run); between, a registry repository
+                                   # whose tag listing is the one the last run recorded is
+                                   # trusted (docs/sync.md)
 
     [registries."registry.example.com"]
     username_env = "REG_USER"      # credentials from environment variables
@@ -61,6 +65,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.platform import Platform
 from mirror.oci.reference import endpoint_hint
 from mirror.registry.options import HostSettings
+from mirror.support.timestamps import parse_duration
 
 __all__ = ["ConfigError", "Job", "SyncConfig", "TagFilter", "load_config"]
 
@@ -173,6 +178,8 @@ class SyncConfig:
     keep_going: bool = True
     #: remember across runs where blobs are, to mount them instead of uploading them again
     blob_cache: bool = True
+    #: seconds between full comparisons of a registry destination's tags (0: every run)
+    verify_destination_every: float = 86_400.0
 
     def hosts(self) -> frozenset[str]:
         """Every registry the configuration names: job sources and destinations, and the
@@ -415,6 +422,7 @@ def parse_config(
             "keep_going",
             "blob_cache",
             "keep_untagged",
+            "verify_destination_every",
         },
         "defaults",
     )
@@ -447,7 +455,20 @@ def parse_config(
         digest_tags=_typed(defaults, "digest_tags", bool, "defaults") is not False,
         keep_going=keep_going is not False,
         blob_cache=_typed(defaults, "blob_cache", bool, "defaults") is not False,
+        verify_destination_every=_verify_every(defaults),
     )
+
+
+def _verify_every(defaults: dict[str, Any]) -> float:
+    text = _typed(defaults, "verify_destination_every", str, "defaults")
+    if text is None:
+        return 86_400.0
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise ConfigError(
+            f"defaults.verify_destination_every: {text!r} is not a duration like 30m, 24h or 7d"
+        )
+    return seconds
 
 
 def load_config(

@@ -25,6 +25,8 @@ from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.endpoints import Endpoints
 from mirror.sync.execute import execute
 from mirror.sync.plan import SyncPlan, make_plan
+from mirror.sync.record_run import record_run, withdraw_written
+from mirror.sync.recorded import DestinationRecords
 from mirror.sync.report import SyncReport
 from mirror.sync.survey import survey
 
@@ -82,17 +84,29 @@ async def run_sync(
     shard: tuple[int, int] | None = None,
     progress: ProgressSink | None = None,
     stop: asyncio.Event | None = None,
+    verify_destination: bool = False,
 ) -> SyncReport:
     """Survey, plan and carry out every job (a dry run prices the plan and writes nothing);
     a failing image is reported, the others go on. Once `stop` is set, the images in flight
-    finish and the rest are reported `stopped`."""
+    finish and the rest are reported `stopped`. A registry destination unchanged since the
+    last run is not asked tag by tag (`recorded.py`) unless `verify_destination`."""
     async with RegistryClient(options_for(config, options)) as client, AsyncExitStack() as stack:
         endpoints = Endpoints(client, stack)
-        found = await survey(config, endpoints, shard)
+        records = DestinationRecords(
+            client.options.sync_records_dir(),
+            verify_every=config.verify_destination_every,
+            verify_now=verify_destination,
+        )
+        found = await survey(config, endpoints, shard, records=records)
         plan = make_plan(config, found)
+        if not dry_run:
+            await withdraw_written(records, plan)
         images = await execute(
             plan, found, config, endpoints, dry_run=dry_run, progress=progress, stop=stop
         )
+        if not dry_run:
+            gate = asyncio.Semaphore(max(2, client.options.check_concurrency))
+            await record_run(records, found, images, endpoints, gate)
         budgets = {host: b.to_json() for host, b in client.budgets().items()}
     return SyncReport(images, budgets)
 

@@ -1,7 +1,9 @@
 """The sync survey: everything a plan is decided on, asked once. Per job, the source
 repositories and the tags their filters select; per destination repository, the tags it holds
 (one listing instead of a HEAD per tag); for a selected tag the destination holds, the digest
-on each side (a HEAD there, and at the source only when the destination has something).
+on each side (a HEAD there, and at the source only when the destination has something). A
+registry destination whose listing is the one the last run recorded (`recorded.py`) is not
+asked tag by tag: its recorded digests stand in for the HEADs there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mirror.support.tasks import task_scope, together
 from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
+from mirror.sync.recorded import DestinationRecords, RepositoryRecord
 
 __all__ = [
     "ImageTask",
@@ -34,6 +37,7 @@ __all__ = [
     "RepositorySurvey",
     "Survey",
     "SyncStopped",
+    "list_destination",
     "shard_of",
     "survey",
 ]
@@ -53,6 +57,12 @@ class Repo:
     def is_layout(self) -> bool:
         """True for the images of one name in a layout."""
         return self.base.startswith("oci:")
+
+    @property
+    def registry_and_name(self) -> tuple[str, str]:
+        """A registry repository's host and full name (`host`, `prefix/path`)."""
+        host, _, name = str(self).removeprefix("docker://").partition("/")
+        return host, name
 
     def image(self, tag: str | None = None, digest: str | None = None) -> str:
         """The reference string of one image in it, by tag or by digest."""
@@ -119,6 +129,9 @@ class Survey:
     heads: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     #: jobs or source repositories that could not be surveyed
     failures: list[JobFailure] = field(default_factory=list)
+    #: destination repository -> what the last run recorded of it, where its listing is the
+    #: one recorded (its tags are not asked one by one)
+    recorded: dict[str, RepositoryRecord] = field(default_factory=dict)
 
     def fail(self, job: Job, source: str, error: MirrorError, keep_going: bool) -> None:
         """Record a job's failure; without `keep_going`, stop the run here."""
@@ -262,7 +275,7 @@ async def _chosen(
     return tuple(await _select(tags, job.tags, endpoint, prefix)), frozenset(names)
 
 
-async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
+async def list_destination(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
     """The tags a destination holds before the run (empty when it does not exist yet); None
     when it cannot be listed (its tags are then asked one by one)."""
     try:
@@ -273,6 +286,20 @@ async def _listing(repo: Repo, endpoints: Endpoints) -> frozenset[str] | None:
     except MirrorError as exc:
         _log.info("cannot list %s (%s): asking tag by tag", repo, exc)
         return None
+
+
+async def _wanted(task: ImageTask, endpoints: Endpoints, platforms: tuple[Platform, ...]) -> str:
+    """The digest a copy of the task would write: the source's (a HEAD), or with `platforms`
+    that of the filtered image (the source's top manifest is read)."""
+    src, src_name = await endpoints.get(task.source_text)
+    if platforms:
+        top = await src.manifest_get(src_name)
+        written = choose_platforms(top, platforms) if isinstance(top, Index) else top
+        return str(written.digest)
+    found = await src.manifest_head(src_name)
+    if found is None:
+        raise NotFound(f"{task.source_text}: not found")
+    return str(found.digest)
 
 
 async def _heads(
@@ -295,9 +322,7 @@ async def _heads(
     if have is None:
         return None, None
     if platforms:
-        top = await src.manifest_get(src_name)
-        written = choose_platforms(top, platforms) if isinstance(top, Index) else top
-        return str(have.digest), str(written.digest)
+        return str(have.digest), await _wanted(task, endpoints, platforms)
     if not listed:
         want = await src.manifest_head(src_name)
     return str(have.digest), str(want.digest) if want else None
@@ -331,17 +356,20 @@ async def survey(
     shard: tuple[int, int] | None = None,
     *,
     destinations: bool = True,
+    records: DestinationRecords | None = None,
 ) -> Survey:
     """Ask what the plan needs: sources and chosen tags, then (with `destinations`) what
-    the destinations hold, `concurrency` requests at a time."""
+    the destinations hold, `concurrency` requests at a time; a registry destination whose
+    listing `records` recorded is not asked tag by tag."""
     found = Survey()
     # listings and HEADs are cheap: their own, wider gate, not the transfers' one
     gate = asyncio.Semaphore(max(2, endpoints.client.options.check_concurrency))
     listings: dict[str, asyncio.Task[frozenset[str] | None]] = {}
+    listed_repos: dict[str, Repo] = {}
 
     async def listed(repo: Repo) -> frozenset[str] | None:
         async with gate:
-            return await _listing(repo, endpoints)
+            return await list_destination(repo, endpoints)
 
     async with task_scope() as listing_tasks:  # a survey stopped early leaves none running
 
@@ -349,6 +377,7 @@ async def survey(
             """List a destination while its source is being listed: a round trip less."""
             if destinations and repo is not None and str(repo) not in listings:
                 listings[str(repo)] = listing_tasks.create_task(listed(repo))
+                listed_repos[str(repo)] = repo
 
         async def chosen(job: Job, source: Repo) -> RepositorySurvey | None:
             destination = _destination(job, source.path)
@@ -365,6 +394,11 @@ async def survey(
     for text, listing in listings.items():
         if (tags := listing.result()) is not None:
             found.present[text] = tags
+            repo = listed_repos[text]
+            if records is not None and tags and not repo.is_layout:
+                record = records.trusted(*repo.registry_and_name, tags)
+                if record.tags:
+                    found.recorded[text] = record
     if not destinations:
         return found
 
@@ -372,6 +406,17 @@ async def survey(
         held = found.present.get(str(task.destination))
         if held is not None and task.tag not in held:
             return  # a tag the destination lacks is copied without asking
+        record = found.recorded.get(str(task.destination))
+        have = record.tags.get(task.tag) if record and task.tag else None
+        if have is not None:  # recorded, its listing unchanged: only the source is asked
+            async with gate:
+                try:
+                    want = await _wanted(task, endpoints, config.platforms)
+                except MirrorError as exc:
+                    _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
+                    return
+            found.heads[task.destination_text] = (have, want)
+            return
         async with gate:
             try:
                 found.heads[task.destination_text] = await _heads(
