@@ -46,10 +46,17 @@ async def test_a_no_op_sync_asks_its_heads_together(
     )
     await run_sync(load_config(config))  # the first run copies
     proxy.peak_in_flight.clear()
-    again = await run_sync(load_config(config))
+    again = await run_sync(load_config(config), verify_destination=True)
     assert {i.status for i in again.images} == {"up-to-date"}
     # both sides' HEADs of every tag at once, not `concurrency` (2) at a time
     assert proxy.peak_in_flight["HEAD manifest"] >= 2 * TAGS
+    proxy.peak_in_flight.clear()
+    proxy.seen.clear()
+    recorded = await run_sync(load_config(config))
+    assert {i.status for i in recorded.images} == {"up-to-date"}
+    # the destination's record stands in for its HEADs: the source's, all at once
+    assert proxy.peak_in_flight["HEAD manifest"] >= TAGS
+    assert [p for m, p in proxy.seen if m == "HEAD" and p.startswith("/v2/conc/dst")] == []
 
 
 async def test_small_blobs_go_wide_and_large_ones_stay_bounded(
