@@ -22,6 +22,7 @@ from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, fixture_digest, mirror
 
 PUSHED = ("oci-single", "docker-v2", "multi-arch")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
@@ -43,6 +44,31 @@ def _config_digest(kind: str) -> str:
     config = document["config"]
     assert isinstance(config, dict)
     return str(config["digest"])
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p) for p in root.rglob("*")} if root.exists() else set()
+
+
+def test_dockerd_writes_nothing_under_etc_and_leaves_no_process(tmp_path: Path) -> None:
+    """A dockerd of its own (first in the file, before the session's): its containerd runs
+    under it while it runs; after `stop` no process names its folder, /etc/docker is as it was
+    and the host's IP forwarding was not switched on."""
+    etc_before = _tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))
+    forwarding_before = IP_FORWARD.read_text()
+    daemon = start_dockerd(tmp_path / "d")
+    try:
+        running = processes_mentioning(daemon.root)
+        assert daemon.process.pid in running
+        assert len(running) >= 2, "dockerd started no containerd of its own under its folder"
+        assert (daemon.root / "key.json").exists()
+        assert (daemon.root / "exec" / "containerd" / "containerd.sock").exists()
+    finally:
+        killed = daemon.stop()
+    assert killed == []
+    assert processes_mentioning(daemon.root) == []
+    assert (_tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))) == etc_before
+    assert IP_FORWARD.read_text() == forwarding_before
 
 
 @pytest.fixture(scope="module")
@@ -147,27 +173,3 @@ def test_mirror_copies_what_podman_pushed_into_a_layout_that_verifies(
     assert copied == digest_file.read_text().strip()
     index = json.loads((tmp_path / "layout" / "index.json").read_bytes())
     assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-
-
-def _tree(root: Path) -> set[str]:
-    return {str(p) for p in root.rglob("*")} if root.exists() else set()
-
-
-def test_dockerd_writes_nothing_under_etc_and_leaves_no_process(
-    dockerd: Engine, tmp_path: Path
-) -> None:
-    """A dockerd of its own (the session's one keeps running): its containerd runs under it
-    while it runs; after `stop` no process names its folder and /etc/docker is as it was."""
-    etc_before = _tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))
-    daemon = start_dockerd(tmp_path / "d")
-    try:
-        running = processes_mentioning(daemon.root)
-        assert daemon.process.pid in running
-        assert len(running) >= 2, "dockerd started no containerd of its own under its folder"
-        assert (daemon.root / "key.json").exists()
-        assert (daemon.root / "exec" / "containerd" / "containerd.sock").exists()
-    finally:
-        killed = daemon.stop()
-    assert killed == []
-    assert processes_mentioning(daemon.root) == []
-    assert (_tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))) == etc_before

@@ -1,18 +1,18 @@
 """Container engines for interop tests: Debian's Docker (dockerd 20.10) and rootful Podman 4.3.
 
-Both keep every file under a temporary directory of the test run: dockerd runs by hand with
-its own data root, exec root (where the containerd it starts keeps its state and sockets),
-pidfile, socket and JSON config (whose `deprecated-key-path` keeps dockerd 20.10 from writing
-/etc/docker/key.json); podman gets its own root, runroot, tmpdir, storage.conf,
-containers.conf, registries.conf, signature policy and auth file. The session fixtures
+Both keep their files under a temporary directory of the test run: dockerd runs by hand with no
+iptables, bridge or IP forwarding, its own data root, exec root (where the containerd it starts
+keeps its state and sockets), pidfile, socket and JSON config (whose `deprecated-key-path` keeps
+dockerd 20.10 from writing /etc/docker/key.json); podman gets its own root, runroot, tmpdir,
+storage.conf, containers.conf, registries.conf, signature policy and auth file. The session fixtures
 `dockerd` and `podman` start each once and give an `Engine`: call it with a command line
-(`docker("images")`) or use `pull`, `push` and `repo_digests`. Registries are plain-HTTP
-loopback ones (dockerd takes 127.0.0.0/8 as insecure by itself; podman is told
-`--tls-verify=false`). dockerd 20.10 also makes the empty /run/docker/plugins (a path it does
-not derive from its exec root); it is removed again when the fixture created it. Podman 4.3
-has no setting for two paths: it still reads /etc/containers/registries.conf.d (short names,
-unused here: every reference is fully qualified) and, as root, updates containers/image's
-blob-info cache in /var/lib/containers/cache, as skopeo does.
+(`docker("images")`) or use `pull`, `push` and `repo_digests`. Registries are plain-HTTP loopback
+ones (dockerd takes 127.0.0.0/8 as insecure by itself; podman is told `--tls-verify=false`). dockerd
+20.10 also makes the empty /run/docker/plugins (a path it does not derive from its exec root); it is
+removed again when the fixture created it. Podman 4.3 has no setting for two paths: it still reads
+/etc/containers/registries.conf.d (short names, unused here: every reference is fully qualified)
+and, as root, updates containers/image's blob-info cache in /var/lib/containers/cache, as skopeo
+does.
 """
 
 from __future__ import annotations
@@ -201,6 +201,7 @@ def start_dockerd(root: Path) -> Dockerd:
         "-H", f"unix://{sock}",
         "--iptables=false",
         "--ip6tables=false",
+        "--ip-forward=false",  # else it switches on the host's net.ipv4.ip_forward
         "--bridge=none",
         "--storage-driver=vfs",
         "--log-level=warn",
