@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engines import Engine, processes_mentioning, start_dockerd
+from tests.support.engines import (
+    DOCKER_PLUGIN_RUN_DIR,
+    Engine,
+    processes_mentioning,
+    start_dockerd,
+)
 from tests.support.registry import Registry
 from tests.support.tools import FIXTURES, fixture_digest, mirror
 
@@ -56,6 +61,7 @@ def test_dockerd_writes_nothing_under_etc_and_leaves_no_process(tmp_path: Path) 
     and the host's IP forwarding was not switched on."""
     etc_before = _tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))
     forwarding_before = IP_FORWARD.read_text()
+    run_dir_before = DOCKER_PLUGIN_RUN_DIR.parent.exists()
     daemon = start_dockerd(tmp_path / "d")
     try:
         running = processes_mentioning(daemon.root)
@@ -69,6 +75,7 @@ def test_dockerd_writes_nothing_under_etc_and_leaves_no_process(tmp_path: Path) 
     assert processes_mentioning(daemon.root) == []
     assert (_tree(Path("/etc/docker")), _tree(Path("/etc/containerd"))) == etc_before
     assert IP_FORWARD.read_text() == forwarding_before
+    assert DOCKER_PLUGIN_RUN_DIR.parent.exists() == run_dir_before
 
 
 @pytest.fixture(scope="module")
