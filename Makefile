@@ -1,12 +1,13 @@
 # mirror: `make demo` runs the main job on a loopback registry; `make test` runs every check.
-# Both install what they need: Debian packages (docker-registry, skopeo, umoci) and a .venv.
+# Both install what they need: Debian packages (docker-registry, skopeo, umoci, and the container
+# engines docker.io and podman for the interop tests) and a .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := docker-registry skopeo umoci
+APT_PACKAGES := docker-registry skopeo umoci docker.io podman
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv lint test demo bench bench-compare fixtures clean
@@ -15,7 +16,7 @@ all: test
 
 deps:
 	@missing=""; \
-	for b in docker-registry skopeo umoci; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	for b in docker-registry skopeo umoci dockerd podman; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \

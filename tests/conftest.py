@@ -12,6 +12,9 @@ import pytest
 from tests.support.registry import Registry, start_registry
 from tests.support.tools import FIXTURES, require
 
+#: The container engines' session fixtures `dockerd` and `podman`.
+pytest_plugins = ("tests.support.engines",)
+
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
@@ -37,7 +40,7 @@ def _own_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def _external_tools() -> None:
     """Fail the whole run at once when a required binary is missing."""
-    for binary in ("docker-registry", "skopeo", "umoci"):
+    for binary in ("docker-registry", "skopeo", "umoci", "dockerd", "podman"):
         require(binary)
 
 
