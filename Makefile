@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := docker-registry skopeo umoci docker.io podman
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv lint test demo bench bench-compare fixtures clean
+.PHONY: all deps venv lint test demo bench bench-compare bench-estate fixtures clean
 
 all: test
 
@@ -51,6 +51,12 @@ bench: deps venv
 BASE ?= HEAD
 bench-compare: deps venv
 	$(BIN)/python -m tests.bench_compare $(BASE) --write
+
+# a no-op sync of 1,000 repositories x 100 tags at a 30 ms distance (issue 29); REPOS/TAGS to scale it
+REPOS ?= 1000
+TAGS ?= 100
+bench-estate: deps venv
+	$(BIN)/python -m tests.bench_estate --repos $(REPOS) --tags $(TAGS) --write
 
 fixtures: venv
 	$(BIN)/python fixtures/generate.py

@@ -29,9 +29,13 @@ def tar_of_one_file(name: str, chunks: Iterator[bytes], size: int) -> Iterator[b
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
-async def put_tags(host: str, repos: int, tags: int, prefix: str) -> None:
-    """`repos` repositories of `tags` tags each; every manifest differs (an annotation) and
-    all share one config and one small gzip layer."""
+async def put_tags(
+    host: str, repos: int, tags: int, prefix: str, *, label: str | None = None
+) -> None:
+    """`repos` repositories of `tags` tags each; every manifest differs (an annotation, made
+    of `label` — by default `prefix` — the repository's number and the tag's) and all share
+    one config and one small gzip layer. The same `label` under two prefixes (or in two
+    registries) makes the same manifests: a mirror already up to date."""
     layer_raw = io.BytesIO()
     deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
     tar = b"".join(tar_of_one_file("hello.txt", iter([b"hello\n"]), 6))
@@ -59,6 +63,7 @@ async def put_tags(host: str, repos: int, tags: int, prefix: str) -> None:
             await asyncio.gather(*(tag(name, t) for t in range(tags)))
 
         async def tag(name: str, t: int) -> None:
+            annotation = f"{label}{name.removeprefix(prefix)}:{t}" if label else f"{name}:{t}"
             manifest = {
                 "schemaVersion": 2,
                 "mediaType": DOCKER_MANIFEST,
@@ -66,7 +71,7 @@ async def put_tags(host: str, repos: int, tags: int, prefix: str) -> None:
                            "digest": f"sha256:{hashlib.sha256(config).hexdigest()}"},
                 "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": len(layer),
                             "digest": f"sha256:{hashlib.sha256(layer).hexdigest()}"}],
-                "annotations": {"tag": f"{name}:{t}"},
+                "annotations": {"tag": annotation},
             }  # fmt: skip
             async with (
                 gate,
@@ -81,6 +86,8 @@ async def put_tags(host: str, repos: int, tags: int, prefix: str) -> None:
         await asyncio.gather(*(repository(r) for r in range(repos)))
 
 
-def many_tags(host: str, repos: int, tags: int, prefix: str = "grow") -> None:
+def many_tags(
+    host: str, repos: int, tags: int, prefix: str = "grow", *, label: str | None = None
+) -> None:
     """Put `repos` x `tags` tagged images into the registry at `host` (plain HTTP)."""
-    asyncio.run(put_tags(host, repos, tags, prefix))
+    asyncio.run(put_tags(host, repos, tags, prefix, label=label))
