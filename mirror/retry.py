@@ -142,9 +142,21 @@ class RetryPolicy:
         once, with that try: the outer run counts the failure and decides.
         """
         outer = _trying.get()
-        if outer is not None and outer[0] is asyncio.current_task():
+        task = asyncio.current_task()
+        if outer is not None and outer[0] is task:
             return await operation(outer[1])
         current = Attempt()
+        # the first try runs bare: tenacity's machinery (a few objects in reference cycles
+        # per call) is made only for an operation that failed and may be tried again
+        token = _trying.set((task, current))
+        try:
+            return await operation(current)
+        except BaseException as exc:
+            if not (self.retries > 0 and is_retryable(exc)):
+                raise
+            first_failure: list[BaseException] = [exc]
+        finally:
+            _trying.reset(token)
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(self.retries + 1),
@@ -158,7 +170,9 @@ class RetryPolicy:
                 lost = current.after_lost_answer or current.answer_lost
                 current = Attempt(number, after_lost_answer=lost)
             with attempt:
-                token = _trying.set((asyncio.current_task(), current))
+                if first_failure:  # tenacity's first try is the one made above
+                    raise first_failure.pop()
+                token = _trying.set((task, current))
                 try:
                     return await operation(current)
                 finally:

@@ -121,7 +121,11 @@ def read_capped(path: Path | str, limit: int) -> bytes:
         if size > limit:
             raise LayoutError(f"{path} is {size} bytes, over the {limit} byte limit")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            # a read asks for its whole size in memory at once: ask for what the file holds
+            want = size + 1
+            data = f.read(want)
+            if len(data) == want:  # it grew while read: on to the limit
+                data += f.read(limit + 1 - want)
         if len(data) > limit:
             raise LayoutError(f"{path} grew past the {limit} byte limit while read")
         return data

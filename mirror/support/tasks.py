@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any, TypeVar
 
 __all__ = [
+    "at_most",
     "finish_in_thread",
     "gather_all",
     "stoppable_in_thread",
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -52,6 +54,24 @@ async def together(jobs: Iterable[Awaitable[T]]) -> list[T]:
 
 async def _awaited(job: Awaitable[T]) -> T:
     return await job
+
+
+async def at_most(limit: int, items: Sequence[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
+    """`work(item)` for every item, at most `limit` at once, as one task group; the results
+    in the items' order. Only `limit` tasks exist at a time (not one per item, as `together`
+    would make): a run over 100,000 images holds 64 coroutines, not 100,000. The first
+    failure cancels the rest and is raised once all have ended."""
+    results: dict[int, R] = {}
+    queue = iter(enumerate(items))
+
+    async def worker() -> None:
+        for index, item in queue:  # one iterator shared: each item is taken once
+            results[index] = await work(item)
+
+    async with task_scope() as group:
+        for _ in range(min(max(1, limit), len(items))):
+            group.create_task(worker())
+    return [results[index] for index in range(len(items))]
 
 
 async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:

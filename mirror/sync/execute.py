@@ -18,7 +18,7 @@ from mirror.layout import Layout
 from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
 from mirror.registry import Repository
-from mirror.support.tasks import together
+from mirror.support.tasks import at_most
 from mirror.sync.config import SyncConfig
 from mirror.sync.endpoints import Endpoints
 from mirror.sync.plan import Action, PlannedDeletion, PlannedImage, SyncPlan
@@ -211,9 +211,10 @@ async def execute(
         TaskReport(failure.job, failure.source, "", Status.FAILED, error=failure.error)
         for failure in survey.failures
     ]
-    reports += await together(
-        _image(item, endpoints, config, survey, gate, dry_run, options, stop)
-        for item in plan.images
+    reports += await at_most(
+        max(2, config.concurrency),
+        plan.images,
+        lambda item: _image(item, endpoints, config, survey, gate, dry_run, options, stop),
     )
     if stop is not None and stop.is_set():
         return reports

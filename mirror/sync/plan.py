@@ -23,7 +23,7 @@ class Action(Enum):
     SKIP = "skip"  # the destination holds the digest the source has
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedImage:
     """One image and what to do with it; `digest` is the one both sides hold when skipped."""
 

@@ -24,7 +24,7 @@ class Status(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskReport:
     """What happened to one image."""
 

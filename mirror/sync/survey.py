@@ -24,7 +24,7 @@ from mirror.oci.platform import Platform
 from mirror.oci.reference import RegistryReference, is_valid_tag, parse_reference
 from mirror.registry import RegistryClient
 from mirror.selection import choose_platforms
-from mirror.support.tasks import task_scope, together
+from mirror.support.tasks import at_most, task_scope, together
 from mirror.support.timestamps import parse_time
 from mirror.sync.config import Job, SyncConfig, TagFilter
 from mirror.sync.endpoints import Endpoints
@@ -45,7 +45,7 @@ __all__ = [
 _log = logging.getLogger("mirror.sync")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Repo:
     """A repository of a sync: `docker://host/path`, or the images named `path:…` in the
     layout `oci:DIR`."""
@@ -72,7 +72,7 @@ class Repo:
         return f"{self.base}:{self.path}" if self.is_layout else f"{self.base}/{self.path}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageTask:
     """Copy one tag (or pinned digest) of a source repository to its destination."""
 
@@ -363,7 +363,8 @@ async def survey(
     listing `records` recorded is not asked tag by tag."""
     found = Survey()
     # listings and HEADs are cheap: their own, wider gate, not the transfers' one
-    gate = asyncio.Semaphore(max(2, endpoints.client.options.check_concurrency))
+    width = max(2, endpoints.client.options.check_concurrency)
+    gate = asyncio.Semaphore(width)
     listings: dict[str, asyncio.Task[frozenset[str] | None]] = {}
     listed_repos: dict[str, Repo] = {}
 
@@ -415,7 +416,8 @@ async def survey(
                 except MirrorError as exc:
                     _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
                     return
-            found.heads[task.destination_text] = (have, want)
+            # the same string twice when they match: a tag's digest is held once
+            found.heads[task.destination_text] = (have, have if want == have else want)
             return
         async with gate:
             try:
@@ -425,5 +427,5 @@ async def survey(
             except MirrorError as exc:
                 _log.info("cannot compare %s (%s): copying it", task.destination_text, exc)
 
-    await together(asked(t) for t in found.tasks)
+    await at_most(width, found.tasks, asked)
     return found
