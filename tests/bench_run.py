@@ -38,7 +38,7 @@ class Server(Protocol):
         ...
 
 
-def _cpu_seconds(servers: Sequence[Server]) -> float:
+def cpu_seconds(servers: Sequence[Server]) -> float:
     """User + system CPU seconds the server processes have used so far."""
     ticks = 0
     for server in servers:
@@ -59,7 +59,7 @@ def timed(
     written first, untimed, so no run pays for another's write-back. An exit code not in
     `expect` stops the benchmark."""
     os.sync()
-    cpu_before = _cpu_seconds(watch)
+    cpu_before = cpu_seconds(watch)
     started = time.perf_counter()
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO
@@ -72,7 +72,7 @@ def timed(
     return Run(
         elapsed,
         usage.ru_maxrss / 1024,
-        _cpu_seconds(watch) - cpu_before,
+        cpu_seconds(watch) - cpu_before,
         usage.ru_utime + usage.ru_stime,
     )
 
