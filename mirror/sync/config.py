@@ -10,6 +10,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     keep_going = true
     blob_cache = true              # remember where blobs are, to mount them next run too
     keep_untagged = 0              # layouts: images that lost their last name kept, per repo
+    policy = "policy.json"         # admit only images this containers-policy.json accepts
 
     [registries."registry.example.com"]
     username_env = "REG_USER"      # credentials from environment variables
@@ -29,6 +30,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     destination = "mirror.internal:5000/upstream" # a registry prefix, or "oci:/backup"
     delete = false                 # mirror deletions of tags that left the source
     keep_untagged = 0              # over the default, for this job's layout destination
+    policy = "team-policy.json"    # over the default, for this job (paths: from this file's folder)
     [jobs.tags]
     include = ["^v\\d+"]           # regular expressions (any must match)
     exclude = ["-rc"]
@@ -50,7 +52,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
 import semver
@@ -61,6 +63,9 @@ from mirror.oci.digest import Digest
 from mirror.oci.platform import Platform
 from mirror.oci.reference import endpoint_hint
 from mirror.registry.options import HostSettings
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = ["ConfigError", "Job", "SyncConfig", "TagFilter", "load_config"]
 
@@ -146,6 +151,8 @@ class Job:
     tags: TagFilter = field(default_factory=TagFilter)
     #: a layout destination keeps this many images that lost their last name, per repository
     keep_untagged: int = 0
+    #: the signature policy of this job's images (None: the default's)
+    policy: Policy | None = field(default=None, compare=False, repr=False)
 
     def describe_source(self) -> str:
         """The job's source as its configuration names it."""
@@ -173,6 +180,18 @@ class SyncConfig:
     keep_going: bool = True
     #: remember across runs where blobs are, to mount them instead of uploading them again
     blob_cache: bool = True
+    #: the signature policy of every job that names none (None: no policy)
+    policy: Policy | None = field(default=None, compare=False, repr=False)
+
+    def policy_of(self, job: str) -> Policy | None:
+        """The signature policy that admits the images of the job named `job`."""
+        found = next((j.policy for j in self.jobs if j.name == job), None)
+        return found or self.policy
+
+    def carries_attached(self, job: str) -> bool:
+        """Whether the job's images take what is attached to them along (referrers and
+        digest tags): asked for, or a signature policy (the signatures travel)."""
+        return self.referrers or self.policy_of(job) is not None
 
     def hosts(self) -> frozenset[str]:
         """Every registry the configuration names: job sources and destinations, and the
@@ -329,7 +348,28 @@ def _keep_untagged(obj: dict[str, Any], where: str) -> int | None:
     return None if keep is None else int(keep)
 
 
-def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: int = 0) -> Job:
+def _policy(obj: dict[str, Any], where: str, base: Path | None) -> Policy | None:
+    """The policy file a `policy` key names (relative to `base`), read; ConfigError if not."""
+    text = _typed(obj, "policy", str, where)
+    if text is None:
+        return None
+    from mirror.trust.policy import PolicyError, load_policy  # cryptography only when named
+
+    path = Path(text) if base is None else base / text
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}.policy: {exc}") from None
+
+
+def _job(
+    index: int,
+    obj: Any,
+    *,
+    need_destination: bool = True,
+    keep_untagged: int = 0,
+    base: Path | None = None,
+) -> Job:
     where = f"jobs[{index}]"
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -346,6 +386,7 @@ def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: 
             "delete",
             "tags",
             "keep_untagged",
+            "policy",
         },
         where,
     )
@@ -389,15 +430,21 @@ def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: 
         delete=bool(_typed(obj, "delete", bool, where)),
         tags=_tag_filter(obj.get("tags"), f"{where}.tags"),
         keep_untagged=keep_untagged if keep is None else keep,
+        policy=_policy(obj, where, base),
     )
 
 
 def parse_config(
-    data: dict[str, Any], env: dict[str, str] | None = None, *, need_destination: bool = True
+    data: dict[str, Any],
+    env: dict[str, str] | None = None,
+    *,
+    need_destination: bool = True,
+    base: Path | None = None,
 ) -> SyncConfig:
     """Validate a parsed TOML document into a SyncConfig (ConfigError naming the key).
 
-    Bundles use the same jobs to choose images and need no destination.
+    Bundles use the same jobs to choose images and need no destination. Relative policy
+    paths are from `base` (the configuration file's folder), else the working directory.
     """
     env = dict(os.environ) if env is None else env
     _check_keys(data, {"defaults", "registries", "jobs"}, "config")
@@ -415,6 +462,7 @@ def parse_config(
             "keep_going",
             "blob_cache",
             "keep_untagged",
+            "policy",
         },
         "defaults",
     )
@@ -436,7 +484,7 @@ def parse_config(
     keep_untagged = _keep_untagged(defaults, "defaults") or 0
     return SyncConfig(
         jobs=tuple(
-            _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged)
+            _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged, base=base)
             for i, j in enumerate(jobs)
         ),
         registries={host: _registry(host, obj, env) for host, obj in registries.items()},
@@ -447,6 +495,7 @@ def parse_config(
         digest_tags=_typed(defaults, "digest_tags", bool, "defaults") is not False,
         keep_going=keep_going is not False,
         blob_cache=_typed(defaults, "blob_cache", bool, "defaults") is not False,
+        policy=_policy(defaults, "defaults", base),
     )
 
 
@@ -464,4 +513,4 @@ def load_config(
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_config(data, env, need_destination=need_destination)
+    return parse_config(data, env, need_destination=need_destination, base=path.parent)

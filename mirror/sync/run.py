@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from mirror.engine import ProgressSink
 from mirror.errors import InvalidReference
@@ -27,6 +28,9 @@ from mirror.sync.execute import execute
 from mirror.sync.plan import SyncPlan, make_plan
 from mirror.sync.report import SyncReport
 from mirror.sync.survey import survey
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = [
     "SyncReport",
@@ -82,10 +86,14 @@ async def run_sync(
     shard: tuple[int, int] | None = None,
     progress: ProgressSink | None = None,
     stop: asyncio.Event | None = None,
+    policy: Policy | None = None,
 ) -> SyncReport:
     """Survey, plan and carry out every job (a dry run prices the plan and writes nothing);
     a failing image is reported, the others go on. Once `stop` is set, the images in flight
-    finish and the rest are reported `stopped`."""
+    finish and the rest are reported `stopped`. `policy`: the signature policy of the jobs
+    that name none, over the configuration's default (an image it refuses is `refused`)."""
+    if policy is not None:
+        config = replace(config, policy=policy)
     async with RegistryClient(options_for(config, options)) as client, AsyncExitStack() as stack:
         endpoints = Endpoints(client, stack)
         found = await survey(config, endpoints, shard)

@@ -23,12 +23,14 @@ async def repository(host: str, name: str) -> AsyncIterator[Repository]:
         yield client.repository(RegistryReference(host, name), writing=True)
 
 
-async def pushed_image(registry: Registry, name: str, work: Path, seed: str) -> str:
-    """A new image (its one layer made of `seed`) pushed as `host/name:v1`; its digest."""
+async def pushed_image(
+    registry: Registry, name: str, work: Path, seed: str, tag: str = "v1"
+) -> str:
+    """A new image (its one layer made of `seed`) pushed as `host/name:tag`; its digest."""
     writer = LayoutWriter(work / f"{name.replace('/', '_')}-{seed}")
     writer.name(image(writer, [{"seed": seed.encode()}]), "v")
     writer.close()
-    result = await mirror.copy(f"oci:{writer.root}:v", f"docker://{registry.host}/{name}:v1")
+    result = await mirror.copy(f"oci:{writer.root}:v", f"docker://{registry.host}/{name}:{tag}")
     return result.digest
 
 
