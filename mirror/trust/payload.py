@@ -16,9 +16,23 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COSIGN_TYPE", "MAX_DEPTH", "BadPayload", "Payload", "parse_payload", "strict_json"]
+__all__ = [
+    "COSIGN_TYPE",
+    "IN_TOTO",
+    "MAX_DEPTH",
+    "SIGN_PREDICATE",
+    "BadPayload",
+    "Payload",
+    "parse_payload",
+    "parse_statement",
+    "strict_json",
+]
 
 COSIGN_TYPE = "cosign container image signature"
+#: cosign 3's image signature: a DSSE envelope of an in-toto statement of this predicate
+IN_TOTO = "application/vnd.in-toto+json"
+SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+_STATEMENT_TYPES = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
 #: the deepest nesting of JSON a signature's payload, bundle or Rekor entry may have
 MAX_DEPTH = 16
 
@@ -112,3 +126,23 @@ def parse_payload(text: bytes) -> Payload:
         _string(image, "docker-manifest-digest", "critical.image"),
         _string(identity, "docker-reference", "critical.identity"),
     )
+
+
+def parse_statement(text: bytes) -> Payload:
+    """The digest and identity of cosign 3's image-signature statement (BadPayload)."""
+    doc = strict_json(text, "the statement")
+    if not isinstance(doc, dict) or doc.get("_type") not in _STATEMENT_TYPES:
+        raise BadPayload("the bundle's payload is not an in-toto statement")
+    if doc.get("predicateType") != SIGN_PREDICATE:
+        raise BadPayload(f"the statement's predicateType is not {SIGN_PREDICATE}")
+    subjects = doc.get("subject")
+    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
+        raise BadPayload("the statement does not name exactly one subject")
+    (subject,) = subjects
+    digests = subject.get("digest")
+    if not isinstance(digests, dict) or not isinstance(digests.get("sha256"), str):
+        raise BadPayload("the statement's subject has no sha256 digest")
+    name = subject.get("name", "")
+    if not isinstance(name, str):
+        raise BadPayload("the statement's subject name is not a string")
+    return Payload(f"sha256:{digests['sha256']}", name)

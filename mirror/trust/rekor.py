@@ -99,8 +99,11 @@ def check_entry(
     key_or_cert_pem: bytes,
     signature: bytes,
     payload: bytes,
+    *,
+    dsse: bool = False,
 ) -> int:
-    """Check a Rekor entry (`body`, `integratedTime`, `logIndex`, `logID`) and its SET;
+    """Check a Rekor entry (`body`, `integratedTime`, `logIndex`, `logID`) and its SET (a
+    `hashedrekord` of the payload, or with `dsse` a `dsse` entry of the envelope's payload);
     the integrated time."""
     for key in ("integratedTime", "logIndex"):
         if not isinstance(entry[key], int) or isinstance(entry[key], bool):
@@ -111,7 +114,10 @@ def check_entry(
     if not any(_signed(key, set_bytes, canonical) for key in rekor_keys):
         raise BadEntry("its Rekor SignedEntryTimestamp is not signed by a trusted Rekor key")
     body = _parse(decode_b64(entry["body"], "Rekor entry body"), "Rekor entry body")
-    _check_body(body, key_or_cert_pem, signature, payload)
+    if dsse:
+        _check_dsse_body(body, key_or_cert_pem, signature, payload)
+    else:
+        _check_body(body, key_or_cert_pem, signature, payload)
     return int(entry["integratedTime"])
 
 
@@ -143,3 +149,26 @@ def _check_body(body: Any, key_or_cert_pem: bytes, signature: bytes, payload: by
         raise BadEntry("the Rekor entry names another key or certificate")
     if algorithm != "sha256" or value != hashlib.sha256(payload).hexdigest():
         raise BadEntry("the Rekor entry is of another payload")
+
+
+def _check_dsse_body(body: Any, key_or_cert_pem: bytes, signature: bytes, payload: bytes) -> None:
+    if not isinstance(body, dict) or body.get("kind") != "dsse":
+        raise BadEntry("the Rekor entry is not a dsse entry")
+    if body.get("apiVersion") != "0.0.1":
+        raise BadEntry("the Rekor entry is not dsse 0.0.1")
+    spec = body.get("spec")
+    try:
+        hashed = spec["payloadHash"]  # type: ignore[index]
+        logged = spec["signatures"]  # type: ignore[index]
+        algorithm, value = hashed["algorithm"], hashed["value"]
+    except (KeyError, TypeError):
+        raise BadEntry("the Rekor entry lacks its signatures or payload hash") from None
+    if algorithm != "sha256" or value != hashlib.sha256(payload).hexdigest():
+        raise BadEntry("the Rekor entry is of another payload")
+    if not isinstance(logged, list) or len(logged) != 1 or not isinstance(logged[0], dict):
+        raise BadEntry("the Rekor entry does not log exactly one signature")
+    if decode_b64(logged[0].get("signature"), "Rekor entry signature") != signature:
+        raise BadEntry("the Rekor entry is of another signature")
+    verifier = pem_block(decode_b64(logged[0].get("verifier"), "Rekor entry verifier"))
+    if verifier != pem_block(key_or_cert_pem):
+        raise BadEntry("the Rekor entry names another key or certificate")

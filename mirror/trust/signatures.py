@@ -1,6 +1,7 @@
 """Where an image's signatures are found: cosign's digest tag `sha256-<hex>.sig` beside it
 (a manifest whose simple-signing layers carry the signature, certificate, chain and Rekor
-bundle as annotations), and the OCI 1.1 referrers of the digest that are cosign signatures.
+bundle as annotations), and the OCI 1.1 referrers of the digest that are cosign signatures
+(the same manifest as a referrer) or sigstore bundles (cosign 3's, `bundles.py`).
 
 Everything read is bounded: the signature layers' size and count, the annotations (within a
 manifest's 4 MiB cap); more than MAX_SIGNATURES signatures is refused, not cut short.
@@ -13,6 +14,7 @@ from mirror.errors import ManifestNotFound
 from mirror.oci.attached import prefix_of
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Manifest, fallback_tag
+from mirror.trust.bundles import BUNDLE_TYPES, BadBundle, parse_bundle
 from mirror.trust.verify import Signature
 
 __all__ = [
@@ -79,6 +81,19 @@ async def _from_manifest(src: ImageSource, manifest: Manifest, where: str) -> li
     return found
 
 
+async def _from_bundle(src: ImageSource, manifest: Manifest, where: str) -> list[Signature]:
+    """The signature of a sigstore bundle referrer (its one bundle layer); none when the
+    bundle is another kind (an attestation) or unreadable — said as the reason it fails."""
+    layers = [d for d in manifest.layers if d.media_type in BUNDLE_TYPES]
+    if len(layers) != 1:
+        return []
+    raw = await _read(src, layers[0], f"{where} bundle")
+    try:
+        return [parse_bundle(raw, where)]
+    except BadBundle as exc:
+        return [Signature(where=where, payload=b"", signature="", unusable=str(exc))]
+
+
 async def find_signatures(src: ImageSource, name: str | None, digest: Digest) -> list[Signature]:
     """Every signature of `digest` in `src` (the image read as `name`, whose repository part
     names its digest tags in a layout): its `.sig` digest tag, then its cosign referrers."""
@@ -91,7 +106,7 @@ async def find_signatures(src: ImageSource, name: str | None, digest: Digest) ->
     if isinstance(manifest, Manifest):
         found += await _from_manifest(src, manifest, f"{tag} ({manifest.digest})")
     listed = (await src.referrers(digest)).descriptors
-    signatures = [d for d in listed if d.artifact_type == COSIGN_ARTIFACT]
+    signatures = [d for d in listed if d.artifact_type in (COSIGN_ARTIFACT, *BUNDLE_TYPES)]
     if len(signatures) > MAX_SIGNATURES:
         raise SignaturesUnusable(
             f"{len(signatures)} signatures refer to {digest} (at most {MAX_SIGNATURES})"
@@ -99,7 +114,11 @@ async def find_signatures(src: ImageSource, name: str | None, digest: Digest) ->
     for desc in signatures:
         referrer = await src.manifest_get(str(desc.digest))
         if isinstance(referrer, Manifest):
-            found += await _from_manifest(src, referrer, f"referrer {desc.digest}")
+            where = f"referrer {desc.digest}"
+            if desc.artifact_type == COSIGN_ARTIFACT:
+                found += await _from_manifest(src, referrer, where)
+            else:
+                found += await _from_bundle(src, referrer, where)
         if len(found) > MAX_SIGNATURES:
             break
     if len(found) > MAX_SIGNATURES:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mirror.oci.reference import RegistryReference
 from mirror.trust.fulcio import BadCertificate, verify_certificate
 from mirror.trust.keys import PublicKey, fingerprint
-from mirror.trust.payload import BadPayload, parse_payload
+from mirror.trust.payload import BadPayload, parse_payload, parse_statement
 from mirror.trust.policy import SigstoreSigned
 from mirror.trust.rekor import BadEntry, check_entry, decode_b64, verify_set
 
@@ -45,6 +45,16 @@ class Signature:
     chain: bytes | None = None
     rekor_bundle: bytes | None = None
     rekor_entry: RekorEntry | None = None
+    #: what the signature covers when it is not the payload itself (a DSSE envelope's
+    #: pre-authentication encoding of an in-toto statement: a sigstore bundle's)
+    signed: bytes | None = None
+    #: why a signature found cannot be judged at all (a bundle that cannot be read)
+    unusable: str = ""
+
+    @property
+    def data(self) -> bytes:
+        """The bytes the signature is over."""
+        return self.payload if self.signed is None else self.signed
 
 
 class Untrusted(ValueError):
@@ -87,6 +97,7 @@ def _logged_time(found: Signature, rule: SigstoreSigned, key_or_cert: bytes, raw
             key_or_cert,
             raw,
             found.payload,
+            dsse=found.signed is not None,
         )
     if found.rekor_bundle is None:
         raise Untrusted("it has no Rekor entry (the policy names a Rekor key)")
@@ -98,6 +109,8 @@ def check_signature(
 ) -> str:
     """What admits the image `image` at `digest` by `found` under `rule` (`key SHA256:…`, or
     `issuer … subject …`); Untrusted naming the first thing that does not hold."""
+    if found.unusable:
+        raise Untrusted(found.unusable)
     try:
         raw = decode_b64(found.signature, "the signature")
         if rule.fulcio is not None:
@@ -109,17 +122,18 @@ def check_signature(
             key = verify_certificate(
                 found.certificate, found.chain, fulcio.roots, fulcio.issuer, fulcio.email, at
             )
-            if not signed_by(key, raw, found.payload):
+            if not signed_by(key, raw, found.data):
                 raise Untrusted("the signature does not match its certificate")
             who = f"issuer {fulcio.issuer} subject {fulcio.email}"
         else:
-            signer = next((k for k in rule.keys if signed_by(k, raw, found.payload)), None)
+            signer = next((k for k in rule.keys if signed_by(k, raw, found.data)), None)
             if signer is None:
                 raise Untrusted("signed by a key the policy does not trust")
             if rule.rekor_keys:
                 _logged_time(found, rule, _pem(signer), raw)
             who = f"key {fingerprint(signer)}"
-        payload = parse_payload(found.payload)
+        read = parse_payload if found.signed is None else parse_statement
+        payload = read(found.payload)
     except (BadEntry, BadCertificate, BadPayload) as exc:
         raise Untrusted(str(exc)) from None
     if payload.digest != digest:

@@ -344,3 +344,124 @@ def keyed(*paths: Path, identity: Mapping[str, str] | None = None) -> list[dict[
     if identity is not None:
         rule["signedIdentity"] = dict(identity)
     return [rule]
+
+
+BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+IN_TOTO = "application/vnd.in-toto+json"
+SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+
+
+def statement(digest: str, name: str = "", predicate_type: str = SIGN_PREDICATE) -> bytes:
+    """cosign 3's image-signature statement about `digest` (its subject named `name`)."""
+    subject: dict[str, object] = {"digest": {"sha256": digest.removeprefix("sha256:")}}
+    if name:
+        subject["name"] = name
+    body = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [subject],
+        "predicateType": predicate_type,
+        "predicate": {},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
+
+
+def sigstore_bundle(
+    key: PrivateKey,
+    body: bytes,
+    *,
+    certificate: bytes | None = None,
+    rekor: Rekor | None = None,
+    when: int = 1767225660,
+) -> bytes:
+    """A sigstore bundle v0.3 as cosign 3 writes it: a DSSE envelope of `body` signed by
+    `key`, its leaf `certificate` (PEM; else a public-key hint) and a dsse Rekor entry."""
+    raw = sign(key, pae(IN_TOTO, body))
+    material: dict[str, object] = (
+        {"certificate": {"rawBytes": base64.b64encode(_der(certificate)).decode()}}
+        if certificate
+        else {"publicKey": {"hint": ""}}
+    )
+    if rekor is not None:
+        verifier = certificate or public_pem(key)
+        logged = {
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(body).hexdigest()},
+                "signatures": [
+                    {
+                        "signature": base64.b64encode(raw).decode(),
+                        "verifier": base64.b64encode(verifier).decode(),
+                    }
+                ],
+            },
+        }
+        rekor.index += 1
+        entry = {
+            "body": base64.b64encode(json.dumps(logged).encode()).decode(),
+            "integratedTime": when,
+            "logIndex": rekor.index,
+            "logID": hashlib.sha256(public_pem(rekor.key)).hexdigest(),
+        }
+        material["tlogEntries"] = [
+            {
+                "logIndex": str(entry["logIndex"]),
+                "logId": {"keyId": base64.b64encode(bytes.fromhex(str(entry["logID"]))).decode()},
+                "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+                "integratedTime": str(when),
+                "inclusionPromise": {
+                    "signedEntryTimestamp": base64.b64encode(rekor.set_of(entry)).decode()
+                },
+                "canonicalizedBody": entry["body"],
+            }
+        ]
+    doc = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": material,
+        "dsseEnvelope": {
+            "payload": base64.b64encode(body).decode(),
+            "payloadType": IN_TOTO,
+            "signatures": [{"sig": base64.b64encode(raw).decode(), "keyid": ""}],
+        },
+    }
+    return json.dumps(doc).encode()
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+async def push_bundle_referrer(
+    endpoint: Endpoint, subject: ManifestLike, bundle: bytes, *, listed: Sequence[Descriptor] = ()
+) -> Descriptor:
+    """Attach `bundle` to `subject` as cosign 3 does (an OCI 1.1 artifact, its fallback tag
+    written for a registry without the referrers API, after the `listed` ones); the
+    referrer's descriptor as the listing holds it."""
+    layer = await _blob(endpoint, bundle, BUNDLE_V03)
+    config = await _blob(endpoint, b"{}", "application/vnd.oci.empty.v1+json")
+    body = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": BUNDLE_V03,
+        "config": config.to_json(),
+        "layers": [layer.to_json()],
+        "subject": subject.descriptor().to_json(),
+        "annotations": {"dev.sigstore.bundle.content": "dsse-envelope"},
+    }
+    manifest = parse_manifest(json.dumps(body).encode(), mt.OCI_MANIFEST)
+    await endpoint.manifest_put(manifest)
+    desc = Descriptor(mt.OCI_MANIFEST, manifest.digest, manifest.size, artifact_type=BUNDLE_V03)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [d.to_json() for d in (*listed, desc)],
+    }
+    listing = parse_manifest(json.dumps(index).encode(), mt.OCI_INDEX)
+    await endpoint.image_put(listing, fallback_tag(subject.digest))
+    return desc
