@@ -434,6 +434,19 @@ def _job(
     )
 
 
+def _one_policy_per_name(jobs: tuple[Job, ...]) -> None:
+    """Images are admitted by their job's name: two jobs of one name must not differ in
+    their signature policy (ConfigError naming the second)."""
+    seen: dict[str, str | None] = {}
+    for index, job in enumerate(jobs):
+        path = job.policy.path if job.policy is not None else None
+        if seen.setdefault(job.name, path) != path:
+            raise ConfigError(
+                f"jobs[{index}].name: another job is named {job.name!r} with another policy; "
+                "give each its own name"
+            )
+
+
 def parse_config(
     data: dict[str, Any],
     env: dict[str, str] | None = None,
@@ -482,11 +495,13 @@ def parse_config(
     retries = _typed(defaults, "retries", int, "defaults")
     keep_going = _typed(defaults, "keep_going", bool, "defaults")
     keep_untagged = _keep_untagged(defaults, "defaults") or 0
+    parsed = tuple(
+        _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged, base=base)
+        for i, j in enumerate(jobs)
+    )
+    _one_policy_per_name(parsed)
     return SyncConfig(
-        jobs=tuple(
-            _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged, base=base)
-            for i, j in enumerate(jobs)
-        ),
+        jobs=parsed,
         registries={host: _registry(host, obj, env) for host, obj in registries.items()},
         concurrency=max(1, concurrency),
         platforms=tuple(platforms),

@@ -290,3 +290,55 @@ async def test_rsa_pss_and_a_p384_key_verify_over_sha256(
         policy=policy,
     )
     assert result.admitted is not None
+
+
+async def test_a_policy_mirror_cannot_use_is_one_usage_line_naming_the_file_and_the_field(
+    tmp_path: Path,
+) -> None:
+    gpg = tmp_path / "gpg.json"
+    gpg.write_text(
+        json.dumps({"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k.gpg"}]})
+    )
+    for command in (["copy", "docker://r.example.com/a:1", "oci:out"], ["sync", "x.toml"]):
+        done = await amirror(*command, "--policy", str(gpg))
+        assert done.returncode == 2
+        (line,) = done.stderr.strip().splitlines()
+        assert f"policy {gpg}: default[0].type: signedBy (GPG signatures) is not supported" in line
+    assert not (tmp_path / "out").exists()
+
+
+async def test_pull_and_push_take_the_policy_too(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """pull judges the registry image; push, an image read from a layout, is judged by the
+    default requirements (a layout is no docker reference: exactRepository names one)."""
+    name = "trust/pulled"
+    digest, pub, _ = await _signed_image(registry, name, tmp_path)
+    rule = keyed(
+        pub, identity={"type": "exactRepository", "dockerRepository": f"{registry.host}/{name}"}
+    )
+    policy = policy_file(tmp_path / "p.json", {registry.host: keyed(pub)}, default=rule)
+    layout = tmp_path / "pulled"
+    pulled = await amirror(
+        "--json", "pull", "--policy", str(policy), f"{registry.host}/{name}:v1", str(layout)
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["admittedBy"]["scope"] == registry.host
+    pushed = await amirror(
+        "--json",
+        "push",
+        "--policy",
+        str(policy),
+        f"{layout}:v1",
+        f"{second_registry.host}/{name}:v1",
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    report = json.loads(pushed.stdout)
+    assert report["digest"] == digest
+    assert report["admittedBy"]["scope"] == "default"
+    strict = policy_file(tmp_path / "strict.json", {}, default=keyed(pub))
+    refused = await amirror(
+        "push", "--policy", str(strict), f"{layout}:v1", f"{second_registry.host}/{name}:v2"
+    )
+    assert refused.returncode == 1
+    assert "does not match under matchRepoDigestOrExact" in refused.stderr

@@ -209,3 +209,27 @@ def test_a_policy_file_is_read_bounded(tmp_path: Path) -> None:
         load_policy(big)
     with pytest.raises(PolicyError, match="cannot read it"):
         load_policy(tmp_path / "missing.json")
+
+
+def test_a_sync_configuration_reads_its_policies_from_its_folder(tmp_path: Path) -> None:
+    from mirror.sync.config import ConfigError, load_config
+
+    (tmp_path / "p.json").write_text(json.dumps({"default": [{"type": "reject"}]}))
+    (tmp_path / "q.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        '[defaults]\npolicy = "p.json"\n'
+        '[[jobs]]\nname = "a"\nsource = "r.io/a"\ndestination = "m.io"\n'
+        '[[jobs]]\nname = "b"\nsource = "r.io/b"\ndestination = "m.io"\npolicy = "q.json"\n'
+    )
+    loaded = load_config(config)
+    assert loaded.policy_of("a") is loaded.policy
+    assert loaded.policy_of("b") is not None
+    assert loaded.policy_of("b").default == (AcceptAnything(),)  # type: ignore[union-attr]
+    assert loaded.carries_attached("a")
+    config.write_text(config.read_text().replace('name = "b"', 'name = "a"'))
+    with pytest.raises(ConfigError, match=r"jobs\[1\].name: another job is named 'a'"):
+        load_config(config)
+    config.write_text('[defaults]\npolicy = "missing.json"\n[[jobs]]\nsource = "r.io/a"\n')
+    with pytest.raises(ConfigError, match=r"defaults.policy: policy .*missing.json: cannot read"):
+        load_config(config, need_destination=False)
