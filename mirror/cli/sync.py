@@ -131,7 +131,7 @@ def sync_command(
     as_json: bool,
 ) -> None:
     """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed or
-    was refused by the signature policy (--policy, over the configuration's default).
+    was refused. --policy admits only signed images, over the configuration's default policy.
     With --every, keep mirroring on that interval (exit 0 when stopped by a signal)."""
     if metrics_addr is not None and every is None:
         raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
