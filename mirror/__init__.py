@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     )
     from mirror.registry import HostSettings, RegistryClient, RegistryOptions, Repository
     from mirror.sync.run import SyncReport, load_sync_config, sync_run
+    from mirror.trust.policy import Policy, load_policy
 
 #: every other public name, by the module that defines it
 _SOURCES = {
@@ -136,6 +137,10 @@ _SOURCES = {
         "load_sync_config",
         "sync_run",
     ),
+    "mirror.trust.policy": (
+        "Policy",
+        "load_policy",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -176,6 +181,7 @@ __all__ = [
     "MirrorError",
     "NotFound",
     "Platform",
+    "Policy",
     "Problem",
     "ProgressSink",
     "RateLimited",
@@ -205,6 +211,7 @@ __all__ = [
     "inspect",
     "list_repositories",
     "list_tags",
+    "load_policy",
     "load_sync_config",
     "parse_manifest",
     "parse_reference",

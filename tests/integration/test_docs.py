@@ -396,8 +396,9 @@ async def test_every_trust_example_runs_as_written(
                 await push_signatures(repo, digest, layers)
     world = World(registry, second_registry, acr, cwd)
     done = await _run_all(REPO / "docs" / "trust.md", world, {})
-    assert {b.lang for b in done} == {"sh", "json", "text", "toml"}
+    assert {b.lang for b in done} == {"sh", "json", "text", "toml", "python"}
     assert (cwd / "api" / "index.json").exists()
+    assert (cwd / "api-lib" / "index.json").exists()
 
 
 def test_every_page_with_examples_has_its_test() -> None:
