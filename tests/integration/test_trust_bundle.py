@@ -165,3 +165,37 @@ async def test_a_bundle_whose_signature_was_altered_is_refused_on_the_far_side(
     (line,) = pushed.stderr.strip().splitlines()
     assert "signed by a key the policy does not trust" in line
     assert not holds_repository(second_registry, "far3/gap/altered")
+
+
+async def test_bundle_create_by_a_config_takes_its_default_policy_and_no_job_policy(
+    registry: Registry, tmp_path: Path, signer: PrivateKey
+) -> None:
+    name = "gap/config"
+    digest = await pushed_image(registry, name, tmp_path, name, "one")
+    async with repository(registry.host, name) as repo:
+        await push_signatures(repo, digest, [signed(signer, digest, f"{registry.host}/{name}:one")])
+    await pushed_image(registry, name, tmp_path, f"{name}-unsigned", "two")
+    write_public(signer, tmp_path / "cosign.pub")
+    policy_file(tmp_path / "policy.json", {"": keyed(tmp_path / "cosign.pub")})
+    config = tmp_path / "bundle.toml"
+    config.write_text(
+        f'[defaults]\npolicy = "policy.json"\n[[jobs]]\nsource = "{registry.host}/{name}"\n'
+        '[jobs.tags]\ninclude = ["^one$"]\n'
+    )
+    made = await amirror(
+        "--json", "bundle", "create", str(tmp_path / "b.tar"), "--config", str(config)
+    )
+    assert made.returncode == 0, made.stderr
+    (image,) = json.loads(made.stdout)["images"]
+    assert image["admittedBy"]["by"].startswith("key SHA256:")
+    config.write_text(config.read_text().replace('"^one$"', '"^two$"'))
+    refused = await amirror("bundle", "create", str(tmp_path / "c.tar"), "--config", str(config))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith(": no signature")
+    assert not (tmp_path / "c.tar").exists()
+    config.write_text(
+        config.read_text().replace("[jobs.tags]", 'policy = "policy.json"\n[jobs.tags]')
+    )
+    per_job = await amirror("bundle", "create", str(tmp_path / "d.tar"), "--config", str(config))
+    assert per_job.returncode == 2
+    assert "not per job" in per_job.stderr
