@@ -20,7 +20,7 @@ from mirror.archive.writer import ArchiveWriter
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
 from mirror.endpoint import ImageDestination, ImageSource
-from mirror.engine import CopyResult
+from mirror.engine import CopyResult, CopyRun
 from mirror.errors import InvalidReference
 from mirror.events import ProgressSink
 from mirror.imageconfig import read_config
@@ -110,6 +110,14 @@ async def open_destination(
     yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
 
 
+def _identity(ref: Reference) -> RegistryReference | None:
+    """The reference a signature policy judges a registry image by: as written, a tag and a
+    digest both kept, `latest` when it names neither (as containers/image does)."""
+    if not isinstance(ref, RegistryReference):
+        return None
+    return ref if ref.tag or ref.digest else ref.with_reference(tag="latest")
+
+
 def _import_format(manifest_format: str, compression: str) -> ImportFormat:
     if manifest_format not in ("v2s2", "oci") or compression not in ("gzip", "zstd"):
         raise ValueError(
@@ -175,7 +183,8 @@ async def copy(
         open_source(src_ref, client, imported=imported) as (src, src_tag),
         open_destination(dst_ref, client) as (dst, dst_tag),
     ):
-        result = await copy_attached(src, src_tag, dst, dst_tag, copy_options)
+        run = CopyRun(identity=_identity(src_ref)) if policy is not None else None
+        result = await copy_attached(src, src_tag, dst, dst_tag, copy_options, run=run)
         result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
     if (
         isinstance(dst_ref, RegistryReference)

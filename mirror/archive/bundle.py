@@ -237,7 +237,12 @@ async def create_bundle(
             for ref in refs:
                 name = _bundle_name(ref)
                 result = await copy_attached(
-                    client.repository(ref), ref.reference, layout, None, copy_options
+                    client.repository(ref),
+                    ref.reference,
+                    layout,
+                    None,
+                    copy_options,
+                    run=CopyRun(identity=ref),
                 )
                 desc = await layout.resolve(result.digest)
                 chosen_from = result.source_digest if result.digest_changed else None

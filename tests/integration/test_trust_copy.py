@@ -342,3 +342,23 @@ async def test_pull_and_push_take_the_policy_too(
     )
     assert refused.returncode == 1
     assert "does not match under matchRepoDigestOrExact" in refused.stderr
+
+
+async def test_an_image_named_by_tag_and_digest_is_judged_by_both(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """As containers/image: `repo:tag@digest` is a tagged reference, matched exactly by
+    matchRepoDigestOrExact; `repo@digest` needs only the same repository."""
+    name = "trust/pinned"
+    digest, pub, _ = await _signed_image(registry, name, tmp_path)  # signed as name:v1
+    policy = load_policy(policy_file(tmp_path / "p.json", {registry.host: keyed(pub)}))
+    with pytest.raises(mirror.Refused, match="does not match under matchRepoDigestOrExact"):
+        await mirror.copy(
+            f"docker://{registry.host}/{name}:v1@{digest}",
+            f"oci:{tmp_path / 'both'}:img",
+            policy=policy,
+        )
+    by_digest = await mirror.copy(
+        f"docker://{registry.host}/{name}@{digest}", f"oci:{tmp_path / 'one'}:img", policy=policy
+    )
+    assert by_digest.admitted is not None
