@@ -24,6 +24,7 @@ from mirror.errors import (
     MirrorError,
     NotFound,
     RateLimited,
+    Refused,
     RegistryError,
     RepositoryNotFound,
     ServerError,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     )
     from mirror.registry import HostSettings, RegistryClient, RegistryOptions, Repository
     from mirror.sync.run import SyncReport, load_sync_config, sync_run
+    from mirror.trust.policy import Policy, load_policy
 
 #: every other public name, by the module that defines it
 _SOURCES = {
@@ -135,6 +137,10 @@ _SOURCES = {
         "load_sync_config",
         "sync_run",
     ),
+    "mirror.trust.policy": (
+        "Policy",
+        "load_policy",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -175,10 +181,12 @@ __all__ = [
     "MirrorError",
     "NotFound",
     "Platform",
+    "Policy",
     "Problem",
     "ProgressSink",
     "RateLimited",
     "Reference",
+    "Refused",
     "RegistryArtifact",
     "RegistryClient",
     "RegistryError",
@@ -203,6 +211,7 @@ __all__ = [
     "inspect",
     "list_repositories",
     "list_tags",
+    "load_policy",
     "load_sync_config",
     "parse_manifest",
     "parse_reference",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
@@ -20,7 +20,7 @@ from mirror.archive.writer import ArchiveWriter
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
 from mirror.endpoint import ImageDestination, ImageSource
-from mirror.engine import CopyResult
+from mirror.engine import CopyResult, CopyRun
 from mirror.errors import InvalidReference
 from mirror.events import ProgressSink
 from mirror.imageconfig import read_config
@@ -38,6 +38,9 @@ from mirror.oci.reference import (
     repo_tag,
 )
 from mirror.registry import RegistryClient, RegistryOptions
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = [
     "ImageInfo",
@@ -107,6 +110,14 @@ async def open_destination(
     yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
 
 
+def _identity(ref: Reference) -> RegistryReference | None:
+    """The reference a signature policy judges a registry image by: as written, a tag and a
+    digest both kept, `latest` when it names neither (as containers/image does)."""
+    if not isinstance(ref, RegistryReference):
+        return None
+    return ref if ref.tag or ref.digest else ref.with_reference(tag="latest")
+
+
 def _import_format(manifest_format: str, compression: str) -> ImportFormat:
     if manifest_format not in ("v2s2", "oci") or compression not in ("gzip", "zstd"):
         raise ValueError(
@@ -128,6 +139,7 @@ async def copy(
     progress: ProgressSink | None = None,
     manifest_format: str = "v2s2",
     compression: str = "gzip",
+    policy: Policy | None = None,
 ) -> CopyResult:
     """Copy one image between any two endpoints (`docker://`, `oci:`, `oci-archive:`,
     `docker-archive:`); return what was done.
@@ -138,7 +150,9 @@ async def copy(
     `referrers`: also what refers to it, to any depth, and (with `digest_tags`) cosign's
     `sha256-<hex>.sig/.att/.sbom` tags beside any of its manifests. An image read from a
     docker archive gets a new manifest: `manifest_format` "v2s2" (Docker) or "oci", layers
-    compressed with `compression` "gzip" or "zstd" (zstd implies OCI).
+    compressed with `compression` "gzip" or "zstd" (zstd implies OCI). `policy`: the
+    signature policy that must admit the image first (`Refused` otherwise, nothing written);
+    its signatures come along (a docker archive keeps none).
     """
     src_ref, dst_ref = _parse(source), check_destination(_parse(destination))
     imported = _import_format(manifest_format, compression)
@@ -160,13 +174,17 @@ async def copy(
         referrers=referrers,
         digest_tags=digest_tags,
         progress=progress,
+        policy=policy,
     )
+    if isinstance(dst_ref, DockerArchiveReference):
+        copy_options = replace(copy_options, referrers=False)
     async with (
         RegistryClient(opts) as client,
         open_source(src_ref, client, imported=imported) as (src, src_tag),
         open_destination(dst_ref, client) as (dst, dst_tag),
     ):
-        result = await copy_attached(src, src_tag, dst, dst_tag, copy_options)
+        run = CopyRun(identity=_identity(src_ref)) if policy is not None else None
+        result = await copy_attached(src, src_tag, dst, dst_tag, copy_options, run=run)
         result.rate_limits = {host: b.to_json() for host, b in client.budgets().items()}
     if (
         isinstance(dst_ref, RegistryReference)

@@ -18,6 +18,7 @@ from mirror.oci.platform import Platform
 
 if TYPE_CHECKING:  # the registry options are read, never imported at run time from here
     from mirror.registry.options import RegistryOptions
+    from mirror.trust.policy import Policy
 
 __all__ = ["CopyOptions", "RangePolicy"]
 
@@ -41,7 +42,8 @@ class CopyOptions:
     for indexes only). `referrers`: also what refers to any manifest of the image, to any
     depth; `digest_tags`: with `referrers`, cosign's `sha256-<hex>.sig/.att/.sbom` tags too.
     Blobs up to 1 MiB go `small_concurrency` at a time beside the `concurrency` larger ones;
-    `ranges` says when a blob is fetched as parallel ranges (None: never).
+    `ranges` says when a blob is fetched as parallel ranges (None: never). `policy`: the
+    signature policy that must admit the image before any of its blobs moves (None: none).
     """
 
     platforms: tuple[Platform, ...] = ()
@@ -53,6 +55,7 @@ class CopyOptions:
     small_concurrency: int = 64
     ranges: RangePolicy | None = field(default_factory=RangePolicy)
     max_blob_size: int = TIB
+    policy: Policy | None = field(default=None, compare=False, repr=False)
     progress: ProgressSink = field(default_factory=Silent, compare=False, repr=False)
 
     @classmethod
@@ -66,15 +69,18 @@ class CopyOptions:
         referrers: bool = False,
         digest_tags: bool = True,
         progress: ProgressSink | None = None,
+        policy: Policy | None = None,
     ) -> CopyOptions:
         """The options a run with `options` copies with (concurrency, ranged downloads, the
-        blob-size cap), and what the caller chose of the image."""
+        blob-size cap), and what the caller chose of the image; with a `policy`, the
+        signatures travel with the image (referrers and digest tags on)."""
         return cls(
             platforms=platforms,
             single_must_match=single_must_match,
             include_foreign=include_foreign,
-            referrers=referrers,
-            digest_tags=digest_tags,
+            referrers=referrers or policy is not None,
+            digest_tags=digest_tags or policy is not None,
+            policy=policy,
             concurrency=options.concurrency,
             small_concurrency=options.check_concurrency,
             ranges=RangePolicy(
@@ -88,5 +94,6 @@ class CopyOptions:
 
     def for_attached(self) -> CopyOptions:
         """The options for what is attached to an image: the same, without the platform
-        filter (a signature or SBOM has no platform, and names its subject by digest)."""
-        return replace(self, platforms=(), single_must_match=False)
+        filter (a signature or SBOM has no platform, and names its subject by digest) and
+        without the policy (signatures are not themselves signed)."""
+        return replace(self, platforms=(), single_must_match=False, policy=None)

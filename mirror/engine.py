@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.copy_options import CopyOptions, RangePolicy
 from mirror.endpoint import (
     ImageDestination,
     ImageSource,
+    InRegistry,
     RangedSink,
     RangedSource,
     Referrers,
@@ -32,8 +33,13 @@ from mirror.graph import ImageGraph, ManifestBudget, fetch_from, walk_image
 from mirror.oci.attached import fallback_name, listing_index
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike
+from mirror.oci.reference import RegistryReference
 from mirror.selection import select_platforms
 from mirror.support.tasks import together
+
+if TYPE_CHECKING:
+    from mirror.trust.admission import Admission
+    from mirror.trust.policy import Policy
 
 _log = logging.getLogger("mirror.engine")
 
@@ -74,6 +80,8 @@ class CopyResult:
     attached: list[str] = field(default_factory=list)
     #: the request budget each registry announced, as it stood at the end (host -> JSON)
     rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what admitted the image under the signature policy (None: no policy)
+    admitted: Admission | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready report."""
@@ -94,6 +102,7 @@ class CopyResult:
             "referrers": self.referrers,
             "digestTags": self.attached,
             **({"rateLimits": self.rate_limits} if self.rate_limits else {}),
+            **({"admittedBy": self.admitted.to_json()} if self.admitted else {}),
         }
 
 
@@ -121,7 +130,9 @@ class CopyRun:
     `chosen_from`: the index an earlier copy chose this image's platform from (a bundle's
     image): what is attached to that index by digest tag is attached to this image too.
     `budget`: the manifests this copy may reach, shared with the copies of what is attached
-    to the image (a fresh one of MAX_MANIFESTS when None).
+    to the image (a fresh one of MAX_MANIFESTS when None). `identity`: the reference a
+    signature policy judges the image by, when the source is not its registry (a bundle's
+    image: where it was taken from); else the source repository's own.
     """
 
     blob_gate: asyncio.Semaphore | None = None
@@ -130,6 +141,7 @@ class CopyRun:
     source_tags: frozenset[str] | None = None
     chosen_from: str | None = None
     budget: ManifestBudget | None = None
+    identity: RegistryReference | None = None
 
 
 async def copy_image(
@@ -145,7 +157,8 @@ async def copy_image(
     `options` say; with `options.referrers`, also what refers to any manifest of it, to any
     depth, listed at `dst` (its referrers API, or the fallback tag beside `dst_tag`) — for an
     image already up to date, only its referrers are walked. `run`: what the caller knows of
-    the run this copy is part of.
+    the run this copy is part of. With `options.policy`, the image is admitted (or
+    `Refused`) before anything is written.
     """
     started = time.monotonic()
     options = options or CopyOptions()
@@ -159,6 +172,8 @@ async def copy_image(
         digest_changed=top.digest != original.digest,
         source_digest=str(original.digest),
     )
+    if options.policy is not None:
+        result.admitted = await _admitted(src, src_ref, original, top, options.policy, run)
     # a caller that has just looked (sync) says so, saving a request per image
     existing = await dst.manifest_head(dst_tag) if dst_tag and run.check_destination else None
     result.up_to_date = existing is not None and existing.digest == top.digest
@@ -217,6 +232,35 @@ async def copy_image(
         result.referrers += len(listed.descriptors)
     result.seconds = time.monotonic() - started
     return result
+
+
+def source_identity(src: ImageSource, name: str | None) -> RegistryReference | None:
+    """The reference of the image `name` in a registry source (None: not a registry)."""
+    if not isinstance(src, InRegistry):
+        return None
+    if name and name.startswith(("sha256:", "sha512:")):
+        return RegistryReference(src.registry, src.name, digest=Digest(name))
+    return RegistryReference(src.registry, src.name, tag=name or "latest")
+
+
+async def _admitted(
+    src: ImageSource,
+    name: str | None,
+    original: ManifestLike,
+    top: ManifestLike,
+    policy: Policy,
+    run: CopyRun,
+) -> Admission:
+    """The policy's decision on the image, before any of it moves: its signatures are
+    looked for on the image read, the platform image chosen, the index it was chosen from."""
+    from mirror.trust.admission import admit  # cryptography loads only with a policy
+
+    image = run.identity or source_identity(src, name)
+    digests = [original.digest, top.digest]
+    if run.chosen_from:
+        digests.append(Digest(run.chosen_from))
+    shown = str(image) if image is not None else f"{name or 'the image'} ({original.digest})"
+    return await admit(src, name, image, digests, policy, shown=shown)
 
 
 async def list_referrers(

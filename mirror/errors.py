@@ -25,6 +25,7 @@
     ├─ LayoutError                              an OCI image layout that is unusable
     ├─ StorageError                             a local file not read or written (disk full)
     ├─ UnsupportedOperation                     the registry has no API for it (e.g. properties)
+    ├─ Refused                                  an image the signature policy does not admit
     └─ UnsupportedMediaType
 
 Every message is one line that names what was wrong; the CLI prints it as is.
@@ -49,6 +50,7 @@ __all__ = [
     "MirrorError",
     "NotFound",
     "RateLimited",
+    "Refused",
     "RegistryError",
     "RepositoryNotFound",
     "ServerError",
@@ -194,6 +196,12 @@ class StorageError(MirrorError):
 
 class UnsupportedOperation(MirrorError):
     """The registry cannot do this: no metadata API, no tag-only delete, and so on."""
+
+
+class Refused(MirrorError):
+    """An image the signature policy does not admit (no signature, an untrusted key, a
+    payload naming another digest or identity, an invalid certificate or Rekor entry); the
+    message names the image and the reason. Nothing of the image was written."""
 
 
 class UnsupportedMediaType(MirrorError):

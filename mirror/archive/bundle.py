@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.pack import pack_layout
@@ -41,6 +41,10 @@ from mirror.oci.reference import (
     validate_ref_name,
 )
 from mirror.registry import RegistryClient, RegistryOptions
+
+if TYPE_CHECKING:
+    from mirror.trust.admission import Admission
+    from mirror.trust.policy import Policy
 
 __all__ = [
     "BundleImage",
@@ -68,6 +72,8 @@ class BundleImage:
     #: the index this image's platform was chosen from: its digest tags (a cosign signature
     #: of the index) are carried with the image and pushed with it
     chosen_from: str | None = None
+    #: what admitted the image under `bundle create --policy` (the key or identity, the scope)
+    admitted: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The image as the record lists it."""
@@ -79,6 +85,8 @@ class BundleImage:
         }
         if self.chosen_from:
             out["chosenFrom"] = self.chosen_from
+        if self.admitted:
+            out["admittedBy"] = self.admitted
         return out
 
 
@@ -123,6 +131,9 @@ class BundleRecord:
                     str(i["mediaType"]),
                     int(i["size"]),
                     str(Digest(i["chosenFrom"])) if i.get("chosenFrom") else None,
+                    {str(k): str(v) for k, v in i["admittedBy"].items()}
+                    if i.get("admittedBy")
+                    else None,
                 )
                 for i in obj.get("images", [])
             ]
@@ -186,12 +197,15 @@ async def create_bundle(
     referrers: bool = False,
     digest_tags: bool = True,
     progress: ProgressSink | None = None,
+    policy: Policy | None = None,
 ) -> tuple[BundleRecord, list[CopyResult]]:
-    """Copy `images` (registry references) into one bundle file; a delta with `since`."""
+    """Copy `images` (registry references) into one bundle file; a delta with `since`.
+    With `policy`, each image is admitted first (what admitted it is recorded) and its
+    signatures are carried."""
     sink = progress or Silent()
     if recompress not in (None, "zstd"):
         raise InvalidReference(f"recompression takes zstd, not {recompress!r}")
-    if recompress and referrers:
+    if recompress and (referrers or policy is not None):
         raise InvalidReference(
             "recompression changes the images' digests, so their referrers would name "
             "subjects that are not in the bundle: choose one of them"
@@ -209,10 +223,12 @@ async def create_bundle(
         referrers=referrers,
         digest_tags=digest_tags,
         progress=sink,
+        policy=policy,
     )
     try:
         results, record = [], BundleRecord(images=[], blobs={})
-        record.referrers, record.digest_tags = referrers, referrers and digest_tags
+        record.referrers = copy_options.referrers
+        record.digest_tags = copy_options.referrers and copy_options.digest_tags
         manifests: set[str] = set()  # always kept in a delta: they are small
         async with (
             RegistryClient(opts) as client,
@@ -221,7 +237,12 @@ async def create_bundle(
             for ref in refs:
                 name = _bundle_name(ref)
                 result = await copy_attached(
-                    client.repository(ref), ref.reference, layout, None, copy_options
+                    client.repository(ref),
+                    ref.reference,
+                    layout,
+                    None,
+                    copy_options,
+                    run=CopyRun(identity=ref),
                 )
                 desc = await layout.resolve(result.digest)
                 chosen_from = result.source_digest if result.digest_changed else None
@@ -235,8 +256,11 @@ async def create_bundle(
                     result.digest, result.digest_changed = str(desc.digest), bool(changed.changes)
                 await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
                 await _blobs_of(layout, desc, record.blobs, manifests)
+                admitted = result.admitted.to_json() if result.admitted else None
                 record.images.append(
-                    BundleImage(name, str(desc.digest), desc.media_type, desc.size, chosen_from)
+                    BundleImage(
+                        name, str(desc.digest), desc.media_type, desc.size, chosen_from, admitted
+                    )
                 )
                 results.append(result)
         if recompress:  # the gzip originals are no longer referenced
@@ -373,12 +397,15 @@ async def push_bundle(
     *,
     options: RegistryOptions | None = None,
     progress: ProgressSink | None = None,
+    policy: Policy | None = None,
 ) -> list[PushedImage]:
     """Push every image of a bundle to `REGISTRY[/PREFIX]`.
 
     The whole bundle is unpacked and verified first, and a delta's left-out blobs are checked
-    at the target: any problem stops the push before anything is written. Then each image
-    goes blobs first, manifests after their blobs, the tag last (resumable like any copy).
+    at the target: any problem stops the push before anything is written. With `policy`,
+    every image is admitted again, offline, from the signatures the bundle carries (judged
+    as the image it was taken from): one refused, nothing is pushed. Then each image goes
+    blobs first, manifests after their blobs, the tag last (resumable like any copy).
     """
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mirror-push-"))
     opts = options or RegistryOptions()
@@ -394,6 +421,7 @@ async def push_bundle(
                 raise LayoutError(f"bundle {path} is damaged, nothing pushed: {problems[0]}")
             targets = [(image, target_of(image.name, destination)) for image in record.images]
             await _check_left_out(layout, record, targets, client)
+            admitted = await _admitted(layout, record, path, policy) if policy else {}
             pushed = []
             for image, target in targets:
                 result = await copy_attached(
@@ -404,11 +432,35 @@ async def push_bundle(
                     copy_options,
                     run=CopyRun(chosen_from=image.chosen_from),
                 )
+                result.admitted = admitted.get(image.name)
                 pushed.append(PushedImage(image.name, str(target), result))
                 sink.phase(f"pushed {image.name} to {target}")
             return pushed
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def _admitted(
+    layout: Layout, record: BundleRecord, path: Path, policy: Policy
+) -> dict[str, Admission]:
+    """Every image of the bundle admitted by `policy` from what the bundle carries (Refused
+    for the first that is not: nothing is pushed)."""
+    from mirror.trust.admission import admit  # cryptography loads only with a policy
+
+    admitted = {}
+    for image in record.images:
+        digests = [Digest(image.digest)]
+        if image.chosen_from:
+            digests.append(Digest(image.chosen_from))
+        admitted[image.name] = await admit(
+            layout,
+            image.digest,
+            _image_ref(image.name),
+            digests,
+            policy,
+            shown=f"{image.name} (bundle {path}, nothing pushed)",
+        )
+    return admitted
 
 
 async def _check_left_out(

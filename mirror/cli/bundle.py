@@ -21,12 +21,14 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
+from mirror.cli.policy import policy_option
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
 from mirror.oci.reference import is_valid_repository, parse_registry_reference
 
 if TYPE_CHECKING:
     from mirror.registry import RegistryOptions
+    from mirror.trust.policy import Policy
 
 __all__ = ["bundle_group"]
 
@@ -83,6 +85,7 @@ def bundle_group() -> None:
     help="oci: a bundle (an oci-archive with a record); docker-archive: the tar `docker load` "
     "reads, one platform per image.",
 )
+@policy_option
 @json_option
 def create_command(
     out: Path,
@@ -94,13 +97,16 @@ def create_command(
     referrers: bool,
     digest_tags: bool,
     bundle_format: str,
+    policy: Policy | None,
     as_json: bool,
 ) -> None:
-    """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
-    if bundle_format == "docker-archive" and (since or recompress or referrers):
+    """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT.
+    With --policy (or the config's default policy), only admitted images, with their
+    signatures and what admitted them recorded."""
+    if bundle_format == "docker-archive" and (since or recompress or referrers or policy):
         raise click.UsageError(
-            "--format docker-archive takes no --since, --recompress or --referrers: "
-            "docker load reads whole images without referrers"
+            "--format docker-archive takes no --since, --recompress, --referrers or --policy: "
+            "docker load reads whole images without referrers or signatures"
         )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
@@ -111,6 +117,12 @@ def create_command(
     options = None
     if config_path is not None:
         config = load_config(config_path, need_destination=False)
+        if any(job.policy is not None for job in config.jobs):
+            raise click.UsageError(
+                "bundle create admits by one policy: give it as --policy or the config's "
+                "[defaults] policy, not per job"
+            )
+        policy = policy or config.policy
         options = options_for(config, registry_options(config.hosts()))
         images = tuple(run(selected_images(config, options)))
     refs = [parse_registry_reference(i.removeprefix("docker://"), original=i) for i in images]
@@ -129,12 +141,21 @@ def create_command(
                 referrers=referrers,
                 digest_tags=digest_tags,
                 progress=progress,
+                policy=policy,
             )
         )
     size = out.stat().st_size
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
     lines = [f"{out}: {counted(len(record.images), 'image')}, {counted(size, 'byte')}"]
-    lines += [f"  {i.name}  {i.digest}" for i in record.images]
+    lines += [
+        f"  {i.name}  {i.digest}"
+        + (
+            f"  admitted by {i.admitted['by']} (policy scope {i.admitted['scope']})"
+            if i.admitted
+            else ""
+        )
+        for i in record.images
+    ]
     if record.omitted:
         left_out = counted(len(record.omitted), "blob")
         lines.append(f"  delta: {left_out} left out (carried by {record.since})")
@@ -219,17 +240,29 @@ def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> 
 @bundle_group.command("push")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("destination", callback=_registry_prefix)
+@policy_option
 @json_option
-def push_command(bundle: Path, destination: str, as_json: bool) -> None:
-    """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
+def push_command(bundle: Path, destination: str, policy: Policy | None, as_json: bool) -> None:
+    """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX]); with --policy, only
+    when every image passes it again, offline, from the signatures the bundle carries."""
     from mirror.archive.bundle import push_bundle
 
     host = destination.removeprefix("docker://").split("/", 1)[0]
     with progress_display() as progress:
         pushed = run(
-            push_bundle(bundle, destination, options=registry_options([host]), progress=progress)
+            push_bundle(
+                bundle,
+                destination,
+                options=registry_options([host]),
+                progress=progress,
+                policy=policy,
+            )
         )
     emit_report(
         [{"name": p.name, "target": p.target, **p.result.to_json()} for p in pushed],
-        lambda: "\n".join(f"{p.name} -> {p.target}  {p.result.digest}" for p in pushed),
+        lambda: "\n".join(
+            f"{p.name} -> {p.target}  {p.result.digest}"
+            + (f"  admitted by {p.result.admitted.describe()}" if p.result.admitted else "")
+            for p in pushed
+        ),
     )

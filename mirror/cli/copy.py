@@ -19,6 +19,7 @@ from mirror.cli.output import (
     progress_display,
     run,
 )
+from mirror.cli.policy import policy_option
 from mirror.errors import InvalidReference
 from mirror.oci.platform import Platform
 from mirror.oci.reference import (
@@ -31,6 +32,7 @@ from mirror.oci.reference import (
 
 if TYPE_CHECKING:
     from mirror.engine import CopyResult
+    from mirror.trust.policy import Policy
 
 __all__ = ["copy_command", "pull_command", "push_command"]
 
@@ -67,6 +69,7 @@ class _Flags:
     include_foreign: bool
     referrers: bool
     digest_tags: bool
+    policy: Policy | None = None
 
 
 def _copy_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -79,12 +82,19 @@ def _copy_options(command: Callable[..., None]) -> Callable[..., None]:
         include_foreign: bool,
         referrers: bool,
         digest_tags: bool,
+        policy: Policy | None,
         **kwargs: object,
     ) -> None:
-        flags = _Flags(platforms, include_foreign, referrers, digest_tags)
+        flags = _Flags(platforms, include_foreign, referrers, digest_tags, policy)
         command(*args, flags=flags, **kwargs)
 
-    for option in (_digest_tags_option, _referrers_option, _foreign_option, _platform_option):
+    for option in (
+        policy_option,
+        _digest_tags_option,
+        _referrers_option,
+        _foreign_option,
+        _platform_option,
+    ):
         wrapper = option(wrapper)
     return wrapper
 
@@ -113,6 +123,7 @@ def _do_copy(
                 referrers=flags.referrers,
                 digest_tags=flags.digest_tags,
                 progress=progress,
+                policy=flags.policy,
                 manifest_format=manifest_format,
                 compression=compression,
             )
@@ -126,14 +137,16 @@ def _do_copy(
 
 
 def _summary(src: Reference, dst: Reference, result: CopyResult) -> str:
+    admitted = [f"admitted by {result.admitted.describe()}"] if result.admitted else []
     if result.up_to_date:
-        return f"{dst} is up to date ({result.digest})"
+        return "\n".join([f"{dst} is up to date ({result.digest})", *admitted])
     lines = [
         f"copied {src} to {dst}",
         f"digest {result.digest}",
         f"{counted(result.blobs_copied, 'blob')} copied ({counted(result.bytes_copied, 'byte')}), "
         f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there, "
         f"in {result.seconds:.2f} s",
+        *admitted,
     ]
     if result.digest_changed:
         lines.append(

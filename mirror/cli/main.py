@@ -91,7 +91,8 @@ _COMMANDS = {
     "sync": _Spec(
         "mirror.cli.sync",
         "sync_command",
-        "Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.",
+        "Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed or "
+        "was refused.",
     ),
     "tags": _Spec(
         "mirror.cli.discover",

@@ -22,12 +22,14 @@ from mirror.cli.output import (
     run,
     say,
 )
+from mirror.cli.policy import policy_option
 from mirror.support.timestamps import parse_duration
 from mirror.sync.report import Status, SyncReport
 
 if TYPE_CHECKING:
     from mirror.sync.config import SyncConfig
     from mirror.sync.service import RunOutcome
+    from mirror.trust.policy import Policy
 
 #: the exit code of a sync that left images for later (a rate-limit reserve was reached)
 EXIT_DEFERRED = 3
@@ -72,12 +74,22 @@ def _address(
     return match.group(1).strip("[]") or "0.0.0.0", int(match.group(2))  # noqa: S104
 
 
+def _admitted(admitted: dict[str, str]) -> str:
+    """`  admitted by key SHA256:… (policy scope …)`, or nothing."""
+    if not admitted:
+        return ""
+    return f"  admitted by {admitted['by']} (policy scope {admitted['scope']})"
+
+
 def _text(report: SyncReport) -> str:
-    """The report for people; why an image failed is said once, by its line on stderr."""
+    """The report for people; why an image failed is said once, by its line on stderr; with
+    -v, what admitted each image under a signature policy."""
+    verbose = options().verbose > 0
     lines = [
         f"{i.status:<12} {i.source or '-'} -> {i.destination or '-'}"
         + (f"  {i.bytes} bytes" if i.status == "planned" else "")
         + (f"  ({i.error})" if i.error and i.status is not Status.FAILED else "")
+        + (_admitted(i.admitted) if verbose else "")
         for i in report.images
     ]
     planned = [i for i in report.images if i.status == "planned"]
@@ -114,6 +126,7 @@ def _text(report: SyncReport) -> str:
     "(by default a registry repository whose tag listing is unchanged is trusted up to "
     "verify_destination_every).",
 )
+@policy_option
 @json_option
 def sync_command(
     config: Path,
@@ -122,9 +135,11 @@ def sync_command(
     every: float | None,
     metrics_addr: tuple[str, int] | None,
     verify_destination: bool,
+    policy: Policy | None,
     as_json: bool,
 ) -> None:
-    """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed.
+    """Mirror the images CONFIG (TOML, see docs/sync.md) describes; exit 1 if any failed or
+    was refused. --policy admits only signed images, over the configuration's default policy.
     With --every, keep mirroring on that interval (exit 0 when stopped by a signal)."""
     if metrics_addr is not None and every is None:
         raise click.UsageError("--metrics-addr serves a long-running sync: give --every too")
@@ -140,7 +155,7 @@ def sync_command(
 
     parsed = load_config(config)
     if every is not None:
-        run(_service(config, parsed, every, metrics_addr, shard))
+        run(_service(config, parsed, every, metrics_addr, shard, policy))
         return
     with progress_display(wanted=not dry_run) as progress:
         report = run(
@@ -151,11 +166,12 @@ def sync_command(
                 shard=shard,
                 progress=progress,
                 verify_destination=verify_destination,
+                policy=policy,
             )
         )
     emit_outcome(report.to_json(), lambda: _text(report), dry_run=dry_run)
     _say_failures(report)
-    if report.failed:
+    if report.failed or report.refused:
         sys.exit(1)
     if report.deferred:
         sys.exit(EXIT_DEFERRED)
@@ -165,6 +181,8 @@ def _say_failures(report: SyncReport) -> None:
     """A line on stderr for each image that failed."""
     for failure in report.failed:
         say(f"mirror: failed: {failure.source} -> {failure.destination or '-'}: {failure.error}")
+    for refusal in report.refused:
+        say(f"mirror: refused: {refusal.source} -> {refusal.destination}: {refusal.error}")
 
 
 def _say_run(outcome: RunOutcome) -> None:
@@ -193,6 +211,7 @@ async def _service(
     every: float,
     metrics_addr: tuple[str, int] | None,
     shard: tuple[int, int] | None,
+    policy: Policy | None,
 ) -> None:
     """The sync on an interval: the first SIGTERM/SIGINT lets the images in flight finish
     (exit 0), a second one stops at once as that signal ends any command (Terminated or
@@ -236,6 +255,7 @@ async def _service(
             metrics=metrics,
             health=health,
             shard=shard,
+            policy=policy,
         )
     except asyncio.CancelledError:
         if not at_once:

@@ -14,6 +14,7 @@ range or a missing credentials variable is one error naming the key, before anyt
                                    # often ("0": every run); between, a registry repository
                                    # whose tag listing is the one the last run recorded is
                                    # trusted (docs/sync.md)
+    policy = "policy.json"         # admit only images this containers-policy.json accepts
 
     [registries."registry.example.com"]
     username_env = "REG_USER"      # credentials from environment variables
@@ -33,6 +34,7 @@ range or a missing credentials variable is one error naming the key, before anyt
     destination = "mirror.internal:5000/upstream" # a registry prefix, or "oci:/backup"
     delete = false                 # mirror deletions of tags that left the source
     keep_untagged = 0              # over the default, for this job's layout destination
+    policy = "team-policy.json"    # over the default, for this job (paths: from this file's folder)
     [jobs.tags]
     include = ["^v\\d+"]           # regular expressions (any must match)
     exclude = ["-rc"]
@@ -54,7 +56,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
 import semver
@@ -66,6 +68,9 @@ from mirror.oci.platform import Platform
 from mirror.oci.reference import endpoint_hint
 from mirror.registry.options import HostSettings
 from mirror.support.timestamps import parse_duration
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = ["ConfigError", "Job", "SyncConfig", "TagFilter", "load_config"]
 
@@ -151,6 +156,8 @@ class Job:
     tags: TagFilter = field(default_factory=TagFilter)
     #: a layout destination keeps this many images that lost their last name, per repository
     keep_untagged: int = 0
+    #: the signature policy of this job's images (None: the default's)
+    policy: Policy | None = field(default=None, compare=False, repr=False)
 
     def describe_source(self) -> str:
         """The job's source as its configuration names it."""
@@ -180,6 +187,18 @@ class SyncConfig:
     blob_cache: bool = True
     #: seconds between full comparisons of a registry destination's tags (0: every run)
     verify_destination_every: float = 86_400.0
+    #: the signature policy of every job that names none (None: no policy)
+    policy: Policy | None = field(default=None, compare=False, repr=False)
+
+    def policy_of(self, job: str) -> Policy | None:
+        """The signature policy that admits the images of the job named `job`."""
+        found = next((j.policy for j in self.jobs if j.name == job), None)
+        return found or self.policy
+
+    def carries_attached(self, job: str) -> bool:
+        """Whether the job's images take what is attached to them along (referrers and
+        digest tags): asked for, or a signature policy (the signatures travel)."""
+        return self.referrers or self.policy_of(job) is not None
 
     def hosts(self) -> frozenset[str]:
         """Every registry the configuration names: job sources and destinations, and the
@@ -336,7 +355,28 @@ def _keep_untagged(obj: dict[str, Any], where: str) -> int | None:
     return None if keep is None else int(keep)
 
 
-def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: int = 0) -> Job:
+def _policy(obj: dict[str, Any], where: str, base: Path | None) -> Policy | None:
+    """The policy file a `policy` key names (relative to `base`), read; ConfigError if not."""
+    text = _typed(obj, "policy", str, where)
+    if text is None:
+        return None
+    from mirror.trust.policy import PolicyError, load_policy  # cryptography only when named
+
+    path = Path(text) if base is None else base / text
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}.policy: {exc}") from None
+
+
+def _job(
+    index: int,
+    obj: Any,
+    *,
+    need_destination: bool = True,
+    keep_untagged: int = 0,
+    base: Path | None = None,
+) -> Job:
     where = f"jobs[{index}]"
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -353,6 +393,7 @@ def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: 
             "delete",
             "tags",
             "keep_untagged",
+            "policy",
         },
         where,
     )
@@ -396,15 +437,34 @@ def _job(index: int, obj: Any, *, need_destination: bool = True, keep_untagged: 
         delete=bool(_typed(obj, "delete", bool, where)),
         tags=_tag_filter(obj.get("tags"), f"{where}.tags"),
         keep_untagged=keep_untagged if keep is None else keep,
+        policy=_policy(obj, where, base),
     )
 
 
+def _one_policy_per_name(jobs: tuple[Job, ...]) -> None:
+    """Images are admitted by their job's name: two jobs of one name must not differ in
+    their signature policy (ConfigError naming the second)."""
+    seen: dict[str, str | None] = {}
+    for index, job in enumerate(jobs):
+        path = job.policy.path if job.policy is not None else None
+        if seen.setdefault(job.name, path) != path:
+            raise ConfigError(
+                f"jobs[{index}].name: another job is named {job.name!r} with another policy; "
+                "give each its own name"
+            )
+
+
 def parse_config(
-    data: dict[str, Any], env: dict[str, str] | None = None, *, need_destination: bool = True
+    data: dict[str, Any],
+    env: dict[str, str] | None = None,
+    *,
+    need_destination: bool = True,
+    base: Path | None = None,
 ) -> SyncConfig:
     """Validate a parsed TOML document into a SyncConfig (ConfigError naming the key).
 
-    Bundles use the same jobs to choose images and need no destination.
+    Bundles use the same jobs to choose images and need no destination. Relative policy
+    paths are from `base` (the configuration file's folder), else the working directory.
     """
     env = dict(os.environ) if env is None else env
     _check_keys(data, {"defaults", "registries", "jobs"}, "config")
@@ -423,6 +483,7 @@ def parse_config(
             "blob_cache",
             "keep_untagged",
             "verify_destination_every",
+            "policy",
         },
         "defaults",
     )
@@ -442,11 +503,13 @@ def parse_config(
     retries = _typed(defaults, "retries", int, "defaults")
     keep_going = _typed(defaults, "keep_going", bool, "defaults")
     keep_untagged = _keep_untagged(defaults, "defaults") or 0
+    parsed = tuple(
+        _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged, base=base)
+        for i, j in enumerate(jobs)
+    )
+    _one_policy_per_name(parsed)
     return SyncConfig(
-        jobs=tuple(
-            _job(i, j, need_destination=need_destination, keep_untagged=keep_untagged)
-            for i, j in enumerate(jobs)
-        ),
+        jobs=parsed,
         registries={host: _registry(host, obj, env) for host, obj in registries.items()},
         concurrency=max(1, concurrency),
         platforms=tuple(platforms),
@@ -456,6 +519,7 @@ def parse_config(
         keep_going=keep_going is not False,
         blob_cache=_typed(defaults, "blob_cache", bool, "defaults") is not False,
         verify_destination_every=_verify_every(defaults),
+        policy=_policy(defaults, "defaults", base),
     )
 
 
@@ -485,4 +549,4 @@ def load_config(
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_config(data, env, need_destination=need_destination)
+    return parse_config(data, env, need_destination=need_destination, base=path.parent)

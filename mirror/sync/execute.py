@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
 from mirror.engine import CopyRun
-from mirror.errors import BudgetReserved, MirrorError
+from mirror.errors import BudgetReserved, MirrorError, Refused
 from mirror.events import ProgressSink
 from mirror.graph import fetch_from, walk_image
 from mirror.layout import Layout
@@ -27,6 +28,14 @@ from mirror.sync.report import Status, TaskReport
 from mirror.sync.survey import ImageTask, Survey, SyncStopped
 
 __all__ = ["execute"]
+
+
+def _with_policy(options: CopyOptions, config: SyncConfig, task: ImageTask) -> CopyOptions:
+    """The copy options of the task's job: its signature policy, whose signatures travel."""
+    policy = config.policy_of(task.job)
+    if policy is None:
+        return options
+    return replace(options, policy=policy, referrers=True, digest_tags=True)
 
 
 async def _image_bytes(task: ImageTask, endpoints: Endpoints) -> tuple[str, int]:
@@ -62,6 +71,8 @@ async def _copy(
     report.status = Status.UP_TO_DATE if result.up_to_date else Status.COPIED
     report.digest, report.bytes = result.digest, result.bytes_copied
     report.mounted = result.bytes_mounted
+    if result.admitted is not None:
+        report.admitted = result.admitted.to_json()
     return report
 
 
@@ -69,9 +80,9 @@ async def _skip(
     item: PlannedImage, endpoints: Endpoints, config: SyncConfig, survey: Survey
 ) -> bool:
     """For an up-to-date image, whether what is attached to it changed (referrers jobs)."""
-    if not config.referrers:
-        return False
     task = item.task
+    if not config.carries_attached(task.job):
+        return False
     src, src_name = await endpoints.get(task.source_text)
     dst, dst_name = await endpoints.get(task.destination_text)
     return await attachments_changed(
@@ -82,7 +93,7 @@ async def _skip(
         Digest(item.digest),
         survey.source_tags(task.source),
         survey.present.get(str(task.destination)),
-        with_digest_tags=config.digest_tags,
+        with_digest_tags=config.digest_tags or config.policy_of(task.job) is not None,
     )
 
 
@@ -108,14 +119,19 @@ async def _image(
                 )
                 report.digest = item.digest
                 if not dry_run and await _skip(item, endpoints, config, survey):
-                    report = await _copy(task, endpoints, options, survey, attached_only=True)
+                    with_policy = _with_policy(options, config, task)
+                    report = await _copy(task, endpoints, with_policy, survey, attached_only=True)
             elif dry_run:
                 report = TaskReport(
                     task.job, task.source_text, task.destination_text, Status.PLANNED
                 )
                 report.digest, report.bytes = await _image_bytes(task, endpoints)
             else:
-                report = await _copy(task, endpoints, options, survey)
+                report = await _copy(task, endpoints, _with_policy(options, config, task), survey)
+        except Refused as exc:  # a decision, not a failure: the run goes on
+            report = TaskReport(
+                task.job, task.source_text, task.destination_text, Status.REFUSED, error=str(exc)
+            )
         except BudgetReserved as exc:
             report = TaskReport(
                 task.job, task.source_text, task.destination_text, Status.DEFERRED, error=str(exc)

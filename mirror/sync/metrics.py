@@ -49,7 +49,7 @@ class SyncMetrics:
         )
         self.last_success = Gauge(
             "mirror_sync_last_success_timestamp_seconds",
-            "When a run last finished with no image of the job failed or deferred",
+            "When a run last finished with no image of the job failed, deferred or refused",
             ["job"],
             registry=r,
         )
@@ -90,7 +90,7 @@ class SyncMetrics:
             if image.status is Status.COPIED:
                 self.bytes_copied.labels(job=image.job).inc(image.bytes)
                 self.bytes_mounted.labels(job=image.job).inc(image.mounted)
-            if image.status in (Status.FAILED, Status.DEFERRED, Status.STOPPED):
+            if image.status in (Status.FAILED, Status.DEFERRED, Status.STOPPED, Status.REFUSED):
                 troubled.add(image.job)
         for host, budget in report.rate_limits.items():
             if "remaining" in budget:

@@ -22,6 +22,8 @@ class Status(StrEnum):
     DEFERRED = "deferred"
     #: not started: the run was asked to stop (a signal); the next run does it
     STOPPED = "stopped"
+    #: not copied: the signature policy does not admit the image (nothing of it written)
+    REFUSED = "refused"
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class TaskReport:
     mounted: int = 0
     seconds: float = 0.0
     error: str = ""
+    #: what admitted the image under the signature policy (`key SHA256:…`, an identity)
+    admitted: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -53,6 +57,8 @@ class TaskReport:
         }
         if self.error:
             out["error"] = self.error
+        if self.admitted:
+            out["admittedBy"] = self.admitted
         return out
 
 
@@ -68,6 +74,11 @@ class SyncReport:
     def failed(self) -> list[TaskReport]:
         """The failures."""
         return [i for i in self.images if i.status is Status.FAILED]
+
+    @property
+    def refused(self) -> list[TaskReport]:
+        """The images the signature policy did not admit."""
+        return [i for i in self.images if i.status is Status.REFUSED]
 
     @property
     def deferred(self) -> list[TaskReport]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from mirror.engine import ProgressSink
 from mirror.errors import InvalidReference
@@ -29,6 +30,9 @@ from mirror.sync.record_run import record_run, withdraw_written
 from mirror.sync.recorded import DestinationRecords
 from mirror.sync.report import SyncReport
 from mirror.sync.survey import survey
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = [
     "SyncReport",
@@ -85,11 +89,16 @@ async def run_sync(
     progress: ProgressSink | None = None,
     stop: asyncio.Event | None = None,
     verify_destination: bool = False,
+    policy: Policy | None = None,
 ) -> SyncReport:
     """Survey, plan and carry out every job (a dry run prices the plan and writes nothing);
     a failing image is reported, the others go on. Once `stop` is set, the images in flight
     finish and the rest are reported `stopped`. A registry destination unchanged since the
-    last run is not asked tag by tag (`recorded.py`) unless `verify_destination`."""
+    last run is not asked tag by tag (`recorded.py`) unless `verify_destination`. `policy`:
+    the signature policy of the jobs that name none, over the configuration's default (an
+    image it refuses is `refused`)."""
+    if policy is not None:
+        config = replace(config, policy=policy)
     async with RegistryClient(options_for(config, options)) as client, AsyncExitStack() as stack:
         endpoints = Endpoints(client, stack)
         records = DestinationRecords(

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -28,6 +29,9 @@ from mirror.sync.config import SyncConfig, load_config
 from mirror.sync.metrics import SyncMetrics
 from mirror.sync.report import SyncReport
 from mirror.sync.run import run_sync
+
+if TYPE_CHECKING:
+    from mirror.trust.policy import Policy
 
 __all__ = ["ConfigWatcher", "Health", "RunOutcome", "run_every", "serve_metrics"]
 
@@ -139,9 +143,10 @@ async def run_every(
     metrics: SyncMetrics | None = None,
     health: Health | None = None,
     shard: tuple[int, int] | None = None,
+    policy: Policy | None = None,
 ) -> int:
     """Run the watched configuration every `interval` seconds (the pause counts from the end
-    of a run) until `stop` is set; the number of runs made."""
+    of a run) until `stop` is set; the number of runs made. `policy`: as `run_sync`'s."""
     number = 0
     while not stop.is_set():
         config, problem = watcher.current()
@@ -156,7 +161,7 @@ async def run_every(
         started = time.monotonic()
         error = ""
         try:
-            report = await run_sync(config, options=options, shard=shard, stop=stop)
+            report = await run_sync(config, options=options, shard=shard, stop=stop, policy=policy)
         except MirrorError as exc:
             report, error = SyncReport(), str(exc)
         outcome = RunOutcome(number, report, time.monotonic() - started, error)

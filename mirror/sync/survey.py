@@ -265,11 +265,12 @@ async def _chosen(
     job: Job, source: Repo, endpoints: Endpoints, config: SyncConfig
 ) -> tuple[tuple[str, ...], frozenset[str]]:
     """The tags the job's filters choose, and every tag the source has. With referrers,
-    fallback and digest tags are not chosen on their own: they go with their subjects."""
+    fallback and digest tags are not chosen on their own: they go with their subjects (so
+    with a signature policy, whose signatures travel)."""
     endpoint, _ = await endpoints.get(source.image("latest"))
     names = await _names_in(endpoint, source)
     tags = valid_tags(names, str(source))
-    if config.referrers:
+    if config.carries_attached(job.name):
         tags = [t for t in tags if not is_attached_tag(t)]
     prefix = f"{source.path}:" if source.is_layout else ""
     return tuple(await _select(tags, job.tags, endpoint, prefix)), frozenset(names)

@@ -1,4 +1,4 @@
-"""Every example in README.md and docs/air-gap.md, run as written (issue 13).
+"""Every example in README.md and docs/ (air-gap, sync, acr, trust), run as written (issue 13).
 
 The documented hosts stand for loopback services: `registry.example.com`, `a.example.com`,
 `docker.io` and `127.0.0.1:5000` for one real registry; `mirror.internal:5000`,
@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import mirror
 from tests.support.acr import FakeCredential, ScriptedAcr
@@ -350,6 +351,56 @@ async def test_every_acr_example_runs_as_written(
     assert (cwd / "manifest.json").exists()  # the download example wrote what it fetched
 
 
+async def test_every_trust_example_runs_as_written(
+    registry: Registry, second_registry: Registry, acr: ScriptedAcr, tmp_path: Path
+) -> None:
+    """docs/trust.md: the images signed here as the page's cosign commands sign them
+    (`cosign.pub` a key of the test's, `fulcio.pem` and `rekor.pub` a test CA and log)."""
+    from tests.support.signed_images import repository
+    from tests.support.signing import Fulcio, Rekor, keyless, make_key, push_signatures, signed
+
+    await _seed(
+        registry,
+        {
+            "team/api:1.4": "oci-single",
+            "team/web:2.0": "multi-arch",
+            "team/unsigned:1.0": "docker-v2",
+            "other/app:1.0": "oci-single",
+        },
+    )
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    key, fulcio, rekor = make_key("p256"), Fulcio(), Rekor()
+    (cwd / "cosign.pub").write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    (cwd / "fulcio.pem").write_bytes(fulcio.root_pem())
+    (cwd / "rekor.pub").write_bytes(rekor.public_pem())
+    for name in ("team/api", "team/web"):  # every image there (other pages add some)
+        identity = f"{registry.host}/{name}"  # cosign's: the repository without a tag
+        async with repository(registry.host, name) as repo:
+            tags = [t async for t in repo.tags() if not t.startswith("sha256-")]
+            for digest in {str((await repo.manifest_get(t)).digest) for t in tags}:
+                layers = [signed(key, digest, identity)]
+                if name == "team/web":
+                    layers.append(
+                        keyless(
+                            fulcio,
+                            rekor,
+                            digest,
+                            identity,
+                            email="release-bot@example.com",
+                            issuer="https://token.actions.githubusercontent.com",
+                        )
+                    )
+                await push_signatures(repo, digest, layers)
+    world = World(registry, second_registry, acr, cwd)
+    done = await _run_all(REPO / "docs" / "trust.md", world, {})
+    assert {b.lang for b in done} == {"sh", "json", "text", "toml", "python"}
+    assert (cwd / "api" / "index.json").exists()
+    assert (cwd / "api-lib" / "index.json").exists()
+
+
 def test_every_page_with_examples_has_its_test() -> None:
     """A new page with examples needs a test here: a doc example that is not run breaks."""
     pages = {p.relative_to(REPO) for p in [README, *(REPO / "docs").glob("*.md")] if blocks(p)}
@@ -358,4 +409,5 @@ def test_every_page_with_examples_has_its_test() -> None:
         Path("docs/air-gap.md"),
         Path("docs/acr.md"),
         Path("docs/sync.md"),
+        Path("docs/trust.md"),
     }
