@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mirror.errors import InvalidDigest, MirrorError
+from mirror.errors import InvalidDigest
 from mirror.oci.digest import Digest
 from mirror.oci.reference import is_valid_repository
-from mirror.support import jsonutil
-from mirror.support.fsutil import FileLock, read_capped, real_dir, write_atomic
+from mirror.support.fsutil import FileLock, real_dir, write_atomic
+from mirror.support.statefile import read_state
 
 __all__ = ["MAX_DIGESTS", "MAX_REPOSITORIES", "BlobLocations"]
 
@@ -68,19 +68,15 @@ class BlobLocations:
     def _read(self, registry: str) -> Known:
         """The remembered locations of one host; empty when there are none or they are
         unreadable."""
-        path = self._file(registry)
-        try:
-            raw = read_capped(path, MAX_FILE)
-        except FileNotFoundError:
-            return {}
-        except (OSError, MirrorError) as exc:
-            _log.warning("blob location memory %s unreadable (%s): starting afresh", path, exc)
-            return {}
-        try:
-            return _parse(jsonutil.loads(raw))
-        except ValueError as exc:
-            _log.warning("blob location memory %s damaged (%s): starting afresh", path, exc)
-            return {}
+        return read_state(
+            self._file(registry),
+            MAX_FILE,
+            _parse,
+            dict,
+            what="blob location memory",
+            instead="starting afresh",
+            log=_log,
+        )
 
     def candidates(self, registry: str, digest: Digest, exclude: str) -> list[str]:
         """Repositories of `registry` where `digest` was seen, most recent first."""

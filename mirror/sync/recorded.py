@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mirror.errors import InvalidDigest, MirrorError
+from mirror.errors import InvalidDigest
 from mirror.oci.digest import Digest
 from mirror.oci.reference import is_valid_repository, is_valid_tag
-from mirror.support import jsonutil
-from mirror.support.fsutil import FileLock, read_capped, real_dir, write_atomic
+from mirror.support.fsutil import FileLock, real_dir, write_atomic
+from mirror.support.statefile import read_state
 
 __all__ = ["DAY", "DestinationRecords", "RepositoryRecord", "listing_sum"]
 
@@ -97,19 +97,15 @@ class DestinationRecords:
         return self.directory / f"{quote(registry, safe='')}.json"
 
     def _read(self, registry: str) -> dict[str, RepositoryRecord]:
-        path = self._file(registry)
-        try:
-            raw = read_capped(path, MAX_FILE)
-        except FileNotFoundError:
-            return {}
-        except (OSError, MirrorError) as exc:
-            _log.warning("sync record %s unreadable (%s): comparing every tag", path, exc)
-            return {}
-        try:
-            return _parse(jsonutil.loads(raw))
-        except ValueError as exc:
-            _log.warning("sync record %s damaged (%s): comparing every tag", path, exc)
-            return {}
+        return read_state(
+            self._file(registry),
+            MAX_FILE,
+            _parse,
+            dict,
+            what="sync record",
+            instead="comparing every tag",
+            log=_log,
+        )
 
     def trusted(self, registry: str, repository: str, listing: Iterable[str]) -> RepositoryRecord:
         """The record of a repository when it may stand in for a HEAD per tag: its listing
