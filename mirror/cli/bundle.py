@@ -17,11 +17,12 @@ from mirror.cli.output import (
     emit,
     emit_report,
     json_option,
+    parse_media_size,
     parse_platforms,
     progress_display,
     run,
 )
-from mirror.errors import InvalidReference
+from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.platform import Platform
 from mirror.oci.reference import is_valid_repository, parse_registry_reference
 
@@ -83,6 +84,13 @@ def bundle_group() -> None:
     help="oci: a bundle (an oci-archive with a record); docker-archive: the tar `docker load` "
     "reads, one platform per image.",
 )
+@click.option(
+    "--max-part-size",
+    metavar="SIZE",
+    callback=parse_media_size,
+    help="Write OUT.part-0001, OUT.part-0002, … each at most SIZE (4.7GB = 4.7*10^9 bytes, "
+    "4GiB, 64MiB), each a bundle that verifies alone.",
+)
 @json_option
 def create_command(
     out: Path,
@@ -94,13 +102,14 @@ def create_command(
     referrers: bool,
     digest_tags: bool,
     bundle_format: str,
+    max_part_size: int | None,
     as_json: bool,
 ) -> None:
     """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT."""
-    if bundle_format == "docker-archive" and (since or recompress or referrers):
+    if bundle_format == "docker-archive" and (since or recompress or referrers or max_part_size):
         raise click.UsageError(
-            "--format docker-archive takes no --since, --recompress or --referrers: "
-            "docker load reads whole images without referrers"
+            "--format docker-archive takes no --since, --recompress, --referrers or "
+            "--max-part-size: docker load reads one whole file of whole images"
         )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
@@ -129,19 +138,30 @@ def create_command(
                 referrers=referrers,
                 digest_tags=digest_tags,
                 progress=progress,
+                max_part_size=max_part_size,
             )
         )
-    size = out.stat().st_size
+    files = record.part_files or [out]
+    size = sum(f.stat().st_size for f in files)
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
     lines = [f"{out}: {counted(len(record.images), 'image')}, {counted(size, 'byte')}"]
     lines += [f"  {i.name}  {i.digest}" for i in record.images]
+    if record.part_files:
+        lines.append(f"  in {counted(len(files), 'part')}:")
+        lines += [f"  {f}  {counted(f.stat().st_size, 'byte')}" for f in files]
     if record.omitted:
         left_out = counted(len(record.omitted), "blob")
         lines.append(f"  delta: {left_out} left out (carried by {record.since})")
     for change in record.recompressed:
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
     emit_report(
-        {"file": str(out), "bytes": size, "blobBytes": carried, **record.to_json()},
+        {
+            "file": str(out),
+            "bytes": size,
+            "blobBytes": carried,
+            **record.to_json(),
+            **({"parts": [str(f) for f in files]} if record.part_files else {}),
+        },
         "\n".join(lines),
     )
 
@@ -173,29 +193,58 @@ def _docker_archive(
 
 
 @bundle_group.command("ls")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @json_option
-def ls_command(bundle: Path, as_json: bool) -> None:
-    """List the images a bundle records."""
+def ls_command(bundles: tuple[Path, ...], as_json: bool) -> None:
+    """List the images a bundle (or the parts of a split bundle, any of them) records."""
     from mirror.archive.bundle import list_bundle
+    from mirror.archive.bundle_parts import is_part
 
-    record = run(list_bundle(bundle))
+    if len(bundles) == 1 and not is_part(bundles[0]):
+        record = run(list_bundle(bundles[0]))
+        emit(
+            record.to_json(),
+            lambda: "\n".join(f"{i.name}  {i.digest}  {i.media_type}" for i in record.images),
+        )
+        return
+    from mirror.archive.bundle_parts import check_parts
+
+    checked = run(check_parts(bundles, whole_set=False, verify=False))
     emit(
-        record.to_json(),
-        lambda: "\n".join(f"{i.name}  {i.digest}  {i.media_type}" for i in record.images),
+        checked.infos[0].contents,
+        lambda: "\n".join(
+            f"{i.image.name}  {i.image.digest}  {i.image.media_type}  {i.where()}"
+            for i in checked.images
+        ),
     )
 
 
 @bundle_group.command("verify")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @json_option
-def verify_command(bundle: Path, as_json: bool) -> None:
-    """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
-    from mirror.archive.bundle import verify_bundle
+def verify_command(bundles: tuple[Path, ...], as_json: bool) -> None:
+    """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems.
 
+    Parts of a split bundle are given in any order: each is verified alone and said what it
+    holds; with several parts given, a missing part is a problem too."""
+    from mirror.archive.bundle import verify_bundle
+    from mirror.archive.bundle_parts import check_parts, is_part
+
+    if len(bundles) == 1 and not is_part(bundles[0]):
+        with progress_display() as progress:
+            problems = run(verify_bundle(bundles[0], progress=progress))
+        report_problems(problems, str(bundles[0]))
+        return
     with progress_display() as progress:
-        problems = run(verify_bundle(bundle, progress=progress))
-    report_problems(problems, str(bundle))
+        checked = run(check_parts(bundles, whole_set=len(bundles) > 1, progress=progress))
+    if not as_json:
+        good = [i for i in checked.infos if i.number not in checked.damaged]
+        emit_report(None, "\n".join(checked.holds(i) for i in good))
+    report_problems(checked.problems, checked.name)
 
 
 def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -217,19 +266,31 @@ def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 
 @bundle_group.command("push")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.argument("destination", callback=_registry_prefix)
 @json_option
-def push_command(bundle: Path, destination: str, as_json: bool) -> None:
-    """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX])."""
+def push_command(bundles: tuple[Path, ...], destination: str, as_json: bool) -> None:
+    """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX]).
+
+    Parts of a split bundle are given in any order: every image the parts given hold complete
+    is pushed; a missing or damaged part is named, with the images not pushed (exit 1)."""
     from mirror.archive.bundle import push_bundle
+    from mirror.archive.bundle_parts import is_part, push_parts
 
     host = destination.removeprefix("docker://").split("/", 1)[0]
+    options = registry_options([host])
+    failure = None
     with progress_display() as progress:
-        pushed = run(
-            push_bundle(bundle, destination, options=registry_options([host]), progress=progress)
-        )
+        if len(bundles) == 1 and not is_part(bundles[0]):
+            pushed = run(push_bundle(bundles[0], destination, options=options, progress=progress))
+        else:
+            done = run(push_parts(bundles, destination, options=options, progress=progress))
+            pushed, failure = done.pushed, done.failure()
     emit_report(
         [{"name": p.name, "target": p.target, **p.result.to_json()} for p in pushed],
         lambda: "\n".join(f"{p.name} -> {p.target}  {p.result.digest}" for p in pushed),
     )
+    if failure is not None:
+        raise LayoutError(failure)
