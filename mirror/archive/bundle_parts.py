@@ -160,7 +160,8 @@ class PartsPushed:
         if self.not_pushed:
             names = ", ".join(n for n, _ in self.not_pushed[:5])
             more = " …" if len(self.not_pushed) > 5 else ""
-            line += f"{': ' if line else ''}{len(self.not_pushed)} image(s) not pushed: "
+            count = len(self.not_pushed)
+            line += f"{': ' if line else ''}{count} image{'' if count == 1 else 's'} not pushed: "
             line += names + more
         return line
 
