@@ -27,7 +27,7 @@ from mirror.archive.pack import pack_layout
 from mirror.archive.part_plan import TAR_END, TAR_RECORD, Unit, member_cost, plan_parts
 from mirror.archive.reader import ArchiveReader
 from mirror.archive.unpack import read_record
-from mirror.errors import BlobNotFound, LayoutError, MirrorError
+from mirror.errors import BlobNotFound, InvalidReference, LayoutError, MirrorError
 from mirror.graph import walk_image
 from mirror.layout.check import Flaw, Problem
 from mirror.layout.reading import BlobSpan, LayoutReader
@@ -35,6 +35,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor
 
 __all__ = [
+    "MAX_PARTS",
     "PartInfo",
     "PartSet",
     "SetReader",
@@ -50,6 +51,8 @@ __all__ = [
 _ATTACHED = re.compile(r"sha256-([0-9a-f]{64})")
 _NAME = "org.opencontainers.image.ref.name"
 _TRIES = 8
+#: the most parts a set may have (a record from elsewhere claims no more)
+MAX_PARTS = 10_000
 
 
 def part_path(out: Path, number: int) -> Path:
@@ -212,6 +215,11 @@ def write_parts(
         reserve = top  # monotonic: the records of a plan with more parts only grow
     else:
         raise LayoutError(f"cannot plan the parts of {out}: the records keep growing")
+    if len(plan.parts) > MAX_PARTS:
+        raise InvalidReference(
+            f"{out} would take {len(plan.parts)} parts, more than {MAX_PARTS}: "
+            "choose a larger part size"
+        )
     written = []
     for n, blobs in enumerate(plan.parts, start=1):
         path = part_path(out, n)
@@ -281,15 +289,40 @@ def part_info(record: dict[str, Any] | None, path: Path) -> PartInfo | None:
             contents["set"] == info.set_id
             and contents["count"] == info.count
             and contents["name"] == info.name
-            and 1 <= info.number <= info.count
+            and 1 <= info.number <= info.count <= MAX_PARTS
+            and _well_formed(contents)
         )
-        for blob in contents["blobs"]:
-            Digest(blob["digest"])
-    except (KeyError, TypeError, ValueError, MirrorError):
+    except (KeyError, TypeError, ValueError, AttributeError, MirrorError):
         raise LayoutError(f"{path}: the part record is malformed") from None
-    if not consistent or _seal(contents) != info.seal:
+    if not consistent:
+        raise LayoutError(f"{path}: the part record is malformed")
+    if _seal(contents) != info.seal:
         raise LayoutError(f"{path}: the part record does not match its seal (damaged)")
     return info
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_PARTS for n in value
+    )
+
+
+def _well_formed(contents: dict[str, Any]) -> bool:
+    """Whether the set's contents have the shape readers rely on (a record from elsewhere)."""
+    for blob in contents["blobs"]:
+        Digest(blob["digest"])
+        int(blob["size"])
+        if not _numbers(blob["parts"]):
+            return False
+    entries = contents["index"]
+    images = contents["images"]
+    return (
+        isinstance(contents.get("omitted", []), list)
+        and isinstance(entries, list)
+        and all(isinstance(e["entry"], dict) and _numbers(e["parts"]) for e in entries)
+        and isinstance(images, list)
+        and all(_numbers(i.get("parts", [])) and _numbers(i.get("needs", [])) for i in images)
+    )
 
 
 def _read_one(path: Path) -> PartInfo:

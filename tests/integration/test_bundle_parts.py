@@ -4,12 +4,14 @@ part named in one line, parts of another set refused (issue 28)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -330,3 +332,46 @@ async def test_two_hundred_mib_in_64_mib_parts(
     for name in names:
         copy = await mirror.inspect(f"docker://{_pushed_name(second_registry, name, 'big64')}")
         assert copy.digest == source[name]
+
+
+def _rewrite_record(part: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit a part's record and seal it again, as a hostile writer could."""
+    with tarfile.open(part) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    record = json.loads(members[0][1])
+    edit(record)
+    contents = record["parts"]["contents"]
+    raw = json.dumps(contents, sort_keys=True, separators=(",", ":")).encode()
+    record["parts"]["digest"] = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(record).encode()
+        members[0][0].size = len(data)
+        tar.addfile(members[0][0], io.BytesIO(data))
+        for member, body in members[1:]:
+            tar.addfile(member, io.BytesIO(body))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda r: r["parts"].update(count=10**12) or r["parts"]["contents"].update(count=10**12),
+        lambda r: r["parts"]["contents"]["blobs"][0].update(parts="1"),
+        lambda r: r["parts"]["contents"]["index"][0].update(parts=None),
+        lambda r: r["parts"]["contents"]["images"][0].update(needs={"a": 1}),
+    ],
+    ids=["a trillion parts", "parts as a string", "index parts null", "needs a mapping"],
+)
+async def test_a_hostile_part_record_is_one_line(
+    registry: Registry, tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    names = await _seed(registry, f"hostile{abs(hash(tmp_path.name)) % 1000}")
+    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
+    for part in record.part_files:  # every part of the set edited alike: one seal
+        _rewrite_record(part, edit)
+    everything = list(map(str, record.part_files))
+    for command in (["verify"], ["ls"], ["push", *everything[:1]]):
+        result = await amirror("bundle", *command, *everything, f"{registry.host}/hostile")
+        if command[0] != "push":
+            result = await amirror("bundle", *command, *everything)
+        assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+        assert "malformed" in result.stderr
