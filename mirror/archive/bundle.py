@@ -20,6 +20,7 @@ from typing import Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.pack import pack_layout
+from mirror.archive.part_plan import check_fits
 from mirror.archive.parts import Entry, part_info, write_parts
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
@@ -247,7 +248,12 @@ async def create_bundle(
                     record.recompressed.extend(changed.changes)
                     result.digest, result.digest_changed = str(desc.digest), bool(changed.changes)
                 await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
-                await _blobs_of(layout, desc, record.blobs, manifests)
+                needs: dict[str, int] = {}
+                await _blobs_of(layout, desc, needs, manifests)
+                if max_part_size is not None:
+                    new = {d: s for d, s in needs.items() if d not in carried}
+                    check_fits(new, max_part_size, name)
+                record.blobs.update(needs)
                 record.images.append(
                     BundleImage(name, str(desc.digest), desc.media_type, desc.size, chosen_from)
                 )

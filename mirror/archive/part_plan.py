@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mirror.errors import InvalidReference
 
-__all__ = ["TAR_END", "TAR_RECORD", "Unit", "member_cost", "plan_parts"]
+__all__ = ["TAR_END", "TAR_RECORD", "Unit", "check_fits", "member_cost", "plan_parts"]
 
 #: a tar's two zero blocks at the end
 TAR_END = 1024
@@ -48,6 +48,25 @@ def _cost(blobs: frozenset[str] | set[str], sizes: Mapping[str, int]) -> int:
     return sum(member_cost(sizes[d], d) for d in blobs)
 
 
+def _too_large(digest: str, size: int, owner: str) -> InvalidReference:
+    return InvalidReference(
+        f"blob {digest} of {owner} is {size} bytes: it does not fit in a part of this size "
+        "with the headers (parts are never split inside a blob)"
+    )
+
+
+def check_fits(sizes: Mapping[str, int], max_size: int, owner: str) -> None:
+    """InvalidReference naming the largest of `sizes` (blobs of `owner`) when even a part
+    holding nothing else could not hold it: told as soon as an image is copied, before the
+    next is fetched."""
+    if not sizes:
+        return
+    largest = max(sizes, key=lambda d: (sizes[d], d))
+    least = member_cost(sizes[largest], largest) + 3 * _BLOCK + TAR_END  # and oci-layout, index
+    if least > max_size // TAR_RECORD * TAR_RECORD:
+        raise _too_large(largest, sizes[largest], owner)
+
+
 def plan_parts(units: Sequence[Unit], sizes: Mapping[str, int], room: int) -> list[set[str]]:
     """The blobs of each part, each part's blob members taking at most `room` bytes.
 
@@ -58,10 +77,7 @@ def plan_parts(units: Sequence[Unit], sizes: Mapping[str, int], room: int) -> li
         largest = max(sizes, key=lambda d: (sizes[d], d))
         if member_cost(sizes[largest], largest) > room:
             owner = next((u.name for u in units if largest in u.blobs), "the bundle")
-            raise InvalidReference(
-                f"blob {largest} of {owner} is {sizes[largest]} bytes: it does not fit in a "
-                f"part of this size with the headers (parts are never split inside a blob)"
-            )
+            raise _too_large(largest, sizes[largest], owner)
     parts: list[set[str]] = []
     used: list[int] = []
 

@@ -224,6 +224,20 @@ async def test_a_size_too_small_for_a_blob_is_refused_naming_it(
         await create_bundle(tmp_path / "u.tar", names, max_part_size=12_000)
 
 
+async def test_a_blob_too_large_is_told_before_the_next_image_is_fetched(
+    registry: Registry, tmp_path: Path
+) -> None:
+    root = tmp_path / "src"
+    writer = LayoutWriter(root)
+    writer.name(image(writer, [{"big": random.Random(2).randbytes(40_000)}]), "v1")
+    writer.close()
+    first = f"{registry.host}/early/big:v1"
+    await mirror.copy(f"oci:{root}:v1", f"docker://{first}")
+    never = f"{registry.host}/early/never-pushed:v1"  # reached, it would be NotFound
+    with pytest.raises(InvalidReference, match=f"of {first} is .* does not fit"):
+        await create_bundle(tmp_path / "e.tar", [first, never], max_part_size=30_000)
+
+
 async def test_delta_and_recompressed_bundles_split_into_parts(
     registry: Registry, second_registry: Registry, tmp_path: Path
 ) -> None:
