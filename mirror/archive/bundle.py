@@ -295,14 +295,17 @@ async def _write_parts(
     layout_dir: Path, out: Path, record: BundleRecord, max_size: int
 ) -> list[Path]:
     """The assembled layout written as parts of `out`, each at most `max_size` bytes."""
-    entries = []
+    entries, blobs = [], {}
     async with await Layout.open(layout_dir) as layout:
         for i, entry in enumerate((await layout.read_index())["manifests"]):
             needs: dict[str, int] = {}
             await _blobs_of(layout, Descriptor.from_json(entry, f"index entry {i}"), needs)
             entries.append(Entry(entry, frozenset(needs)))
+            blobs.update(needs)
     record_json = record.to_json()
-    return await asyncio.to_thread(write_parts, layout_dir, out, record_json, entries, max_size)
+    return await asyncio.to_thread(
+        write_parts, layout_dir, out, record_json, entries, blobs, max_size
+    )
 
 
 async def create_docker_archive(

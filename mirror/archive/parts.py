@@ -92,20 +92,29 @@ class Entry:
 
 
 def _units(entries: Sequence[Entry], carried: set[str]) -> list[Unit]:
-    """Each image with what is attached to it (its digest tags, its referrers' indexes)."""
+    """Each image with what is attached to it, to any depth (its digest tags, its referrers'
+    fallback-tag indexes, and theirs)."""
     owners: list[int] = list(range(len(entries)))
     for i, entry in enumerate(entries):
         found = _ATTACHED.search(entry.name)
         if found is None:
             continue
         subject = f"sha256:{found.group(1)}"
-        for j, other in enumerate(entries):
-            if j != i and not _ATTACHED.search(other.name) and subject in other.needs:
-                owners[i] = j
-                break
+        holders = [j for j, e in enumerate(entries) if j != i and subject in e.needs]
+        plain = [j for j in holders if not _ATTACHED.search(entries[j].name)]
+        if plain or holders:
+            owners[i] = (plain or holders)[0]
+
+    def root(i: int) -> int:
+        seen = {i}
+        while owners[i] != i and owners[i] not in seen:
+            i = owners[i]
+            seen.add(i)
+        return i
+
     grouped: dict[int, set[str]] = {}
     for i, entry in enumerate(entries):
-        grouped.setdefault(owners[i], set()).update(entry.needs & carried)
+        grouped.setdefault(root(i), set()).update(entry.needs & carried)
     return [Unit(entries[i].name, frozenset(blobs)) for i, blobs in grouped.items()]
 
 
@@ -127,6 +136,7 @@ def _records(
     set_id: str,
     name: str,
     omitted: frozenset[str],
+    carried: dict[str, int],
 ) -> tuple[list[bytes], list[bytes]]:
     """Each part's record and `index.json`."""
     numbers = range(1, len(parts) + 1)
@@ -151,14 +161,12 @@ def _records(
         "count": len(parts),
         "images": [image_parts(i) for i in record["images"]],
         "blobs": [
-            {**b, "parts": holders.get(b["digest"], [])}
-            for b in record["blobs"]
-            if b["digest"] not in omitted
+            {"digest": d, "size": carried[d], "parts": holders.get(d, [])} for d in sorted(carried)
         ],
         "index": [{"entry": e.json, "parts": c} for e, c in zip(entries, complete, strict=True)],
     }
     seal = _seal(contents)
-    sizes = {b["digest"]: b["size"] for b in record["blobs"]}
+    sizes = {b["digest"]: b["size"] for b in record["blobs"]} | carried
     records, indexes = [], []
     for n in numbers:
         mine = [e for e, c in zip(entries, complete, strict=True) if n in c]
@@ -189,13 +197,15 @@ def write_parts(
     out: Path,
     record: dict[str, Any],
     entries: Sequence[Entry],
+    blobs: dict[str, int],
     max_size: int,
 ) -> list[Path]:
     """Write the bundle assembled in `layout_dir` as parts of `out`, each at most `max_size`
     bytes; `record` is the whole bundle's record, `entries` its index entries with what each
-    needs. Raises InvalidReference when a blob does not fit in a part."""
+    needs, `blobs` the size of everything they need (referrers' blobs too). Raises
+    InvalidReference when a blob does not fit in a part."""
     omitted = frozenset(record["omitted"])
-    sizes = {b["digest"]: b["size"] for b in record["blobs"] if b["digest"] not in omitted}
+    sizes = {d: size for d, size in blobs.items() if d not in omitted}
     units = _units(entries, set(sizes))
     layout_bytes = len((layout_dir / "oci-layout").read_bytes())
     set_id = secrets.token_hex(16)
@@ -204,7 +214,7 @@ def write_parts(
         # a part is padded to whole tar records: what fits in the last whole one is usable
         plan = _Plan(plan_parts(units, sizes, max_size // TAR_RECORD * TAR_RECORD - reserve))
         plan.records, plan.indexes = _records(
-            record, entries, plan.parts, set_id, out.name, omitted
+            record, entries, plan.parts, set_id, out.name, omitted, sizes
         )
         top = max(
             _top_cost(len(r), len(i), layout_bytes)
@@ -221,14 +231,14 @@ def write_parts(
             "choose a larger part size"
         )
     written = []
-    for n, blobs in enumerate(plan.parts, start=1):
+    for n, held in enumerate(plan.parts, start=1):
         path = part_path(out, n)
         pack_layout(
             layout_dir,
             path,
             compress=False,
             record=json.loads(plan.records[n - 1]),
-            only=frozenset(blobs),
+            only=frozenset(held),
             index=plan.indexes[n - 1],
         )
         written.append(path)
