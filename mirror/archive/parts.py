@@ -482,8 +482,9 @@ async def open_parts(paths: Sequence[Path]) -> PartSet:
 
 
 async def verify_part(info: PartInfo) -> list[Problem]:
-    """Re-hash every blob the part carries and check its index and record against the set's
-    record; each problem names the part."""
+    """Re-hash every blob the part carries, check its index against the set's record, and walk
+    every image its index names (each complete in it, a delta's left-out blobs excepted);
+    each problem names the part."""
     where = f"{info.label} ({info.path})"
     try:
         reader = await ArchiveReader.open(info.path)
@@ -503,6 +504,14 @@ async def verify_part(info: PartInfo) -> list[Problem]:
         problems.append(
             Problem(Flaw.RECORD, str(info.path), f"{where}: its index.json is not the set's")
         )
+    alone = SetReader([reader], expected, where)
+    omitted = set(info.contents.get("omitted") or ())
+    for entry in expected:
+        if not await _holds(alone, entry, omitted):
+            name = (entry.get("annotations") or {}).get(_NAME) or entry.get("digest")
+            problems.append(
+                Problem(Flaw.MISSING, str(name), f"{where}: {name} is not complete in it")
+            )
     return problems
 
 

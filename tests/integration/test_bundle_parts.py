@@ -348,10 +348,14 @@ async def test_two_hundred_mib_in_64_mib_parts(
         assert copy.digest == source[name]
 
 
-def _rewrite_record(part: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Edit a part's record and seal it again, as a hostile writer could."""
+def _rewrite_record(
+    part: Path, edit: Callable[[dict[str, Any]], None], drop: str | None = None
+) -> None:
+    """Edit a part's record and seal it again, as a hostile writer could (and leave out the
+    member `drop`)."""
     with tarfile.open(part) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    members = [(m, body) for m, body in members if m.name != drop]
     record = json.loads(members[0][1])
     edit(record)
     contents = record["parts"]["contents"]
@@ -389,3 +393,29 @@ async def test_a_hostile_part_record_is_one_line(
             result = await amirror("bundle", *command, *everything)
         assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
         assert "malformed" in result.stderr
+
+
+async def test_a_part_that_lacks_what_its_record_says_is_complete_fails_verify(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A resealed record that no longer lists a blob the part's image needs, and the blob
+    taken out: the part's blobs all hash, its index is the set's, yet the image is not whole."""
+    names = await _seed(registry, "liar")
+    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
+    part = next(p for p in record.part_files if _complete_in(p))
+    with tarfile.open(part) as tar:
+        layer = max(
+            (m for m in tar.getmembers() if m.name.startswith("blobs/")), key=lambda m: m.size
+        )
+    digest = "sha256:" + layer.name.rsplit("/", 1)[1]
+    number = record.part_files.index(part) + 1
+
+    def forget(r: dict[str, Any]) -> None:
+        for blob in r["parts"]["contents"]["blobs"]:
+            if blob["digest"] == digest:
+                blob["parts"] = [n for n in blob["parts"] if n != number]
+
+    _rewrite_record(part, forget, drop=layer.name)
+    result = await amirror("bundle", "verify", str(part))
+    assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+    assert "is not complete in it" in result.stderr
