@@ -242,7 +242,23 @@ def write_parts(
             index=plan.indexes[n - 1],
         )
         written.append(path)
+    _drop_stale(out, len(written))
     return written
+
+
+def _drop_stale(out: Path, count: int) -> None:
+    """Remove the parts past `count` that an earlier set written as `out` left (a glob of
+    `OUT.part-*` would give them with the new set's); anything else is left alone."""
+    number = count + 1
+    while (path := part_path(out, number)).is_file():
+        try:
+            info = part_info(read_record(path), path)
+        except LayoutError:
+            return
+        if info is None or info.name != out.name:
+            return
+        path.unlink()
+        number += 1
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -419,3 +419,15 @@ async def test_a_part_that_lacks_what_its_record_says_is_complete_fails_verify(
     result = await amirror("bundle", "verify", str(part))
     assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
     assert "is not complete in it" in result.stderr
+
+
+async def test_a_set_written_again_replaces_the_last_sets_parts(
+    registry: Registry, tmp_path: Path
+) -> None:
+    names = await _seed(registry, "again")
+    first, _ = await create_bundle(tmp_path / "s.tar", names, max_part_size=SMALL_PART)
+    second, _ = await create_bundle(tmp_path / "s.tar", names, max_part_size=10**6)
+    assert len(first.part_files) > 1
+    assert sorted(tmp_path.glob("s.tar.part-*")) == second.part_files
+    verified = await amirror("bundle", "verify", *map(str, second.part_files))
+    assert verified.returncode == 0, verified.stderr
