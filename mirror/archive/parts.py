@@ -36,6 +36,7 @@ from mirror.oci.model import Descriptor
 
 __all__ = [
     "MAX_PARTS",
+    "NotAPart",
     "PartInfo",
     "PartSet",
     "SetReader",
@@ -351,22 +352,28 @@ def _well_formed(contents: dict[str, Any]) -> bool:
     )
 
 
+class NotAPart(LayoutError):
+    """A file given as a part is a bundle (or archive) that is not one: a mistake, not damage."""
+
+
 def _read_one(path: Path) -> PartInfo:
     info = part_info(read_record(path), path)
     if info is None:
-        raise LayoutError(f"{path} is not a part of a split bundle")
+        raise NotAPart(f"{path} is not a part of a split bundle")
     return info
 
 
 async def read_parts(paths: Sequence[Path]) -> tuple[list[PartInfo], list[tuple[Path, str]]]:
     """The parts' records, in part order, checked to be of one set and each there once; the
     files whose record cannot be read beside them (path, why). LayoutError for parts of
-    different sets or a part given twice."""
+    different sets, a part given twice, or a file that is no part (`NotAPart`)."""
     infos: list[PartInfo] = []
     unreadable: list[tuple[Path, str]] = []
     for path in paths:
         try:
             info = await asyncio.to_thread(_read_one, path)
+        except NotAPart:
+            raise
         except LayoutError as exc:
             unreadable.append((path, str(exc)))
             continue

@@ -431,3 +431,17 @@ async def test_a_set_written_again_replaces_the_last_sets_parts(
     assert sorted(tmp_path.glob("s.tar.part-*")) == second.part_files
     verified = await amirror("bundle", "verify", *map(str, second.part_files))
     assert verified.returncode == 0, verified.stderr
+
+
+async def test_a_whole_bundle_among_parts_is_named_not_a_part(
+    registry: Registry, tmp_path: Path
+) -> None:
+    names = await _seed(registry, "among")
+    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
+    await create_bundle(tmp_path / "whole.tar", names)
+    for command in ("verify", "ls"):
+        given = [str(tmp_path / "whole.tar"), *map(str, record.part_files)]
+        result = await amirror("bundle", command, *given)
+        assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+        assert "whole.tar is not a part of a split bundle" in result.stderr
+        assert "damaged" not in result.stderr
