@@ -85,6 +85,21 @@ class PartsChecked:
     problems: list[Problem] = field(default_factory=list)
     damaged: set[int] = field(default_factory=set)
 
+    def to_json(self) -> list[dict[str, Any]]:
+        """Each part given: its file, number, set, the images complete in it, whether damaged."""
+        return [
+            {
+                "file": str(info.path),
+                "part": info.number,
+                "count": info.count,
+                "name": info.name,
+                "set": info.set_id,
+                "complete": [i.image.name for i in self.images if info.number in i.parts],
+                "damaged": info.number in self.damaged,
+            }
+            for info in self.infos
+        ]
+
     def holds(self, info: PartInfo) -> str:
         """One line: the part and what it holds."""
         whole = [i.image.name for i in self.images if info.number in i.parts]

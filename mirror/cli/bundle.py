@@ -5,6 +5,7 @@ stack."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from mirror.cli.output import (
     emit,
     emit_report,
     json_option,
+    options,
     parse_media_size,
     parse_platforms,
     progress_display,
@@ -241,9 +243,17 @@ def verify_command(bundles: tuple[Path, ...], as_json: bool) -> None:
         return
     with progress_display() as progress:
         checked = run(check_parts(bundles, whole_set=len(bundles) > 1, progress=progress))
-    if not as_json:
-        good = [i for i in checked.infos if i.number not in checked.damaged]
-        emit_report(None, "\n".join(checked.holds(i) for i in good))
+    if options().as_json:
+        rows = [
+            {"kind": str(p.kind), "subject": p.subject, "message": p.message}
+            for p in checked.problems
+        ]
+        emit({"ok": not checked.problems, "problems": rows, "parts": checked.to_json()}, "")
+        if checked.problems:
+            sys.exit(1)
+        return
+    good = [i for i in checked.infos if i.number not in checked.damaged]
+    emit_report(None, "\n".join(checked.holds(i) for i in good))
     report_problems(checked.problems, checked.name)
 
 

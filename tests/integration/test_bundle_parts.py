@@ -99,11 +99,19 @@ async def test_parts_each_verify_alone_and_push_from_any_order(
     skopeo("copy", f"oci-archive:{part}:{name}", f"oci:{tmp_path / 'by-skopeo'}:x")
     raw = skopeo("inspect", "--raw", f"oci:{tmp_path / 'by-skopeo'}:x").stdout.encode()
     assert str(mirror.Digest.of(raw)) == (await mirror.inspect(f"docker://{name}")).digest
+    # and mirror reads one in place (ArchiveReader), from the part that holds it alone
+    name, part = next((n, p) for n, p in held.items() if "multi-arch" in n)
+    copied = await mirror.copy(f"oci-archive:{part}:{name}", f"oci:{tmp_path / 'by-mirror'}:y")
+    assert copied.digest == (await mirror.inspect(f"docker://{name}")).digest
 
     shuffled = parts[:]
     random.Random(28).shuffle(shuffled)
     everything = await amirror("bundle", "verify", *map(str, shuffled))
     assert everything.returncode == 0, everything.stderr
+    as_json = json.loads((await amirror("--json", "bundle", "verify", *map(str, shuffled))).stdout)
+    assert as_json["ok"] is True
+    assert sorted(n for p in as_json["parts"] for n in p["complete"]) == sorted(names)
+    assert [p["part"] for p in as_json["parts"]] == list(range(1, len(parts) + 1))
     listed = await amirror("bundle", "ls", str(shuffled[0]))
     assert all(n in listed.stdout for n in names)
     pushed = await amirror("bundle", "push", *map(str, shuffled), f"{second_registry.host}/from")
