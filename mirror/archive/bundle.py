@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from mirror.archive.docker_export import DockerArchiveWriter
 from mirror.archive.pack import pack_layout
+from mirror.archive.part_plan import check_fits
+from mirror.archive.parts import Entry, part_info, write_parts
 from mirror.archive.recompress import Recompressed, recompress_image
 from mirror.archive.unpack import read_record, unpack_layout
 from mirror.archive.writeonly import written
@@ -31,6 +33,7 @@ from mirror.events import ProgressSink, Silent
 from mirror.graph import walk_image
 from mirror.layout import Layout, Problem, gc, verify
 from mirror.layout.check import Flaw
+from mirror.layout.reading import LayoutReader
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor
 from mirror.oci.platform import Platform
@@ -50,6 +53,8 @@ __all__ = [
     "BundleImage",
     "BundleRecord",
     "PushedImage",
+    "admitted_images",
+    "check_left_out",
     "create_bundle",
     "create_docker_archive",
     "list_bundle",
@@ -103,6 +108,8 @@ class BundleRecord:
     #: the images' referrers are in the bundle, and their digest tags (pushed with them)
     referrers: bool = False
     digest_tags: bool = False
+    #: the files a split bundle was written as (not part of the record)
+    part_files: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The record as written into the bundle."""
@@ -169,7 +176,7 @@ def _bundle_name(ref: RegistryReference) -> str:
 
 
 async def _blobs_of(
-    layout: Layout, desc: Descriptor, out: dict[str, int], manifests: set[str] | None = None
+    layout: LayoutReader, desc: Descriptor, out: dict[str, int], manifests: set[str] | None = None
 ) -> None:
     """Record the digest and size of every manifest and blob of the image at `desc` (and,
     in `manifests`, which of them are manifests)."""
@@ -198,11 +205,18 @@ async def create_bundle(
     digest_tags: bool = True,
     progress: ProgressSink | None = None,
     policy: Policy | None = None,
+    max_part_size: int | None = None,
 ) -> tuple[BundleRecord, list[CopyResult]]:
-    """Copy `images` (registry references) into one bundle file; a delta with `since`.
-    With `policy`, each image is admitted first (what admitted it is recorded) and its
-    signatures are carried."""
+    """Copy `images` (registry references) into one bundle file; a delta with `since`; with
+    `max_part_size`, into parts `OUT.part-0001` … of at most that many bytes, each a plain-tar
+    bundle of its own (`mirror.archive.parts`). With `policy`, each image is admitted first
+    (what admitted it is recorded) and its signatures are carried."""
     sink = progress or Silent()
+    if max_part_size is not None and out.suffix in (".zst", ".zstd"):
+        raise InvalidReference(
+            "parts are plain tar (each read in place, its size known before it is written): "
+            f"name the bundle without {out.suffix}"
+        )
     if recompress not in (None, "zstd"):
         raise InvalidReference(f"recompression takes zstd, not {recompress!r}")
     if recompress and (referrers or policy is not None):
@@ -214,7 +228,7 @@ async def create_bundle(
     previous = await asyncio.to_thread(read_record, since) if since else None
     if since is not None and previous is None:
         raise LayoutError(f"{since} is not a mirror bundle (no bundle record)")
-    carried = set(BundleRecord.from_json(previous, str(since)).blobs) if previous else set()
+    carried = _carried_by(previous, since) if previous and since else set()
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".mirror-bundle-", dir=out.parent))
     opts = options or RegistryOptions()
     copy_options = CopyOptions.for_registries(
@@ -255,7 +269,12 @@ async def create_bundle(
                     record.recompressed.extend(changed.changes)
                     result.digest, result.digest_changed = str(desc.digest), bool(changed.changes)
                 await layout.add_image(desc, _ref_name(name), {FULL_NAME: name})
-                await _blobs_of(layout, desc, record.blobs, manifests)
+                needs: dict[str, int] = {}
+                await _blobs_of(layout, desc, needs, manifests)
+                if max_part_size is not None:
+                    new = {d: s for d, s in needs.items() if d not in carried}
+                    check_fits(new, max_part_size, name)
+                record.blobs.update(needs)
                 admitted = result.admitted.to_json() if result.admitted else None
                 record.images.append(
                     BundleImage(
@@ -269,6 +288,10 @@ async def create_bundle(
         record.omitted = sorted(d for d in record.blobs if d in carried and d not in manifests)
         record.since = since.name if since else None
         record.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        if max_part_size is not None:
+            sink.phase(f"writing the parts of {out}")
+            record.part_files = await _write_parts(work / "layout", out, record, max_part_size)
+            return record, results
         sink.phase(f"writing {out}")
         await asyncio.to_thread(
             pack_layout,
@@ -281,6 +304,32 @@ async def create_bundle(
         return record, results
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+def _carried_by(previous: dict[str, Any], since: Path) -> set[str]:
+    """The blobs a previous bundle carried (or left out, being at the target already): for a
+    part of a split bundle, those of its whole set."""
+    info = part_info(previous, since)
+    if info is not None:
+        return {b["digest"] for b in info.contents["blobs"]} | set(info.contents["omitted"])
+    return set(BundleRecord.from_json(previous, str(since)).blobs)
+
+
+async def _write_parts(
+    layout_dir: Path, out: Path, record: BundleRecord, max_size: int
+) -> list[Path]:
+    """The assembled layout written as parts of `out`, each at most `max_size` bytes."""
+    entries, blobs = [], {}
+    async with await Layout.open(layout_dir) as layout:
+        for i, entry in enumerate((await layout.read_index())["manifests"]):
+            needs: dict[str, int] = {}
+            await _blobs_of(layout, Descriptor.from_json(entry, f"index entry {i}"), needs)
+            entries.append(Entry(entry, frozenset(needs)))
+            blobs.update(needs)
+    record_json = record.to_json()
+    return await asyncio.to_thread(
+        write_parts, layout_dir, out, record_json, entries, blobs, max_size
+    )
 
 
 async def create_docker_archive(
@@ -420,8 +469,12 @@ async def push_bundle(
             if problems:
                 raise LayoutError(f"bundle {path} is damaged, nothing pushed: {problems[0]}")
             targets = [(image, target_of(image.name, destination)) for image in record.images]
-            await _check_left_out(layout, record, targets, client)
-            admitted = await _admitted(layout, record, path, policy) if policy else {}
+            await check_left_out(layout, record, targets, client)
+            admitted = (
+                await admitted_images(layout, record.images, f"bundle {path}", policy)
+                if policy
+                else {}
+            )
             pushed = []
             for image, target in targets:
                 result = await copy_attached(
@@ -440,35 +493,36 @@ async def push_bundle(
         await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-async def _admitted(
-    layout: Layout, record: BundleRecord, path: Path, policy: Policy
+async def admitted_images(
+    source: LayoutReader, images: Sequence[BundleImage], where: str, policy: Policy
 ) -> dict[str, Admission]:
-    """Every image of the bundle admitted by `policy` from what the bundle carries (Refused
-    for the first that is not: nothing is pushed)."""
+    """Every image of a bundle (or of the parts given, `where`) admitted by `policy` from the
+    signatures it carries (Refused for the first that is not: nothing is pushed)."""
     from mirror.trust.admission import admit  # cryptography loads only with a policy
 
     admitted = {}
-    for image in record.images:
+    for image in images:
         digests = [Digest(image.digest)]
         if image.chosen_from:
             digests.append(Digest(image.chosen_from))
         admitted[image.name] = await admit(
-            layout,
+            source,
             image.digest,
             _image_ref(image.name),
             digests,
             policy,
-            shown=f"{image.name} (bundle {path}, nothing pushed)",
+            shown=f"{image.name} ({where}, nothing pushed)",
         )
     return admitted
 
 
-async def _check_left_out(
-    layout: Layout,
+async def check_left_out(
+    layout: LayoutReader,
     record: BundleRecord,
     targets: list[tuple[BundleImage, RegistryReference]],
     client: RegistryClient,
 ) -> None:
+    """NotFound naming them when the targets lack blobs the delta bundle leaves out."""
     if not record.omitted:
         return
     omitted = set(record.omitted)

@@ -26,11 +26,14 @@ def pack_layout(
     compress: bool,
     record: dict[str, Any] | None = None,
     leave_out: frozenset[str] = frozenset(),
+    only: frozenset[str] | None = None,
+    index: bytes | None = None,
 ) -> None:
     """Write the layout at `layout_dir` as a tar (zstd when `compress`) to `out` atomically.
 
     `record` is written first as `mirror-bundle.json`; blobs whose digests are in
-    `leave_out` are not included (delta bundles).
+    `leave_out` are not included (delta bundles), nor, when `only` is given, blobs it does not
+    name (a part of a split bundle, whose own `index.json` is `index`).
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / temp_name(f".{out.name}")
@@ -46,11 +49,15 @@ def pack_layout(
             with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if record is not None:
                     _add_bytes(tar, RECORD, json.dumps(record, indent=1).encode())
-                for name in ("oci-layout", "index.json"):
-                    _add_file(tar, layout_dir / name, name)
+                _add_file(tar, layout_dir / "oci-layout", "oci-layout")
+                if index is None:
+                    _add_file(tar, layout_dir / "index.json", "index.json")
+                else:
+                    _add_bytes(tar, "index.json", index)
                 for alg_dir in sorted((layout_dir / "blobs").iterdir()):
                     for blob in sorted(alg_dir.iterdir()):
-                        if f"{alg_dir.name}:{blob.name}" in leave_out:
+                        digest = f"{alg_dir.name}:{blob.name}"
+                        if digest in leave_out or (only is not None and digest not in only):
                             continue
                         _add_file(tar, blob, f"blobs/{alg_dir.name}/{blob.name}")
             if compressor is not None:

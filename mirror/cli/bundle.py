@@ -5,6 +5,7 @@ stack."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,14 @@ from mirror.cli.output import (
     emit,
     emit_report,
     json_option,
+    options,
+    parse_media_size,
     parse_platforms,
     progress_display,
     run,
 )
 from mirror.cli.policy import policy_option
-from mirror.errors import InvalidReference
+from mirror.errors import InvalidReference, LayoutError
 from mirror.oci.platform import Platform
 from mirror.oci.reference import is_valid_repository, parse_registry_reference
 
@@ -86,6 +89,13 @@ def bundle_group() -> None:
     "reads, one platform per image.",
 )
 @policy_option
+@click.option(
+    "--max-part-size",
+    metavar="SIZE",
+    callback=parse_media_size,
+    help="Write OUT.part-0001, OUT.part-0002, … each at most SIZE (4.7GB = 4.7*10^9 bytes, "
+    "4GiB, 64MiB), each a bundle that verifies alone.",
+)
 @json_option
 def create_command(
     out: Path,
@@ -98,15 +108,19 @@ def create_command(
     digest_tags: bool,
     bundle_format: str,
     policy: Policy | None,
+    max_part_size: int | None,
     as_json: bool,
 ) -> None:
     """Write IMAGES (HOST/REPO:TAG …), or those --config selects, into the bundle file OUT.
     With --policy (or the config's default policy), only admitted images, with their
     signatures and what admitted them recorded."""
-    if bundle_format == "docker-archive" and (since or recompress or referrers or policy):
+    if bundle_format == "docker-archive" and (
+        since or recompress or referrers or policy or max_part_size
+    ):
         raise click.UsageError(
-            "--format docker-archive takes no --since, --recompress, --referrers or --policy: "
-            "docker load reads whole images without referrers or signatures"
+            "--format docker-archive takes no --since, --recompress, --referrers, --policy or "
+            "--max-part-size: docker load reads one whole file of whole images without "
+            "referrers or signatures"
         )
     if bool(images) == bool(config_path):
         raise click.UsageError("give IMAGES or --config, one of them")
@@ -142,9 +156,11 @@ def create_command(
                 digest_tags=digest_tags,
                 progress=progress,
                 policy=policy,
+                max_part_size=max_part_size,
             )
         )
-    size = out.stat().st_size
+    files = record.part_files or [out]
+    size = sum(f.stat().st_size for f in files)
     carried = sum(s for d, s in record.blobs.items() if d not in set(record.omitted))
     lines = [f"{out}: {counted(len(record.images), 'image')}, {counted(size, 'byte')}"]
     lines += [
@@ -156,13 +172,22 @@ def create_command(
         )
         for i in record.images
     ]
+    if record.part_files:
+        lines.append(f"  in {counted(len(files), 'part')}:")
+        lines += [f"  {f}  {counted(f.stat().st_size, 'byte')}" for f in files]
     if record.omitted:
         left_out = counted(len(record.omitted), "blob")
         lines.append(f"  delta: {left_out} left out (carried by {record.since})")
     for change in record.recompressed:
         lines.append(f"  recompressed {change['from']} -> {change['to']}")
     emit_report(
-        {"file": str(out), "bytes": size, "blobBytes": carried, **record.to_json()},
+        {
+            "file": str(out),
+            "bytes": size,
+            "blobBytes": carried,
+            **record.to_json(),
+            **({"parts": [str(f) for f in files]} if record.part_files else {}),
+        },
         "\n".join(lines),
     )
 
@@ -194,29 +219,66 @@ def _docker_archive(
 
 
 @bundle_group.command("ls")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @json_option
-def ls_command(bundle: Path, as_json: bool) -> None:
-    """List the images a bundle records."""
+def ls_command(bundles: tuple[Path, ...], as_json: bool) -> None:
+    """List the images a bundle (or the parts of a split bundle, any of them) records."""
     from mirror.archive.bundle import list_bundle
+    from mirror.archive.bundle_parts import is_part
 
-    record = run(list_bundle(bundle))
+    if len(bundles) == 1 and not is_part(bundles[0]):
+        record = run(list_bundle(bundles[0]))
+        emit(
+            record.to_json(),
+            lambda: "\n".join(f"{i.name}  {i.digest}  {i.media_type}" for i in record.images),
+        )
+        return
+    from mirror.archive.bundle_parts import check_parts
+
+    checked = run(check_parts(bundles, whole_set=False, verify=False))
     emit(
-        record.to_json(),
-        lambda: "\n".join(f"{i.name}  {i.digest}  {i.media_type}" for i in record.images),
+        checked.infos[0].contents,
+        lambda: "\n".join(
+            f"{i.image.name}  {i.image.digest}  {i.image.media_type}  {i.where()}"
+            for i in checked.images
+        ),
     )
 
 
 @bundle_group.command("verify")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @json_option
-def verify_command(bundle: Path, as_json: bool) -> None:
-    """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems."""
-    from mirror.archive.bundle import verify_bundle
+def verify_command(bundles: tuple[Path, ...], as_json: bool) -> None:
+    """Re-hash every blob of BUNDLE and check every reference; exit 1 on problems.
 
+    Parts of a split bundle are given in any order: each is verified alone and said what it
+    holds; with several parts given, a missing part is a problem too."""
+    from mirror.archive.bundle import verify_bundle
+    from mirror.archive.bundle_parts import check_parts, is_part
+
+    if len(bundles) == 1 and not is_part(bundles[0]):
+        with progress_display() as progress:
+            problems = run(verify_bundle(bundles[0], progress=progress))
+        report_problems(problems, str(bundles[0]))
+        return
     with progress_display() as progress:
-        problems = run(verify_bundle(bundle, progress=progress))
-    report_problems(problems, str(bundle))
+        checked = run(check_parts(bundles, whole_set=len(bundles) > 1, progress=progress))
+    if options().as_json:
+        rows = [
+            {"kind": str(p.kind), "subject": p.subject, "message": p.message}
+            for p in checked.problems
+        ]
+        emit({"ok": not checked.problems, "problems": rows, "parts": checked.to_json()}, "")
+        if checked.problems:
+            sys.exit(1)
+        return
+    good = [i for i in checked.infos if i.number not in checked.damaged]
+    emit_report(None, "\n".join(checked.holds(i) for i in good))
+    report_problems(checked.problems, checked.name)
 
 
 def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -238,26 +300,38 @@ def _registry_prefix(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 
 @bundle_group.command("push")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "bundles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.argument("destination", callback=_registry_prefix)
 @policy_option
 @json_option
-def push_command(bundle: Path, destination: str, policy: Policy | None, as_json: bool) -> None:
+def push_command(
+    bundles: tuple[Path, ...], destination: str, policy: Policy | None, as_json: bool
+) -> None:
     """Push every image of BUNDLE to DESTINATION (REGISTRY[/PREFIX]); with --policy, only
-    when every image passes it again, offline, from the signatures the bundle carries."""
+    when every image passes it again, offline, from the signatures the bundle carries.
+
+    Parts of a split bundle are given in any order: every image the parts given hold complete
+    is pushed; a missing or damaged part is named, with the images not pushed (exit 1)."""
     from mirror.archive.bundle import push_bundle
+    from mirror.archive.bundle_parts import is_part, push_parts
 
     host = destination.removeprefix("docker://").split("/", 1)[0]
+    options = registry_options([host])
+    failure = None
     with progress_display() as progress:
-        pushed = run(
-            push_bundle(
-                bundle,
-                destination,
-                options=registry_options([host]),
-                progress=progress,
-                policy=policy,
+        if len(bundles) == 1 and not is_part(bundles[0]):
+            pushed = run(
+                push_bundle(
+                    bundles[0], destination, options=options, progress=progress, policy=policy
+                )
             )
-        )
+        else:
+            done = run(
+                push_parts(bundles, destination, options=options, progress=progress, policy=policy)
+            )
+            pushed, failure = done.pushed, done.failure()
     emit_report(
         [{"name": p.name, "target": p.target, **p.result.to_json()} for p in pushed],
         lambda: "\n".join(
@@ -266,3 +340,5 @@ def push_command(bundle: Path, destination: str, policy: Policy | None, as_json:
             for p in pushed
         ),
     )
+    if failure is not None:
+        raise LayoutError(failure)

@@ -36,6 +36,7 @@ __all__ = [
     "emit_report",
     "json_option",
     "options",
+    "parse_media_size",
     "parse_platforms",
     "parse_size",
     "progress_display",
@@ -80,6 +81,27 @@ def parse_size(ctx: click.Context, param: click.Parameter, value: str | int) -> 
     if not match or int(match.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a size like 16MiB", ctx, param)
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+_MEDIA_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_media_size(
+    ctx: click.Context, param: click.Parameter, value: str | int | None
+) -> int | None:
+    """Click callback: a size as media are sold: `4.7GB` (GB = 10^9 bytes), `64MiB`, `4GiB`
+    (binary with `i`), plain bytes; None when not given."""
+    if value is None or isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kKmMgGtT])(i?))?[bB]?\s*", value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a size like 4.7GB or 64MiB", ctx, param)
+    unit = (match.group(2) or "").lower()
+    scale = _UNITS[unit] if match.group(3) else _MEDIA_UNITS[unit]
+    size = int(float(match.group(1)) * scale)
+    if size <= 0:
+        raise click.BadParameter(f"{value!r} is not a size like 4.7GB or 64MiB", ctx, param)
+    return size
 
 
 def parse_platforms(

@@ -6,6 +6,7 @@ re-runs that bring what was attached since for one request per image."""
 from __future__ import annotations
 
 import json
+import tarfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -338,6 +339,36 @@ async def test_a_bundle_carries_the_whole_graph(
     pushed = await amirror("bundle", "push", str(bundle), f"{second_registry.host}/carried")
     assert pushed.returncode == 0, pushed.stderr
     await assert_arrived(second_registry.host, "carried/refb/app", graph)
+
+
+async def test_a_split_bundle_keeps_an_image_and_its_graph_in_one_part(
+    registry: Registry, second_registry: Registry, tmp_path: Path
+) -> None:
+    """The signatures, SBOM and cosign tag go into the part that holds their image: that
+    part alone pushes the whole graph (the other image's part is missing: exit 1)."""
+    graph = await make_graph(registry, "refp/app")
+    registry.push_fixture("multi-arch", "refp/other")
+    bundle = tmp_path / "split.tar"
+    made = await amirror(
+        "bundle", "create", "--referrers", "--max-part-size", "32kB", str(bundle),
+        f"{registry.host}/refp/app:v1", f"{registry.host}/refp/other:v1",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    parts = sorted(tmp_path.glob("split.tar.part-*"))
+    assert len(parts) > 1
+    holder = next(p for p in parts if f"{registry.host}/refp/app:v1" in _complete_in(p))
+    pushed = await amirror("bundle", "push", str(holder), f"{second_registry.host}/one")
+    assert pushed.returncode == 1
+    assert "refp/other:v1" in pushed.stderr
+    await assert_arrived(second_registry.host, "one/refp/app", graph)
+
+
+def _complete_in(part: Path) -> list[str]:
+    """The images a part's record says are complete in it."""
+    with tarfile.open(part) as tar:
+        data = tar.extractfile("mirror-bundle.json")
+        assert data is not None
+        return [str(i["name"]) for i in json.loads(data.read())["images"]]
 
 
 async def test_what_the_destination_listed_stays_and_digest_tags_can_be_left(

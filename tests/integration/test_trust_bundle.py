@@ -199,3 +199,46 @@ async def test_bundle_create_by_a_config_takes_its_default_policy_and_no_job_pol
     per_job = await amirror("bundle", "create", str(tmp_path / "d.tar"), "--config", str(config))
     assert per_job.returncode == 2
     assert "not per job" in per_job.stderr
+
+
+async def test_the_parts_of_a_split_bundle_are_admitted_again_on_the_far_side(
+    registry: Registry, second_registry: Registry, tmp_path: Path, signer: PrivateKey
+) -> None:
+    bundle, policy = await _bundle(registry, tmp_path, signer, "gap/parted")
+    record = read_record(bundle)
+    assert record is not None
+    images = [f"{registry.host}/{i['name'].split('/', 1)[1]}" for i in record["images"]]
+    out = tmp_path / "split.tar"
+    made = await amirror(
+        "bundle", "create", str(out), *images, "--policy", str(policy), "--max-part-size", "1MiB"
+    )
+    assert made.returncode == 0, made.stderr
+    parts = sorted(tmp_path.glob("split.tar.part-*"), reverse=True)
+    assert parts  # pushed through the parts' own path
+    other = policy_file(
+        tmp_path / "other.json",
+        {"": keyed(write_public(make_key("p256"), tmp_path / "other.pub"))},
+    )
+    refused = await amirror(
+        "bundle",
+        "push",
+        *map(str, parts),
+        f"{second_registry.host}/refused",
+        "--policy",
+        str(other),
+    )
+    assert refused.returncode == 1
+    assert "nothing pushed" in refused.stderr, refused.stderr
+    assert not holds_repository(second_registry, "refused/gap/parted")
+    pushed = await amirror(
+        "--json",
+        "bundle",
+        "push",
+        *map(str, parts),
+        f"{second_registry.host}/parted",
+        "--policy",
+        str(policy),
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    report = json.loads(pushed.stdout)
+    assert [p["admittedBy"]["by"][:11] for p in report] == ["key SHA256:"] * 2
