@@ -9,28 +9,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirror.archive.docker_export import DockerArchiveWriter
-from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
-from mirror.archive.docker_tar import DockerArchive
-from mirror.archive.reader import ArchiveReader
-from mirror.archive.tarfiles import is_zstd
-from mirror.archive.unpack import unpacked
-from mirror.archive.writeonly import written
-from mirror.archive.writer import ArchiveWriter
-from mirror.attached import copy_attached
-from mirror.copy_options import CopyOptions
-from mirror.endpoint import ImageDestination, ImageSource
-from mirror.engine import CopyResult, CopyRun
 from mirror.errors import InvalidReference
-from mirror.events import ProgressSink
 from mirror.imageconfig import read_config
-from mirror.layout import Layout
 from mirror.oci.model import Index, Manifest, ManifestLike
 from mirror.oci.platform import Platform
 from mirror.oci.reference import (
     ArchiveReference,
     DockerArchiveReference,
-    LayoutReference,
     Reference,
     RegistryReference,
     check_destination,
@@ -39,7 +24,13 @@ from mirror.oci.reference import (
 )
 from mirror.registry import RegistryClient, RegistryOptions
 
+# Each other endpoint, and the copy engine, is imported where it is used: a command that
+# reads one manifest from a registry loads neither layouts nor archives (start-up).
 if TYPE_CHECKING:
+    from mirror.archive.docker_import import ImportFormat
+    from mirror.endpoint import ImageDestination, ImageSource
+    from mirror.engine import CopyResult
+    from mirror.events import ProgressSink
     from mirror.trust.policy import Policy
 
 __all__ = [
@@ -64,13 +55,22 @@ async def open_source(
     """The source a reference names, and the tag/name/digest within it to read: a registry
     repository, a layout, a plain tar read in place, a zstd one unpacked, or a docker
     archive's image made a registry image (`imported`: its manifest and compression)."""
+    if isinstance(ref, RegistryReference):
+        yield client.repository(ref), ref.reference
+        return
     if isinstance(ref, DockerArchiveReference):
+        from mirror.archive.docker_import import IMPORTED_NAME, ImportFormat, imported_image
+
         how = imported or ImportFormat()
         largest = client.options.limits.max_blob_size
         async with imported_image(Path(ref.path), ref.image, how, max_layer_size=largest) as made:
             yield made, IMPORTED_NAME
         return
     if isinstance(ref, ArchiveReference):
+        from mirror.archive.reader import ArchiveReader
+        from mirror.archive.tarfiles import is_zstd
+        from mirror.archive.unpack import unpacked
+
         path = Path(ref.path)
         if not await asyncio.to_thread(is_zstd, path):
             yield await ArchiveReader.open(path), ref.ref
@@ -78,11 +78,10 @@ async def open_source(
         async with unpacked(path) as unpacked_layout:
             yield unpacked_layout, ref.ref
         return
-    if isinstance(ref, LayoutReference):
-        async with await Layout.open(ref.path, retry=client.options.retry) as layout:
-            yield layout, ref.ref
-        return
-    yield client.repository(ref), ref.reference
+    from mirror.layout import Layout
+
+    async with await Layout.open(ref.path, retry=client.options.retry) as layout:
+        yield layout, ref.ref
 
 
 @contextlib.asynccontextmanager
@@ -94,20 +93,28 @@ async def open_destination(
     file (staged, renamed into place when the copy succeeds, removed when it fails).
     InvalidReference for a name that only picks an image when reading (`docker-archive:F:@N`)."""
     check_destination(ref)
+    if isinstance(ref, RegistryReference):
+        yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
+        return
+    from mirror.archive.writeonly import written
+
     retry = client.options.retry
     if isinstance(ref, DockerArchiveReference):
+        from mirror.archive.docker_export import DockerArchiveWriter
+
         async with written(DockerArchiveWriter(Path(ref.path), retry)) as docker_writer:
             yield docker_writer, ref.image
         return
     if isinstance(ref, ArchiveReference):
+        from mirror.archive.writer import ArchiveWriter
+
         async with written(ArchiveWriter(Path(ref.path), retry)) as writer:
             yield writer, ref.ref
         return
-    if isinstance(ref, LayoutReference):
-        async with await Layout.open(ref.path, create=True, retry=retry) as layout:
-            yield layout, ref.ref
-        return
-    yield client.repository(ref, writing=True), ref.tag or (None if ref.digest else "latest")
+    from mirror.layout import Layout
+
+    async with await Layout.open(ref.path, create=True, retry=retry) as layout:
+        yield layout, ref.ref
 
 
 def _identity(ref: Reference) -> RegistryReference | None:
@@ -119,6 +126,8 @@ def _identity(ref: Reference) -> RegistryReference | None:
 
 
 def _import_format(manifest_format: str, compression: str) -> ImportFormat:
+    from mirror.archive.docker_import import ImportFormat
+
     if manifest_format not in ("v2s2", "oci") or compression not in ("gzip", "zstd"):
         raise ValueError(
             f"manifest_format {manifest_format!r} / compression {compression!r}: "
@@ -154,6 +163,10 @@ async def copy(
     signature policy that must admit the image first (`Refused` otherwise, nothing written);
     its signatures come along (a docker archive keeps none).
     """
+    from mirror.attached import copy_attached
+    from mirror.copy_options import CopyOptions
+    from mirror.engine import CopyRun
+
     src_ref, dst_ref = _parse(source), check_destination(_parse(destination))
     imported = _import_format(manifest_format, compression)
     wanted = tuple(p if isinstance(p, Platform) else Platform.parse(p) for p in platforms)
@@ -288,6 +301,8 @@ async def list_tags(
     RepoTag of a docker archive)."""
     ref = _parse(repository)
     if isinstance(ref, DockerArchiveReference):
+        from mirror.archive.docker_tar import DockerArchive
+
         archive = await asyncio.to_thread(DockerArchive.open, Path(ref.path))
         entries = await asyncio.to_thread(archive.entries)
         return [tag for entry in entries for tag in entry.repo_tags]

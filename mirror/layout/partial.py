@@ -1,6 +1,7 @@
 """Resumable blob downloads into a layout: a partial file per digest, re-verified on resume.
 
-`.mirror/partial/<alg>-<hex>` holds the bytes received so far. A writer takes an exclusive
+`.mirror/partial/<alg>-<hex>` holds the bytes received so far, written in batches of at most a
+hundredth of the blob (so a killed process loses little of it). A writer takes an exclusive
 flock on it (a second process waits, then finds the blob done). On resume the kept prefix is
 re-hashed, never trusted blindly, and the source is asked for the rest from that offset.
 Within a run, a retryable failure of the source continues from the bytes already written.
@@ -24,6 +25,11 @@ from mirror.support.tasks import finish_in_thread
 __all__ = ["fill_partial", "lock_partial", "read_small"]
 
 _WRITE_BUFFER = 4 * 1024 * 1024
+#: what arrived is written once it is a hundredth of the blob (or _WRITE_BUFFER): a killed
+#: process loses no more of a blob than that, besides what the kernel held for it
+_WRITES_PER_BLOB = 100
+#: ... but not in smaller batches than this (each costs a worker thread's hop)
+_MIN_WRITE = 256 * 1024
 _log = logging.getLogger("mirror.layout")
 
 
@@ -81,6 +87,7 @@ async def _append(fd: int, source: BlobSource, desc: Descriptor, hasher: DigestH
     """Append the source's bytes from `hasher.size` on; the hasher tracks what is on disk."""
     chunks: list[bytes] = []
     pending = 0
+    batch_size = min(_WRITE_BUFFER, max(_MIN_WRITE, desc.size // _WRITES_PER_BLOB))
 
     async def flush() -> None:
         nonlocal chunks, pending
@@ -94,7 +101,7 @@ async def _append(fd: int, source: BlobSource, desc: Descriptor, hasher: DigestH
                 raise SizeMismatch(f"blob {desc.digest}: more than the expected {desc.size} bytes")
             chunks.append(chunk)
             pending += len(chunk)
-            if pending >= _WRITE_BUFFER:
+            if pending >= batch_size:
                 await flush()
     finally:
         # keep what arrived: it is a valid prefix whatever stopped the stream

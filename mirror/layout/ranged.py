@@ -2,9 +2,14 @@
 
 The blob is cut into parts; several are fetched at once (`Range: bytes=S-E`) and written at
 their offsets into `.mirror/partial/<alg>-<hex>.ranged`. Parts done are recorded in a
-`.ranges` file next to it, so a restarted process fetches only the missing parts. The whole
-file is hashed in order while parts arrive (the hashing follows the contiguous prefix), and
-nothing is installed unless the digest and size match.
+`.ranges` file next to it (the part's bytes synced first, the record replaced atomically), and
+how far each part in flight has come in a `.reached` file, every hundredth of the blob across
+the parts in flight (written in place, not synced: it outlives a killed process, not always a
+power cut), so a restarted process fetches only what is missing and re-fetches at most about
+1 % of the blob. The whole file is
+hashed in order while parts arrive (the hashing follows the contiguous prefix), and nothing
+is installed unless the digest and size match: when a resumed blob does not, it is fetched
+once more from nothing (a checkpoint may have outrun the bytes a power cut kept).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from mirror.oci.digest import DigestHasher, check_content
 from mirror.oci.model import Descriptor
 from mirror.retry import RetryPolicy
 from mirror.support import jsonutil
-from mirror.support.fsutil import read_capped, write_atomic
+from mirror.support.fsutil import read_capped, rewrite_in_place, write_atomic
 from mirror.support.tasks import finish_in_thread, gather_all
 
 __all__ = ["fill_ranged"]
@@ -33,14 +38,48 @@ MAX_PARTS = 4096
 _log = logging.getLogger("mirror.layout")
 
 
-def _load_done(path: Path, size: int, part: int) -> set[int]:
+#: the bytes of all parts in flight between two checkpoints of their progress, as a share of
+#: the blob: what a killed process fetches again at most
+CHECKPOINTS_PER_BLOB = 100
+#: the least a part moves between two checkpoints of its progress
+MIN_CHECKPOINT = 256 * 1024
+
+
+def progress_path(sidecar: Path) -> Path:
+    """Where how far the parts in flight came is kept, beside the record of parts done."""
+    return sidecar.with_suffix(".reached")
+
+
+def _load_json(path: Path, size: int, part: int) -> dict[str, object]:
+    """A record of this blob cut into these parts; empty when absent, planted or damaged."""
     try:
         data = jsonutil.loads(read_capped(path, _MAX_SIDECAR))
     except (OSError, ValueError, LayoutError):
-        return set()  # absent, planted or damaged: fetch every part again
+        return {}
     if not isinstance(data, dict) or data.get("size") != size or data.get("part") != part:
-        return set()
-    return {int(s) for s in data.get("done", []) if isinstance(s, int) and 0 <= s < size}
+        return {}
+    return data
+
+
+def _load_record(sidecar: Path, size: int, part: int) -> tuple[set[int], dict[int, int]]:
+    """The parts done and how far each other part came, as the two records say."""
+    found = _load_json(sidecar, size, part).get("done")
+    done = {s for s in (found if isinstance(found, list) else []) if isinstance(s, int)}
+    done = {s for s in done if 0 <= s < size and s % part == 0}
+    reached: dict[int, int] = {}
+    at = _load_json(progress_path(sidecar), size, part).get("at")
+    for key, position in at.items() if isinstance(at, dict) else ():
+        start = int(key) if isinstance(key, str) and key.isdigit() else -1
+        in_part = isinstance(position, int) and start < position < min(start + part, size)
+        if start >= 0 and start % part == 0 and start not in done and in_part:
+            reached[start] = position
+    return done, reached
+
+
+def _forget(sidecar: Path) -> None:
+    """Drop both records."""
+    sidecar.unlink(missing_ok=True)
+    progress_path(sidecar).unlink(missing_ok=True)
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -72,15 +111,52 @@ async def fill_ranged(
     retry: RetryPolicy,
 ) -> None:
     """Fetch the missing parts of the locked ranged partial, verify the whole, fsync it."""
+    part_size = max(part_size, -(-desc.size // MAX_PARTS))  # never more than MAX_PARTS parts
+    done, reached = await asyncio.to_thread(_load_record, sidecar, desc.size, part_size)
+    resumed = bool(done or reached)
+    while True:
+        try:
+            await _fill(
+                fd, sidecar, tmp_dir, desc, fetch, (done, reached), part_size, parallel, retry
+            )
+            break
+        except RangeNotHonoured:
+            await asyncio.to_thread(_forget, sidecar)
+            raise
+        except ContentError:
+            await finish_in_thread(os.ftruncate, fd, 0)
+            await asyncio.to_thread(_forget, sidecar)
+            if not resumed:
+                raise
+            _log.info("resumed %s did not verify: fetching it whole", desc.digest)
+            done, reached, resumed = set(), {}, False
+    await finish_in_thread(os.fsync, fd)
+    await asyncio.to_thread(_forget, sidecar)
+
+
+async def _fill(
+    fd: int,
+    sidecar: Path,
+    tmp_dir: Path,
+    desc: Descriptor,
+    fetch: RangeFetcher,
+    record: tuple[set[int], dict[int, int]],
+    part_size: int,
+    parallel: int,
+    retry: RetryPolicy,
+) -> None:
+    """One pass of `fill_ranged` from what `record` says is here (parts done, how far each
+    part in flight came); raises ContentError when the whole does not verify."""
     size = desc.size
-    part_size = max(part_size, -(-size // MAX_PARTS))  # never more than MAX_PARTS parts
-    done = await asyncio.to_thread(_load_done, sidecar, size, part_size)
-    if not done:
+    done, reached = record
+    if not done and not reached:
         await finish_in_thread(os.ftruncate, fd, 0)
     await finish_in_thread(os.ftruncate, fd, size)
     starts = list(range(0, size, part_size))
-    if done:
+    if done or reached:
         _log.info("resuming %s: %d of %d parts already here", desc.digest, len(done), len(starts))
+    workers = max(1, parallel)
+    checkpoint = max(MIN_CHECKPOINT, size // (CHECKPOINTS_PER_BLOB * workers))
     hasher = DigestHasher(desc.digest.algorithm)
     hashed = 0
     hash_lock = asyncio.Lock()
@@ -96,9 +172,23 @@ async def fill_ranged(
                 await finish_in_thread(_hash_span, fd, hasher, hashed, end)
                 hashed = end
 
+    progress = progress_path(sidecar)
+
+    async def record_progress() -> None:
+        at = {str(start): position for start, position in sorted(reached.items())}
+        data = json.dumps({"size": size, "part": part_size, "at": at}).encode()
+        await finish_in_thread(rewrite_in_place, progress, data)
+
+    async def record_done() -> None:
+        data = json.dumps({"size": size, "part": part_size, "done": sorted(done)}).encode()
+        # the part's bytes reach the disk before the record says they are there
+        await finish_in_thread(os.fdatasync, fd)
+        await finish_in_thread(write_atomic, sidecar, data, tmp_dir)
+
     async def fetch_part(start: int) -> None:
         end = min(start + part_size, size)
-        position, attempts = start, retry.attempts()
+        position, attempts = reached.get(start, start), retry.attempts()
+        recorded = position
         while position < end:
             try:
                 async for chunk in fetch(position, end):
@@ -106,6 +196,10 @@ async def fill_ranged(
                         raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} overran")
                     await finish_in_thread(_pwrite_all, fd, chunk, position)
                     position += len(chunk)
+                    if position - recorded >= checkpoint and position < end:
+                        async with record_lock:
+                            reached[start] = recorded = position
+                            await record_progress()
                 if position < end:
                     raise SizeMismatch(f"blob {desc.digest}: range {start}-{end} ended early")
             except RangeNotHonoured:
@@ -116,10 +210,8 @@ async def fill_ranged(
                 await attempts.failed(exc)
         async with record_lock:
             done.add(start)
-            record = json.dumps({"size": size, "part": part_size, "done": sorted(done)}).encode()
-            # the part's bytes reach the disk before the record says they are there
-            await finish_in_thread(os.fdatasync, fd)
-            await finish_in_thread(write_atomic, sidecar, record, tmp_dir)
+            reached.pop(start, None)
+            await record_done()
         await advance_hash()
 
     missing = iter([s for s in starts if s not in done])
@@ -130,13 +222,6 @@ async def fill_ranged(
             await fetch_part(start)
 
     await advance_hash()
-    await gather_all([worker() for _ in range(max(1, parallel))])
+    await gather_all([worker() for _ in range(workers)])
     await advance_hash()
-    try:
-        check_content(hasher, desc.digest, size, "blob")
-    except ContentError:
-        await finish_in_thread(os.ftruncate, fd, 0)
-        await asyncio.to_thread(sidecar.unlink, missing_ok=True)
-        raise
-    await finish_in_thread(os.fsync, fd)
-    await asyncio.to_thread(sidecar.unlink, missing_ok=True)
+    check_content(hasher, desc.digest, size, "blob")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mirror.errors import LayoutError
-from mirror.support.fsutil import read_capped, write_atomic
+from mirror.support.fsutil import read_capped, rewrite_in_place
 
 __all__ = ["MAX_SESSION_FILE", "UploadSession", "UploadSessions"]
 
@@ -54,12 +54,14 @@ class UploadSessions:
             return None
 
     def save(self, session: UploadSession) -> None:
-        """Write the session (creating the directory, private to the user)."""
+        """Write the session (creating the directory, private to the user) in place, not
+        synced: it is saved after every chunk, and one a power cut loses or damages only
+        means a fresh upload (`load` drops a damaged one)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(session.registry, session.repository, session.digest)
         old = os.umask(0o077)
         try:
-            write_atomic(path, json.dumps(asdict(session)).encode(), self.directory)
+            rewrite_in_place(path, json.dumps(asdict(session)).encode(), mode=0o600)
         finally:
             os.umask(old)
 

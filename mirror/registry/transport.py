@@ -15,9 +15,9 @@ from yarl import URL
 from mirror.auth.sources import SignInContext, sign_in
 from mirror.auth.tokens import normalize_scopes
 from mirror.errors import (
-    BudgetReserved,
     MirrorError,
     NotFound,
+    RegistryError,
     TransportError,
     Unauthorized,
     UntrustedCertificate,
@@ -25,6 +25,7 @@ from mirror.errors import (
 from mirror.hosts import is_loopback
 from mirror.limits import DEFAULT_LIMITS, Limits
 from mirror.registry.errors import Missing, raise_for_status
+from mirror.registry.ledger import BudgetLedger
 from mirror.registry.options import RegistryOptions
 from mirror.registry.pacing import Pacer
 from mirror.registry.ratelimit import Budget, parse_budget
@@ -77,6 +78,9 @@ class RegistryTransport:
         self._renewed: set[str] = set()
         #: the request budget the registry last announced (rate-limit headers), if any
         self.budget: Budget | None = None
+        reserve = options.host(registry).rate_limit_reserve
+        #: with a reserve to keep, the budget spent here before each manifest GET goes
+        self._ledger = BudgetLedger(registry, reserve) if reserve is not None else None
         #: the registry answered the referrers API with 404 or 405: it has none (spec 1.1)
         self.lacks_referrers_api = False
 
@@ -137,12 +141,51 @@ class RegistryTransport:
         try of a state-changing operation, is marked `answer_lost` when the request went out
         and no answer came back (a cut or stall after connecting, a 5xx).
         """
-        if method == "GET" and missing is Missing.MANIFEST:
-            self._check_reserve(what)
+        send = functools.partial(
+            self._exchange,
+            method,
+            target,
+            scope_tuple=tuple(scopes),
+            what=what,
+            missing=missing,
+            expected=frozenset(ok),
+            headers=headers,
+            data=data,
+            replayable=replayable,
+            attempt=attempt,
+        )
+        if self._ledger is None or method != "GET" or missing is not Missing.MANIFEST:
+            return await send()
+        probe = await self._ledger.spend(what)  # a manifest GET spends the rationed budget
+        answered = False
+        try:
+            resp = await send()
+            answered = True
+            return resp
+        except (RegistryError, NotFound):
+            answered = True
+            raise
+        finally:
+            if probe:
+                self._ledger.probed(answered)
+
+    async def _exchange(
+        self,
+        method: str,
+        target: str | URL,
+        *,
+        scope_tuple: tuple[str, ...],
+        what: str,
+        missing: Missing,
+        expected: frozenset[int],
+        headers: dict[str, str] | None,
+        data: Any,
+        replayable: bool,
+        attempt: Attempt | None,
+    ) -> aiohttp.ClientResponse:
+        """`request` itself: send, answer a 401 once, follow redirects, map errors."""
         base = await self.base()
         url = target if isinstance(target, URL) else _join(base, target)
-        scope_tuple = tuple(scopes)
-        expected = frozenset(ok)
         authorization = await self.auth.header(scope_tuple)
         retried = False
         hops = 0
@@ -263,15 +306,6 @@ class RegistryTransport:
 
         await self.retry.run(delete, Repeat.CHECKED)
 
-    def _check_reserve(self, what: str) -> None:
-        """Refuse a manifest GET once the announced budget is down to the user's reserve."""
-        reserve = self.options.host(self.registry).rate_limit_reserve
-        if reserve is not None and self.budget is not None and self.budget.remaining <= reserve:
-            raise BudgetReserved(
-                f"{what}: {self.registry} has {self.budget.remaining} requests of its rate "
-                f"limit left, the reserve kept ({reserve}): deferred"
-            )
-
     def _note_budget(self, budget: Budget) -> None:
         """Keep the budget the registry announced (said at -v when first seen)."""
         if self.budget is None:
@@ -282,6 +316,8 @@ class RegistryTransport:
                 f" of {budget.limit}" if budget.limit is not None else "",
             )
         self.budget = budget
+        if self._ledger is not None:
+            self._ledger.note(budget)
 
 
 class _Renewed(Unauthorized):

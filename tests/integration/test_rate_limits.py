@@ -19,6 +19,7 @@ from aiohttp import web
 
 from tests.support.registry import Registry
 from tests.support.scripted import FaultProxy, address, serve
+from tests.support.tags import put_tags
 from tests.support.tools import amirror
 
 
@@ -155,3 +156,54 @@ async def test_a_sync_defers_what_the_reserve_keeps_and_goes_on_elsewhere(
     assert "other" in by_status["copied"]
     assert "limited" in by_status["copied"]  # the budget above the reserve was used
     assert budget.refused == 0  # never ran the budget out
+
+
+def _rationed_sync(host: str, repository: str, out: str, concurrency: int) -> str:
+    """A sync of every tag of `repository` into a layout, keeping a reserve of 1 (no retries:
+    a GET answered 429 fails its image at once)."""
+    return (
+        f"[defaults]\nconcurrency = {concurrency}\nretries = 0\n"
+        f'[registries."{host}"]\nplain_http = true\nrate_limit_reserve = 1\n'
+        f'[[jobs]]\nname = "rationed"\nsource = "{host}/{repository}"\n'
+        f'destination = "oci:{out}"\n'
+    )
+
+
+def _statuses(stdout: str) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for image in json.loads(stdout)["images"]:
+        counted[image["status"]] = counted.get(image["status"], 0) + 1
+    return counted
+
+
+async def test_images_in_flight_never_overdraw_a_small_budget(
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+) -> None:
+    """Eight images at once against a budget of 4 with a reserve of 1: each manifest GET is
+    spent locally before it goes, so none is answered 429."""
+    host, budget = limited
+    budget.limit, budget.reset = 4, 3600
+    await put_tags(registry.host, 1, 8, "rationed-small")
+    config = tmp_path / "small.toml"  # type: ignore[operator]
+    config.write_text(_rationed_sync(host, "rationed-small/r000", f"{tmp_path}/out", 16))
+    done = await amirror("--json", "sync", str(config))
+    assert budget.refused == 0, done.stdout
+    assert done.returncode == 3, done.stderr
+    assert _statuses(done.stdout) == {"copied": 3, "deferred": 5}
+
+
+async def test_a_thousand_images_at_concurrency_16_stay_within_a_budget_of_100(
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+) -> None:
+    """Issue 29, target 6: 1,000 images, 16 at a time, a budget of 100 and a reserve of 1:
+    no GET answered 429, 99 images copied, the rest deferred to a later run."""
+    host, budget = limited
+    budget.limit, budget.reset = 100, 3600
+    await put_tags(registry.host, 1, 1000, "rationed-many")
+    config = tmp_path / "many.toml"  # type: ignore[operator]
+    config.write_text(_rationed_sync(host, "rationed-many/r000", f"{tmp_path}/out", 16))
+    done = await amirror("--json", "sync", str(config))
+    assert budget.refused == 0, done.stderr
+    assert done.returncode == 3, done.stderr
+    assert _statuses(done.stdout) == {"copied": 99, "deferred": 901}
+    assert budget.spent == 99

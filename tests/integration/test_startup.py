@@ -13,6 +13,7 @@ import pytest
 from mirror.cli.main import _COMMANDS, cli
 from mirror.cli.output import Options
 from mirror.retry import DEFAULT_RETRIES
+from tests.support.registry import Registry
 from tests.support.tools import REPO
 
 #: what only a transfer needs: the HTTP stack, the terminal display, the registry client
@@ -67,6 +68,32 @@ def test_a_command_that_runs_loads_what_it_needs(tmp_path: object) -> None:
     code, modules = imported_by("tags", "127.0.0.1:1/none", "--timeout", "0.5", "--retries", "0")
     assert code == 1
     assert "mirror.registry.client" in modules
+
+
+#: what reading one manifest from a registry has no use for: other endpoints, the copy
+#: engine, the image graph, the display, the sync and management code
+NOT_FOR_ONE_REQUEST = (
+    "mirror.layout",
+    "mirror.archive",
+    "mirror.engine",
+    "mirror.attached",
+    "mirror.graph",
+    "mirror.copy_options",
+    "mirror.sync",
+    "mirror.manage",
+    "rich",
+    "prometheus_client",
+)
+
+
+def test_a_command_that_makes_one_request_imports_only_what_it_uses(registry: Registry) -> None:
+    """Issue 29, target 5: `inspect --raw` of a registry image loads the registry client and
+    nothing a copy between other endpoints would need."""
+    image = registry.push_fixture("oci-single", "startup/one")
+    code, modules = imported_by("-q", "inspect", "--raw", f"docker://{image}")
+    assert code == 0
+    assert "mirror.registry.client" in modules
+    assert sorted(m for m in modules if m.startswith(NOT_FOR_ONE_REQUEST)) == []
 
 
 def test_mirror_help_lists_the_commands_without_importing_them() -> None:

@@ -406,6 +406,9 @@ class FaultProxy:
     faults: tuple[str, ...] = FAULTS
     bytes_out: int = 0
     bytes_in: int = 0
+    #: upload bytes (PUT, PATCH) read from clients, counted as they arrive: a body cut short
+    #: counts what came of it (`bytes_in` counts whole bodies, as the registry gets them)
+    bytes_arrived: int = 0
     injected: dict[str, int] = field(default_factory=dict)
     #: each injected fault with the method it hit
     injected_on: list[tuple[str, str]] = field(default_factory=list)
@@ -414,6 +417,12 @@ class FaultProxy:
     #: body (as a buffering front end would), and set `held`: a test then cuts the client
     hold_patch_at: int | None = None
     held: asyncio.Event = field(default_factory=asyncio.Event)
+    #: stop passing bytes on once this many have moved (blob bytes sent, `bytes_out`, or
+    #: upload bytes arrived, `bytes_arrived`): set `held` and hold every transfer at its next
+    #: step, the moment a test kills the client; `let_go` then drops them, forwarding nothing
+    #: more, as a front end does when its client is gone (None: never)
+    hold_after_bytes: int | None = None
+    let_go: asyncio.Event = field(default_factory=asyncio.Event)
     #: seconds each PATCH waits before it is forwarded (a slow link)
     patch_delay: float = 0.0
     #: seconds each blob GET waits before it is forwarded, after setting `blob_asked`
@@ -501,6 +510,30 @@ class FaultProxy:
         finally:
             self._in_flight[kind] -= 1
 
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole request body (as a buffering front end takes it before forwarding),
+        upload bytes counted in `bytes_arrived` as they come."""
+        parts = []
+        async for part in request.content.iter_any():
+            parts.append(part)
+            if request.method in ("PUT", "PATCH"):
+                self.bytes_arrived += len(part)
+                await self._hold_past(request, self.bytes_arrived)
+        return b"".join(parts)
+
+    async def _hold_past(self, request: web.Request, moved: int) -> None:
+        """Once `moved` reaches `hold_after_bytes` (or another transfer's did): hold until
+        `let_go`, then drop the connection."""
+        if self.hold_after_bytes is None or self.let_go.is_set():
+            return
+        if moved < self.hold_after_bytes and not self.held.is_set():
+            return
+        self.held.set()
+        await self.let_go.wait()
+        if request.transport is not None:
+            request.transport.close()
+        raise ConnectionResetError("held, then let go: the client is gone")
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Maybe fail, else forward (streaming reply bodies)."""
         self.requests += 1
@@ -518,7 +551,7 @@ class FaultProxy:
             self.hold_patch_at = None
             self.held.set()
             await asyncio.sleep(2)
-        body = self._damaged(request, await request.read())
+        body = self._damaged(request, await self._read_body(request))
         if self.before_forward is not None:
             self.before_forward(request)
         if self.answer_instead is not None and (instead := self.answer_instead(request)):
@@ -578,5 +611,6 @@ class FaultProxy:
                 sent += len(chunk)
                 if is_blob:
                     self.bytes_out += len(chunk)
+                    await self._hold_past(request, self.bytes_out)
             await response.write_eof()
             return response
