@@ -10,10 +10,11 @@ from typing import Any
 from mirror.errors import ContentError, MirrorError, NotFound
 from mirror.layout.reading import BlobSpan
 from mirror.oci import mediatypes as mt
+from mirror.oci.attached import subject_of_tag
 from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, Index, Manifest, ManifestLike, parse_manifest
 from mirror.serve.answers import ApiError
-from mirror.serve.sources import Source
+from mirror.serve.sources import Named, Source
 
 __all__ = ["Content", "Located", "Snapshot"]
 
@@ -38,14 +39,15 @@ class Located:
 
 @dataclass
 class Snapshot:
-    """The names of every source at one moment: repository -> tag -> descriptor, and the
-    images each repository lists (tagged or not)."""
+    """The names of every source at one moment: repository -> tag -> descriptor, the images
+    each repository lists, and every image of every source (for the referrers)."""
 
     generations: tuple[int, ...]
     tags: dict[str, dict[str, Descriptor]] = field(default_factory=dict)
     roots: dict[str, list[Descriptor]] = field(default_factory=dict)
-    #: repository -> subject digest -> the referrers' descriptors (filled when asked)
-    referrers: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    everything: list[Descriptor] = field(default_factory=list)
+    #: subject digest -> the referrers' descriptors (filled when first asked)
+    referrers: dict[str, list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,53 @@ class Content:
         if self._snapshot is not None and self._snapshot.generations == generations:
             return self._snapshot
         snap = Snapshot(generations)
+        loose: list[Named] = []
         for entries in named:
             for image in entries:
+                snap.everything.append(image.descriptor)
+                if image.repository is None:
+                    if image.tag is not None:
+                        loose.append(image)
+                    continue
                 snap.roots.setdefault(image.repository, []).append(image.descriptor)
+                tags = snap.tags.setdefault(image.repository, {})
                 if image.tag is not None:
-                    snap.tags.setdefault(image.repository, {}).setdefault(
-                        image.tag, image.descriptor
-                    )
-                else:
-                    snap.tags.setdefault(image.repository, {})
+                    tags.setdefault(image.tag, image.descriptor)
+        if loose:
+            await self._place(snap, loose)
         self._snapshot = snap
         return snap
+
+    async def _place(self, snap: Snapshot, loose: list[Named]) -> None:
+        """A bundle's attached tags served in each repository that holds their subject (a
+        tag attached to an attached manifest follows it there)."""
+        reach = {repo: await self._reach(roots) for repo, roots in snap.roots.items()}
+        placed: set[tuple[str, int]] = set()
+        progress = True
+        while progress:
+            progress = False
+            for i, image in enumerate(loose):
+                assert image.tag is not None
+                subject = subject_of_tag(image.tag)
+                for repo, digests in reach.items():
+                    if subject in digests and (repo, i) not in placed:
+                        placed.add((repo, i))
+                        snap.tags[repo].setdefault(image.tag, image.descriptor)
+                        digests |= await self._reach([image.descriptor])
+                        progress = True
+
+    async def _reach(self, roots: list[Descriptor]) -> set[Digest]:
+        """The digests of `roots` and of the manifests their indexes list (to any depth)."""
+        seen: set[Digest] = set()
+        todo = list(roots)
+        while todo and len(seen) < MAX_WALK:
+            desc = todo.pop()
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            if desc.media_type in mt.INDEXES and (summary := await self._summary(desc)):
+                todo.extend(summary.children)
+        return seen
 
     async def repository(self, name: str) -> Snapshot:
         """The snapshot, once `name` is known to be served (404 NAME_UNKNOWN otherwise)."""
@@ -136,14 +174,15 @@ class Content:
             raise ApiError(500, "MANIFEST_INVALID", f"stored manifest is damaged: {exc}") from None
 
     async def referrers(self, name: str, subject: Digest) -> list[dict[str, Any]]:
-        """The descriptors of the manifests of repository `name` whose subject is `subject`."""
+        """The descriptors of the manifests whose subject is `subject`, found among every
+        manifest of the content (`name` must be served)."""
         snap = await self.repository(name)
-        if name not in snap.referrers:
-            snap.referrers[name] = await self._subjects(snap.roots[name])
-        return list(snap.referrers[name].get(str(subject), []))
+        if snap.referrers is None:
+            snap.referrers = await self._subjects(snap.everything)
+        return list(snap.referrers.get(str(subject), []))
 
     async def _subjects(self, roots: list[Descriptor]) -> dict[str, list[dict[str, Any]]]:
-        """Every manifest reachable from `roots` that names a subject, by subject."""
+        """Every manifest reachable from `roots` that names a subject, by subject (each once)."""
         out: dict[str, list[dict[str, Any]]] = {}
         seen: set[Digest] = set()
         todo = list(roots)

@@ -13,6 +13,7 @@ from mirror.archive.reader import ArchiveReader
 from mirror.errors import InvalidReference, LayoutError
 from mirror.layout.reading import LayoutReader
 from mirror.layout.store import Layout
+from mirror.oci.attached import is_attached_tag
 from mirror.oci.model import Descriptor
 from mirror.oci.reference import is_valid_repository, is_valid_tag, parse_registry_reference
 
@@ -27,17 +28,19 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True)
 class Named:
-    """An image of a source as it is served: repository, tag (None: by digest only)."""
+    """An image of a source as it is served: repository and tag; a repository of None is a
+    bundle's attached tag (`sha256-<hex>[.sig]`) that goes where its subject is, and a tag
+    of None an image served by digest only."""
 
-    repository: str
+    repository: str | None
     tag: str | None
     descriptor: Descriptor
 
 
-def name_of(desc: Descriptor, repository: str | None) -> tuple[str, str | None] | None:
+def name_of(desc: Descriptor, repository: str | None) -> tuple[str | None, str | None]:
     """The repository and tag an index entry is served under: a bundle's full name with its
-    host dropped (as `bundle push` names it), a `repo:tag` name, or a plain tag under
-    `repository`; None for an entry with none of these."""
+    host dropped (as `bundle push` names it), a `repo:tag` name, a plain tag under
+    `repository`, an attached tag with no repository yet, or neither (digest only)."""
     full = desc.annotations.get(FULL_NAME)
     if full:
         try:
@@ -48,15 +51,17 @@ def name_of(desc: Descriptor, repository: str | None) -> tuple[str, str | None] 
             return ref.repository, ref.tag
     name = desc.ref_name
     if name is None:
-        return None
+        return None, None
     if ":" in name:
         repo, _, tag = name.rpartition(":")
         if is_valid_repository(repo) and is_valid_tag(tag):
             return repo, tag
-        return None
+        return None, None
     if repository is not None and is_valid_tag(name):
         return repository, name
-    return None
+    if is_attached_tag(name):
+        return None, name
+    return None, None
 
 
 @dataclass
@@ -73,15 +78,14 @@ class Source:
     generation: int = 0
 
     async def named(self) -> list[Named]:
-        """The images of this source under their served names (re-read when changed)."""
+        """Every image of this source with its served name (re-read when changed)."""
         key = _stat_key(self.watched) if self.watched is not None else (0, 0, 0)
         if key != self._key:
             images = await self.reader.images()
-            named = []
-            for image in images:
-                served = name_of(image.descriptor, self.repository)
-                if served is not None:
-                    named.append(Named(served[0], served[1], image.descriptor))
+            named = [
+                Named(*name_of(image.descriptor, self.repository), image.descriptor)
+                for image in images
+            ]
             self._named, self._key = named, key
             self.generation += 1
         return self._named
