@@ -25,7 +25,7 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 
 
 @click.command("serve")
-@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.argument("sources", nargs=-1, metavar="SOURCE...")
 @click.option(
     "--listen",
     default="127.0.0.1:5000",
@@ -66,6 +66,8 @@ def serve_command(
     registry, in place, until SIGTERM or Ctrl-C.
 
     See docs/serve.md."""
+    if not sources and writable is None:
+        raise click.UsageError("name a SOURCE to serve, or --writable oci:DIR")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if allow_delete and writable is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 from mirror.errors import InvalidReference
 from mirror.oci.reference import is_valid_repository
 from mirror.serve.content import Content
+from mirror.serve.push import Pushes
 from mirror.serve.server import ServeSettings, make_app, run_server
 from mirror.serve.sources import open_sources
+from mirror.serve.writable import WritableLayout
 
 __all__ = ["ServeRequest", "serve"]
 
@@ -34,9 +37,20 @@ async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
     """Serve until cancelled; `ready` is told the URL once the server listens."""
     if request.repository is not None and not is_valid_repository(request.repository):
         raise InvalidReference(f"--repository {request.repository!r} is not a repository name")
-    sources = await open_sources(request.sources, request.repository)
-    content = Content(sources)
+    writable = None
+    texts = list(request.sources)
+    if request.writable is not None:
+        path = Path(request.writable.removeprefix("oci:"))
+        writable = WritableLayout(path)
+        await writable.prepare()
+        texts.insert(0, f"oci:{path}")
+    content = Content(await open_sources(texts, request.repository))
+    pushes = Pushes(content, writable, allow_delete=request.allow_delete) if writable else None
     settings = ServeSettings(
         request.host, request.port, tls_cert=request.tls_cert, tls_key=request.tls_key
     )
-    await run_server(make_app(content), settings, ready)
+    try:
+        await run_server(make_app(content, push=pushes), settings, ready)
+    finally:
+        if writable is not None:
+            await asyncio.shield(writable.close())

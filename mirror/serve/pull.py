@@ -35,9 +35,9 @@ async def manifest(content: Content, request: web.Request, route: Route) -> web.
 
 
 async def blob(content: Content, request: web.Request, route: Route) -> web.StreamResponse:
-    """A blob's bytes from where they are stored; `Range` gives 206, or 416 outside it."""
+    """A blob's bytes from where they are stored, under any repository name (blobs are
+    shared, as pushes and mounts make them); `Range` gives 206, or 416 outside it."""
     digest = check_digest(route.reference)
-    await content.repository(route.name)
     found = content.locate(digest)
     if found is None:
         raise ApiError(404, "BLOB_UNKNOWN", f"blob {digest} is not served here")
