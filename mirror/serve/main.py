@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mirror.errors import InvalidReference
 from mirror.oci.reference import is_valid_repository
+from mirror.serve.access import Htpasswd
 from mirror.serve.content import Content
 from mirror.serve.push import Pushes
 from mirror.serve.server import ServeSettings, make_app, run_server
@@ -50,7 +51,12 @@ async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
         request.host, request.port, tls_cert=request.tls_cert, tls_key=request.tls_key
     )
     try:
-        await run_server(make_app(content, push=pushes), settings, ready)
+        gate = (
+            (await asyncio.to_thread(Htpasswd.load, request.htpasswd)).check
+            if request.htpasswd
+            else None
+        )
+        await run_server(make_app(content, push=pushes, gate=gate), settings, ready)
     finally:
         if writable is not None:
             await asyncio.shield(writable.close())

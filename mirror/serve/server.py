@@ -27,8 +27,8 @@ _log = logging.getLogger("mirror.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: a writable layout's handler of push requests (POST, PUT, PATCH, DELETE), if any
 PushHandler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
-#: a sign-in check: None when the request may go on, else the 401 to answer
-Gate = Callable[[web.Request], ApiError | None]
+#: a sign-in check: returns when the request may go on, raises the 401 to answer otherwise
+Gate = Callable[[web.Request], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ def make_app(
             if in_flight.locked():
                 raise ApiError(429, "TOOMANYREQUESTS", "too many requests at once")
             async with in_flight:
-                if gate is not None and (refused := gate(request)) is not None:
-                    raise refused
+                if gate is not None:
+                    await gate(request)
                 response = await handler(request)
         except ApiError as error:
             response = error_response(error)
