@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from mirror.cli.output import Terminated, run
+from mirror.cli.output import Terminated, options, run
 
 __all__ = ["serve_command"]
 
@@ -84,6 +84,7 @@ def serve_command(
         tls_cert=Path(tls_cert) if tls_cert else None,
         tls_key=Path(tls_key) if tls_key else None,
         htpasswd=Path(htpasswd) if htpasswd else None,
+        stall=options().limits.stall_timeout,
     )
 
     def ready(url: str) -> None:

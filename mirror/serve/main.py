@@ -32,6 +32,8 @@ class ServeRequest:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     htpasswd: Path | None = None
+    #: seconds a client may move nothing before it is cut off
+    stall: float = 60.0
 
 
 async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
@@ -46,17 +48,23 @@ async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
         await writable.prepare()
         texts.insert(0, f"oci:{path}")
     content = Content(await open_sources(texts, request.repository))
-    pushes = Pushes(content, writable, allow_delete=request.allow_delete) if writable else None
+    pushes = None
+    if writable is not None:
+        pushes = Pushes(content, writable, allow_delete=request.allow_delete, stall=request.stall)
     settings = ServeSettings(
-        request.host, request.port, tls_cert=request.tls_cert, tls_key=request.tls_key
+        request.host,
+        request.port,
+        tls_cert=request.tls_cert,
+        tls_key=request.tls_key,
+        stall=request.stall,
     )
     try:
-        gate = (
-            (await asyncio.to_thread(Htpasswd.load, request.htpasswd)).check
-            if request.htpasswd
-            else None
+        users = (
+            await asyncio.to_thread(Htpasswd.load, request.htpasswd) if request.htpasswd else None
         )
-        await run_server(make_app(content, push=pushes, gate=gate), settings, ready)
+        gate = users.check if users is not None else None
+        app = make_app(content, push=pushes, gate=gate, stall=request.stall)
+        await run_server(app, settings, ready)
     finally:
         if writable is not None:
             await asyncio.shield(writable.close())

@@ -34,7 +34,9 @@ async def manifest(content: Content, request: web.Request, route: Route) -> web.
     return web.Response(body=raw, headers=headers, content_type=desc.media_type, charset=None)
 
 
-async def blob(content: Content, request: web.Request, route: Route) -> web.StreamResponse:
+async def blob(
+    content: Content, request: web.Request, route: Route, *, stall: float = 60.0
+) -> web.StreamResponse:
     """A blob's bytes from where they are stored, under any repository name (blobs are
     shared, as pushes and mounts make them); `Range` gives 206, or 416 outside it."""
     digest = check_digest(route.reference)
@@ -44,8 +46,9 @@ async def blob(content: Content, request: web.Request, route: Route) -> web.Stre
     wanted = parse_range(request.headers.get("Range"), found.size)
     span = await found.open()
     first, last = wanted if wanted is not None else (0, found.size - 1)
+    status = 200 if wanted is None else 206
     response = SpanResponse(
-        span.fd, span.start + first, last - first + 1, status=200 if wanted is None else 206
+        span.fd, span.start + first, last - first + 1, status=status, stall=stall
     )
     response.headers["Docker-Content-Digest"] = str(digest)
     response.headers["Accept-Ranges"] = "bytes"

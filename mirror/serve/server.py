@@ -5,6 +5,7 @@ connections and requests, and the run until SIGTERM or SIGINT (requests in fligh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -43,8 +44,10 @@ class ServeSettings:
     max_connections: int = 512
     #: requests answered at once; more get 429 TOOMANYREQUESTS
     max_requests: int = 256
-    #: seconds an idle kept-alive connection stays open
+    #: seconds an idle kept-alive connection stays open (at most `stall`)
     keepalive: float = 15.0
+    #: seconds a client may take nothing (or send nothing) before it is cut off
+    stall: float = 60.0
     #: seconds requests in flight get to finish after SIGTERM
     shutdown_grace: float = 30.0
 
@@ -62,6 +65,7 @@ def make_app(
     push: PushHandler | None = None,
     gate: Gate | None = None,
     max_requests: int = 256,
+    stall: float = 60.0,
 ) -> web.Application:
     """The application answering the distribution API from `content`."""
     in_flight = asyncio.Semaphore(max_requests)
@@ -100,7 +104,7 @@ def make_app(
         if route.kind is Kind.MANIFEST:
             return await pull.manifest(content, request, route)
         if route.kind is Kind.BLOB:
-            return await pull.blob(content, request, route)
+            return await pull.blob(content, request, route, stall=stall)
         if route.kind is Kind.REFERRERS:
             return await pull.referrers(content, request, route)
         if push is not None:
@@ -131,7 +135,7 @@ async def run_server(
     runner = web.AppRunner(
         app,
         access_log=None,
-        keepalive_timeout=settings.keepalive,
+        keepalive_timeout=min(settings.keepalive, settings.stall),
         shutdown_timeout=settings.shutdown_grace,
         handle_signals=False,
     )
@@ -151,7 +155,7 @@ async def run_server(
         server = getattr(site, "_server", None)
         if port == 0 and server is not None and server.sockets:
             port = server.sockets[0].getsockname()[1]
-        ready(ServeSettings(settings.host, port, settings.tls_cert).url)
+        ready(dataclasses.replace(settings, port=port).url)
         await asyncio.Event().wait()
     finally:
         await asyncio.shield(runner.cleanup())

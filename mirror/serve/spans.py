@@ -17,6 +17,8 @@ __all__ = ["CHUNK", "SpanResponse", "parse_range"]
 
 #: what one read of the fallback takes
 CHUNK = 1024 * 1024
+#: what one `sendfile` call sends: each slice must leave within the stall timeout
+SLICE = 16 * 1024 * 1024
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -48,10 +50,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class SpanResponse(web.StreamResponse):
-    """`count` bytes of the open file `fd` from `offset` (the file is closed when sent)."""
+    """`count` bytes of the open file `fd` from `offset` (the file is closed when sent); a
+    client that takes nothing for `stall` seconds is cut off."""
 
-    def __init__(self, fd: int, offset: int, count: int, *, status: int = 200) -> None:
+    def __init__(
+        self, fd: int, offset: int, count: int, *, status: int = 200, stall: float = 60.0
+    ) -> None:
         super().__init__(status=status)
+        self._stall = stall
         self._file: IO[bytes] = os.fdopen(fd, "rb", buffering=0)
         self._offset = offset
         self._count = count
@@ -73,23 +79,32 @@ class SpanResponse(web.StreamResponse):
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("the client went away")
-        if transport.get_extra_info("sslcontext") is None:
-            try:
-                await loop.sendfile(transport, self._file, self._offset, self._count)
-                return
-            except NotImplementedError:
-                pass
-        await self._copy(loop)
-
-    async def _copy(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The span in chunks read in a worker thread (TLS, or no sendfile)."""
         position, left = self._offset, self._count
+        try:
+            if transport.get_extra_info("sslcontext") is None:
+                while left > 0:
+                    size = min(SLICE, left)
+                    await asyncio.wait_for(
+                        loop.sendfile(transport, self._file, position, size), self._stall
+                    )
+                    position += size
+                    left -= size
+            else:
+                await self._copy(loop, position, left)
+        except NotImplementedError:
+            await self._copy(loop, position, left)
+        except TimeoutError:
+            transport.abort()
+            raise ConnectionResetError("the client stopped reading") from None
+
+    async def _copy(self, loop: asyncio.AbstractEventLoop, position: int, left: int) -> None:
+        """The span in chunks read in a worker thread (TLS, or no sendfile)."""
         while left > 0:
             chunk = await loop.run_in_executor(
                 None, os.pread, self._file.fileno(), min(CHUNK, left), position
             )
             if not chunk:
                 raise ConnectionResetError("the stored blob ended early")
-            await self.write(chunk)
+            await asyncio.wait_for(self.write(chunk), self._stall)
             position += len(chunk)
             left -= len(chunk)
