@@ -85,6 +85,7 @@ def serve_command(
         tls_key=Path(tls_key) if tls_key else None,
         htpasswd=Path(htpasswd) if htpasswd else None,
         stall=options().limits.stall_timeout,
+        max_blob=options().limits.max_blob_size,
     )
 
     def ready(url: str) -> None:

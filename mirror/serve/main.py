@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mirror.errors import InvalidReference
+from mirror.hosts import is_loopback
 from mirror.oci.reference import is_valid_repository
 from mirror.serve.access import Htpasswd
 from mirror.serve.content import Content
@@ -17,6 +19,8 @@ from mirror.serve.sources import open_sources
 from mirror.serve.writable import WritableLayout
 
 __all__ = ["ServeRequest", "serve"]
+
+_log = logging.getLogger("mirror.serve")
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,16 @@ class ServeRequest:
     htpasswd: Path | None = None
     #: seconds a client may move nothing before it is cut off
     stall: float = 60.0
+    #: the largest blob a push may upload
+    max_blob: int = 1024**4
 
 
 async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
     """Serve until cancelled; `ready` is told the URL once the server listens."""
     if request.repository is not None and not is_valid_repository(request.repository):
         raise InvalidReference(f"--repository {request.repository!r} is not a repository name")
+    if request.htpasswd and not request.tls_cert and not is_loopback(request.host):
+        _log.warning("--htpasswd without --tls-cert: passwords cross the network in the clear")
     writable = None
     texts = list(request.sources)
     if request.writable is not None:
@@ -50,7 +58,13 @@ async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
     content = Content(await open_sources(texts, request.repository))
     pushes = None
     if writable is not None:
-        pushes = Pushes(content, writable, allow_delete=request.allow_delete, stall=request.stall)
+        pushes = Pushes(
+            content,
+            writable,
+            allow_delete=request.allow_delete,
+            stall=request.stall,
+            max_blob=request.max_blob,
+        )
     settings = ServeSettings(
         request.host,
         request.port,

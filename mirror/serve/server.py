@@ -84,6 +84,10 @@ def make_app(
         except MirrorError as exc:
             _log.warning("%s %s: %s", request.method, request.path, exc)
             response = error_response(ApiError(500, "UNKNOWN", str(exc)))
+        except OSError as exc:  # the stored content could not be read (or written)
+            what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            _log.warning("%s %s: %s", request.method, request.path, what)
+            response = error_response(ApiError(500, "UNKNOWN", "the stored content is unreadable"))
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         _log.info("%s %s %s %d", request.remote, request.method, request.rel_url, response.status)
         return response

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import tarfile
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from mirror.archive.bundle import create_bundle
 from mirror.layout import Layout
 from mirror.oci.digest import Digest
 from tests.support.registry import Registry
-from tests.support.serving import Served, raw_request, serving
-from tests.support.tools import FIXTURES, fixture_digest, skopeo
+from tests.support.serving import Served, raw_request, serving, start_serve
+from tests.support.tools import FIXTURES, amirror, fixture_digest, skopeo
 
 KINDS = ("oci-single", "multi-arch", "docker-v2")
 
@@ -213,9 +214,21 @@ async def test_a_compressed_bundle_is_refused_in_one_line(tmp_path: Path) -> Non
     packed = _pack(FIXTURES / "oci-single", tmp_path / "x.tar")
     zst = tmp_path / "x.tar.zst"
     zst.write_bytes(zstandard.ZstdCompressor().compress(packed.read_bytes()))
-    from tests.support.tools import amirror
 
     result = await amirror("serve", "--listen", "127.0.0.1:0", str(zst))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "cannot be served in place: decompress it once" in result.stderr
+
+
+async def test_ctrl_c_ends_the_server_with_0_and_a_warning_goes_with_passwords_in_clear(
+    tmp_path: Path,
+) -> None:
+    users = tmp_path / "users"
+    users.write_text("reader:$2y$04$d.8rHOYav6yu3vmk31GfXO7DJsDIB6OixLPnLBSUSqS6haAR.mMcO\n")
+    served = start_serve(f"oci:{FIXTURES / 'oci-single'}")
+    served.process.send_signal(signal.SIGINT)
+    _, err = served.process.communicate(timeout=60)
+    assert (served.process.returncode, err) == (0, "")
+    loud = await amirror("serve", "--listen", "0.0.0.0:0", "--htpasswd", str(users), "nowhere.tar")
+    assert "--htpasswd without --tls-cert: passwords cross the network in the clear" in loud.stderr
