@@ -200,19 +200,20 @@ class Content:
         return out
 
     async def _summary(self, desc: Descriptor) -> _Summary | None:
-        """What a manifest says of its children and subject (None: not stored or unreadable);
-        kept, since a digest's content never changes."""
+        """What a manifest says of its children and subject (None: not stored, or not a
+        manifest); kept once read, since a digest's content never changes (one not stored
+        yet is asked again: a push or a sync may bring it)."""
         if desc.digest in self._summaries:
             return self._summaries[desc.digest]
-        summary: _Summary | None = None
         found = self.locate(desc.digest, desc.size)
-        if found is not None:
-            try:
-                manifest = await found.source.reader.manifest_by_descriptor(desc)
-            except MirrorError:
-                manifest = None
-            if manifest is not None:
-                summary = _summarise(manifest)
+        if found is None:
+            return None
+        try:
+            manifest = await found.source.reader.manifest_by_descriptor(desc)
+        except MirrorError:
+            summary = None
+        else:
+            summary = _summarise(manifest)
         self._summaries[desc.digest] = summary
         return summary
 

@@ -145,3 +145,26 @@ async def test_tags_and_the_catalog_are_paged_by_n_and_last_with_a_link(many_nam
         assert (none.json()["tags"], "link" in none.headers) == ([], False)
         bad = await raw_request(served.host, "GET", "/v2/page/app/tags/list?n=-1")
         assert bad.status == 400
+
+
+async def test_a_manifest_missing_at_first_is_read_when_it_arrives(tmp_path: Path) -> None:
+    """An index whose child (a referrer) is not stored yet: once the child arrives and the
+    index changes, the referrers API finds it (what was missing is not remembered)."""
+    root = tmp_path / "layout"
+    await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", f"oci:{root}:late/app:v1")
+    async with await Layout.open(root, create=True) as layout:
+        subject = await layout.manifest_get("late/app:v1")
+        sbom = await attach(layout, subject, b'{"spdxVersion":"SPDX-2.3"}', artifact_type=SBOM)
+        listing = await list_by_fallback(
+            layout, subject, [sbom], f"late/app:{fallback_tag(subject.digest)}"
+        )
+    held = tmp_path / "held"
+    layout.blob_path(sbom.manifest.digest).rename(held)
+    path = f"/v2/late/app/referrers/{subject.digest}"
+    with serving(f"oci:{root}") as served:
+        assert (await raw_request(served.host, "GET", path)).json()["manifests"] == []
+        held.rename(layout.blob_path(sbom.manifest.digest))
+        async with await Layout.open(root, create=True) as writing:
+            await writing.add_image(listing.descriptor(), "late/app:again")
+        found = (await raw_request(served.host, "GET", path)).json()["manifests"]
+        assert [d["digest"] for d in found] == [str(sbom.manifest.digest)]
