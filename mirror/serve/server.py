@@ -155,10 +155,7 @@ async def run_server(
             raise MirrorError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from None
-        port = settings.port
-        server = getattr(site, "_server", None)
-        if port == 0 and server is not None and server.sockets:
-            port = server.sockets[0].getsockname()[1]
+        port = settings.port or int(runner.addresses[0][1])  # port 0: the one chosen
         ready(dataclasses.replace(settings, port=port).url)
         await asyncio.Event().wait()
     finally:

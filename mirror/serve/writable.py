@@ -7,7 +7,8 @@ A `Layout` opened for writing holds the shared writers' lock until it is closed,
 runs for months and must not keep gc out all that time: it holds a writing `Layout` (the
 lease) only while pushes are in progress — from a write until `idle` seconds pass with no
 write and no upload open — and lets it go between pushes. Uploads in progress are kept
-under `.mirror/uploads/`, which gc does not touch."""
+under `.mirror/uploads/serve-<pid>/` (one folder per server, so two servers on one layout keep
+apart; a folder whose server is gone is removed at start), which gc does not touch."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class WritableLayout:
     def __init__(self, path: Path, *, idle: float = 5.0) -> None:
         self.path = path
         self.idle = idle
-        self._uploads_dir = path / ".mirror" / "uploads"
+        self._uploads_root = path / ".mirror" / "uploads"
+        self._uploads_dir = self._uploads_root / f"serve-{os.getpid()}"
         self._uploads: dict[str, Upload] = {}
         self._lease: Layout | None = None
         self._busy = 0
@@ -57,8 +59,18 @@ class WritableLayout:
         """Make the layout when it does not exist yet; clear uploads a previous run left."""
         async with await Layout.open(self.path, create=True) as layout:
             await layout.prepare_writes()
-        await asyncio.to_thread(shutil.rmtree, self._uploads_dir, True)
+        await asyncio.to_thread(self._clear_stale)
         await asyncio.to_thread(self._uploads_dir.mkdir, parents=True, exist_ok=True)
+
+    def _clear_stale(self) -> None:
+        """Remove the upload folders of servers that are no longer running (and this one's)."""
+        if not self._uploads_root.is_dir():
+            return
+        for folder in self._uploads_root.iterdir():
+            pid = folder.name.removeprefix("serve-")
+            if folder.name.startswith("serve-") and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self._uploads_dir, ignore_errors=True)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[Layout]:
@@ -135,6 +147,19 @@ class WritableLayout:
         self._uploads.pop(upload.path.name, None)
         await asyncio.to_thread(upload.path.unlink, True)
         self._schedule_release()
+
+
+def _alive(pid: int) -> bool:
+    """True when a process `pid` runs (a pid of another user's counts as running)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def append(upload: Upload, chunks: AsyncIterator[bytes], limit: int) -> None:

@@ -194,3 +194,18 @@ async def test_a_read_only_source_beside_a_writable_one_lends_its_blobs(tmp_path
         assert answer.json()["tags"] == ["v1"]
     verified = await amirror("layout", "verify", "--strict", str(tmp_path / "w"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_two_servers_on_one_layout_keep_their_uploads_apart(tmp_path: Path) -> None:
+    data = os.urandom(50_000)
+    digest = str(Digest.of(data))
+    with serving("--writable", f"oci:{tmp_path / 'w'}") as first:
+        async with aiohttp.ClientSession(first.url) as http:
+            started = await http.post("/v2/two/app/blobs/uploads/")
+            location = started.headers["Location"]
+            assert (await http.patch(location, data=data[:20_000])).status == 202
+            with serving("--writable", f"oci:{tmp_path / 'w'}") as second:
+                assert (await raw_request(second.host, "GET", "/v2/")).status == 200
+                assert (await http.patch(location, data=data[20_000:])).status == 202
+                done = await http.put(f"{location}?digest={digest}")
+                assert done.status == 201, await done.text()
