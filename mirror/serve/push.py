@@ -139,13 +139,22 @@ class Pushes:
                 return
             yield chunk
 
+    async def _read_capped(self, request: web.Request, cap: int) -> bytes:
+        """The whole request body, however it arrives in pieces; 413 past `cap` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._body(request):
+            size += len(chunk)
+            if size > cap:
+                raise ApiError(413, "SIZE_INVALID", f"a manifest is at most {cap} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
     # -- manifests ----------------------------------------------------------------------
 
     async def _manifest_put(self, request: web.Request, route: Route) -> web.StreamResponse:
         reference = check_reference(route.reference, status=400)
-        raw = await request.content.read(mt.MAX_MANIFEST_SIZE + 1)
-        if len(raw) > mt.MAX_MANIFEST_SIZE:
-            raise ApiError(413, "SIZE_INVALID", "a manifest is at most 4 MiB")
+        raw = await self._read_capped(request, mt.MAX_MANIFEST_SIZE)
         declared = request.headers.get("Content-Type") or None
         try:
             manifest = parse_manifest(raw, declared)

@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -209,3 +210,33 @@ async def test_two_servers_on_one_layout_keep_their_uploads_apart(tmp_path: Path
                 assert (await http.patch(location, data=data[20_000:])).status == 202
                 done = await http.put(f"{location}?digest={digest}")
                 assert done.status == 201, await done.text()
+
+
+async def test_a_manifest_sent_in_pieces_is_read_whole(tmp_path: Path) -> None:
+    empty = Digest.of(b"{}")
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.OCI_EMPTY, "digest": empty, "size": 2},
+            "layers": [],
+            "annotations": {f"note.{i}": "x" * 100 for i in range(3000)},
+        }
+    ).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 100_000):
+            yield body[start : start + 100_000]
+            await asyncio.sleep(0.05)
+
+    with serving("--writable", f"oci:{tmp_path / 'w'}") as served:
+        async with aiohttp.ClientSession(served.url) as http:
+            assert (
+                await http.post(f"/v2/big/m/blobs/uploads/?digest={empty}", data=b"{}")
+            ).status == 201
+            put = await http.put(
+                "/v2/big/m/manifests/v1", data=pieces(), headers={"Content-Type": mt.OCI_MANIFEST}
+            )
+            assert put.status == 201, await put.text()
+            got = await http.get("/v2/big/m/manifests/v1")
+            assert await got.read() == body
