@@ -52,7 +52,7 @@ async def serve(request: ServeRequest, ready: Callable[[str], None]) -> None:
     texts = list(request.sources)
     if request.writable is not None:
         path = Path(request.writable.removeprefix("oci:"))
-        writable = WritableLayout(path)
+        writable = WritableLayout(path, upload_idle=request.stall)
         await writable.prepare()
         texts.insert(0, f"oci:{path}")
     content = Content(await open_sources(texts, request.repository))

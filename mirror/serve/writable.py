@@ -6,7 +6,8 @@ A `Layout` opened for writing holds the shared writers' lock until it is closed,
 `layout gc` (exclusive) never deletes a blob a writer stored but has not named yet. A server
 runs for months and must not keep gc out all that time: it holds a writing `Layout` (the
 lease) only while pushes are in progress — from a write until `idle` seconds pass with no
-write and no upload open — and lets it go between pushes. Uploads in progress are kept
+write and no upload open (an upload no request used for `upload_idle` seconds is dropped:
+its client is gone) — and lets it go between pushes. Uploads in progress are kept
 under `.mirror/uploads/serve-<pid>/` (one folder per server, so two servers on one layout keep
 apart; a folder whose server is gone is removed at start), which gc does not touch."""
 
@@ -39,14 +40,19 @@ class Upload:
     path: Path
     size: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: when a request last used it (the event loop's clock)
+    touched: float = 0.0
 
 
 class WritableLayout:
     """The layout pushes go to; see the module's docstring for how it shares the layout."""
 
-    def __init__(self, path: Path, *, idle: float = 5.0) -> None:
+    def __init__(self, path: Path, *, idle: float = 5.0, upload_idle: float = 60.0) -> None:
         self.path = path
         self.idle = idle
+        #: an upload no request used for this long is dropped (its client is gone)
+        self.upload_idle = upload_idle
+        self._tasks: set[asyncio.Task[None]] = set()
         self._uploads_root = path / ".mirror" / "uploads"
         self._uploads_dir = self._uploads_root / f"serve-{os.getpid()}"
         self._uploads: dict[str, Upload] = {}
@@ -89,18 +95,32 @@ class WritableLayout:
             self._schedule_release()
 
     def _schedule_release(self) -> None:
-        if self._busy == 0 and not self._uploads and self._lease is not None:
+        """Look again in `idle` seconds whether the lease can go."""
+        if self._busy == 0 and self._lease is not None:
             loop = asyncio.get_running_loop()
             if self._release is not None:
                 self._release.cancel()
-            self._release = loop.call_later(self.idle, lambda: loop.create_task(self._let_go()))
+            self._release = loop.call_later(self.idle, self._start_let_go)
+
+    def _start_let_go(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._let_go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _let_go(self) -> None:
+        """Drop the uploads their clients left; let the lease go when nothing is in
+        progress, else look again later."""
+        now = asyncio.get_running_loop().time()
+        for upload in list(self._uploads.values()):
+            if now - upload.touched > self.upload_idle and not upload.lock.locked():
+                await self.end_upload(upload)
         async with self._guard:
             self._release = None
             if self._busy == 0 and not self._uploads and self._lease is not None:
                 lease, self._lease = self._lease, None
                 await lease.aclose()
+        if self._lease is not None:
+            self._schedule_release()
 
     @property
     def holds_lock(self) -> bool:
@@ -111,6 +131,8 @@ class WritableLayout:
         """Let the lock go and drop the uploads in progress."""
         if self._release is not None:
             self._release.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         async with self._guard:
             if self._lease is not None:
                 await self._lease.aclose()
@@ -124,7 +146,7 @@ class WritableLayout:
         if len(self._uploads) >= MAX_UPLOADS:
             raise ApiError(429, "TOOMANYREQUESTS", "too many uploads in progress")
         key = uuid.uuid4().hex
-        upload = Upload(name, self._uploads_dir / key)
+        upload = Upload(name, self._uploads_dir / key, touched=asyncio.get_running_loop().time())
         await asyncio.to_thread(upload.path.touch, 0o600)
         self._uploads[key] = upload
         async with self.writing():  # the lease is held while an upload is open
@@ -136,6 +158,7 @@ class WritableLayout:
         upload = self._uploads.get(key)
         if upload is None or upload.name != name:
             raise ApiError(404, "BLOB_UPLOAD_UNKNOWN", "no such upload in progress")
+        upload.touched = asyncio.get_running_loop().time()
         return upload
 
     def key_of(self, upload: Upload) -> str:
@@ -171,6 +194,7 @@ async def append(upload: Upload, chunks: AsyncIterator[bytes], limit: int) -> No
                 raise ApiError(400, "SIZE_INVALID", f"the blob is over {limit} bytes")
             await asyncio.to_thread(f.write, chunk)
             upload.size += len(chunk)
+            upload.touched = asyncio.get_running_loop().time()
     finally:
         await asyncio.to_thread(f.close)
 

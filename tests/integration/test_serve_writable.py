@@ -240,3 +240,22 @@ async def test_a_manifest_sent_in_pieces_is_read_whole(tmp_path: Path) -> None:
             assert put.status == 201, await put.text()
             got = await http.get("/v2/big/m/manifests/v1")
             assert await got.read() == body
+
+
+async def test_an_abandoned_upload_lets_gc_in_after_the_stall_timeout(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    with serving("--stall-timeout", "2", "--writable", f"oci:{root}") as served:
+        async with aiohttp.ClientSession(served.url) as http:
+            started = await http.post("/v2/gone/app/blobs/uploads/")
+            location = started.headers["Location"]
+            assert (await http.patch(location, data=b"half of a blob")).status == 202
+            assert not _gc_could_run(root)
+            for _ in range(40):  # the stall timeout, then the lease's idle time
+                await asyncio.sleep(0.5)
+                if _gc_could_run(root):
+                    break
+            assert _gc_could_run(root)
+            assert (await http.patch(location, data=b"more")).status == 404
+            assert list((root / ".mirror" / "uploads").rglob("*")) == [
+                root / ".mirror" / "uploads" / f"serve-{served.process.pid}"
+            ]
