@@ -232,3 +232,19 @@ async def test_ctrl_c_ends_the_server_with_0_and_a_warning_goes_with_passwords_i
     assert (served.process.returncode, err) == (0, "")
     loud = await amirror("serve", "--listen", "0.0.0.0:0", "--htpasswd", str(users), "nowhere.tar")
     assert "--htpasswd without --tls-cert: passwords cross the network in the clear" in loud.stderr
+
+
+async def test_a_link_in_a_layout_is_never_followed(tmp_path: Path) -> None:
+    """A blob file replaced by a link to a file outside the layout (named by that file's
+    digest) is not served: the server reads regular files of its sources only."""
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"not for the network\n")
+    digest = Digest.of(outside.read_bytes())
+    root = tmp_path / "layout"
+    await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", f"oci:{root}:linked/app:v1")
+    (root / "blobs" / "sha256" / digest.encoded).symlink_to(outside)
+    with serving(f"oci:{root}") as served:
+        for kind in ("blobs", "manifests"):
+            answer = await raw_request(served.host, "GET", f"/v2/linked/app/{kind}/{digest}")
+            assert answer.status == 404
+            assert b"not for the network" not in answer.body
