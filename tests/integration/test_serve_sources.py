@@ -14,7 +14,8 @@ from pathlib import Path
 import aiohttp
 
 import mirror
-from fixtures.generate import make_big_image
+from fixtures.generate import LayoutWriter, image, make_big_image
+from mirror.archive.bundle import create_bundle
 from mirror.layout import Layout
 from tests.support.registry import Registry
 from tests.support.serving import serving, start_serve
@@ -104,3 +105,34 @@ async def test_archives_side_by_side_serve_as_one(tmp_path: Path) -> None:
             "copy", f"docker://{alone.host}/parts:v1", f"oci:{tmp_path / 'x'}:v1"
         )
         assert missing.returncode == 1
+
+
+async def test_a_delta_bundle_is_served_whole_beside_the_bundle_it_builds_on(
+    registry: Registry, tmp_path: Path
+) -> None:
+    def build(name: str, files: dict[str, bytes]) -> Path:
+        root = tmp_path / name
+        writer = LayoutWriter(root)
+        base = {"bin/app": b"the unchanging base layer\n" * 1000}
+        writer.name(image(writer, [base, files]), "v")
+        writer.close()
+        return root
+
+    await mirror.copy(f"oci:{build('one', {'v': b'1'})}:v", f"docker://{registry.host}/dl/app:1")
+    week1 = tmp_path / "week1.tar"
+    await create_bundle(week1, [f"{registry.host}/dl/app:1"])
+    await mirror.copy(f"oci:{build('two', {'v': b'2'})}:v", f"docker://{registry.host}/dl/app:2")
+    week2 = tmp_path / "week2.tar"
+    record, _ = await create_bundle(week2, [f"{registry.host}/dl/app:2"], since=week1)
+    assert record.omitted  # the base layer stays behind
+    expected = (await mirror.inspect(f"docker://{registry.host}/dl/app:2")).digest
+    with serving(str(week2)) as alone:
+        missing = await amirror(
+            "copy", f"docker://{alone.host}/dl/app:2", f"oci:{tmp_path / 'a'}:x"
+        )
+        assert missing.returncode == 1
+    with serving(str(week2), str(week1)) as both:
+        pulled = await mirror.copy(f"docker://{both.host}/dl/app:2", f"oci:{tmp_path / 'b'}:x")
+        assert pulled.digest == expected
+        tags = await mirror.list_tags(f"docker://{both.host}/dl/app")
+        assert sorted(tags) == ["1", "2"]
