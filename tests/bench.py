@@ -18,6 +18,8 @@ wrote the same manifest digest.
     CPU per byte    CPU-seconds per GiB pulled and pushed; where mirror's CPU goes
                     (tests/bench_cpu.py)
     memory, shared  peak RSS as one blob grows; 8 repositories sharing layers
+    serving         8 parallel pulls of 512 MiB from `mirror serve` and from docker-registry
+                    (tests/bench_serve.py)
 
 With `--write` the report goes to docs/benchmarks.md and the chart to docs/benchmarks.svg.
 """
@@ -38,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import bench_growth, bench_shared
+from tests import bench_growth, bench_serve, bench_shared
 from tests.bench_data import gzip_image, push_like_docker, real_files_image
 from tests.bench_delay import DelayProxy, start_delay_proxy
 from tests.bench_run import (
@@ -536,9 +538,12 @@ def main() -> None:
         profiles = {"pulling": pull_profile, "pushing": push_profile}
         memory = memory_profile(b, host)
         shared = bench_shared.profile(work, source, args.repeat, b.registries, mirror_cmd, b.env)
+        print("serving ...", flush=True)
+        served = bench_serve.profile(work, args.repeat, b.registries, mirror_cmd, b.env)
         report = render(b, args, started, growth, profiles, memory)
         report += "\n".join(render_help_startup(helped, max(args.repeat, 7))) + "\n"
         report += "\n".join(bench_shared.render(shared)) + "\n"
+        report += "\n".join(bench_serve.render(served)) + "\n"
         print(report)
         if args.write:
             (DOCS / "benchmarks.md").write_text(report)

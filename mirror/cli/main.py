@@ -88,6 +88,12 @@ _COMMANDS = {
         "Push an image of LAYOUT (DIR[:REF], oci:DIR[:REF] or oci-archive:FILE[:REF]) to IMAGE "
         "(HOST/REPO[:TAG][@DIGEST]).",
     ),
+    "serve": _Spec(
+        "mirror.cli.serve",
+        "serve_command",
+        "Serve layouts (oci:DIR), archives (oci-archive:FILE) and bundles (FILE.tar) as a "
+        "registry, in place, until SIGTERM or Ctrl-C.",
+    ),
     "sync": _Spec(
         "mirror.cli.sync",
         "sync_command",

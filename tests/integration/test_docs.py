@@ -1,4 +1,4 @@
-"""Every example in README.md and docs/air-gap.md, run as written (issue 13).
+"""Every example in README.md and docs/ (air-gap, sync, acr, serve), run as written (issue 13).
 
 The documented hosts stand for loopback services: `registry.example.com`, `a.example.com`,
 `docker.io` and `127.0.0.1:5000` for one real registry; `mirror.internal:5000`,
@@ -85,6 +85,8 @@ class World:
         }
         # a service's metrics port on every interface: a loopback port of the test's here
         self.hosts["0.0.0.0:9090"] = f"127.0.0.1:{free_port()}"
+        #: `mirror serve` processes a page started, by the address they listen on
+        self.servers: dict[str, asyncio.subprocess.Process] = {}
         # the documented folders: a backup volume and a mounted configuration
         for folder, stand_in in (("/backup/", cwd / "backup"), ("/config/", cwd)):
             self.hosts[folder] = f"{stand_in}/"
@@ -120,10 +122,44 @@ class World:
                 if words[1] == "inspect":
                     flags = ["--tls-verify=false"] if "docker://" in block.text else []
                 words = ["skopeo", "--insecure-policy", words[1], *flags, *words[2:]]
+            if words[0] == "mirror" and "serve" in words:  # runs on, as in its own terminal
+                await self.start_server(words)
+                continue
             result = await self.run(words)
             assert result.returncode == 0, (
                 f"{block.path.name}:{block.line}: {words}\n{result.stderr}"
             )
+
+    async def start_server(self, words: list[str]) -> str:
+        """Start a documented `mirror serve` (stopping the one on its address first, as a
+        reader would press Ctrl-C); the URL it prints."""
+        listen = words[words.index("--listen") + 1] if "--listen" in words else "127.0.0.1:5000"
+        await self.stop_server(listen)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mirror", *words[1:], cwd=self.cwd, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        if not line.startswith("serving on "):
+            process.kill()
+            _, err = await process.communicate()
+            raise AssertionError(f"{words}: {line!r} {err.decode()}")
+        self.servers[listen] = process
+        return line.removeprefix("serving on ").strip()
+
+    async def stop_server(self, listen: str) -> None:
+        """SIGTERM the server on `listen`, if any: it must end with 0."""
+        process = self.servers.pop(listen, None)
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 0, err.decode()
+
+    async def stop_servers(self) -> None:
+        """Stop every server the page started."""
+        for listen in list(self.servers):
+            await self.stop_server(listen)
 
     async def transcript(self, block: Block) -> None:
         """`$ command` lines followed by what it prints (`…` for any run of characters)."""
@@ -157,8 +193,18 @@ class World:
     async def service(self, argv: list[str], text: str) -> None:
         """A Deployment's long-running command: it starts, its first run ends, its liveness
         probe answers 200, and SIGTERM stops it with exit 0."""
-        probe = re.search(r"httpGet:\s*\{path:\s*(\S+),\s*port:\s*(\d+)\}", text)
+        probe = re.search(r"httpGet:\s*\{path:\s*(\S+),\s*port:\s*(\d+)", text)
         assert probe is not None, "a Deployment without a liveness probe"
+        if "serve" in argv:  # a registry: it listens, its probe answers, SIGTERM ends it
+            url = await self.start_server(argv)
+            ssl = False  # a kubelet's HTTPS probe does not verify the certificate
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{url}{probe.group(1)}", ssl=ssl) as reply,
+            ):
+                assert reply.status == 200, await reply.text()
+            await self.stop_servers()
+            return
         program = {"mirror": [sys.executable, "-m", "mirror"]}
         process = await asyncio.create_subprocess_exec(
             *program.get(argv[0], [argv[0]]), *argv[1:], cwd=self.cwd, env=self.env,
@@ -350,6 +396,36 @@ async def test_every_acr_example_runs_as_written(
     assert (cwd / "manifest.json").exists()  # the download example wrote what it fetched
 
 
+async def test_every_serve_example_runs_as_written(
+    registry: Registry, second_registry: Registry, acr: ScriptedAcr, tmp_path: Path
+) -> None:
+    """docs/serve.md: `registry.airgap:5000` and `0.0.0.0:5000` stand for one loopback port
+    the documented `mirror serve` listens on; the Deployment's volumes are folders of the
+    test's; the TLS files are a throwaway CA's for 127.0.0.1."""
+    await _seed(registry, {"team/api:1.4": "oci-single", "team/web:2.0": "multi-arch"})
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    world = World(registry, second_registry, acr, cwd)
+    port = free_port()
+    world.hosts = {
+        "registry.airgap:5000": f"127.0.0.1:{port}",
+        "0.0.0.0:5000": f"127.0.0.1:{port}",
+        "/bundles/": f"{cwd}/",
+        "/tls/tls.crt": str(cwd / "server.pem"),
+        "/tls/tls.key": str(cwd / "server.key"),
+        **world.hosts,
+    }
+    ca, _, _ = make_tls_files(cwd)
+    (cwd / "certs.d").mkdir()
+    shutil.copy(ca, cwd / "certs.d" / "ca.crt")
+    try:
+        done = await _run_all(REPO / "docs" / "serve.md", world, {})
+    finally:
+        await world.stop_servers()
+    assert {b.lang for b in done} == {"sh", "text", "yaml", "toml"}
+    assert (cwd / "store" / "index.json").exists()
+
+
 def test_every_page_with_examples_has_its_test() -> None:
     """A new page with examples needs a test here: a doc example that is not run breaks."""
     pages = {p.relative_to(REPO) for p in [README, *(REPO / "docs").glob("*.md")] if blocks(p)}
@@ -358,4 +434,5 @@ def test_every_page_with_examples_has_its_test() -> None:
         Path("docs/air-gap.md"),
         Path("docs/acr.md"),
         Path("docs/sync.md"),
+        Path("docs/serve.md"),
     }
