@@ -1,10 +1,11 @@
 """What `mirror serve` serves: each SOURCE opened as a read-only store (a layout directory,
-or a plain `.tar` archive or bundle read in place), with the repository and tag each of its
-images is served under."""
+or a plain `.tar` archive or bundle read in place; the parts of a split bundle, in any order,
+read together as one), with the repository and tag each of its images is served under."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from mirror.oci.model import Descriptor
 from mirror.oci.reference import is_valid_repository, is_valid_tag, parse_registry_reference
 
 __all__ = ["FULL_NAME", "Named", "Source", "name_of", "open_source", "open_sources"]
+
+_log = logging.getLogger("mirror.serve")
 
 #: the annotation a bundle names its images by (`host/repository:tag`)
 FULL_NAME = "io.containerd.image.name"
@@ -130,5 +133,37 @@ def _check_plain_tar(path: Path) -> None:
 
 
 async def open_sources(texts: list[str], repository: str | None) -> list[Source]:
-    """Every source opened, in the order given (the first one holding a name serves it)."""
-    return list(await asyncio.gather(*(open_source(t, repository) for t in texts)))
+    """Every source opened, in the order given (the first one holding a name serves it); the
+    parts of a split bundle among them, given in any order, are served together after the
+    others: the images the parts given hold complete, a missing part named in one warning."""
+    found = await asyncio.gather(*(asyncio.to_thread(_is_part_file, t) for t in texts))
+    parts = [Path(t) for t, is_part in zip(texts, found, strict=True) if is_part]
+    plain = [t for t, is_part in zip(texts, found, strict=True) if not is_part]
+    sources = list(await asyncio.gather(*(open_source(t, repository) for t in plain)))
+    if parts:
+        sources.append(await _parts_source(parts, repository))
+    return sources
+
+
+def _is_part_file(text: str) -> bool:
+    """Whether a SOURCE is a part of a split bundle (a plain file whose record says so)."""
+    from mirror.archive.bundle_parts import is_part
+
+    path = Path(text.removeprefix("oci-archive:"))
+    if text.startswith("oci:") or not path.is_file():
+        return False
+    try:
+        return is_part(path)
+    except (LayoutError, OSError):
+        return False  # opening it as an archive says what is wrong with it
+
+
+async def _parts_source(paths: list[Path], repository: str | None) -> Source:
+    """The parts given, read together (their set checked: one set, each part once)."""
+    from mirror.archive.parts import open_parts
+
+    part_set = await open_parts(paths)
+    missing = part_set.missing_line()
+    if missing:
+        _log.warning("%s: serving the images the parts given hold", missing)
+    return Source(await part_set.reader(), repository)
