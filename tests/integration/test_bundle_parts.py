@@ -21,6 +21,7 @@ from mirror.archive.bundle import create_bundle, verify_bundle
 from mirror.archive.parts import open_parts
 from mirror.errors import InvalidReference, LayoutError
 from tests.support.registry import Registry
+from tests.support.serving import serving
 from tests.support.tools import FIXTURES, amirror, skopeo
 
 SMALL_PART = 24_000
@@ -354,6 +355,13 @@ async def test_two_hundred_mib_in_64_mib_parts(
     for name in names:
         copy = await mirror.inspect(f"docker://{_pushed_name(second_registry, name, 'big64')}")
         assert copy.digest == source[name]
+    with serving(*map(str, shuffled)) as served:  # served from the parts, in place
+        for name in names:
+            served_name = f"docker://{served.host}/{name.split('/', 1)[1]}"
+            assert (await mirror.inspect(served_name)).digest == source[name]
+        spread = f"docker://{served.host}/big/a:1"  # its blobs in more than one part
+        pulled = await mirror.copy(spread, f"oci:{tmp_path / 'pulled'}:a")
+        assert pulled.digest == source[f"{registry.host}/big/a:1"]
 
 
 def _rewrite_record(
