@@ -19,6 +19,7 @@ bounded when read. A file that cannot be read counts as empty: every tag is comp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mirror.errors import InvalidDigest
+from mirror.errors import InvalidDigest, MirrorError
 from mirror.oci.digest import Digest
 from mirror.oci.reference import is_valid_repository, is_valid_tag
 from mirror.support.fsutil import FileLock, real_dir, write_atomic
@@ -125,9 +126,26 @@ class DestinationRecords:
         self._updated.setdefault(registry, {})[repository] = record
 
     async def save(self) -> None:
-        """Merge the records this run made into the files, repository by repository."""
+        """Merge the records this run made into the files, repository by repository. Records
+        are a saving, not a result: when they cannot be written (a read-only or full disk),
+        one warning, the files of the hosts touched are taken away where that is possible
+        (none may outlive a write it could not record), and no record is used or kept for
+        the rest of the run."""
         if self.directory is None or not self._updated:
             return
+        try:
+            await self._save()
+        except (OSError, MirrorError) as exc:
+            _log.warning("cannot keep sync records (%s): every tag is compared next run", exc)
+            for registry in self._updated:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self._file(registry).unlink, True)
+            self.directory = None
+            self._known.clear()
+        self._updated.clear()
+
+    async def _save(self) -> None:
+        assert self.directory is not None
         await asyncio.to_thread(self.directory.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(real_dir, self.directory, create=True)
         for registry, updated in sorted(self._updated.items()):
@@ -137,7 +155,6 @@ class DestinationRecords:
                 merged.update(updated)
                 data = _serialize(merged)
                 await asyncio.to_thread(write_atomic, path, data, self.directory)
-        self._updated.clear()
 
 
 _EMPTY = RepositoryRecord("", 0.0, {})

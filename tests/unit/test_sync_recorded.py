@@ -3,8 +3,11 @@ when it does not, and what a damaged file or a run that dies half-way leaves."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
+
+import pytest
 
 from mirror.sync.plan import Action, PlannedImage, SyncPlan
 from mirror.sync.record_run import withdraw_written
@@ -106,3 +109,29 @@ async def test_a_run_withdraws_the_records_it_will_write_to_before_it_writes(
     assert (
         DestinationRecords(tmp_path, clock=clock).trusted("reg:5000", "team/app", TAGS).tags == {}
     )
+
+
+async def test_records_that_cannot_be_kept_are_a_warning_not_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    await _saved(tmp_path / "state", clock)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    records = DestinationRecords(blocked / "sync-destinations", clock=clock)
+    records.record("reg:5000", "team/app", RepositoryRecord(listing_sum(TAGS), clock(), {}))
+    await records.save()  # a read-only or odd state folder: the run goes on
+    assert "cannot keep sync records" in caplog.text
+    assert records.trusted("reg:5000", "team/app", TAGS).tags == {}
+    # a full disk: what is there is taken away, so no record outlives a write it missed
+    full = DestinationRecords(tmp_path / "state", clock=clock)
+    assert full.trusted("reg:5000", "team/app", TAGS).tags
+    full.record("reg:5000", "team/app", RepositoryRecord("", 0.0, {}))
+
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("mirror.sync.recorded.write_atomic", no_space)
+    await full.save()
+    after = DestinationRecords(tmp_path / "state", clock=clock)
+    assert after.trusted("reg:5000", "team/app", TAGS).tags == {}
