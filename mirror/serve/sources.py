@@ -135,31 +135,38 @@ def _check_plain_tar(path: Path) -> None:
 async def open_sources(texts: list[str], repository: str | None) -> list[Source]:
     """Every source opened, in the order given (the first one holding a name serves it); the
     parts of a split bundle among them, given in any order, are served together after the
-    others: the images the parts given hold complete, a missing part named in one warning."""
-    found = await asyncio.gather(*(asyncio.to_thread(_is_part_file, t) for t in texts))
-    parts = [Path(t) for t, is_part in zip(texts, found, strict=True) if is_part]
-    plain = [t for t, is_part in zip(texts, found, strict=True) if not is_part]
+    others, one source per set (a split bundle and a split delta on it side by side): the
+    images the parts given hold complete, a missing part named in one warning."""
+    sets = await asyncio.gather(*(asyncio.to_thread(_part_set, t) for t in texts))
+    plain = [t for t, set_id in zip(texts, sets, strict=True) if set_id is None]
+    parts: dict[str, list[Path]] = {}
+    for text, set_id in zip(texts, sets, strict=True):
+        if set_id is not None:
+            parts.setdefault(set_id, []).append(Path(text.removeprefix("oci-archive:")))
     sources = list(await asyncio.gather(*(open_source(t, repository) for t in plain)))
-    if parts:
-        sources.append(await _parts_source(parts, repository))
+    for paths in parts.values():
+        sources.append(await _parts_source(paths, repository))
     return sources
 
 
-def _is_part_file(text: str) -> bool:
-    """Whether a SOURCE is a part of a split bundle (a plain file whose record says so)."""
-    from mirror.archive.bundle_parts import is_part
+def _part_set(text: str) -> str | None:
+    """The set a SOURCE is a part of (a plain file whose record says so), or None."""
+    from mirror.archive.parts import part_info
+    from mirror.archive.unpack import read_record
 
     path = Path(text.removeprefix("oci-archive:"))
     if text.startswith("oci:") or not path.is_file():
-        return False
+        return None
     try:
-        return is_part(path)
+        record = read_record(path)
     except (LayoutError, OSError):
-        return False  # opening it as an archive says what is wrong with it
+        return None  # opening it as an archive says what is wrong with it
+    info = part_info(record, path)  # a part whose record was altered: LayoutError naming it
+    return info.set_id if info is not None else None
 
 
 async def _parts_source(paths: list[Path], repository: str | None) -> Source:
-    """The parts given, read together (their set checked: one set, each part once)."""
+    """The parts of one set given, read together (each part once)."""
     from mirror.archive.parts import open_parts
 
     part_set = await open_parts(paths)

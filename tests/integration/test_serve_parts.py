@@ -82,3 +82,17 @@ async def test_a_part_removed_is_named_and_the_rest_still_served(
     assert len(warnings) == 1, err
     assert f"part {number} of {len(parts)} is missing" in warnings[0]
     assert "serving the images the parts given hold" in warnings[0]
+
+
+async def test_two_split_bundles_are_served_side_by_side(
+    registry: Registry, parted: tuple[list[Path], dict[str, str]], tmp_path: Path
+) -> None:
+    parts, digests = parted
+    other = f"{registry.host}/second/oci-single:v1"
+    copied = await mirror.copy(f"oci:{FIXTURES / 'oci-single'}:v1", f"docker://{other}")
+    second, _ = await create_bundle(tmp_path / "second.tar", [other], max_part_size=SMALL_PART)
+    given = [*second.part_files, *parts]
+    random.Random(3).shuffle(given)
+    with serving(*map(str, given)) as served:
+        for name, digest in {**digests, "second/oci-single:v1": copied.digest}.items():
+            assert (await mirror.inspect(f"docker://{served.host}/{name}")).digest == digest
