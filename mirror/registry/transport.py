@@ -17,7 +17,6 @@ from mirror.auth.tokens import normalize_scopes
 from mirror.errors import (
     MirrorError,
     NotFound,
-    RegistryError,
     TransportError,
     Unauthorized,
     UntrustedCertificate,
@@ -160,12 +159,11 @@ class RegistryTransport:
         answered = False
         try:
             resp = await send()
-            answered = True
+            answered = True  # a reply that says no budget: this registry rations nothing
             return resp
-        except (RegistryError, NotFound):
-            answered = True
-            raise
         finally:
+            # an error reply (a 404, a 503) tells nothing of the budget unless it said one
+            # (`note` took it): the next request waiting asks alone in its turn
             if probe:
                 self._ledger.probed(answered)
 
