@@ -246,7 +246,7 @@ async def _service(
         runner = await serve_metrics(*metrics_addr, metrics, health)
     try:
         await run_every(
-            ConfigWatcher(path, first),
+            ConfigWatcher(path, first, policy.path if policy is not None else None),
             every,
             options_for_config=lambda config: registry_options(config.hosts()),
             stop=stop,
@@ -255,7 +255,6 @@ async def _service(
             metrics=metrics,
             health=health,
             shard=shard,
-            policy=policy,
         )
     except asyncio.CancelledError:
         if not at_once:

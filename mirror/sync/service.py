@@ -31,7 +31,7 @@ from mirror.sync.report import SyncReport
 from mirror.sync.run import run_sync
 
 if TYPE_CHECKING:
-    from mirror.trust.policy import Policy
+    pass
 
 __all__ = ["ConfigWatcher", "Health", "RunOutcome", "run_every", "serve_metrics"]
 
@@ -48,30 +48,37 @@ class RunOutcome:
 
 
 class ConfigWatcher:
-    """The configuration file, re-read when its bytes change."""
+    """The configuration, read again before every run with the signature policies it names
+    (and `policy_path`, a `--policy` given to the service) and the keys those name, so that
+    a key taken out of a policy is out from the next run on. A file that became unusable
+    keeps the last good configuration, said once for each new problem."""
 
-    def __init__(self, path: Path, first: SyncConfig) -> None:
+    def __init__(self, path: Path, first: SyncConfig, policy_path: str | None = None) -> None:
         self.path = path
         self.config = first
-        self._seen = self._read()
+        self.policy_path = policy_path
+        self._problem: str | None = None
 
-    def _read(self) -> bytes | None:
-        try:
-            return self.path.read_bytes()
-        except OSError:
-            return None
+    def _load(self) -> SyncConfig:
+        config = load_config(self.path)
+        if self.policy_path is not None:
+            from mirror.trust.policy import load_policy  # cryptography only with a policy
+
+            config = replace(config, policy=load_policy(self.policy_path))
+        return config
 
     def current(self) -> tuple[SyncConfig, str | None]:
-        """The configuration to run now, and the problem with the file when a change made it
-        unusable (said once per change; the last good configuration is kept)."""
-        seen = self._read()
-        if seen == self._seen:
-            return self.config, None
-        self._seen = seen
+        """The configuration to run now, and the problem with the files when they became
+        unusable (said once per problem; the last good configuration is kept)."""
         try:
-            self.config = load_config(self.path)
+            self.config = self._load()
         except MirrorError as exc:
-            return self.config, f"{exc}; keeping the last good configuration"
+            problem = f"{exc}; keeping the last good configuration"
+            if problem == self._problem:
+                return self.config, None
+            self._problem = problem
+            return self.config, problem
+        self._problem = None
         return self.config, None
 
 
@@ -143,10 +150,9 @@ async def run_every(
     metrics: SyncMetrics | None = None,
     health: Health | None = None,
     shard: tuple[int, int] | None = None,
-    policy: Policy | None = None,
 ) -> int:
     """Run the watched configuration every `interval` seconds (the pause counts from the end
-    of a run) until `stop` is set; the number of runs made. `policy`: as `run_sync`'s."""
+    of a run) until `stop` is set; the number of runs made."""
     number = 0
     while not stop.is_set():
         config, problem = watcher.current()
@@ -161,7 +167,7 @@ async def run_every(
         started = time.monotonic()
         error = ""
         try:
-            report = await run_sync(config, options=options, shard=shard, stop=stop, policy=policy)
+            report = await run_sync(config, options=options, shard=shard, stop=stop)
         except MirrorError as exc:
             report, error = SyncReport(), str(exc)
         outcome = RunOutcome(number, report, time.monotonic() - started, error)

@@ -11,6 +11,8 @@ from mirror.sync.config import load_config
 from mirror.sync.metrics import SyncMetrics
 from mirror.sync.report import Status, SyncReport, TaskReport
 from mirror.sync.service import ConfigWatcher, Health
+from mirror.trust.policy import Policy, SigstoreSigned
+from tests.support.signing import keyed, make_key, policy_file, write_public
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,51 @@ def test_a_broken_edit_is_said_once_and_the_last_good_configuration_kept(tmp_pat
     config, problem = watcher.current()
     assert problem is None
     assert config.jobs[0].destination == "b.example/two"
+
+
+def test_a_key_taken_out_of_a_policy_is_out_from_the_next_run(tmp_path: Path) -> None:
+    """The policies (the configuration's and a --policy given to the service) and the keys
+    they name are read again before every run, not only when the TOML changes."""
+    one = write_public(make_key("p256"), tmp_path / "one.pub")
+    two = write_public(make_key("p256"), tmp_path / "two.pub")
+    named = policy_file(tmp_path / "named.json", {"": keyed(one, two)})
+    given = policy_file(tmp_path / "given.json", {"": keyed(one, two)})
+    path = tmp_path / "sync.toml"
+    path.write_text(f'[defaults]\npolicy = "{named}"\n' + path_job())
+    watcher = ConfigWatcher(path, load_config(path), str(given))
+    config, _ = watcher.current()
+    assert config.policy is not None
+    assert config.policy.path == str(given)
+    assert _keys(config.policy) == 2
+    policy_file(given, {"": keyed(one)})  # key two withdrawn, the TOML untouched
+    config, problem = watcher.current()
+    assert problem is None
+    assert config.policy is not None
+    assert _keys(config.policy) == 1
+    watcher = ConfigWatcher(path, load_config(path))
+    policy_file(named, {"": keyed(two)})
+    config, _ = watcher.current()
+    assert config.policy is not None
+    assert config.policy.path == str(named)
+    assert _keys(config.policy) == 1
+    one.unlink()
+    policy_file(named, {"": keyed(one)})  # a key file gone: said once, the last good kept
+    config, problem = watcher.current()
+    assert problem is not None
+    assert "one.pub" in problem
+    assert config.policy is not None
+    assert _keys(config.policy) == 1
+    assert watcher.current()[1] is None
+
+
+def path_job() -> str:
+    return '[[jobs]]\nsource = "a.example/app"\ndestination = "b.example/one"\n'
+
+
+def _keys(policy: Policy) -> int:
+    requirement = policy.docker[""][0]
+    assert isinstance(requirement, SigstoreSigned)
+    return len(requirement.keys)
 
 
 def test_healthy_while_the_last_run_finished_within_two_intervals() -> None:
