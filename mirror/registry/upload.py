@@ -1,7 +1,8 @@
 """Blob uploads: one PUT for small blobs; chunked PATCHes that resume, even across restarts.
 
 A chunked upload saves its session (Location and offset) after every chunk, each at most a
-hundredth of the blob (a chunk cut short behind a buffering front end is lost whole). When a
+64th of the blob, 4 MiB at least (a chunk cut short behind a buffering front end is lost
+whole). When a
 PATCH fails, or a new process finds a saved session, it asks the registry where the upload stands
 (GET Location: 204 with `Range: 0-N`) and continues from N+1; a registry that forgot the
 session (404) gets a fresh upload.
