@@ -26,6 +26,8 @@ class UploadSession:
     digest: str
     location: str
     offset: int
+    #: the least PATCH the registry takes (`OCI-Chunk-Min-Length` when the upload started)
+    min_chunk: int = 0
 
 
 class UploadSessions:

@@ -209,12 +209,11 @@ async def _chunked(
     )
     if saved and state:
         _log.info("resuming upload of %s at byte %d", desc.digest, state[1])
-    min_chunk = 0
-    if state is None:
+    if state is None or saved is None:
         location, min_chunk = await policy.run(lambda _: repo.start_upload(), Repeat.WHOLE)
         offset = 0
     else:
-        location, offset = state
+        (location, offset), min_chunk = state, saved.min_chunk
     chunk = max(repo.options.chunk_size, min_chunk)
     largest = max(_chunk_bound(desc.size), min_chunk)
     attempts = policy.attempts()
@@ -228,8 +227,10 @@ async def _chunked(
                 if unsure:
                     where = await _status(repo, location)
                     if where is None:  # the registry forgot the upload: a fresh one
-                        location, _ = await repo.start_upload()
+                        location, min_chunk = await repo.start_upload()
                         offset = 0
+                        chunk = max(chunk, min_chunk)
+                        largest = max(_chunk_bound(desc.size), min_chunk)
                     else:
                         location, offset = where
                     unsure = False
@@ -244,7 +245,7 @@ async def _chunked(
                     )
                 end = min(offset + min(_grown(chunk, offset), largest), desc.size)
                 location, offset = await _patch(repo, location, desc, reader, offset, end)
-                sessions.save(UploadSession(*key, location=location, offset=offset))
+                sessions.save(UploadSession(*key, location, offset, min_chunk))
                 attempts.progressed()  # what is counted is failures in a row
             except Exception as exc:
                 await attempts.failed(exc)

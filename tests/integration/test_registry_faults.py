@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 import mirror
@@ -168,6 +169,47 @@ async def test_chunked_upload_honours_the_minimum_chunk_length(
             f"oci:{tmp_path / 'img'}:img", f"docker://{host}/minchunk/app:v1", options=options
         )
     assert proxy.patch_sizes == [3 * mib, 3 * mib, mib]
+
+
+async def test_a_resumed_upload_keeps_the_minimum_chunk_length(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The registry's least PATCH is saved with the session: an upload resumed by a later
+    run still sends no smaller one (it sent chunks of 1 MiB upward, which such a registry
+    refuses)."""
+    from fixtures.generate import make_big_image
+    from mirror.layout import Layout
+    from mirror.oci.model import Manifest
+    from mirror.registry.sessions import UploadSession, UploadSessions
+
+    mib = 1024 * 1024
+    make_big_image(tmp_path / "img", "img", 1, 20 * mib, seed=4)
+    async with await Layout.open(tmp_path / "img") as layout:
+        manifest = await layout.manifest_get("img")
+        assert isinstance(manifest, Manifest)
+        layer = manifest.layers[0]
+        blob = layout.blob_path(layer.digest).read_bytes()
+    proxy = ScriptedProxy(registry.host, relative_locations=True, chunk_min_length=6 * mib)
+    options = RegistryOptions(
+        chunked_upload_threshold=mib, chunk_size=mib, state_dir=tmp_path / "state"
+    )
+    async for host in _proxy(proxy):
+        async with aiohttp.ClientSession() as http:  # an earlier run: one PATCH, then killed
+            async with http.post(f"http://{host}/v2/minresume/app/blobs/uploads/") as started:
+                location = started.headers["Location"]
+            async with http.patch(f"http://{host}{location}", data=blob[: 6 * mib]) as sent:
+                assert sent.status == 202
+                location = sent.headers["Location"]
+        UploadSessions(options.upload_state_dir()).save(
+            UploadSession(host, "minresume/app", str(layer.digest), location, 6 * mib, 6 * mib)
+        )
+        proxy.patch_sizes.clear()
+        await mirror.copy(
+            f"oci:{tmp_path / 'img'}:img", f"docker://{host}/minresume/app:v1", options=options
+        )
+    assert proxy.patch_sizes[0] == 6 * mib  # resumed, not started afresh
+    assert all(size >= 6 * mib for size in proxy.patch_sizes[:-1]), proxy.patch_sizes
+    assert sum(proxy.patch_sizes) == len(blob) - 6 * mib
 
 
 async def test_a_connection_cut_after_the_last_byte_needs_no_range(tmp_path: Path) -> None:
