@@ -28,6 +28,7 @@ answer was lost asks for the blob first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -333,6 +334,8 @@ class _Reader:
         #: set while no slice is being read (the HTTP client reads one in a task of its own)
         self.idle = asyncio.Event()
         self.idle.set()
+        #: the slice last handed to the HTTP client
+        self._slicing: AsyncGenerator[bytes, None] | None = None
 
     async def seek(self, offset: int, what: str) -> None:
         """Be ready to hand out the bytes from `offset` on, every byte before it hashed."""
@@ -348,8 +351,12 @@ class _Reader:
             await self.close()
             raise
 
-    async def slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
+    def slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
         """Exactly the bytes [start, end) of the source (`seek(start)` first)."""
+        self._slicing = self._slice(start, end, what)
+        return self._slicing
+
+    async def _slice(self, start: int, end: int, what: str) -> AsyncGenerator[bytes, None]:
         if self.stream is None or self.position != start:
             raise RuntimeError(f"{what}: a slice from {start} asked at {self.position}")
         need = end - start
@@ -387,7 +394,15 @@ class _Reader:
     async def close(self) -> None:
         """Close the source stream, if open, once no slice is being read: a registry that
         answers before it read the body leaves the HTTP client's sending task to be cancelled,
-        and the stream cannot be closed while that task is inside it."""
+        and the stream cannot be closed while that task is inside it. A slice whose sending
+        task was cancelled between two pieces is left waiting at its `yield`, alive for as
+        long as the failure's traceback holds it: it is closed here (the wait for it to be
+        collected was up to SLICE_END_WAIT on a busy machine)."""
+        slicing, self._slicing = self._slicing, None
+        running = getattr(slicing, "ag_running", False)  # inside it (the sending task)
+        if slicing is not None and not self.idle.is_set() and not running:
+            with contextlib.suppress(RuntimeError):
+                await slicing.aclose()
         try:
             async with asyncio.timeout(SLICE_END_WAIT):
                 await self.idle.wait()
