@@ -19,7 +19,7 @@ from typing import Any
 
 import mirror
 from mirror.archive.bundle import create_bundle
-from tests.support.tools import FIXTURES
+from tests.support.tools import FIXTURES, amirror
 
 
 @dataclass
@@ -70,6 +70,16 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     finally:
         code, err = served.stop()
     assert code == 0, err
+
+
+async def serve_refused(*args: str) -> str:
+    """`mirror serve --listen 127.0.0.1:0 ARGS…` as users run it, which must exit 1 at start
+    saying one line; that line."""
+    done = await amirror("serve", "--listen", "127.0.0.1:0", *args)
+    assert done.returncode == 1, done.stderr
+    line, end, rest = done.stderr.partition("\n")
+    assert (end, rest) == ("\n", ""), done.stderr
+    return line
 
 
 @dataclass(frozen=True)
