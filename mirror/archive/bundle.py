@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ __all__ = [
     "create_docker_archive",
     "list_bundle",
     "push_bundle",
+    "push_images",
     "verify_bundle",
 ]
 
@@ -475,22 +476,34 @@ async def push_bundle(
                 if policy
                 else {}
             )
-            pushed = []
-            for image, target in targets:
-                result = await copy_attached(
-                    layout,
-                    image.digest,
-                    client.repository(target, writing=True),
-                    target.tag,
-                    copy_options,
-                    run=CopyRun(chosen_from=image.chosen_from),
-                )
-                result.admitted = admitted.get(image.name)
-                pushed.append(PushedImage(image.name, str(target), result))
-                sink.phase(f"pushed {image.name} to {target}")
-            return pushed
+            return await push_images(layout, targets, client, copy_options, admitted)
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def push_images(
+    source: LayoutReader,
+    targets: Sequence[tuple[BundleImage, RegistryReference]],
+    client: RegistryClient,
+    options: CopyOptions,
+    admitted: Mapping[str, Admission],
+) -> list[PushedImage]:
+    """Push each bundle image of `source` to its target in turn, with what is attached to it
+    and what admitted it (`admitted`, by name); a phase line for each; what was pushed."""
+    pushed = []
+    for image, target in targets:
+        result = await copy_attached(
+            source,
+            image.digest,
+            client.repository(target, writing=True),
+            target.tag,
+            options,
+            run=CopyRun(chosen_from=image.chosen_from),
+        )
+        result.admitted = admitted.get(image.name)
+        pushed.append(PushedImage(image.name, str(target), result))
+        options.progress.phase(f"pushed {image.name} to {target}")
+    return pushed
 
 
 async def admitted_images(

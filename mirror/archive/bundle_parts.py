@@ -20,13 +20,12 @@ from mirror.archive.bundle import (
     PushedImage,
     admitted_images,
     check_left_out,
+    push_images,
     target_of,
 )
 from mirror.archive.parts import PartInfo, missing_line, open_parts, read_parts, verify_part
 from mirror.archive.unpack import read_record
-from mirror.attached import copy_attached
 from mirror.copy_options import CopyOptions
-from mirror.engine import CopyRun
 from mirror.errors import LayoutError
 from mirror.events import ProgressSink, Silent
 from mirror.layout.check import Flaw, Problem
@@ -223,22 +222,10 @@ async def push_parts(
     copy_options = CopyOptions.for_registries(
         opts, referrers=record.referrers, digest_tags=record.digest_tags, progress=sink
     )
-    pushed = []
     where = f"the parts of {checked.infos[0].path.name.rsplit('.part-', 1)[0]}"
     images = [image for image, _ in ready]
     admitted = await admitted_images(reader, images, where, policy) if policy else {}
     async with RegistryClient(opts) as client:
         await check_left_out(reader, record, ready, client)
-        for image, target in ready:
-            result = await copy_attached(
-                reader,
-                image.digest,
-                client.repository(target, writing=True),
-                target.tag,
-                copy_options,
-                run=CopyRun(chosen_from=image.chosen_from),
-            )
-            result.admitted = admitted.get(image.name)
-            pushed.append(PushedImage(image.name, str(target), result))
-            sink.phase(f"pushed {image.name} to {target}")
+        pushed = await push_images(reader, ready, client, copy_options, admitted)
     return PartsPushed(pushed, not_pushed, problems)

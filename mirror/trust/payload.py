@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mirror.support.jsonutil import DuplicateKey, no_duplicate_keys
+
 __all__ = [
     "COSIGN_TYPE",
     "IN_TOTO",
@@ -49,15 +51,6 @@ class Payload:
     identity: str
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BadPayload(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _depth(text: bytes) -> int:
     """The deepest nesting of `[`/`{` in JSON text, strings skipped (before parsing it)."""
     deepest = depth = 0
@@ -85,8 +78,8 @@ def strict_json(text: bytes, what: str) -> Any:
     if _depth(text) > MAX_DEPTH:
         raise BadPayload(f"{what} is JSON nested deeper than {MAX_DEPTH}")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except BadPayload as exc:
+        return json.loads(text, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
         raise BadPayload(f"{what}: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise BadPayload(f"{what} is not valid JSON ({exc})") from None

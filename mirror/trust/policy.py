@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mirror.errors import InvalidReference, LayoutError, MirrorError
 from mirror.oci.reference import RegistryReference, parse_registry_reference
 from mirror.support.fsutil import read_capped
+from mirror.support.jsonutil import no_duplicate_keys
 from mirror.trust.identity import (
     ExactReference,
     ExactRepository,
@@ -332,20 +333,11 @@ def public_key_of(pem: bytes, where: str, reader: _Reader) -> PublicKey:
         raise reader.fail(where, str(exc)) from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def parse_policy(data: bytes, path: str) -> Policy:
     """A policy from the JSON text `data` of the file `path` (PolicyError naming the field)."""
     reader = _Reader(path)
     try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates)
+        doc = json.loads(data, object_pairs_hook=no_duplicate_keys)
     except (ValueError, RecursionError) as exc:
         raise PolicyError(f"policy {path}: not valid JSON: {exc}") from None
     top = reader.table(doc, "policy", {"default", "transports"})

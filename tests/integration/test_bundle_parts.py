@@ -9,7 +9,7 @@ import json
 import random
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,36 @@ def _pushed_name(registry: Registry, name: str, prefix: str) -> str:
     return f"{registry.host}/{prefix}/{name.split('/', 1)[1]}"
 
 
+async def _split_set(registry: Registry, repo: str, out: Path) -> tuple[list[str], list[Path]]:
+    """The four fixtures seeded under `repo` and bundled into `out` in parts of SMALL_PART;
+    their registry names and the parts."""
+    names = await _seed(registry, repo)
+    record, _ = await create_bundle(out, names, max_part_size=SMALL_PART)
+    return names, record.part_files
+
+
+def _holding_an_image(parts: list[Path]) -> tuple[Path, int]:
+    """The first part that holds an image complete, and its number in the set."""
+    part = next(p for p in parts if _complete_in(p))
+    return part, parts.index(part) + 1
+
+
+async def _pushed_all_but(
+    registry: Registry, names: list[str], prefix: str, absent: Collection[str]
+) -> dict[str, str]:
+    """Every image of `names` is under `prefix` of `registry` with its source's digest, but
+    those of `absent`, which are not there at all; the sources' digests by name."""
+    source = await _digests(names)
+    for name in names:
+        target = f"docker://{_pushed_name(registry, name, prefix)}"
+        if name in absent:
+            with pytest.raises(mirror.NotFound):
+                await mirror.inspect(target)
+        else:
+            assert (await mirror.inspect(target)).digest == source[name]
+    return source
+
+
 async def test_parts_each_verify_alone_and_push_from_any_order(
     registry: Registry, second_registry: Registry, tmp_path: Path
 ) -> None:
@@ -117,23 +147,17 @@ async def test_parts_each_verify_alone_and_push_from_any_order(
     assert all(n in listed.stdout for n in names)
     pushed = await amirror("bundle", "push", *map(str, shuffled), f"{second_registry.host}/from")
     assert pushed.returncode == 0, pushed.stderr
-    source = await _digests(names)
-    for name in names:
-        copy = await mirror.inspect(f"docker://{_pushed_name(second_registry, name, 'from')}")
-        assert copy.digest == source[name]
+    await _pushed_all_but(second_registry, names, "from", ())
 
 
 async def test_a_missing_part_is_named_and_the_complete_images_are_pushed(
     registry: Registry, second_registry: Registry, tmp_path: Path
 ) -> None:
-    names = await _seed(registry, "gone")
-    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
-    parts = record.part_files
-    gone = next(p for p in parts if _complete_in(p))
+    names, parts = await _split_set(registry, "gone", tmp_path / "set.tar")
+    gone, number = _holding_an_image(parts)
     lost = _complete_in(gone)
     gone.unlink()
     rest = [p for p in parts if p != gone][::-1]
-    number = parts.index(gone) + 1
     verified = await amirror("bundle", "verify", *map(str, rest))
     assert verified.returncode == 1
     assert verified.stderr.count("\n") == 1, verified.stderr
@@ -145,14 +169,7 @@ async def test_a_missing_part_is_named_and_the_complete_images_are_pushed(
     assert pushed.stderr.count("\n") == 1, pushed.stderr
     assert f"part {number} of {len(parts)} is missing" in pushed.stderr
     assert all(name in pushed.stderr for name in lost)
-    source = await _digests(names)
-    for name in names:
-        target = f"docker://{_pushed_name(second_registry, name, 'partial')}"
-        if name in lost:
-            with pytest.raises(mirror.NotFound):
-                await mirror.inspect(target)
-        else:
-            assert (await mirror.inspect(target)).digest == source[name]
+    await _pushed_all_but(second_registry, names, "partial", lost)
 
     async def opened() -> list[int]:
         return (await open_parts(rest)).missing
@@ -163,11 +180,8 @@ async def test_a_missing_part_is_named_and_the_complete_images_are_pushed(
 async def test_a_damaged_part_is_named_in_one_line(
     registry: Registry, second_registry: Registry, tmp_path: Path
 ) -> None:
-    names = await _seed(registry, "flip")
-    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
-    parts = record.part_files
-    damaged = next(p for p in parts if _complete_in(p))
-    number = parts.index(damaged) + 1
+    names, parts = await _split_set(registry, "flip", tmp_path / "set.tar")
+    damaged, number = _holding_an_image(parts)
     _flip_inside_a_blob(damaged)
     alone = await amirror("bundle", "verify", str(damaged))
     assert alone.returncode == 1
@@ -181,13 +195,7 @@ async def test_a_damaged_part_is_named_in_one_line(
     pushed = await amirror("bundle", "push", *map(str, shuffled), f"{second_registry.host}/dmg")
     assert (pushed.returncode, pushed.stderr.count("\n")) == (1, 1), pushed.stderr
     assert f"part {number} of {len(parts)} of set.tar" in pushed.stderr
-    for name in names:
-        target = f"docker://{_pushed_name(second_registry, name, 'dmg')}"
-        if name in _complete_in(damaged):
-            with pytest.raises(mirror.NotFound):
-                await mirror.inspect(target)
-        else:
-            await mirror.inspect(target)
+    await _pushed_all_but(second_registry, names, "dmg", _complete_in(damaged))
 
 
 async def test_a_part_of_another_set_is_refused(registry: Registry, tmp_path: Path) -> None:
@@ -351,10 +359,7 @@ async def test_two_hundred_mib_in_64_mib_parts(
     assert verified.returncode == 0, verified.stderr
     pushed = await amirror("bundle", "push", *map(str, shuffled), f"{second_registry.host}/big64")
     assert pushed.returncode == 0, pushed.stderr
-    source = await _digests(names)
-    for name in names:
-        copy = await mirror.inspect(f"docker://{_pushed_name(second_registry, name, 'big64')}")
-        assert copy.digest == source[name]
+    source = await _pushed_all_but(second_registry, names, "big64", ())
     with serving(*map(str, shuffled)) as served:  # served from the parts, in place
         for name in names:
             served_name = f"docker://{served.host}/{name.split('/', 1)[1]}"
@@ -398,11 +403,11 @@ def _rewrite_record(
 async def test_a_hostile_part_record_is_one_line(
     registry: Registry, tmp_path: Path, edit: Callable[[dict[str, Any]], None]
 ) -> None:
-    names = await _seed(registry, f"hostile{abs(hash(tmp_path.name)) % 1000}")
-    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
-    for part in record.part_files:  # every part of the set edited alike: one seal
+    repo = f"hostile{abs(hash(tmp_path.name)) % 1000}"
+    _, parts = await _split_set(registry, repo, tmp_path / "set.tar")
+    for part in parts:  # every part of the set edited alike: one seal
         _rewrite_record(part, edit)
-    everything = list(map(str, record.part_files))
+    everything = list(map(str, parts))
     for command in (["verify"], ["ls"], ["push", *everything[:1]]):
         result = await amirror("bundle", *command, *everything, f"{registry.host}/hostile")
         if command[0] != "push":
@@ -416,15 +421,13 @@ async def test_a_part_that_lacks_what_its_record_says_is_complete_fails_verify(
 ) -> None:
     """A resealed record that no longer lists a blob the part's image needs, and the blob
     taken out: the part's blobs all hash, its index is the set's, yet the image is not whole."""
-    names = await _seed(registry, "liar")
-    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
-    part = next(p for p in record.part_files if _complete_in(p))
+    _, parts = await _split_set(registry, "liar", tmp_path / "set.tar")
+    part, number = _holding_an_image(parts)
     with tarfile.open(part) as tar:
         layer = max(
             (m for m in tar.getmembers() if m.name.startswith("blobs/")), key=lambda m: m.size
         )
     digest = "sha256:" + layer.name.rsplit("/", 1)[1]
-    number = record.part_files.index(part) + 1
 
     def forget(r: dict[str, Any]) -> None:
         for blob in r["parts"]["contents"]["blobs"]:
@@ -452,11 +455,10 @@ async def test_a_set_written_again_replaces_the_last_sets_parts(
 async def test_a_whole_bundle_among_parts_is_named_not_a_part(
     registry: Registry, tmp_path: Path
 ) -> None:
-    names = await _seed(registry, "among")
-    record, _ = await create_bundle(tmp_path / "set.tar", names, max_part_size=SMALL_PART)
+    names, parts = await _split_set(registry, "among", tmp_path / "set.tar")
     await create_bundle(tmp_path / "whole.tar", names)
     for command in ("verify", "ls"):
-        given = [str(tmp_path / "whole.tar"), *map(str, record.part_files)]
+        given = [str(tmp_path / "whole.tar"), *map(str, parts)]
         result = await amirror("bundle", command, *given)
         assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
         assert "whole.tar is not a part of a split bundle" in result.stderr

@@ -10,9 +10,11 @@ or in the IETF form (`RateLimit: limit=…, remaining=…, reset=…`), and answ
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -164,15 +166,24 @@ async def test_a_sync_defers_what_the_reserve_keeps_and_goes_on_elsewhere(
     assert budget.refused == 0  # never ran the budget out
 
 
-def _rationed_sync(host: str, repository: str, out: str, concurrency: int) -> str:
-    """A sync of every tag of `repository` into a layout, keeping a reserve of 1 (no retries:
-    a GET answered 429 fails its image at once)."""
-    return (
-        f"[defaults]\nconcurrency = {concurrency}\nretries = 0\n"
+async def _rationed_sync(
+    registry: Registry, host: str, budget: HubBudget, repository: str, count: int, work: Path
+) -> subprocess.CompletedProcess[str]:
+    """`count` tags pushed to `repository/r000`, then `mirror --json sync` of every tag
+    through the rationed front end `host` into a layout, 16 at a time, keeping a reserve of 1
+    (no retries: a GET answered 429 fails its image at once); the run, in which no GET was
+    answered 429."""
+    await put_tags(registry.host, 1, count, repository)
+    config = work / f"{repository}.toml"
+    config.write_text(
+        "[defaults]\nconcurrency = 16\nretries = 0\n"
         f'[registries."{host}"]\nplain_http = true\nrate_limit_reserve = 1\n'
-        f'[[jobs]]\nname = "rationed"\nsource = "{host}/{repository}"\n'
-        f'destination = "oci:{out}"\n'
+        f'[[jobs]]\nname = "rationed"\nsource = "{host}/{repository}/r000"\n'
+        f'destination = "oci:{work}/out"\n'
     )
+    done = await amirror("--json", "sync", str(config))
+    assert budget.refused == 0, done.stdout + done.stderr
+    return done
 
 
 def _statuses(stdout: str) -> dict[str, int]:
@@ -183,50 +194,38 @@ def _statuses(stdout: str) -> dict[str, int]:
 
 
 async def test_images_in_flight_never_overdraw_a_small_budget(
-    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: Path
 ) -> None:
     """Eight images at once against a budget of 4 with a reserve of 1: each manifest GET is
     spent locally before it goes, so none is answered 429."""
     host, budget = limited
     budget.limit, budget.reset = 4, 3600
-    await put_tags(registry.host, 1, 8, "rationed-small")
-    config = tmp_path / "small.toml"  # type: ignore[operator]
-    config.write_text(_rationed_sync(host, "rationed-small/r000", f"{tmp_path}/out", 16))
-    done = await amirror("--json", "sync", str(config))
-    assert budget.refused == 0, done.stdout
+    done = await _rationed_sync(registry, host, budget, "rationed-small", 8, tmp_path)
     assert done.returncode == 3, done.stderr
     assert _statuses(done.stdout) == {"copied": 3, "deferred": 5}
 
 
 async def test_a_first_answer_that_says_no_budget_because_it_failed_rations_on(
-    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: Path
 ) -> None:
     """The one GET sent to learn the budget is answered 503 without one: that says nothing of
     the budget, so the next GET asks alone in its turn (it was taken as 'no budget' and every
     image then asked at once: answers 429)."""
     host, budget = limited
     budget.limit, budget.reset, budget.unavailable = 4, 3600, 1
-    await put_tags(registry.host, 1, 8, "rationed-hiccup")
-    config = tmp_path / "hiccup.toml"  # type: ignore[operator]
-    config.write_text(_rationed_sync(host, "rationed-hiccup/r000", f"{tmp_path}/out", 16))
-    done = await amirror("--json", "sync", str(config))
-    assert budget.refused == 0, done.stdout
+    done = await _rationed_sync(registry, host, budget, "rationed-hiccup", 8, tmp_path)
     # the image whose GET met the 503 failed (no retries here); the budget held for the rest
     assert _statuses(done.stdout) == {"failed": 1, "copied": 3, "deferred": 4}
 
 
 async def test_a_thousand_images_at_concurrency_16_stay_within_a_budget_of_100(
-    registry: Registry, limited: tuple[str, HubBudget], tmp_path: pytest.TempPathFactory
+    registry: Registry, limited: tuple[str, HubBudget], tmp_path: Path
 ) -> None:
     """Issue 29, target 6: 1,000 images, 16 at a time, a budget of 100 and a reserve of 1:
     no GET answered 429, 99 images copied, the rest deferred to a later run."""
     host, budget = limited
     budget.limit, budget.reset = 100, 3600
-    await put_tags(registry.host, 1, 1000, "rationed-many")
-    config = tmp_path / "many.toml"  # type: ignore[operator]
-    config.write_text(_rationed_sync(host, "rationed-many/r000", f"{tmp_path}/out", 16))
-    done = await amirror("--json", "sync", str(config))
-    assert budget.refused == 0, done.stderr
+    done = await _rationed_sync(registry, host, budget, "rationed-many", 1000, tmp_path)
     assert done.returncode == 3, done.stderr
     assert _statuses(done.stdout) == {"copied": 99, "deferred": 901}
     assert budget.spent == 99

@@ -78,6 +78,16 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
 
 
+async def _resumed_pull(proxy: FaultProxy, args: list[str], tmp_path: Path, out: Path) -> int:
+    """Run the killed pull `args` again to its end; the bytes it fetched through `proxy`
+    (the layout `out` it leaves verifies whole)."""
+    proxy.bytes_out = 0
+    await _run(args, _env(tmp_path))
+    async with await Layout.open(out) as layout:
+        assert await verify(layout) == []
+    return proxy.bytes_out
+
+
 @pytest.mark.slow
 async def test_killed_pull_resumes(
     registry: Registry, big_layout: Path, counting_proxy: tuple[FaultProxy, str], tmp_path: Path
@@ -102,12 +112,9 @@ async def test_killed_pull_resumes(
     await _run_and_kill_when(args, _env(tmp_path), lambda: kept() >= SIZE // 3)
     done = kept()
     assert 0 < done < SIZE
-    proxy.bytes_out = 0
-    await _run(args, _env(tmp_path))
+    fetched = await _resumed_pull(proxy, args, tmp_path, out)
     left = SIZE - done
-    assert proxy.bytes_out <= left * 1.10 + MiB, (proxy.bytes_out, left)
-    async with await Layout.open(out) as layout:
-        assert await verify(layout) == []
+    assert fetched <= left * 1.10 + MiB, (fetched, left)
 
 
 @pytest.mark.slow
@@ -250,12 +257,9 @@ async def test_a_pull_killed_at_half_re_sends_at_most_2_percent(
     )
     received = halted.moved - halted.unread
     assert size // 3 < received < size
-    proxy.bytes_out = 0
-    await _run(args, _env(tmp_path))
-    resent = proxy.bytes_out - (size - received)
-    assert resent <= size * RESENT_AT_MOST, (received, proxy.bytes_out, resent / size)
-    async with await Layout.open(out) as layout_out:
-        assert await verify(layout_out) == []
+    fetched = await _resumed_pull(proxy, args, tmp_path, out)
+    resent = fetched - (size - received)
+    assert resent <= size * RESENT_AT_MOST, (received, fetched, resent / size)
 
 
 @pytest.mark.slow

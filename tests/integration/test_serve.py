@@ -4,33 +4,29 @@ they reach a file; pushes to a read-only server refused; SIGTERM ends it with 0.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
-import tarfile
 from pathlib import Path
 
 import pytest
 
 import mirror
-from mirror.archive.bundle import create_bundle
 from mirror.layout import Layout
 from mirror.oci.digest import Digest
 from tests.support.registry import Registry
-from tests.support.serving import Served, raw_request, serving, start_serve
+from tests.support.serving import (
+    Served,
+    build_sources,
+    pack_layout,
+    raw_request,
+    serve_refused,
+    serving,
+    start_serve,
+)
 from tests.support.tools import FIXTURES, amirror, fixture_digest, skopeo
 
 KINDS = ("oci-single", "multi-arch", "docker-v2")
-
-
-def _pack(layout: Path, out: Path) -> Path:
-    """A plain tar of a layout directory (an oci-archive)."""
-    with tarfile.open(out, "w") as tar:
-        for path in sorted(layout.rglob("*")):
-            if ".mirror" not in path.parts:
-                tar.add(path, str(path.relative_to(layout)), recursive=False)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -38,23 +34,7 @@ def sources(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dic
     """A layout naming `serve/<kind>:v1`, an oci-archive of plain tags `<kind>`, and a bundle
     of `bundled/<kind>:v1` made from the registry."""
     root = tmp_path_factory.mktemp("served")
-
-    async def build() -> None:
-        for kind in KINDS:
-            source = f"oci:{FIXTURES / kind}:v1"
-            await mirror.copy(source, f"oci:{root / 'layout'}:serve/{kind}:v1")
-            await mirror.copy(source, f"oci:{root / 'plain'}:{kind}")
-            await mirror.copy(source, f"docker://{registry.host}/bundled/{kind}:v1")
-        await create_bundle(
-            root / "bundle.tar", [f"{registry.host}/bundled/{kind}:v1" for kind in KINDS]
-        )
-
-    asyncio.run(build())
-    return {
-        "layout": root / "layout",
-        "archive": _pack(root / "plain", root / "plain.tar"),
-        "bundle": root / "bundle.tar",
-    }
+    return build_sources(registry.host, root, KINDS, "serve", "bundled")
 
 
 def _expected() -> list[tuple[str, str]]:
@@ -211,14 +191,12 @@ async def test_a_read_only_server_answers_pushes_405_unsupported(
 async def test_a_compressed_bundle_is_refused_in_one_line(tmp_path: Path) -> None:
     import zstandard
 
-    packed = _pack(FIXTURES / "oci-single", tmp_path / "x.tar")
+    packed = pack_layout(FIXTURES / "oci-single", tmp_path / "x.tar")
     zst = tmp_path / "x.tar.zst"
     zst.write_bytes(zstandard.ZstdCompressor().compress(packed.read_bytes()))
 
-    result = await amirror("serve", "--listen", "127.0.0.1:0", str(zst))
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1
-    assert "cannot be served in place: decompress it once" in result.stderr
+    line = await serve_refused(str(zst))
+    assert "cannot be served in place: decompress it once" in line
 
 
 async def test_ctrl_c_ends_the_server_with_0_and_a_warning_goes_with_passwords_in_clear(

@@ -14,7 +14,7 @@ import bcrypt
 
 from mirror.layout import Layout
 from tests.support.certs import make_tls_files
-from tests.support.serving import serving
+from tests.support.serving import serve_refused, serving
 from tests.support.tools import FIXTURES, amirror, fixture_digest, skopeo
 
 
@@ -100,15 +100,7 @@ async def test_an_htpasswd_file_that_is_not_bcrypt_is_refused_in_one_line(
 ) -> None:
     users = tmp_path / "htpasswd"
     users.write_text("reader:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n")
-    done = await amirror(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--htpasswd",
-        str(users),
-        f"oci:{FIXTURES / 'oci-single'}",
-    )
-    assert done.returncode == 1
-    assert done.stderr == (
-        f"mirror: error: --htpasswd {users} line 1: not a bcrypt entry (make it with htpasswd -B)\n"
+    line = await serve_refused("--htpasswd", str(users), f"oci:{FIXTURES / 'oci-single'}")
+    assert line == (
+        f"mirror: error: --htpasswd {users} line 1: not a bcrypt entry (make it with htpasswd -B)"
     )

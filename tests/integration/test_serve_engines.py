@@ -5,30 +5,16 @@ The real engines of `tests/support/engines.py`; the server as users run it."""
 
 from __future__ import annotations
 
-import asyncio
-import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-import mirror
-from mirror.archive.bundle import create_bundle
 from tests.support.engines import Engine
 from tests.support.registry import Registry
-from tests.support.serving import Served, serving
-from tests.support.tools import FIXTURES, fixture_digest
+from tests.support.serving import Served, build_sources, serving
+from tests.support.tools import fixture_digest
 
 KINDS = ("oci-single", "docker-v2", "multi-arch")
-
-
-def _pack(layout: Path, out: Path) -> Path:
-    """A plain tar of a layout directory (an oci-archive)."""
-    with tarfile.open(out, "w") as tar:
-        for path in sorted(layout.rglob("*")):
-            if ".mirror" not in path.parts:
-                tar.add(path, str(path.relative_to(layout)), recursive=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +22,13 @@ def served(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """One server for the module: a layout naming `lay/<kind>:v1`, an oci-archive of plain
     tags under `--repository arch`, a bundle of `bun/<kind>:v1` made from the registry."""
     root = tmp_path_factory.mktemp("served-to-engines")
-
-    async def build() -> None:
-        for kind in KINDS:
-            source = f"oci:{FIXTURES / kind}:v1"
-            await mirror.copy(source, f"oci:{root / 'layout'}:lay/{kind}:v1")
-            await mirror.copy(source, f"oci:{root / 'plain'}:{kind}")
-            await mirror.copy(source, f"docker://{registry.host}/bun/{kind}:v1")
-        await create_bundle(
-            root / "bundle.tar", [f"{registry.host}/bun/{kind}:v1" for kind in KINDS]
-        )
-
-    asyncio.run(build())
-    archive = _pack(root / "plain", root / "plain.tar")
+    sources = build_sources(registry.host, root, KINDS, "lay", "bun")
     with serving(
         "--repository",
         "arch",
-        f"oci:{root / 'layout'}",
-        f"oci-archive:{archive}",
-        str(root / "bundle.tar"),
+        f"oci:{sources['layout']}",
+        f"oci-archive:{sources['archive']}",
+        str(sources["bundle"]),
     ) as server:
         yield server
 

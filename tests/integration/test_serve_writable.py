@@ -37,6 +37,21 @@ def _gc_could_run(layout: Path) -> bool:
     return True
 
 
+async def _start_upload(http: aiohttp.ClientSession, repository: str) -> str:
+    """Open an upload session in `repository` (202, as the spec says); its Location."""
+    started = await http.post(f"/v2/{repository}/blobs/uploads/")
+    assert started.status == 202
+    location = started.headers["Location"]
+    assert location.startswith(f"/v2/{repository}/blobs/uploads/")
+    return location
+
+
+async def _verifies_strictly(layout: Path) -> None:
+    """`mirror layout verify --strict` finds nothing wrong in `layout`."""
+    verified = await amirror("layout", "verify", "--strict", str(layout))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 async def test_skopeo_and_mirror_push_beside_a_sync_into_one_layout(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -63,8 +78,7 @@ async def test_skopeo_and_mirror_push_beside_a_sync_into_one_layout(
         assert synced.returncode == 0, synced.stderr
         pulled = await mirror.inspect(f"docker://{served.host}/sh/a:v1")
         assert pulled.digest == (await mirror.inspect(f"docker://{registry.host}/sh/a:v1")).digest
-    verified = await amirror("layout", "verify", "--strict", str(shared))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    await _verifies_strictly(shared)
     async with await Layout.open(shared) as layout:
         names = {i.name: str(i.descriptor.digest) for i in await layout.images()}
     assert names["pushed/multi:v1"] == fixture_digest("multi-arch")
@@ -77,10 +91,7 @@ async def test_the_upload_api_as_the_spec_says(tmp_path: Path) -> None:
     digest = str(Digest.of(data))
     with serving("--writable", f"oci:{tmp_path / 'w'}") as served:
         async with aiohttp.ClientSession(served.url) as http:
-            started = await http.post("/v2/up/app/blobs/uploads/")
-            assert started.status == 202
-            location = started.headers["Location"]
-            assert location.startswith("/v2/up/app/blobs/uploads/")
+            location = await _start_upload(http, "up/app")
             assert not _gc_could_run(tmp_path / "w")  # an upload is open: gc must wait
             first = await http.patch(
                 location,
@@ -127,8 +138,7 @@ async def test_the_upload_api_as_the_spec_says(tmp_path: Path) -> None:
             assert unknown.status == 404
         await asyncio.sleep(6)  # idle: the lease is let go
         assert _gc_could_run(tmp_path / "w")
-    verified = await amirror("layout", "verify", "--strict", str(tmp_path / "w"))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    await _verifies_strictly(tmp_path / "w")
 
 
 async def test_manifests_by_digest_with_a_subject_and_deletes(tmp_path: Path) -> None:
@@ -193,8 +203,7 @@ async def test_a_read_only_source_beside_a_writable_one_lends_its_blobs(tmp_path
         await mirror.copy(f"docker://{served.host}/ro:v1", f"docker://{served.host}/rw/copy:v1")
         answer = await raw_request(served.host, "GET", "/v2/rw/copy/tags/list")
         assert answer.json()["tags"] == ["v1"]
-    verified = await amirror("layout", "verify", "--strict", str(tmp_path / "w"))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    await _verifies_strictly(tmp_path / "w")
 
 
 async def test_two_servers_on_one_layout_keep_their_uploads_apart(tmp_path: Path) -> None:
@@ -202,8 +211,7 @@ async def test_two_servers_on_one_layout_keep_their_uploads_apart(tmp_path: Path
     digest = str(Digest.of(data))
     with serving("--writable", f"oci:{tmp_path / 'w'}") as first:
         async with aiohttp.ClientSession(first.url) as http:
-            started = await http.post("/v2/two/app/blobs/uploads/")
-            location = started.headers["Location"]
+            location = await _start_upload(http, "two/app")
             assert (await http.patch(location, data=data[:20_000])).status == 202
             with serving("--writable", f"oci:{tmp_path / 'w'}") as second:
                 assert (await raw_request(second.host, "GET", "/v2/")).status == 200
@@ -246,8 +254,7 @@ async def test_an_abandoned_upload_lets_gc_in_after_the_stall_timeout(tmp_path: 
     root = tmp_path / "w"
     with serving("--stall-timeout", "2", "--writable", f"oci:{root}") as served:
         async with aiohttp.ClientSession(served.url) as http:
-            started = await http.post("/v2/gone/app/blobs/uploads/")
-            location = started.headers["Location"]
+            location = await _start_upload(http, "gone/app")
             assert (await http.patch(location, data=b"half of a blob")).status == 202
             assert not _gc_could_run(root)
             for _ in range(40):  # the stall timeout, then the lease's idle time

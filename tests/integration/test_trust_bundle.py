@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,12 @@ import pytest
 from mirror.archive.pack import pack_layout
 from mirror.archive.unpack import read_record
 from tests.support.registry import Registry
-from tests.support.signed_images import holds_repository, pushed_image, repository
+from tests.support.signed_images import holds_repository, push_signed, pushed_image, repository
 from tests.support.signing import (
     PrivateKey,
     keyed,
     make_key,
     policy_file,
-    push_signatures,
     sign,
     signed,
     write_public,
@@ -44,12 +43,8 @@ async def _bundle(
     images = []
     for tag in ("one", "two"):
         digest = await pushed_image(registry, name, tmp_path, f"{name}-{tag}", tag)
-        async with repository(registry.host, name) as repo:
-            await push_signatures(
-                repo,
-                digest,
-                [signed(signer, digest, f"{registry.host}/{name}:{tag}")],
-            )
+        layer = signed(signer, digest, f"{registry.host}/{name}:{tag}")
+        await push_signed(registry.host, name, digest, [layer])
         images.append(f"{registry.host}/{name}:{tag}")
     pub = write_public(signer, tmp_path / "cosign.pub")
     policy = policy_file(tmp_path / "policy.json", {"": keyed(pub)})
@@ -57,6 +52,24 @@ async def _bundle(
     made = await amirror("--json", "bundle", "create", str(out), *images, "--policy", str(policy))
     assert made.returncode == 0, made.stderr
     return out, policy
+
+
+async def _push_admitted(parts: Sequence[Path], target: str, policy: Path) -> None:
+    """`bundle push PARTS TARGET --policy POLICY` pushes both images, each admitted by a key."""
+    pushed = await amirror(
+        "--json", "bundle", "push", *map(str, parts), target, "--policy", str(policy)
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    report = json.loads(pushed.stdout)
+    assert [p["admittedBy"]["by"][:11] for p in report] == ["key SHA256:"] * 2
+
+
+async def _push_refused(parts: Sequence[Path], target: str, policy: Path) -> str:
+    """`bundle push PARTS TARGET --policy POLICY` exits 1 saying one line; that line."""
+    pushed = await amirror("bundle", "push", *map(str, parts), target, "--policy", str(policy))
+    assert pushed.returncode == 1, pushed.stderr
+    (line,) = pushed.stderr.strip().splitlines()
+    return line
 
 
 def _tampered(bundle: Path, work: Path, edit: Callable[[Path, dict[str, Any]], None]) -> Path:
@@ -95,18 +108,7 @@ async def test_a_bundle_made_with_a_policy_is_pushed_with_it_on_the_far_side(
     assert record["referrers"] is True
     for image in record["images"]:
         assert image["admittedBy"]["by"].startswith("key SHA256:")
-    pushed = await amirror(
-        "--json",
-        "bundle",
-        "push",
-        str(bundle),
-        f"{second_registry.host}/far",
-        "--policy",
-        str(policy),
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    report = json.loads(pushed.stdout)
-    assert [p["admittedBy"]["by"][:11] for p in report] == ["key SHA256:"] * 2
+    await _push_admitted([bundle], f"{second_registry.host}/far", policy)
     async with repository(second_registry.host, "far/gap/app") as far:
         tags = [t async for t in far.tags()]
     assert {"one", "two"} <= set(tags)
@@ -125,11 +127,7 @@ async def test_a_bundle_whose_signature_was_removed_is_refused_on_the_far_side(
         manifests.remove(first)
 
     tampered = _tampered(bundle, tmp_path / "t", remove)
-    pushed = await amirror(
-        "bundle", "push", str(tampered), f"{second_registry.host}/far2", "--policy", str(policy)
-    )
-    assert pushed.returncode == 1
-    (line,) = pushed.stderr.strip().splitlines()
+    line = await _push_refused([tampered], f"{second_registry.host}/far2", policy)
     assert "nothing pushed" in line
     assert line.endswith(": no signature")
     assert not holds_repository(second_registry, "far2/gap/removed")
@@ -158,11 +156,7 @@ async def test_a_bundle_whose_signature_was_altered_is_refused_on_the_far_side(
     tampered = _tampered(bundle, tmp_path / "t", alter)
     verified = await amirror("bundle", "verify", str(tampered))
     assert verified.returncode == 0, verified.stderr  # consistent: only the policy tells
-    pushed = await amirror(
-        "bundle", "push", str(tampered), f"{second_registry.host}/far3", "--policy", str(policy)
-    )
-    assert pushed.returncode == 1
-    (line,) = pushed.stderr.strip().splitlines()
+    line = await _push_refused([tampered], f"{second_registry.host}/far3", policy)
     assert "signed by a key the policy does not trust" in line
     assert not holds_repository(second_registry, "far3/gap/altered")
 
@@ -172,8 +166,9 @@ async def test_bundle_create_by_a_config_takes_its_default_policy_and_no_job_pol
 ) -> None:
     name = "gap/config"
     digest = await pushed_image(registry, name, tmp_path, name, "one")
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [signed(signer, digest, f"{registry.host}/{name}:one")])
+    await push_signed(
+        registry.host, name, digest, [signed(signer, digest, f"{registry.host}/{name}:one")]
+    )
     await pushed_image(registry, name, tmp_path, f"{name}-unsigned", "two")
     write_public(signer, tmp_path / "cosign.pub")
     policy_file(tmp_path / "policy.json", {"": keyed(tmp_path / "cosign.pub")})
@@ -219,26 +214,7 @@ async def test_the_parts_of_a_split_bundle_are_admitted_again_on_the_far_side(
         tmp_path / "other.json",
         {"": keyed(write_public(make_key("p256"), tmp_path / "other.pub"))},
     )
-    refused = await amirror(
-        "bundle",
-        "push",
-        *map(str, parts),
-        f"{second_registry.host}/refused",
-        "--policy",
-        str(other),
-    )
-    assert refused.returncode == 1
-    assert "nothing pushed" in refused.stderr, refused.stderr
+    refused = await _push_refused(parts, f"{second_registry.host}/refused", other)
+    assert "nothing pushed" in refused
     assert not holds_repository(second_registry, "refused/gap/parted")
-    pushed = await amirror(
-        "--json",
-        "bundle",
-        "push",
-        *map(str, parts),
-        f"{second_registry.host}/parted",
-        "--policy",
-        str(policy),
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    report = json.loads(pushed.stdout)
-    assert [p["admittedBy"]["by"][:11] for p in report] == ["key SHA256:"] * 2
+    await _push_admitted(parts, f"{second_registry.host}/parted", policy)

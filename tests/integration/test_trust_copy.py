@@ -4,7 +4,6 @@ Each refusal is one line naming the image and the reason, exit 1, and nothing wr
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -12,18 +11,22 @@ import pytest
 
 import mirror
 from mirror.oci.model import Index
-from mirror.trust.policy import load_policy
+from mirror.trust.policy import Policy, load_policy
 from tests.support.registry import Registry
-from tests.support.signed_images import holds_repository, pushed_image, repository
+from tests.support.signed_images import (
+    copy_refused,
+    holds_repository,
+    push_signed,
+    pushed_image,
+    repository,
+)
 from tests.support.signing import (
-    SignatureLayer,
     keyed,
     make_key,
     payload,
     policy_file,
-    push_signatures,
-    sign,
     signed,
+    signed_payload,
     write_public,
 )
 from tests.support.tools import amirror
@@ -36,11 +39,28 @@ async def _signed_image(
     digest, the public key file, and the private key."""
     digest = await pushed_image(registry, name, tmp_path, name)
     key = make_key(key_kind)
-    async with repository(registry.host, name) as repo:
-        await push_signatures(
-            repo, digest, [signed(key, digest, identity or f"{registry.host}/{name}:v1")]
-        )
+    identity = identity or f"{registry.host}/{name}:v1"
+    await push_signed(registry.host, name, digest, [signed(key, digest, identity)])
     return digest, write_public(key, tmp_path / f"{name.replace('/', '_')}.pub"), key
+
+
+async def _across(
+    registry: Registry,
+    second_registry: Registry,
+    name: str,
+    policy: Policy,
+    *,
+    tag: str = "v1",
+    platforms: tuple[str, ...] = (),
+) -> mirror.CopyResult:
+    """`mirror.copy` of `name:v1` from the registry to `name:TAG` of the second, judged by
+    `policy`."""
+    return await mirror.copy(
+        f"docker://{registry.host}/{name}:v1",
+        f"docker://{second_registry.host}/{name}:{tag}",
+        platforms=platforms,
+        policy=policy,
+    )
 
 
 @pytest.mark.parametrize("kind", ["p256", "p384", "rsa", "ed25519"])
@@ -74,18 +94,11 @@ async def test_signed_by_another_key_is_refused_and_nothing_is_written(
     await _signed_image(registry, name, tmp_path)
     stranger = write_public(make_key(), tmp_path / "stranger.pub")
     policy = policy_file(tmp_path / "policy.json", {registry.host: keyed(stranger)})
-    done = await amirror(
-        "copy",
-        "--policy",
-        str(policy),
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
+    line = await copy_refused(
+        policy, f"docker://{registry.host}/{name}:v1", f"docker://{second_registry.host}/{name}:v1"
     )
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"mirror: error: docker://{registry.host}/{name}:v1: refused")
-    assert "signed by a key the policy does not trust" in lines[0]
+    assert line.startswith(f"mirror: error: docker://{registry.host}/{name}:v1: refused")
+    assert "signed by a key the policy does not trust" in line
     assert not holds_repository(second_registry, name)
 
 
@@ -96,17 +109,14 @@ async def test_a_payload_naming_another_digest_is_refused(
     digest = await pushed_image(registry, name, tmp_path, name)
     other = await pushed_image(registry, "trust/elsewhere", tmp_path, "elsewhere")
     key = make_key()
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [signed(key, other, f"{registry.host}/{name}:v1")])
+    await push_signed(
+        registry.host, name, digest, [signed(key, other, f"{registry.host}/{name}:v1")]
+    )
     policy = load_policy(
         policy_file(tmp_path / "p.json", {registry.host: keyed(write_public(key, tmp_path / "k"))})
     )
     with pytest.raises(mirror.Refused, match=r"payload names another digest \(sha256:"):
-        await mirror.copy(
-            f"docker://{registry.host}/{name}:v1",
-            f"docker://{second_registry.host}/{name}:v1",
-            policy=policy,
-        )
+        await _across(registry, second_registry, name, policy)
     assert not holds_repository(second_registry, name)
 
 
@@ -121,11 +131,7 @@ async def test_identity_of_another_repository_is_refused_then_admitted_by_remap_
     strict = keyed(pub, identity={"type": "matchRepository"})
     refused = load_policy(policy_file(tmp_path / "strict.json", {registry.host: strict}))
     with pytest.raises(mirror.Refused, match="does not match under matchRepository"):
-        await mirror.copy(
-            f"docker://{registry.host}/{name}:v1",
-            f"docker://{second_registry.host}/{name}:v1",
-            policy=refused,
-        )
+        await _across(registry, second_registry, name, refused)
     remap = {
         "type": "remapIdentity",
         "prefix": f"{registry.host}/mirrored",
@@ -135,11 +141,7 @@ async def test_identity_of_another_repository_is_refused_then_admitted_by_remap_
     admitted = load_policy(
         policy_file(tmp_path / "remap.json", {registry.host: keyed(pub, identity=remap)})
     )
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
-        policy=admitted,
-    )
+    result = await _across(registry, second_registry, name, admitted)
     assert result.admitted is not None
     assert result.admitted.digest == digest
 
@@ -153,19 +155,11 @@ async def test_cosign_usual_identity_needs_match_repository(
     _, pub, _ = await _signed_image(registry, name, tmp_path, identity=f"{registry.host}/{name}")
     default = load_policy(policy_file(tmp_path / "d.json", {registry.host: keyed(pub)}))
     with pytest.raises(mirror.Refused, match="matchRepository does") as refused:
-        await mirror.copy(
-            f"docker://{registry.host}/{name}:v1",
-            f"docker://{second_registry.host}/{name}:v1",
-            policy=default,
-        )
+        await _across(registry, second_registry, name, default)
     assert "matchRepoDigestOrExact" in str(refused.value)
     repo_rule = keyed(pub, identity={"type": "matchRepository"})
     ok = load_policy(policy_file(tmp_path / "r.json", {registry.host: repo_rule}))
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
-        policy=ok,
-    )
+    result = await _across(registry, second_registry, name, ok)
     assert result.admitted is not None
 
 
@@ -193,11 +187,7 @@ async def test_an_insecure_accept_anything_scope_copies(
     await pushed_image(registry, name, tmp_path, name)
     accepting = {f"{registry.host}/trust/open": [{"type": "insecureAcceptAnything"}]}
     policy = load_policy(policy_file(tmp_path / "open.json", accepting))
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
-        policy=policy,
-    )
+    result = await _across(registry, second_registry, name, policy)
     assert result.admitted is not None
     assert result.admitted.to_json() == {
         "scope": f"{registry.host}/trust/open",
@@ -212,17 +202,11 @@ async def test_two_signatures_one_good_is_admitted(
     digest = await pushed_image(registry, name, tmp_path, name)
     good, bad = make_key("p384"), make_key("rsa")
     identity = f"{registry.host}/{name}:v1"
-    async with repository(registry.host, name) as repo:
-        await push_signatures(
-            repo, digest, [signed(bad, digest, identity), signed(good, digest, identity)]
-        )
+    both = [signed(bad, digest, identity), signed(good, digest, identity)]
+    await push_signed(registry.host, name, digest, both)
     pub = write_public(good, tmp_path / "good.pub")
     policy = load_policy(policy_file(tmp_path / "p.json", {registry.host: keyed(pub)}))
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
-        policy=policy,
-    )
+    result = await _across(registry, second_registry, name, policy)
     assert result.admitted is not None
     assert result.admitted.by.startswith("key SHA256:")
 
@@ -240,30 +224,18 @@ async def test_an_index_is_admitted_by_its_signature_or_the_chosen_platform_mani
     pub = write_public(key, tmp_path / "k.pub")
     rule = keyed(pub, identity={"type": "matchRepository"})
     policy = load_policy(policy_file(tmp_path / "p.json", {registry.host: rule}))
-    async with repository(registry.host, name) as repo:  # the arm64 manifest alone signed
-        await push_signatures(repo, arm, [signed(key, arm, f"{registry.host}/{name}")])
+    # the arm64 manifest alone signed
+    await push_signed(registry.host, name, arm, [signed(key, arm, f"{registry.host}/{name}")])
     with pytest.raises(mirror.Refused, match="no signature"):
-        await mirror.copy(
-            f"docker://{registry.host}/{name}:v1",
-            f"docker://{second_registry.host}/{name}:all",
-            policy=policy,
-        )
-    chosen = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:arm",
-        platforms=["linux/arm64/v8"],
-        policy=policy,
+        await _across(registry, second_registry, name, policy, tag="all")
+    chosen = await _across(
+        registry, second_registry, name, policy, tag="arm", platforms=("linux/arm64/v8",)
     )
     assert chosen.admitted is not None
     assert chosen.admitted.digest == arm
-    async with repository(registry.host, name) as repo:  # now the index too
-        index_signature = signed(key, str(top.digest), f"{registry.host}/{name}")
-        await push_signatures(repo, top.digest, [index_signature])
-    whole = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:all",
-        policy=policy,
-    )
+    index_signature = signed(key, str(top.digest), f"{registry.host}/{name}")
+    await push_signed(registry.host, name, str(top.digest), [index_signature])  # now the index
+    whole = await _across(registry, second_registry, name, policy, tag="all")
     assert whole.admitted is not None
     assert whole.admitted.digest == str(top.digest)
 
@@ -275,20 +247,12 @@ async def test_rsa_pss_and_a_p384_key_verify_over_sha256(
     name = "trust/pss"
     digest = await pushed_image(registry, name, tmp_path, name)
     key = make_key("rsa")
-    body = payload(digest, f"{registry.host}/{name}:v1")
-    notes = {
-        "dev.cosignproject.cosign/signature": base64.b64encode(sign(key, body, pss=True)).decode()
-    }
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [SignatureLayer(body, notes)])
+    layer = signed_payload(key, payload(digest, f"{registry.host}/{name}:v1"), pss=True)
+    await push_signed(registry.host, name, digest, [layer])
     policy = load_policy(
         policy_file(tmp_path / "p.json", {registry.host: keyed(write_public(key, tmp_path / "k"))})
     )
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
-        policy=policy,
-    )
+    result = await _across(registry, second_registry, name, policy)
     assert result.admitted is not None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 from pathlib import Path
@@ -19,7 +18,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.model import Descriptor, fallback_tag, parse_manifest
 from mirror.registry import Repository
 from tests.support.registry import Registry
-from tests.support.signed_images import holds_repository, pushed_image, repository
+from tests.support.signed_images import copy_refused, holds_repository, pushed_image, repository
 from tests.support.signing import (
     SIMPLE_SIGNING,
     Fulcio,
@@ -27,23 +26,17 @@ from tests.support.signing import (
     SignatureLayer,
     keyed,
     keyless,
+    keyless_rule,
     make_key,
     payload,
     policy_file,
     push_signatures,
-    sign,
     signed,
+    signed_payload,
     write_public,
 )
-from tests.support.tools import amirror
 
 KEY = make_key("p256")
-
-
-def _signed_payload(body: bytes) -> SignatureLayer:
-    return SignatureLayer(
-        body, {"dev.cosignproject.cosign/signature": base64.b64encode(sign(KEY, body)).decode()}
-    )
 
 
 def _deep_chain(depth: int) -> str:
@@ -119,36 +112,19 @@ async def test_hostile_signatures_are_bounded_and_refused_in_one_line(
             layer = keyless(fulcio, rekor, digest, identity)
             notes = {**layer.annotations, "dev.sigstore.cosign/chain": _deep_chain(50)}
             await push_signatures(repo, digest, [SignatureLayer(layer.payload, notes)])
-            (tmp_path / "ca.pem").write_bytes(fulcio.root_pem())
-            (tmp_path / "rekor.pub").write_bytes(rekor.public_pem())
-            rule = {
-                "type": "sigstoreSigned",
-                "fulcio": {
-                    "caPath": str(tmp_path / "ca.pem"),
-                    "oidcIssuer": "https://accounts.example.com",
-                    "subjectEmail": "dev@example.com",
-                },
-                "rekorPublicKeyPath": str(tmp_path / "rekor.pub"),
-            }
+            rule = keyless_rule(tmp_path, fulcio, rekor)
             policy = policy_file(tmp_path / "p.json", {"": [rule]})
         elif case == "payload JSON nested deeply":
             body = b'{"critical":' + b"[" * 10_000 + b"]" * 10_000 + b"}"
-            await push_signatures(repo, digest, [_signed_payload(body)])
+            await push_signatures(repo, digest, [signed_payload(KEY, body)])
         else:
             plain = payload(digest, identity)
             body = plain[:-1] + b',"critical":{}}'
-            await push_signatures(repo, digest, [_signed_payload(body)])
-    done = await amirror(
-        "copy",
-        "--policy",
-        str(policy),
-        f"docker://{registry.host}/{name}:v1",
-        f"docker://{second_registry.host}/{name}:v1",
+            await push_signatures(repo, digest, [signed_payload(KEY, body)])
+    line = await copy_refused(
+        policy, f"docker://{registry.host}/{name}:v1", f"docker://{second_registry.host}/{name}:v1"
     )
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"mirror: error: docker://{identity}: refused by policy")
-    assert CASES[case] in lines[0]
-    assert len(lines[0]) < 2000
+    assert line.startswith(f"mirror: error: docker://{identity}: refused by policy")
+    assert CASES[case] in line
+    assert len(line) < 2000
     assert not holds_repository(second_registry, name)

@@ -14,18 +14,18 @@ import pytest
 import mirror
 from mirror.trust.policy import load_policy
 from tests.support.registry import Registry
-from tests.support.signed_images import pushed_image, repository
+from tests.support.signed_images import push_signed, pushed_image
 from tests.support.signing import (
     Fulcio,
     Rekor,
     SignatureLayer,
     keyed,
     keyless,
+    keyless_rule,
     make_key,
     payload,
     policy_file,
     public_pem,
-    push_signatures,
     sign,
     write_public,
 )
@@ -46,24 +46,30 @@ def rekor() -> Rekor:
     return Rekor()
 
 
-def _keyless_policy(tmp_path: Path, fulcio: Fulcio, rekor: Rekor, **rule: str) -> Path:
-    (tmp_path / "ca.pem").write_bytes(fulcio.root_pem())
-    (tmp_path / "rekor.pub").write_bytes(rekor.public_pem())
-    requirement = {
-        "type": "sigstoreSigned",
-        "fulcio": {
-            "caPath": str(tmp_path / "ca.pem"),
-            "oidcIssuer": rule.get("issuer", ISSUER),
-            "subjectEmail": rule.get("email", EMAIL),
-        },
-        "rekorPublicKeyPath": str(tmp_path / "rekor.pub"),
-        "signedIdentity": {"type": "matchRepository"},
-    }
-    return policy_file(tmp_path / "keyless.json", {"": [requirement]})
-
-
 async def _digest_of(registry: Registry, name: str, tmp_path: Path) -> str:
     return await pushed_image(registry, name, tmp_path, name)
+
+
+async def _copy_signed(
+    registry: Registry,
+    name: str,
+    digest: str,
+    layer: SignatureLayer,
+    tmp_path: Path,
+    fulcio: Fulcio,
+    rekor: Rekor,
+) -> mirror.CopyResult:
+    """Push `layer` as the signature of `name`'s `digest`, then copy `name:v1` into a layout
+    judged by the keyless policy trusting `fulcio` and `rekor` for EMAIL at ISSUER."""
+    await push_signed(registry.host, name, digest, [layer])
+    rule = keyless_rule(
+        tmp_path, fulcio, rekor, issuer=ISSUER, email=EMAIL, identity={"type": "matchRepository"}
+    )
+    return await mirror.copy(
+        f"docker://{registry.host}/{name}:v1",
+        f"oci:{tmp_path / 'out'}:img",
+        policy=load_policy(policy_file(tmp_path / "keyless.json", {"": [rule]})),
+    )
 
 
 async def test_a_keyless_signature_is_admitted_at_its_rekor_time_though_long_expired(
@@ -72,13 +78,7 @@ async def test_a_keyless_signature_is_admitted_at_its_rekor_time_though_long_exp
     name = "keyless/ok"
     digest = await _digest_of(registry, name, tmp_path)
     layer = keyless(fulcio, rekor, digest, f"{registry.host}/{name}", email=EMAIL, issuer=ISSUER)
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [layer])
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"oci:{tmp_path / 'out'}:img",
-        policy=load_policy(_keyless_policy(tmp_path, fulcio, rekor)),
-    )
+    result = await _copy_signed(registry, name, digest, layer, tmp_path, fulcio, rekor)
     assert result.admitted is not None
     assert result.admitted.by == f"issuer {ISSUER} subject {EMAIL}"
     assert fulcio.start < datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
@@ -122,14 +122,9 @@ async def test_keyless_refusals(
     if case == "Rekor entry of another signature":
         other = keyless(fulcio, rekor, digest, identity, at=at)
         notes["dev.sigstore.cosign/bundle"] = other.annotations["dev.sigstore.cosign/bundle"]
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [SignatureLayer(layer.payload, notes)])
+    altered = SignatureLayer(layer.payload, notes)
     with pytest.raises(mirror.Refused, match="no valid signature") as refused:
-        await mirror.copy(
-            f"docker://{registry.host}/{name}:v1",
-            f"oci:{tmp_path / 'out'}:img",
-            policy=load_policy(_keyless_policy(tmp_path, fulcio, rekor)),
-        )
+        await _copy_signed(registry, name, digest, altered, tmp_path, fulcio, rekor)
     assert said in str(refused.value)
     assert not (tmp_path / "out").exists()
 
@@ -140,27 +135,21 @@ async def test_the_issuer_as_the_first_fulcio_extension_is_read_too(
     """Older Fulcio certificates carry the issuer raw under 1.3.6.1.4.1.57264.1.1."""
     name = "keyless/v1-issuer"
     digest = await _digest_of(registry, name, tmp_path)
-    key = make_key()
     at = fulcio.start + datetime.timedelta(minutes=2)
-    cert = fulcio.issue(key, EMAIL, ISSUER, at, v2=False)
-    body = payload(digest, f"{registry.host}/{name}")
-    raw = sign(key, body)
-    layer = SignatureLayer(
-        body,
-        {
-            "dev.cosignproject.cosign/signature": base64.b64encode(raw).decode(),
-            "dev.sigstore.cosign/certificate": cert.decode(),
-            "dev.sigstore.cosign/chain": fulcio.chain_pem().decode(),
-            "dev.sigstore.cosign/bundle": rekor.bundle(raw, cert, body, int(at.timestamp()) + 5),
-        },
+    identity = f"{registry.host}/{name}"
+    logged_at = at + datetime.timedelta(seconds=5)
+    layer = keyless(
+        fulcio,
+        rekor,
+        digest,
+        identity,
+        email=EMAIL,
+        issuer=ISSUER,
+        at=at,
+        logged_at=logged_at,
+        v2=False,
     )
-    async with repository(registry.host, name) as repo:
-        await push_signatures(repo, digest, [layer])
-    result = await mirror.copy(
-        f"docker://{registry.host}/{name}:v1",
-        f"oci:{tmp_path / 'out'}:img",
-        policy=load_policy(_keyless_policy(tmp_path, fulcio, rekor)),
-    )
+    result = await _copy_signed(registry, name, digest, layer, tmp_path, fulcio, rekor)
     assert result.admitted is not None
 
 
@@ -182,8 +171,7 @@ async def test_a_keyed_signature_with_a_rekor_key_needs_its_logged_entry(
             notes["dev.sigstore.cosign/bundle"] = rekor.bundle(
                 raw, public_pem(key), body, 1767225600
             )
-        async with repository(registry.host, name) as repo:
-            await push_signatures(repo, digest, [SignatureLayer(body, notes)])
+        await push_signed(registry.host, name, digest, [SignatureLayer(body, notes)])
         copying = mirror.copy(
             f"docker://{registry.host}/{name}:v1", f"oci:{tmp_path / name}:img", policy=policy
         )

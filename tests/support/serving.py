@@ -1,6 +1,6 @@
 """`mirror serve` run as the user runs it: a subprocess on a free loopback port, its URL read
-from what it prints, stopped by SIGTERM (which must end it with 0), and raw HTTP requests
-that no client library tidies up first."""
+from what it prints, stopped by SIGTERM (which must end it with 0), raw HTTP requests
+that no client library tidies up first, and the three kinds of source it serves, built."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import select
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import mirror
+from mirror.archive.bundle import create_bundle
+from tests.support.tools import FIXTURES, amirror
 
 
 @dataclass
@@ -66,6 +72,16 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     assert code == 0, err
 
 
+async def serve_refused(*args: str) -> str:
+    """`mirror serve --listen 127.0.0.1:0 ARGS…` as users run it, which must exit 1 at start
+    saying one line; that line."""
+    done = await amirror("serve", "--listen", "127.0.0.1:0", *args)
+    assert done.returncode == 1, done.stderr
+    line, end, rest = done.stderr.partition("\n")
+    assert (end, rest) == ("\n", ""), done.stderr
+    return line
+
+
 @dataclass(frozen=True)
 class Answer:
     """A raw HTTP answer."""
@@ -103,3 +119,38 @@ async def raw_request(
         key, _, value = line.partition(":")
         parsed[key.strip().lower()] = value.strip()
     return Answer(int(status_line.split()[1]), parsed, body)
+
+
+def pack_layout(layout: Path, out: Path) -> Path:
+    """A plain tar of a layout directory (an oci-archive), mirror's own records left out."""
+    with tarfile.open(out, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            if ".mirror" not in path.parts:
+                tar.add(path, str(path.relative_to(layout)), recursive=False)
+    return out
+
+
+def build_sources(
+    registry: str, root: Path, kinds: Iterable[str], layout_repo: str, bundle_repo: str
+) -> dict[str, Path]:
+    """Under `root`, from the fixtures' `<kind>:v1`: a layout naming `<layout_repo>/<kind>:v1`,
+    an oci-archive of plain tags `<kind>`, and a bundle of `<bundle_repo>/<kind>:v1` made from
+    the registry at host `registry`; their paths by `layout`, `archive` and `bundle`."""
+    kinds = list(kinds)
+
+    async def build() -> None:
+        for kind in kinds:
+            source = f"oci:{FIXTURES / kind}:v1"
+            await mirror.copy(source, f"oci:{root / 'layout'}:{layout_repo}/{kind}:v1")
+            await mirror.copy(source, f"oci:{root / 'plain'}:{kind}")
+            await mirror.copy(source, f"docker://{registry}/{bundle_repo}/{kind}:v1")
+        await create_bundle(
+            root / "bundle.tar", [f"{registry}/{bundle_repo}/{kind}:v1" for kind in kinds]
+        )
+
+    asyncio.run(build())
+    return {
+        "layout": root / "layout",
+        "archive": pack_layout(root / "plain", root / "plain.tar"),
+        "bundle": root / "bundle.tar",
+    }

@@ -95,11 +95,16 @@ class SignatureLayer:
     annotations: Mapping[str, str]
 
 
+def signed_payload(key: PrivateKey, body: bytes, *, pss: bool = False) -> SignatureLayer:
+    """A signature by `key` over `body` taken as the payload exactly as given."""
+    raw = base64.b64encode(sign(key, body, pss=pss)).decode()
+    return SignatureLayer(body, {"dev.cosignproject.cosign/signature": raw})
+
+
 def signed(key: PrivateKey, digest: str, identity: str, **extra: str) -> SignatureLayer:
     """A signature by `key` of `digest` as `identity` (extra annotations as given)."""
-    body = payload(digest, identity)
-    notes = {"dev.cosignproject.cosign/signature": base64.b64encode(sign(key, body)).decode()}
-    return SignatureLayer(body, {**notes, **extra})
+    layer = signed_payload(key, payload(digest, identity))
+    return SignatureLayer(layer.payload, {**layer.annotations, **extra})
 
 
 async def _blob(endpoint: Endpoint, data: bytes, media_type: str) -> Descriptor:
@@ -303,14 +308,16 @@ def keyless(
     issuer: str = "https://accounts.example.com",
     at: datetime.datetime | None = None,
     logged_at: datetime.datetime | None = None,
+    v2: bool = True,
 ) -> SignatureLayer:
     """A keyless signature as `cosign sign` makes it: an ephemeral key, a Fulcio leaf for
-    `email` at `issuer` issued at `at`, its chain, and a Rekor bundle logged at `logged_at`
-    (both default to a minute after the CA's start)."""
+    `email` at `issuer` issued at `at` (the issuer extension as `Fulcio.issue` takes `v2`), its
+    chain, and a Rekor bundle logged at `logged_at` (at defaults to a minute after the CA's
+    start, logged_at to 30 s after at)."""
     at = at or fulcio.start + datetime.timedelta(minutes=1)
     logged_at = logged_at or at + datetime.timedelta(seconds=30)
     key = make_key("p256")
-    cert = fulcio.issue(key, email, issuer, at)
+    cert = fulcio.issue(key, email, issuer, at, v2=v2)
     body = payload(digest, identity)
     raw = sign(key, body)
     return SignatureLayer(
@@ -332,6 +339,29 @@ def policy_file(path: Path, docker: Mapping[str, object], default: object = None
     }
     path.write_text(json.dumps(body, indent=2))
     return path
+
+
+def keyless_rule(
+    folder: Path,
+    fulcio: Fulcio,
+    rekor: Rekor,
+    *,
+    issuer: str = "https://accounts.example.com",
+    email: str = "dev@example.com",
+    identity: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """A `sigstoreSigned` requirement trusting `fulcio`'s root CA for `email` signed in at
+    `issuer`, and `rekor`'s key (written into `folder` as ca.pem and rekor.pub)."""
+    (folder / "ca.pem").write_bytes(fulcio.root_pem())
+    (folder / "rekor.pub").write_bytes(rekor.public_pem())
+    rule: dict[str, object] = {
+        "type": "sigstoreSigned",
+        "fulcio": {"caPath": str(folder / "ca.pem"), "oidcIssuer": issuer, "subjectEmail": email},
+        "rekorPublicKeyPath": str(folder / "rekor.pub"),
+    }
+    if identity is not None:
+        rule["signedIdentity"] = dict(identity)
+    return rule
 
 
 def keyed(*paths: Path, identity: Mapping[str, str] | None = None) -> list[dict[str, object]]:
