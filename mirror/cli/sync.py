@@ -95,7 +95,7 @@ def _text(report: SyncReport) -> str:
     planned = [i for i in report.images if i.status == "planned"]
     if planned:
         lines.append(f"{sum(i.bytes for i in planned)} bytes to move at most")
-    counts = report.to_json()["summary"]
+    counts = report.counts()
     lines.append(
         ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
     )
@@ -169,7 +169,7 @@ def sync_command(
                 policy=policy,
             )
         )
-    emit_outcome(report.to_json(), lambda: _text(report), dry_run=dry_run)
+    emit_outcome(report.to_json, lambda: _text(report), dry_run=dry_run)
     _say_failures(report)
     if report.failed or report.refused:
         sys.exit(1)
@@ -188,14 +188,13 @@ def _say_failures(report: SyncReport) -> None:
 def _say_run(outcome: RunOutcome) -> None:
     """One line per run (a JSON object per line with --json); failures on stderr."""
     finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    summary = outcome.report.to_json()
     if options().as_json:
         line = {"run": outcome.number, "finished": finished, "seconds": round(outcome.seconds, 3)}
         if outcome.error:
             line["error"] = outcome.error
-        click.echo(json.dumps({**line, **summary}))
+        click.echo(json.dumps({**line, **outcome.report.to_json()}))
     elif not options().quiet:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["summary"].items()))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.report.counts().items()))
         click.echo(
             f"{finished} run {outcome.number}: {counts or 'nothing to do'} "
             f"in {outcome.seconds:.1f} s"

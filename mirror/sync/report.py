@@ -85,12 +85,19 @@ class SyncReport:
         """The images left for a later run (a registry's rate-limit reserve was reached)."""
         return [i for i in self.images if i.status is Status.DEFERRED]
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready."""
+    def counts(self) -> dict[str, int]:
+        """How many images (and deletions) ended in each status."""
         counts: dict[str, int] = {}
         for image in self.images:
             counts[str(image.status)] = counts.get(str(image.status), 0) + 1
-        out: dict[str, Any] = {"summary": counts, "images": [i.to_json() for i in self.images]}
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        out: dict[str, Any] = {
+            "summary": self.counts(),
+            "images": [i.to_json() for i in self.images],
+        }
         if self.rate_limits:
             out["rateLimits"] = self.rate_limits
         return out
