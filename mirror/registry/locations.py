@@ -20,13 +20,11 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from mirror.errors import InvalidDigest
 from mirror.oci.digest import Digest
 from mirror.oci.reference import is_valid_repository
-from mirror.support.fsutil import FileLock, real_dir, write_atomic
-from mirror.support.statefile import read_state
+from mirror.support.statefile import host_file, read_state, replace_merged
 
 __all__ = ["MAX_DIGESTS", "MAX_REPOSITORIES", "BlobLocations"]
 
@@ -63,7 +61,7 @@ class BlobLocations:
 
     def _file(self, registry: str) -> Path:
         assert self.directory is not None
-        return self.directory / f"{quote(registry, safe='')}.json"
+        return host_file(self.directory, registry)
 
     def _read(self, registry: str) -> Known:
         """The remembered locations of one host; empty when there are none or they are
@@ -115,19 +113,16 @@ class BlobLocations:
         """Merge what this run learned into the memory files (under each file's lock)."""
         if self.directory is None or not self._dirty:
             return
-        await asyncio.to_thread(self.directory.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(real_dir, self.directory, create=True)
-        for registry in sorted(self._dirty):
-            path = self._file(registry)
-            async with FileLock(path.with_suffix(".lock")).hold():
-                on_disk = await asyncio.to_thread(self._read, registry)
-                merged = _merge(on_disk, self._known.get(registry, {}))
-                for digest, repository in self._forgotten.get(registry, set()):
-                    merged.get(digest, {}).pop(repository, None)
-                data = _serialize(_bounded(merged))
-                await asyncio.to_thread(write_atomic, path, data, self.directory)
+        await replace_merged(self.directory, self._dirty, self._merged)
         self._dirty.clear()
         self._forgotten.clear()
+
+    def _merged(self, registry: str) -> bytes:
+        """What the host's file holds, with what this run learned and forgot merged in."""
+        merged = _merge(self._read(registry), self._known.get(registry, {}))
+        for digest, repository in self._forgotten.get(registry, set()):
+            merged.get(digest, {}).pop(repository, None)
+        return _serialize(_bounded(merged))
 
 
 def _parse(obj: Any) -> Known:

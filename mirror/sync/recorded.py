@@ -28,13 +28,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from mirror.errors import InvalidDigest, MirrorError
 from mirror.oci.digest import Digest
 from mirror.oci.reference import is_valid_repository, is_valid_tag
-from mirror.support.fsutil import FileLock, real_dir, write_atomic
-from mirror.support.statefile import read_state
+from mirror.support.statefile import host_file, read_state, replace_merged
 
 __all__ = ["DAY", "DestinationRecords", "RepositoryRecord", "listing_sum"]
 
@@ -95,7 +93,7 @@ class DestinationRecords:
 
     def _file(self, registry: str) -> Path:
         assert self.directory is not None
-        return self.directory / f"{quote(registry, safe='')}.json"
+        return host_file(self.directory, registry)
 
     def _read(self, registry: str) -> dict[str, RepositoryRecord]:
         return read_state(
@@ -146,15 +144,11 @@ class DestinationRecords:
 
     async def _save(self) -> None:
         assert self.directory is not None
-        await asyncio.to_thread(self.directory.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(real_dir, self.directory, create=True)
-        for registry, updated in sorted(self._updated.items()):
-            path = self._file(registry)
-            async with FileLock(path.with_suffix(".lock")).hold():
-                merged = await asyncio.to_thread(self._read, registry)
-                merged.update(updated)
-                data = _serialize(merged)
-                await asyncio.to_thread(write_atomic, path, data, self.directory)
+        await replace_merged(self.directory, self._updated, self._merged)
+
+    def _merged(self, registry: str) -> bytes:
+        """The host's file with this run's records over the repositories they name."""
+        return _serialize({**self._read(registry), **self._updated[registry]})
 
 
 _EMPTY = RepositoryRecord("", 0.0, {})

@@ -131,7 +131,7 @@ async def test_records_that_cannot_be_kept_are_a_warning_not_a_failure(
     def no_space(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("mirror.sync.recorded.write_atomic", no_space)
+    monkeypatch.setattr("mirror.support.statefile.write_atomic", no_space)
     await full.save()
     after = DestinationRecords(tmp_path / "state", clock=clock)
     assert after.trusted("reg:5000", "team/app", TAGS).tags == {}
